@@ -1,0 +1,49 @@
+// The one place where AMQP reply codes become absl::Status codes.
+#ifndef AMQPGW_SERVER_AMQP_REPLY_H_
+#define AMQPGW_SERVER_AMQP_REPLY_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace amqpgw::amqp {
+
+// AMQP 0-9-1 reply codes used by the gateway.
+enum ReplyCode : uint16_t {
+  kReplySuccess = 200,
+  kContentTooLarge = 311,
+  kNoRoute = 312,
+  kNoConsumers = 313,
+  kConnectionForced = 320,
+  kInvalidPath = 402,
+  kAccessRefused = 403,
+  kNotFound = 404,
+  kResourceLocked = 405,
+  kPreconditionFailed = 406,
+  kFrameError = 501,
+  kSyntaxError = 502,
+  kCommandInvalid = 503,
+  kChannelError = 504,
+  kUnexpectedFrame = 505,
+  kResourceError = 506,
+  kNotAllowed = 530,
+  kNotImplemented = 540,
+  kInternalError = 541,
+};
+
+// Maps a broker reply (channel.close, connection.close, basic.return) to a
+// status: 404 NOT_FOUND, 403 PERMISSION_DENIED, 405/406 FAILED_PRECONDITION,
+// 312 NO_ROUTE and 313 NO_CONSUMERS FAILED_PRECONDITION, 320 UNAVAILABLE,
+// 506 RESOURCE_EXHAUSTED, 530 PERMISSION_DENIED, 540 UNIMPLEMENTED, protocol
+// errors INTERNAL. 200 is OK. The message keeps the broker's text, prefixed by
+// `context` when given (e.g. "declare queue 'q'").
+absl::Status ReplyToStatus(int reply_code, absl::string_view reply_text,
+                           absl::string_view context = "");
+
+// The status for a lost or unreachable broker connection (UNAVAILABLE).
+absl::Status ConnectionLostError(absl::string_view detail);
+
+}  // namespace amqpgw::amqp
+
+#endif  // AMQPGW_SERVER_AMQP_REPLY_H_

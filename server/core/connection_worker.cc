@@ -1,0 +1,312 @@
+#include "server/core/connection_worker.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace amqpgw::core {
+
+ConnectionWorker::ConnectionWorker(Options options,
+                                   std::function<void()> on_state_change)
+    : options_(std::move(options)),
+      on_state_change_(std::move(on_state_change)),
+      loop_(options_.name),
+      backoff_(options_.backoff) {
+  absl::MutexLock lock(&mu_);
+  if (!options_.brokers.empty()) {
+    snapshot_.broker = options_.brokers[0].HostPort();
+    snapshot_.vhost = options_.brokers[0].vhost;
+  }
+}
+
+ConnectionWorker::~ConnectionWorker() { Stop(); }
+
+void ConnectionWorker::Start() { loop_.Start(this); }
+
+void ConnectionWorker::Stop() {
+  loop_.Stop();
+  // The thread is gone: this thread owns the connection now.
+  conn_.reset();
+}
+
+void ConnectionWorker::Post(EventLoop::Task task) {
+  loop_.Post([this, task = std::move(task)]() mutable {
+    std::move(task)();
+    CheckConnection();
+  });
+}
+
+EventLoop::TimerId ConnectionWorker::RunAfter(absl::Duration delay,
+                                              absl::AnyInvocable<void()> fn) {
+  return RunAt(absl::Now() + delay, std::move(fn));
+}
+
+EventLoop::TimerId ConnectionWorker::RunAt(absl::Time when,
+                                           absl::AnyInvocable<void()> fn) {
+  return loop_.RunAt(when, [this, fn = std::move(fn)]() mutable {
+    fn();
+    CheckConnection();
+  });
+}
+
+void ConnectionWorker::Enable() {
+  loop_.Post([this] {
+    if (enabled_) return;
+    enabled_ = true;
+    ever_connected_ = false;
+    backoff_.Reset();
+    UpdateSnapshot([](WorkerSnapshot& s) {
+      s.state = WorkerSnapshot::State::kConnecting;
+    });
+    ScheduleConnect(absl::ZeroDuration());
+  });
+}
+
+void ConnectionWorker::Disable(absl::Status why,
+                               absl::AnyInvocable<void() &&> done) {
+  loop_.Post([this, why = std::move(why), done = std::move(done)]() mutable {
+    enabled_ = false;
+    if (connect_timer_ != 0) {
+      loop_.Cancel(connect_timer_);
+      connect_timer_ = 0;
+    }
+    bool had_connection = conn_ != nullptr;
+    if (conn_ != nullptr) {
+      conn_->Close(options_.close_timeout);
+      conn_.reset();
+      spdlog::info("{}: closed the connection to {} ({})", options_.name,
+                   options_.brokers[current_broker_].HostPort(), std::string(why.message()));
+    }
+    std::fill(handlers_.begin(), handlers_.end(), nullptr);
+    open_channels_ = 0;
+    free_channels_.clear();
+    next_channel_ = 1;
+    blocked_ = false;
+    UpdateSnapshot([](WorkerSnapshot& s) {
+      s.state = WorkerSnapshot::State::kIdle;
+      s.blocked = false;
+      s.blocked_reason.clear();
+    });
+    if (had_connection) {
+      std::vector<Observer*> observers = observers_;
+      for (Observer* o : observers) o->OnDisconnected(why);
+    }
+    std::move(done)();
+  });
+}
+
+WorkerSnapshot ConnectionWorker::Snapshot() const {
+  absl::MutexLock lock(&mu_);
+  return snapshot_;
+}
+
+void ConnectionWorker::UpdateSnapshot(
+    absl::AnyInvocable<void(WorkerSnapshot&)> update) {
+  {
+    absl::MutexLock lock(&mu_);
+    update(snapshot_);
+  }
+  if (on_state_change_) on_state_change_();
+}
+
+void ConnectionWorker::AddObserver(Observer* observer) {
+  observers_.push_back(observer);
+}
+
+void ConnectionWorker::RemoveObserver(Observer* observer) {
+  observers_.erase(std::remove(observers_.begin(), observers_.end(), observer),
+                   observers_.end());
+}
+
+absl::StatusOr<uint16_t> ConnectionWorker::OpenChannel(ChannelHandler* handler) {
+  if (conn_ == nullptr) return last_error_.ok() ? absl::UnavailableError("not connected") : last_error_;
+  uint16_t ch;
+  if (!free_channels_.empty()) {
+    ch = free_channels_.back();
+    free_channels_.pop_back();
+  } else if (next_channel_ <= conn_->channel_max()) {
+    ch = next_channel_++;
+  } else {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "all ", conn_->channel_max(), " channels of connection ",
+        options_.name, " are in use"));
+  }
+  if (handlers_.size() <= ch) handlers_.resize(ch + 1, nullptr);
+  handlers_[ch] = handler;
+  ++open_channels_;
+  absl::Status s = conn_->OpenChannel(ch);
+  if (!s.ok()) return s;
+  return ch;
+}
+
+void ConnectionWorker::ReleaseChannel(uint16_t channel) {
+  if (channel >= handlers_.size() || handlers_[channel] == nullptr) return;
+  handlers_[channel] = nullptr;
+  --open_channels_;
+  free_channels_.push_back(channel);
+}
+
+int ConnectionWorker::io_fd() { return conn_ ? conn_->fd() : -1; }
+
+bool ConnectionWorker::HasBufferedInput() {
+  return conn_ != nullptr && conn_->HasBufferedInput();
+}
+
+absl::Duration ConnectionWorker::TickInterval() {
+  if (conn_ == nullptr || conn_->heartbeat() <= absl::ZeroDuration()) {
+    return absl::InfiniteDuration();
+  }
+  return conn_->heartbeat() / 4;
+}
+
+void ConnectionWorker::OnIo() {
+  // Bounded so that posted work is not starved by a busy socket.
+  for (int n = 0; n < 2048 && conn_ != nullptr; ++n) {
+    absl::StatusOr<bool> got = conn_->Read(&event_);
+    if (!got.ok()) {
+      Lose(got.status());
+      return;
+    }
+    if (!*got) break;
+    Dispatch(event_);
+    CheckConnection();
+  }
+}
+
+void ConnectionWorker::Dispatch(amqp::Event& event) {
+  using Type = amqp::Event::Type;
+  if (event.type == Type::kConnectionBlocked ||
+      event.type == Type::kConnectionUnblocked) {
+    blocked_ = event.type == Type::kConnectionBlocked;
+    std::string reason = blocked_ ? event.blocked_reason : "";
+    if (blocked_) {
+      spdlog::warn("{}: broker blocked publishing: {}", options_.name, reason);
+    } else {
+      spdlog::info("{}: broker unblocked publishing", options_.name);
+    }
+    UpdateSnapshot([&](WorkerSnapshot& s) {
+      s.blocked = blocked_;
+      s.blocked_reason = reason;
+    });
+    std::vector<Observer*> observers = observers_;
+    for (Observer* o : observers) o->OnBlocked(blocked_, reason);
+    return;
+  }
+  if (event.channel < handlers_.size() && handlers_[event.channel] != nullptr) {
+    handlers_[event.channel]->OnChannelEvent(event);
+  }
+}
+
+void ConnectionWorker::CheckConnection() {
+  if (conn_ != nullptr && !conn_->status().ok()) Lose(conn_->status());
+}
+
+void ConnectionWorker::ScheduleConnect(absl::Duration delay) {
+  if (connect_timer_ != 0) loop_.Cancel(connect_timer_);
+  connect_timer_ = loop_.RunAfter(delay, [this] {
+    connect_timer_ = 0;
+    TryConnect();
+  });
+}
+
+void ConnectionWorker::TryConnect() {
+  if (!enabled_ || conn_ != nullptr) return;
+  const size_t n = options_.brokers.size();
+  for (size_t i = 0; i < n; ++i) {
+    size_t index = (next_broker_ + i) % n;
+    const amqp::BrokerAddress& address = options_.brokers[index];
+    UpdateSnapshot([&](WorkerSnapshot& s) {
+      s.state = WorkerSnapshot::State::kConnecting;
+      s.broker = address.HostPort();
+      s.vhost = address.vhost;
+    });
+    amqp::OpenOptions open = options_.open;
+    open.connection_name = absl::StrCat(open.connection_name, " ", options_.name);
+    absl::StatusOr<std::unique_ptr<amqp::Connection>> c =
+        amqp::Connection::Open(address, open);
+    if (!c.ok()) {
+      last_error_ = c.status();
+      spdlog::warn("{}: cannot connect to {}: {}", options_.name,
+                   address.Redacted(), std::string(c.status().message()));
+      UpdateSnapshot([&](WorkerSnapshot& s) {
+        s.last_error = std::string(c.status().message());
+        s.last_error_time = absl::Now();
+      });
+      continue;
+    }
+    conn_ = *std::move(c);
+    current_broker_ = index;
+    next_broker_ = index;
+    connected_at_ = absl::Now();
+    blocked_ = false;
+    bool reconnect = ever_connected_;
+    ever_connected_ = true;
+    handlers_.assign(static_cast<size_t>(conn_->channel_max()) + 1, nullptr);
+    open_channels_ = 0;
+    free_channels_.clear();
+    next_channel_ = 1;
+    spdlog::info("{}: connected to {} ({} {}, heartbeat {})", options_.name,
+                 address.Redacted(), conn_->server_info().product,
+                 conn_->server_info().version,
+                 absl::FormatDuration(conn_->heartbeat()));
+    UpdateSnapshot([&](WorkerSnapshot& s) {
+      s.state = WorkerSnapshot::State::kConnected;
+      s.server = conn_->server_info();
+      s.connected_since = absl::Now();
+      s.heartbeat = conn_->heartbeat();
+      s.blocked = false;
+      s.blocked_reason.clear();
+      if (reconnect) ++s.reconnects;
+    });
+    std::vector<Observer*> observers = observers_;
+    for (Observer* o : observers) {
+      if (conn_ == nullptr) break;  // lost again inside a callback
+      o->OnConnected();
+    }
+    CheckConnection();
+    return;
+  }
+  absl::Duration delay = backoff_.Next();
+  UpdateSnapshot([](WorkerSnapshot& s) {
+    s.state = WorkerSnapshot::State::kRetryWait;
+  });
+  spdlog::info("{}: next connection attempt in {}", options_.name,
+               absl::FormatDuration(delay));
+  ScheduleConnect(delay);
+}
+
+void ConnectionWorker::Lose(const absl::Status& why) {
+  if (conn_ == nullptr) return;
+  spdlog::warn("{}: lost the connection to {}: {}", options_.name,
+               options_.brokers[current_broker_].HostPort(), std::string(why.message()));
+  conn_.reset();
+  last_error_ = why;
+  std::fill(handlers_.begin(), handlers_.end(), nullptr);
+  open_channels_ = 0;
+  blocked_ = false;
+  // Try the next node first: the one we lost may be down.
+  next_broker_ = (current_broker_ + 1) % options_.brokers.size();
+  UpdateSnapshot([&](WorkerSnapshot& s) {
+    s.state = WorkerSnapshot::State::kRetryWait;
+    s.last_error = std::string(why.message());
+    s.last_error_time = absl::Now();
+    s.blocked = false;
+    s.blocked_reason.clear();
+  });
+  std::vector<Observer*> observers = observers_;
+  for (Observer* o : observers) o->OnDisconnected(why);
+  if (!enabled_) return;
+  // A connection that lived a while is retried at once; one that failed
+  // right after opening (a node still starting, a flapping link) backs off.
+  absl::Duration delay = absl::ZeroDuration();
+  if (absl::Now() - connected_at_ < absl::Seconds(5)) {
+    delay = backoff_.Next();
+  } else {
+    backoff_.Reset();
+  }
+  ScheduleConnect(delay);
+}
+
+}  // namespace amqpgw::core

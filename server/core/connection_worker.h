@@ -1,0 +1,172 @@
+// ConnectionWorker: one AMQP connection and the one thread that owns it.
+//
+// The worker's thread (an EventLoop) is the only thread that touches the
+// amqp::Connection. Users of the connection (Publisher, Subscriptions,
+// TopologyClient) live on that thread too: they are called back there
+// (Observer, ChannelHandler, posted tasks, timers) and may call the
+// "worker thread only" methods from those callbacks. Other threads hand work
+// over with Post().
+//
+// The worker connects when enabled, tries the configured brokers in order
+// (starting after the node it lost), waits with exponential backoff and
+// jitter between full rounds, and reports every state change through the
+// callback given at construction.
+#ifndef AMQPGW_SERVER_CORE_CONNECTION_WORKER_H_
+#define AMQPGW_SERVER_CORE_CONNECTION_WORKER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/amqp/broker_address.h"
+#include "server/amqp/connection.h"
+#include "server/core/backoff.h"
+#include "server/core/event_loop.h"
+
+namespace amqpgw::core {
+
+// A consistent copy of a worker's state, for status reporting.
+struct WorkerSnapshot {
+  enum class State { kIdle, kConnecting, kConnected, kRetryWait };
+  State state = State::kIdle;
+  std::string broker;  // host:port of the current or last node
+  std::string vhost;
+  amqp::ServerInfo server;
+  absl::Time connected_since = absl::InfinitePast();
+  uint64_t reconnects = 0;
+  std::string last_error;
+  absl::Time last_error_time = absl::InfinitePast();
+  absl::Duration heartbeat;
+  bool blocked = false;
+  std::string blocked_reason;
+};
+
+class ConnectionWorker : private EventLoop::IoSource {
+ public:
+  struct Options {
+    // Thread name and part of the connection name the broker shows.
+    std::string name = "amqp";
+    std::vector<amqp::BrokerAddress> brokers;
+    amqp::OpenOptions open;
+    BackoffPolicy backoff;
+    // How long a graceful close waits for the broker's close-ok.
+    absl::Duration close_timeout = absl::Seconds(2);
+  };
+
+  // Receives the events of one channel. Worker thread.
+  class ChannelHandler {
+   public:
+    virtual ~ChannelHandler() = default;
+    virtual void OnChannelEvent(amqp::Event& event) = 0;
+  };
+
+  // Connection lifecycle. Worker thread.
+  class Observer {
+   public:
+    virtual ~Observer() = default;
+    // connection() is usable; open channels now.
+    virtual void OnConnected() = 0;
+    // The connection is gone and every channel with it; `why` says why
+    // (UNAVAILABLE for a loss, the Disable() status for a requested close).
+    virtual void OnDisconnected(const absl::Status& why) = 0;
+    // connection.blocked / connection.unblocked.
+    virtual void OnBlocked(bool blocked, const std::string& reason) {}
+  };
+
+  // `on_state_change` runs on the worker thread after every state change.
+  ConnectionWorker(Options options, std::function<void()> on_state_change);
+  ~ConnectionWorker() override;
+  ConnectionWorker(const ConnectionWorker&) = delete;
+  ConnectionWorker& operator=(const ConnectionWorker&) = delete;
+
+  // Starts the thread, idle until Enable(). Not thread-safe with Stop().
+  void Start();
+  // Closes the connection (without notifying observers) and joins the
+  // thread. Not from the worker thread.
+  void Stop();
+
+  // Thread-safe.
+  void Post(EventLoop::Task task);
+  void Enable();
+  // Closes the connection gracefully; observers see OnDisconnected(why).
+  // `done` runs on the worker thread afterwards.
+  void Disable(absl::Status why, absl::AnyInvocable<void() &&> done);
+  WorkerSnapshot Snapshot() const ABSL_LOCKS_EXCLUDED(mu_);
+  const std::string& name() const { return options_.name; }
+
+  // --- Worker thread only. ---
+  bool InWorkerThread() const { return loop_.InLoopThread(); }
+  // Null unless connected.
+  amqp::Connection* connection() { return conn_.get(); }
+  bool connected() const { return conn_ != nullptr; }
+  bool enabled() const { return enabled_; }
+  bool blocked() const { return blocked_; }
+  // The last connection error (for messages to callers).
+  const absl::Status& last_error() const { return last_error_; }
+  void AddObserver(Observer* observer);
+  void RemoveObserver(Observer* observer);
+  // Allocates a channel number for `handler` and sends channel.open; the
+  // handler then sees kChannelOpenOk (or kChannelClose).
+  absl::StatusOr<uint16_t> OpenChannel(ChannelHandler* handler);
+  // Frees the number after channel.close-ok or a broker channel.close.
+  void ReleaseChannel(uint16_t channel);
+  size_t open_channels() const { return open_channels_; }
+  // Timers that also notice a connection that failed during `fn`.
+  EventLoop::TimerId RunAfter(absl::Duration delay, absl::AnyInvocable<void()> fn);
+  EventLoop::TimerId RunAt(absl::Time when, absl::AnyInvocable<void()> fn);
+  void CancelTimer(EventLoop::TimerId id) { loop_.Cancel(id); }
+
+ private:
+  // EventLoop::IoSource.
+  int io_fd() override;
+  bool HasBufferedInput() override;
+  void OnIo() override;
+  absl::Duration TickInterval() override;
+
+  void TryConnect();
+  void ScheduleConnect(absl::Duration delay);
+  // Drops a failed connection, notifies observers, schedules a reconnect.
+  void Lose(const absl::Status& why);
+  // Lose()s the connection if a send failed during the last callback.
+  void CheckConnection();
+  void Dispatch(amqp::Event& event);
+  void UpdateSnapshot(absl::AnyInvocable<void(WorkerSnapshot&)> update)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  const Options options_;
+  std::function<void()> on_state_change_;
+  EventLoop loop_;
+
+  mutable absl::Mutex mu_;
+  WorkerSnapshot snapshot_ ABSL_GUARDED_BY(mu_);
+
+  // Worker thread only.
+  std::unique_ptr<amqp::Connection> conn_;
+  bool enabled_ = false;
+  bool blocked_ = false;
+  bool ever_connected_ = false;
+  absl::Status last_error_;
+  Backoff backoff_;
+  size_t next_broker_ = 0;
+  size_t current_broker_ = 0;
+  absl::Time connected_at_ = absl::InfinitePast();
+  EventLoop::TimerId connect_timer_ = 0;
+  std::vector<Observer*> observers_;
+  std::vector<ChannelHandler*> handlers_;  // index = channel number
+  size_t open_channels_ = 0;
+  std::vector<uint16_t> free_channels_;
+  uint16_t next_channel_ = 1;
+  amqp::Event event_;  // reused for every read
+};
+
+}  // namespace amqpgw::core
+
+#endif  // AMQPGW_SERVER_CORE_CONNECTION_WORKER_H_

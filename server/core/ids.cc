@@ -1,0 +1,61 @@
+#include "server/core/ids.h"
+
+#include <sys/random.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "absl/random/random.h"
+
+namespace amqpgw::core {
+namespace {
+
+constexpr char kHex[] = "0123456789abcdef";
+
+void AppendHex(const unsigned char* p, int n, std::string* out) {
+  for (int i = 0; i < n; ++i) {
+    out->push_back(kHex[p[i] >> 4]);
+    out->push_back(kHex[p[i] & 15]);
+  }
+}
+
+}  // namespace
+
+std::string SecureRandomHex(int bytes) {
+  unsigned char buf[64];
+  if (bytes > 64) bytes = 64;
+  int got = 0;
+  while (got < bytes) {
+    ssize_t r = getrandom(buf + got, bytes - got, 0);
+    if (r > 0) got += static_cast<int>(r);
+  }
+  std::string out;
+  out.reserve(bytes * 2);
+  AppendHex(buf, bytes, &out);
+  return out;
+}
+
+std::string NewUuid() {
+  thread_local absl::BitGen gen;  // seeded from the OS
+  uint64_t hi = absl::Uniform<uint64_t>(gen);
+  uint64_t lo = absl::Uniform<uint64_t>(gen);
+  hi = (hi & ~0xF000ull) | 0x4000ull;                       // version 4
+  lo = (lo & ~(0xC000ull << 48)) | (0x8000ull << 48);       // variant 10
+  unsigned char b[16];
+  for (int i = 0; i < 8; ++i) b[i] = static_cast<unsigned char>(hi >> (56 - 8 * i));
+  for (int i = 0; i < 8; ++i) b[8 + i] = static_cast<unsigned char>(lo >> (56 - 8 * i));
+  std::string out;
+  out.reserve(36);
+  AppendHex(b, 4, &out);
+  out.push_back('-');
+  AppendHex(b + 4, 2, &out);
+  out.push_back('-');
+  AppendHex(b + 6, 2, &out);
+  out.push_back('-');
+  AppendHex(b + 8, 2, &out);
+  out.push_back('-');
+  AppendHex(b + 10, 6, &out);
+  return out;
+}
+
+}  // namespace amqpgw::core

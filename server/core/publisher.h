@@ -1,0 +1,183 @@
+// Publisher: confirmed publishing on one ConnectionWorker.
+//
+// All state lives on the worker's thread. Callers on any thread hand over a
+// PublishBatch (one Publish or PublishBatch RPC) with Publish(); the batch's
+// `done` callback runs on the worker thread once every message has a result.
+//
+// How a message travels:
+//  - It waits in a FIFO until the confirm channel is open, the broker does not
+//    block publishing, and fewer than `confirm_window` messages are
+//    unconfirmed. The window is shared by all callers, so concurrent unary
+//    Publish calls are pipelined like a batch.
+//  - Before the first message to an exchange the gateway has not seen, a
+//    passive exchange.declare on a second channel checks that it exists. A
+//    missing exchange fails only the messages addressed to it (NOT_FOUND)
+//    instead of closing the confirm channel under everybody's messages.
+//  - It is published (mandatory unless allow_unroutable) and tracked by its
+//    confirm sequence number. basic.ack completes it OK; basic.nack with
+//    RESOURCE_EXHAUSTED; a basic.return before the ack with
+//    FAILED_PRECONDITION "NO_ROUTE".
+//  - When the channel or connection is lost before the confirm, it goes back
+//    to the front of the FIFO (order kept) and is published again after
+//    reconnecting: at-least-once. It is never reported OK without a confirm.
+//  - At the batch deadline (the call's deadline, capped by the daemon's
+//    --publish_timeout), messages without a result complete with UNAVAILABLE
+//    (broker unreachable or blocked) or DEADLINE_EXCEEDED.
+#ifndef AMQPGW_SERVER_CORE_PUBLISHER_H_
+#define AMQPGW_SERVER_CORE_PUBLISHER_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "server/amqp/types.h"
+#include "server/core/connection_worker.h"
+#include "server/core/stats.h"
+
+namespace amqpgw::core {
+
+// The messages of one call and, once done, their results. Shared between the
+// caller and the publisher's thread; results are written only there.
+class PublishBatch {
+ public:
+  struct Result {
+    absl::Status status;
+    absl::Time confirmed_at = absl::InfinitePast();
+  };
+  using Done = absl::AnyInvocable<void(PublishBatch& batch) &&>;
+
+  PublishBatch(std::vector<amqp::OutgoingMessage> messages, absl::Time deadline,
+               Done done);
+
+  size_t size() const { return messages_.size(); }
+  const amqp::OutgoingMessage& message(size_t i) const { return messages_[i]; }
+  // Valid inside `done`.
+  const Result& result(size_t i) const { return results_[i]; }
+  absl::Time deadline() const { return deadline_; }
+
+ private:
+  friend class Publisher;
+  enum class State : uint8_t { kQueued, kSent, kDone };
+
+  std::vector<amqp::OutgoingMessage> messages_;
+  std::vector<Result> results_;
+  std::vector<State> state_;
+  std::vector<uint8_t> attempts_;
+  size_t remaining_;
+  absl::Time deadline_;
+  Done done_;
+  EventLoop::TimerId timer_ = 0;
+};
+
+class Publisher : private ConnectionWorker::Observer {
+ public:
+  struct Options {
+    // Most messages sent and not yet confirmed.
+    uint32_t confirm_window = 1024;
+    // Times a message is republished after channel errors that cannot be
+    // attributed to it, before it fails with that error.
+    int max_attempts = 5;
+  };
+
+  // `worker` and `stats` must outlive the publisher. Construct and destroy
+  // while the worker's thread is not running, or on it.
+  Publisher(ConnectionWorker* worker, Options options, Stats* stats);
+  ~Publisher() override;
+
+  // Thread-safe. Queues every message of the batch.
+  void Publish(std::shared_ptr<PublishBatch> batch);
+  // Thread-safe. Completes the batch's pending messages with `why`.
+  void Cancel(std::shared_ptr<PublishBatch> batch, absl::Status why);
+  // Thread-safe. Fails queued messages with `why`, waits until the in-flight
+  // ones are confirmed (or `deadline`), then runs `done` on the worker thread.
+  // Publishing resumes at the next connection.
+  void Drain(absl::Time deadline, absl::Status why,
+             absl::AnyInvocable<void() &&> done);
+
+ private:
+  struct Item {
+    std::shared_ptr<PublishBatch> batch;
+    uint32_t index;
+  };
+  struct InFlight {
+    Item item;
+    bool settled = false;
+    bool returned = false;
+    absl::Status return_status;
+  };
+  enum class ChannelState { kClosed, kOpening, kSelecting, kReady };
+
+  // Routes a channel's events to the publisher.
+  class Channel : public ConnectionWorker::ChannelHandler {
+   public:
+    Channel(Publisher* p, bool confirm) : p_(p), confirm_(confirm) {}
+    void OnChannelEvent(amqp::Event& event) override {
+      if (confirm_) {
+        p_->OnConfirmChannelEvent(event);
+      } else {
+        p_->OnCheckChannelEvent(event);
+      }
+    }
+
+   private:
+    Publisher* p_;
+    bool confirm_;
+  };
+
+  // ConnectionWorker::Observer.
+  void OnConnected() override;
+  void OnDisconnected(const absl::Status& why) override;
+  void OnBlocked(bool blocked, const std::string& reason) override;
+
+  void Enqueue(std::shared_ptr<PublishBatch> batch);
+  void Flush();
+  void Complete(const std::shared_ptr<PublishBatch>& batch, size_t index,
+                absl::Status status);
+  void Expire(const std::shared_ptr<PublishBatch>& batch);
+  absl::Status ExpiredStatus(bool sent) const;
+  void OpenConfirmChannel();
+  void OpenCheckChannel();
+  void OnConfirmChannelEvent(amqp::Event& event);
+  void OnCheckChannelEvent(amqp::Event& event);
+  void Settle(uint64_t tag, bool multiple, bool ack);
+  void OnReturn(const amqp::ReturnedMessage& returned);
+  // Moves unconfirmed messages back to the queue; fails those `blame`
+  // selects with `cause`.
+  void Requeue(const std::string& blame_exchange, const absl::Status& cause,
+               bool count_attempt);
+  bool IsKnownExchange(const std::string& name) const;
+  void MaybeFinishDrain();
+
+  ConnectionWorker* const worker_;
+  const Options options_;
+  Stats* const stats_;
+  Channel confirm_handler_{this, true};
+  Channel check_handler_{this, false};
+
+  // Worker thread only.
+  std::deque<Item> queue_;
+  std::deque<InFlight> inflight_;
+  uint64_t next_seq_ = 1;
+  ChannelState confirm_state_ = ChannelState::kClosed;
+  ChannelState check_state_ = ChannelState::kClosed;
+  uint16_t confirm_ch_ = 0;
+  uint16_t check_ch_ = 0;
+  std::string checking_;  // exchange being checked, empty when none
+  absl::flat_hash_set<std::string> known_exchanges_;
+  bool blocked_ = false;
+  std::string blocked_reason_;
+  bool draining_ = false;
+  absl::Status drain_status_;
+  absl::AnyInvocable<void() &&> drain_done_;
+  EventLoop::TimerId drain_timer_ = 0;
+};
+
+}  // namespace amqpgw::core
+
+#endif  // AMQPGW_SERVER_CORE_PUBLISHER_H_

@@ -1,0 +1,515 @@
+#include "server/core/session.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "spdlog/spdlog.h"
+
+namespace amqpgw::core {
+
+using Type = amqp::Event::Type;
+
+const char* SessionStateName(SessionState state) {
+  switch (state) {
+    case SessionState::kConnecting: return "CONNECTING";
+    case SessionState::kReady: return "READY";
+    case SessionState::kReconnecting: return "RECONNECTING";
+    case SessionState::kDisconnected: return "DISCONNECTED";
+  }
+  return "?";
+}
+
+absl::Status Session::DisconnectedError() {
+  return absl::FailedPreconditionError(
+      "disconnected from the broker by a Disconnect call; call Connect");
+}
+
+Session::Session(SessionOptions options) : options_(std::move(options)) {
+  auto make = [&](std::string name) {
+    ConnectionWorker::Options o;
+    o.name = std::move(name);
+    o.brokers = options_.brokers;
+    o.open = options_.open;
+    o.open.connection_name = absl::StrCat("amqpgw ", options_.instance_id);
+    o.backoff = options_.backoff;
+    workers_.push_back(std::make_unique<ConnectionWorker>(
+        o, [this] { OnWorkerStateChange(); }));
+    return workers_.back().get();
+  };
+  control_ = make("control");
+  for (int i = 0; i < std::max(1, options_.publisher_connections); ++i) {
+    publisher_workers_.push_back(make(absl::StrCat("publisher-", i)));
+  }
+  std::vector<ConnectionWorker*> consumer_workers;
+  for (int i = 0; i < std::max(1, options_.consumer_connections); ++i) {
+    consumer_workers.push_back(make(absl::StrCat("consumer-", i)));
+  }
+  Publisher::Options po;
+  po.confirm_window = options_.confirm_window;
+  for (ConnectionWorker* w : publisher_workers_) {
+    publishers_.push_back(std::make_unique<Publisher>(w, po, &stats_));
+  }
+  topology_ = std::make_unique<TopologyClient>(control_);
+  control_->AddObserver(this);
+  consumers_ = std::make_unique<ConsumerPool>(consumer_workers,
+                                              options_.instance_id, &stats_);
+}
+
+Session::~Session() {
+  Stop();
+  control_->RemoveObserver(this);
+  consumers_.reset();
+  topology_.reset();
+  publishers_.clear();
+  workers_.clear();
+}
+
+void Session::SetStateListener(std::function<void(SessionState)> listener) {
+  listener_ = std::move(listener);
+}
+
+void Session::Start() {
+  started_ = true;
+  for (auto& w : workers_) w->Start();
+  if (options_.connect_on_start) {
+    Connect(absl::Now(), [](ConnectionInfo) {});
+  }
+}
+
+void Session::Stop() {
+  if (!started_) return;
+  started_ = false;
+  absl::Notification done;
+  Disconnect([&](ConnectionInfo) { done.Notify(); });
+  done.WaitForNotification();
+  for (auto& w : workers_) w->Stop();
+}
+
+absl::Time Session::Deadline(absl::Time caller_deadline) const {
+  return std::min(caller_deadline, absl::Now() + options_.default_timeout);
+}
+
+SessionState Session::ComputeState() const {
+  if (!enabled_.load()) return SessionState::kDisconnected;
+  for (const auto& w : workers_) {
+    if (w->Snapshot().state != WorkerSnapshot::State::kConnected) {
+      return ready_since_connect_ ? SessionState::kReconnecting
+                                  : SessionState::kConnecting;
+    }
+  }
+  return SessionState::kReady;
+}
+
+void Session::OnWorkerStateChange() {
+  SessionState now;
+  std::vector<Waiter> ready_waiters;
+  {
+    // Computed under the lock so that concurrent changes commit in order.
+    absl::MutexLock lock(&mu_);
+    now = ComputeState();
+    if (now == state_) return;
+    if (now == SessionState::kReady) {
+      ready_since_connect_ = true;
+      ready_since_ = absl::Now();
+      if (was_ready_) {
+        ++reconnects_;
+        stats_.reconnects.fetch_add(1, std::memory_order_relaxed);
+      }
+      was_ready_ = true;
+      ready_waiters.swap(waiters_);
+    }
+    state_ = now;
+  }
+  spdlog::info("session: {}", SessionStateName(now));
+  if (listener_) listener_(now);
+  if (!ready_waiters.empty()) {
+    ConnectionInfo info = Info();
+    for (Waiter& w : ready_waiters) std::move(w.done)(info);
+  }
+}
+
+ConnectionInfo Session::Info() const {
+  ConnectionInfo info;
+  WorkerSnapshot control = control_->Snapshot();
+  info.broker = control.broker;
+  info.vhost = control.vhost;
+  info.server = control.server;
+  info.heartbeat = control.heartbeat;
+  absl::Time last_error_time = absl::InfinitePast();
+  for (const auto& w : workers_) {
+    WorkerSnapshot s = w->Snapshot();
+    if (!s.last_error.empty() && s.last_error_time > last_error_time) {
+      last_error_time = s.last_error_time;
+      info.last_error = absl::StrCat(w->name(), ": ", s.last_error);
+    }
+    if (s.blocked) {
+      info.blocked = true;
+      info.blocked_reason = s.blocked_reason;
+    }
+  }
+  for (const auto& b : options_.brokers) info.brokers.push_back(b.HostPort());
+  {
+    absl::MutexLock lock(&mu_);
+    info.state = state_;
+    info.reconnects = reconnects_;
+    if (state_ == SessionState::kReady) info.connected_since = ready_since_;
+  }
+  return info;
+}
+
+void Session::Connect(absl::Time deadline,
+                      absl::AnyInvocable<void(ConnectionInfo) &&> done) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (transition_busy_) {
+      deferred_.push_back([this, deadline, done = std::move(done)]() mutable {
+        DoConnect(deadline, std::move(done));
+      });
+      return;
+    }
+  }
+  DoConnect(deadline, std::move(done));
+}
+
+void Session::DoConnect(absl::Time deadline,
+                        absl::AnyInvocable<void(ConnectionInfo) &&> done) {
+  if (!enabled_.exchange(true)) {
+    {
+      absl::MutexLock lock(&mu_);
+      ready_since_connect_ = false;
+    }
+    spdlog::info("session: connecting to {}", options_.brokers.front().Redacted());
+    for (auto& w : workers_) w->Enable();
+    OnWorkerStateChange();
+  }
+  uint64_t id;
+  {
+    absl::MutexLock lock(&mu_);
+    if (state_ == SessionState::kReady || deadline <= absl::Now()) {
+      id = 0;
+    } else {
+      id = next_waiter_++;
+      waiters_.push_back(Waiter{id, std::move(done)});
+    }
+  }
+  if (id == 0) {
+    std::move(done)(Info());
+    return;
+  }
+  control_->Post([this, id, deadline] {
+    control_->RunAt(deadline, [this, id] {
+      absl::AnyInvocable<void(ConnectionInfo) &&> expired;
+      {
+        absl::MutexLock lock(&mu_);
+        for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
+          if (it->id == id) {
+            expired = std::move(it->done);
+            waiters_.erase(it);
+            break;
+          }
+        }
+      }
+      if (expired) std::move(expired)(Info());
+    });
+  });
+}
+
+void Session::Disconnect(absl::AnyInvocable<void(ConnectionInfo) &&> done) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (transition_busy_) {
+      deferred_.push_back([this, done = std::move(done)]() mutable {
+        DoDisconnect(std::move(done));
+      });
+      return;
+    }
+    transition_busy_ = true;
+  }
+  DoDisconnect(std::move(done));
+}
+
+void Session::DoDisconnect(absl::AnyInvocable<void(ConnectionInfo) &&> done) {
+  {
+    absl::MutexLock lock(&mu_);
+    transition_busy_ = true;
+  }
+  if (!enabled_.exchange(false)) {
+    std::move(done)(Info());
+    FinishTransition();
+    return;
+  }
+  spdlog::info("session: disconnecting");
+  OnWorkerStateChange();
+  // Waiting Connect calls get the state as it is.
+  std::vector<Waiter> waiters;
+  {
+    absl::MutexLock lock(&mu_);
+    waiters.swap(waiters_);
+  }
+  for (Waiter& w : waiters) std::move(w.done)(Info());
+
+  consumers_->CancelAll(absl::UnavailableError(
+      "the gateway disconnected from the broker (Disconnect or shutdown)"));
+  // Publishers first (their confirms), then every connection.
+  struct Progress {
+    std::atomic<int> publishers;
+    std::atomic<int> workers;
+    absl::AnyInvocable<void(ConnectionInfo) &&> done;
+  };
+  auto progress = std::make_shared<Progress>();
+  progress->publishers = static_cast<int>(publishers_.size());
+  progress->workers = static_cast<int>(workers_.size());
+  progress->done = std::move(done);
+  auto close_all = [this, progress] {
+    for (auto& w : workers_) {
+      w->Disable(DisconnectedError(), [this, progress] {
+        if (--progress->workers > 0) return;
+        std::move(progress->done)(Info());
+        FinishTransition();
+      });
+    }
+  };
+  absl::Time drain_deadline = absl::Now() + options_.drain_timeout;
+  for (auto& p : publishers_) {
+    p->Drain(drain_deadline, DisconnectedError(), [progress, close_all] {
+      if (--progress->publishers == 0) close_all();
+    });
+  }
+}
+
+void Session::FinishTransition() {
+  std::vector<absl::AnyInvocable<void() &&>> deferred;
+  {
+    absl::MutexLock lock(&mu_);
+    transition_busy_ = false;
+    deferred.swap(deferred_);
+  }
+  for (auto& d : deferred) std::move(d)();
+}
+
+absl::StatusOr<Publisher*> Session::Publish(std::shared_ptr<PublishBatch> batch) {
+  if (!enabled_.load()) return DisconnectedError();
+  Publisher* p = publishers_[next_publisher_.fetch_add(1) % publishers_.size()].get();
+  stats_.published.fetch_add(batch->size(), std::memory_order_relaxed);
+  p->Publish(std::move(batch));
+  return p;
+}
+
+void Session::RunTopology(
+    std::string what,
+    absl::AnyInvocable<absl::Status(amqp::Connection&, uint16_t)> send,
+    amqp::Event::Type expect, absl::Time deadline,
+    absl::AnyInvocable<void(absl::StatusOr<amqp::Event>) &&> done) {
+  if (!enabled_.load()) {
+    std::move(done)(DisconnectedError());
+    return;
+  }
+  TopologyClient::Request r;
+  r.what = std::move(what);
+  r.send = std::move(send);
+  r.expect = expect;
+  r.deadline = deadline;
+  r.done = std::move(done);
+  topology_->Run(std::move(r));
+}
+
+void Session::DeclareQueue(
+    amqp::QueueDeclareArgs args, absl::Time deadline,
+    absl::AnyInvocable<void(absl::StatusOr<QueueInfo>) &&> done) {
+  std::string what = args.name.empty()
+                         ? std::string("declare a broker-named queue")
+                         : absl::StrCat("declare queue '", args.name, "'");
+  auto shared = std::make_shared<amqp::QueueDeclareArgs>(std::move(args));
+  RunTopology(
+      std::move(what),
+      [shared](amqp::Connection& c, uint16_t ch) {
+        return c.DeclareQueue(ch, *shared);
+      },
+      Type::kQueueDeclareOk, deadline,
+      [this, shared, done = std::move(done)](
+          absl::StatusOr<amqp::Event> r) mutable {
+        if (!r.ok()) return std::move(done)(r.status());
+        registry_.QueueDeclared(*shared);
+        std::move(done)(QueueInfo{r->queue, r->message_count, r->consumer_count});
+      });
+}
+
+void Session::InspectQueue(
+    std::string name, absl::Time deadline,
+    absl::AnyInvocable<void(absl::StatusOr<QueueInfo>) &&> done) {
+  amqp::QueueDeclareArgs args;
+  args.name = std::move(name);
+  args.passive = true;
+  std::string what = absl::StrCat("inspect queue '", args.name, "'");
+  RunTopology(
+      std::move(what),
+      [args](amqp::Connection& c, uint16_t ch) { return c.DeclareQueue(ch, args); },
+      Type::kQueueDeclareOk, deadline,
+      [done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
+        if (!r.ok()) return std::move(done)(r.status());
+        std::move(done)(QueueInfo{r->queue, r->message_count, r->consumer_count});
+      });
+}
+
+void Session::DeleteQueue(
+    std::string name, bool if_unused, bool if_empty, absl::Time deadline,
+    absl::AnyInvocable<void(absl::StatusOr<uint32_t>) &&> done) {
+  std::string what = absl::StrCat("delete queue '", name, "'");
+  RunTopology(
+      std::move(what),
+      [name, if_unused, if_empty](amqp::Connection& c, uint16_t ch) {
+        return c.DeleteQueue(ch, name, if_unused, if_empty);
+      },
+      Type::kQueueDeleteOk, deadline,
+      [this, name, done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
+        if (!r.ok()) return std::move(done)(r.status());
+        registry_.QueueDeleted(name);
+        std::move(done)(r->message_count);
+      });
+}
+
+void Session::PurgeQueue(
+    std::string name, absl::Time deadline,
+    absl::AnyInvocable<void(absl::StatusOr<uint32_t>) &&> done) {
+  std::string what = absl::StrCat("purge queue '", name, "'");
+  RunTopology(
+      std::move(what),
+      [name](amqp::Connection& c, uint16_t ch) { return c.PurgeQueue(ch, name); },
+      Type::kQueuePurgeOk, deadline,
+      [done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
+        if (!r.ok()) return std::move(done)(r.status());
+        std::move(done)(r->message_count);
+      });
+}
+
+void Session::DeclareExchange(amqp::ExchangeDeclareArgs args,
+                              absl::Time deadline,
+                              absl::AnyInvocable<void(absl::Status) &&> done) {
+  std::string what = absl::StrCat("declare exchange '", args.name, "'");
+  auto shared = std::make_shared<amqp::ExchangeDeclareArgs>(std::move(args));
+  RunTopology(
+      std::move(what),
+      [shared](amqp::Connection& c, uint16_t ch) {
+        return c.DeclareExchange(ch, *shared);
+      },
+      Type::kExchangeDeclareOk, deadline,
+      [this, shared, done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
+        if (r.ok()) registry_.ExchangeDeclared(*shared);
+        std::move(done)(r.status());
+      });
+}
+
+void Session::DeleteExchange(std::string name, bool if_unused,
+                             absl::Time deadline,
+                             absl::AnyInvocable<void(absl::Status) &&> done) {
+  std::string what = absl::StrCat("delete exchange '", name, "'");
+  RunTopology(
+      std::move(what),
+      [name, if_unused](amqp::Connection& c, uint16_t ch) {
+        return c.DeleteExchange(ch, name, if_unused);
+      },
+      Type::kExchangeDeleteOk, deadline,
+      [this, name, done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
+        if (r.ok()) registry_.ExchangeDeleted(name);
+        std::move(done)(r.status());
+      });
+}
+
+void Session::BindQueue(amqp::BindArgs args, absl::Time deadline,
+                        absl::AnyInvocable<void(absl::Status) &&> done) {
+  std::string what = absl::StrCat("bind queue '", args.queue, "' to exchange '",
+                                  args.exchange, "'");
+  auto shared = std::make_shared<amqp::BindArgs>(std::move(args));
+  RunTopology(
+      std::move(what),
+      [shared](amqp::Connection& c, uint16_t ch) { return c.BindQueue(ch, *shared); },
+      Type::kQueueBindOk, deadline,
+      [this, shared, done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
+        if (r.ok()) registry_.Bound(*shared);
+        std::move(done)(r.status());
+      });
+}
+
+void Session::UnbindQueue(amqp::BindArgs args, absl::Time deadline,
+                          absl::AnyInvocable<void(absl::Status) &&> done) {
+  std::string what = absl::StrCat("unbind queue '", args.queue,
+                                  "' from exchange '", args.exchange, "'");
+  auto shared = std::make_shared<amqp::BindArgs>(std::move(args));
+  RunTopology(
+      std::move(what),
+      [shared](amqp::Connection& c, uint16_t ch) {
+        return c.UnbindQueue(ch, *shared);
+      },
+      Type::kQueueUnbindOk, deadline,
+      [this, shared, done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
+        if (r.ok()) registry_.Unbound(*shared);
+        std::move(done)(r.status());
+      });
+}
+
+absl::StatusOr<std::shared_ptr<Subscription>> Session::Subscribe(
+    SubscribeOptions options, SubscriptionSink* sink) {
+  if (!enabled_.load()) return DisconnectedError();
+  return consumers_->Subscribe(std::move(options), sink);
+}
+
+void Session::Ack(const std::string& subscription_id, std::vector<uint64_t> ids,
+                  AckAction action,
+                  absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done) {
+  consumers_->Ack(subscription_id, std::move(ids), action, std::move(done));
+}
+
+void Session::OnConnected() {
+  auto snapshot = std::make_shared<TopologyRegistry::Snapshot>(registry_.Get());
+  size_t n = snapshot->exchanges.size() + snapshot->queues.size() +
+             snapshot->bindings.size();
+  if (n == 0) return;
+  spdlog::info("session: declaring {} recorded exchanges, queues and bindings "
+               "again", n);
+  Replay(std::move(snapshot), 0);
+}
+
+void Session::Replay(std::shared_ptr<TopologyRegistry::Snapshot> snapshot,
+                     size_t step) {
+  // One at a time, in order: exchanges, queues, then bindings.
+  size_t e = snapshot->exchanges.size(), q = snapshot->queues.size(),
+         b = snapshot->bindings.size();
+  if (step >= e + q + b || !enabled_.load()) return;
+  absl::Time deadline = absl::Now() + options_.default_timeout;
+  auto next = [this, snapshot, step](absl::StatusOr<amqp::Event> r) mutable {
+    if (!r.ok()) {
+      spdlog::warn("session: re-declaring topology: {}", std::string(r.status().message()));
+    }
+    Replay(std::move(snapshot), step + 1);
+  };
+  TopologyClient::Request req;
+  req.deadline = deadline;
+  req.done = std::move(next);
+  if (step < e) {
+    const auto& args = snapshot->exchanges[step];
+    req.what = absl::StrCat("re-declare exchange '", args.name, "'");
+    req.expect = Type::kExchangeDeclareOk;
+    req.send = [args](amqp::Connection& c, uint16_t ch) {
+      return c.DeclareExchange(ch, args);
+    };
+  } else if (step < e + q) {
+    const auto& args = snapshot->queues[step - e];
+    req.what = absl::StrCat("re-declare queue '", args.name, "'");
+    req.expect = Type::kQueueDeclareOk;
+    req.send = [args](amqp::Connection& c, uint16_t ch) {
+      return c.DeclareQueue(ch, args);
+    };
+  } else {
+    const auto& args = snapshot->bindings[step - e - q];
+    req.what = absl::StrCat("re-bind queue '", args.queue, "'");
+    req.expect = Type::kQueueBindOk;
+    req.send = [args](amqp::Connection& c, uint16_t ch) {
+      return c.BindQueue(ch, args);
+    };
+  }
+  topology_->Run(std::move(req));
+}
+
+}  // namespace amqpgw::core

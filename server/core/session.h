@@ -1,0 +1,196 @@
+// Session: the gateway's broker session.
+//
+// Owns the AMQP connections, each with its own thread (ConnectionWorker):
+//   - control:     topology RPCs (declare, delete, purge, bind); never
+//                  publishes, so a broker blocking publishers does not stop it
+//   - publisher-N: confirmed publishing (Publisher)
+//   - consumer-N:  subscriptions, one channel each (ConsumerPool)
+// The session is READY when all of them are connected.
+//
+// Every public method is thread-safe and non-blocking except Start() and
+// Stop(); callbacks run on a worker thread and must not block. Calls made
+// after Disconnect() fail with FAILED_PRECONDITION until Connect(). Calls made
+// while reconnecting wait for the connection until their deadline.
+#ifndef AMQPGW_SERVER_CORE_SESSION_H_
+#define AMQPGW_SERVER_CORE_SESSION_H_
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/amqp/broker_address.h"
+#include "server/amqp/connection.h"
+#include "server/core/backoff.h"
+#include "server/core/connection_worker.h"
+#include "server/core/publisher.h"
+#include "server/core/stats.h"
+#include "server/core/subscription.h"
+#include "server/core/topology.h"
+
+namespace amqpgw::core {
+
+struct SessionOptions {
+  std::vector<amqp::BrokerAddress> brokers;
+  amqp::OpenOptions open;
+  BackoffPolicy backoff;
+  int publisher_connections = 1;
+  int consumer_connections = 2;
+  uint32_t confirm_window = 1024;
+  // How long calls without a deadline wait for the broker.
+  absl::Duration default_timeout = absl::Seconds(30);
+  // How long Disconnect waits for outstanding confirms.
+  absl::Duration drain_timeout = absl::Seconds(5);
+  // Prefix of subscription ids; says which instance holds a stream.
+  std::string instance_id = "amqpgw";
+  bool connect_on_start = true;
+};
+
+enum class SessionState { kConnecting, kReady, kReconnecting, kDisconnected };
+
+const char* SessionStateName(SessionState state);
+
+struct ConnectionInfo {
+  SessionState state = SessionState::kDisconnected;
+  std::string broker;  // host:port of the control connection's node
+  std::string vhost;
+  amqp::ServerInfo server;
+  absl::Time connected_since = absl::InfinitePast();
+  uint64_t reconnects = 0;
+  std::string last_error;
+  absl::Duration heartbeat;
+  bool blocked = false;
+  std::string blocked_reason;
+  std::vector<std::string> brokers;  // host:port, failover order
+};
+
+struct QueueInfo {
+  std::string name;
+  uint32_t message_count = 0;
+  uint32_t consumer_count = 0;
+};
+
+class Session : private ConnectionWorker::Observer {
+ public:
+  explicit Session(SessionOptions options);
+  ~Session() override;
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Called on any thread whenever the aggregate state changes. Set before
+  // Start(); must not block.
+  void SetStateListener(std::function<void(SessionState)> listener);
+
+  // Starts the threads and, with connect_on_start, connecting.
+  void Start();
+  // Disconnects (draining confirms, ending streams) and joins every thread.
+  // Blocks for at most drain_timeout plus the close timeouts.
+  void Stop();
+
+  // Starts the session if disconnected; `done` gets the state when READY or
+  // at `deadline`, whichever is first.
+  void Connect(absl::Time deadline,
+               absl::AnyInvocable<void(ConnectionInfo) &&> done);
+  // Drains publishers, ends streams with UNAVAILABLE, closes connections.
+  void Disconnect(absl::AnyInvocable<void(ConnectionInfo) &&> done);
+
+  ConnectionInfo Info() const;
+  CountersSnapshot Counters() const { return stats_.Snapshot(); }
+  const std::string& instance_id() const { return options_.instance_id; }
+  bool enabled() const { return enabled_.load(); }
+  // min(caller's deadline, now + default_timeout).
+  absl::Time Deadline(absl::Time caller_deadline) const;
+
+  // Publishes a batch; its done callback gets every result. Returns the
+  // publisher, to Cancel() the batch through, or FAILED_PRECONDITION after
+  // Disconnect (then `done` is not called).
+  absl::StatusOr<Publisher*> Publish(std::shared_ptr<PublishBatch> batch);
+
+  void DeclareQueue(amqp::QueueDeclareArgs args, absl::Time deadline,
+                    absl::AnyInvocable<void(absl::StatusOr<QueueInfo>) &&> done);
+  void InspectQueue(std::string name, absl::Time deadline,
+                    absl::AnyInvocable<void(absl::StatusOr<QueueInfo>) &&> done);
+  void DeleteQueue(std::string name, bool if_unused, bool if_empty,
+                   absl::Time deadline,
+                   absl::AnyInvocable<void(absl::StatusOr<uint32_t>) &&> done);
+  void PurgeQueue(std::string name, absl::Time deadline,
+                  absl::AnyInvocable<void(absl::StatusOr<uint32_t>) &&> done);
+  void DeclareExchange(amqp::ExchangeDeclareArgs args, absl::Time deadline,
+                       absl::AnyInvocable<void(absl::Status) &&> done);
+  void DeleteExchange(std::string name, bool if_unused, absl::Time deadline,
+                      absl::AnyInvocable<void(absl::Status) &&> done);
+  void BindQueue(amqp::BindArgs args, absl::Time deadline,
+                 absl::AnyInvocable<void(absl::Status) &&> done);
+  void UnbindQueue(amqp::BindArgs args, absl::Time deadline,
+                   absl::AnyInvocable<void(absl::Status) &&> done);
+
+  // Starts a subscription; events go to `sink` until its OnEnd.
+  absl::StatusOr<std::shared_ptr<Subscription>> Subscribe(
+      SubscribeOptions options, SubscriptionSink* sink);
+  void Ack(const std::string& subscription_id, std::vector<uint64_t> ids,
+           AckAction action,
+           absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done);
+  // Ends every open stream with `why` (shutdown).
+  void CancelStreams(const absl::Status& why) { consumers_->CancelAll(why); }
+
+ private:
+  struct Waiter {
+    uint64_t id;
+    absl::AnyInvocable<void(ConnectionInfo) &&> done;
+  };
+
+  // Control worker observer: re-declares recorded topology on reconnects.
+  void OnConnected() override;
+  void OnDisconnected(const absl::Status& why) override {}
+  void Replay(std::shared_ptr<TopologyRegistry::Snapshot> snapshot,
+              size_t step);
+
+  void OnWorkerStateChange();
+  SessionState ComputeState() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RunTopology(std::string what,
+                   absl::AnyInvocable<absl::Status(amqp::Connection&, uint16_t)> send,
+                   amqp::Event::Type expect, absl::Time deadline,
+                   absl::AnyInvocable<void(absl::StatusOr<amqp::Event>) &&> done);
+  void DoConnect(absl::Time deadline,
+                 absl::AnyInvocable<void(ConnectionInfo) &&> done);
+  void DoDisconnect(absl::AnyInvocable<void(ConnectionInfo) &&> done);
+  // Runs the next Connect/Disconnect deferred while one was in progress.
+  void FinishTransition();
+  static absl::Status DisconnectedError();
+
+  const SessionOptions options_;
+  Stats stats_;
+  TopologyRegistry registry_;
+  std::vector<std::unique_ptr<ConnectionWorker>> workers_;  // all of them
+  ConnectionWorker* control_ = nullptr;
+  std::vector<ConnectionWorker*> publisher_workers_;
+  std::vector<std::unique_ptr<Publisher>> publishers_;
+  std::unique_ptr<TopologyClient> topology_;
+  std::unique_ptr<ConsumerPool> consumers_;
+  std::atomic<uint64_t> next_publisher_{0};
+  std::atomic<bool> enabled_{false};
+  std::function<void(SessionState)> listener_;
+  bool started_ = false;
+
+  mutable absl::Mutex mu_;
+  SessionState state_ ABSL_GUARDED_BY(mu_) = SessionState::kDisconnected;
+  absl::Time ready_since_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  bool was_ready_ ABSL_GUARDED_BY(mu_) = false;
+  // READY at least once since the last Connect: a loss is RECONNECTING.
+  bool ready_since_connect_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t reconnects_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_waiter_ ABSL_GUARDED_BY(mu_) = 1;
+  std::vector<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
+  bool transition_busy_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<absl::AnyInvocable<void() &&>> deferred_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace amqpgw::core
+
+#endif  // AMQPGW_SERVER_CORE_SESSION_H_

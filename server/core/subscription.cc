@@ -1,0 +1,514 @@
+#include "server/core/subscription.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "server/amqp/reply.h"
+#include "server/core/ids.h"
+#include "spdlog/spdlog.h"
+
+namespace amqpgw::core {
+namespace {
+
+constexpr int kMaxResubscribeRetries = 20;
+constexpr absl::Duration kResubscribeRetryDelay = absl::Milliseconds(500);
+
+uint32_t DeliveryAttempt(const amqp::Delivery& d) {
+  if (d.properties.headers.has_value()) {
+    // Quorum queues count deliveries in x-delivery-count (absent on the
+    // first one).
+    const amqp::FieldValue* count =
+        amqp::FindField(*d.properties.headers, "x-delivery-count");
+    if (count != nullptr) {
+      if (const int64_t* n = std::get_if<int64_t>(&count->value)) {
+        return static_cast<uint32_t>(std::clamp<int64_t>(*n + 1, 1, UINT32_MAX));
+      }
+    }
+  }
+  return d.redelivered ? 2 : 1;
+}
+
+}  // namespace
+
+// --- ConsumerHost ---
+
+void ConsumerHost::OnConnected() {
+  std::vector<std::shared_ptr<Subscription>> subs;
+  subs.reserve(subscriptions.size());
+  for (auto& [ptr, sub] : subscriptions) subs.push_back(sub);
+  for (auto& sub : subs) sub->OnConnected();
+}
+
+void ConsumerHost::OnDisconnected(const absl::Status& why) {
+  std::vector<std::shared_ptr<Subscription>> subs;
+  subs.reserve(subscriptions.size());
+  for (auto& [ptr, sub] : subscriptions) subs.push_back(sub);
+  for (auto& sub : subs) sub->OnConnectionLost(why);
+}
+
+// --- Subscription ---
+
+Subscription::Subscription(ConsumerPool* pool, ConsumerHost* host,
+                           std::string id, SubscribeOptions options,
+                           SubscriptionSink* sink, Stats* stats)
+    : pool_(pool),
+      host_(host),
+      worker_(host->worker),
+      id_(std::move(id)),
+      options_(std::move(options)),
+      sink_(sink),
+      stats_(stats) {}
+
+Subscription::~Subscription() = default;
+
+void Subscription::Start() {
+  if (options_.subscribe_deadline != absl::InfiniteFuture()) {
+    subscribe_timer_ = worker_->RunAt(options_.subscribe_deadline, [this] {
+      subscribe_timer_ = 0;
+      if (ever_subscribed_ || state_ == State::kEnded) return;
+      std::string why = worker_->last_error().ok()
+                            ? std::string("not connected yet")
+                            : std::string(worker_->last_error().message());
+      Close(absl::UnavailableError(absl::StrCat(
+          "could not subscribe to queue '", options_.queue,
+          "' before the deadline: broker unreachable (", why, ")")));
+    });
+  }
+  if (worker_->connected()) OpenChannel();
+}
+
+void Subscription::OnConnected() {
+  if (state_ == State::kWaiting) OpenChannel();
+}
+
+void Subscription::OpenChannel() {
+  absl::StatusOr<uint16_t> ch = worker_->OpenChannel(this);
+  if (!ch.ok()) {
+    if (ch.status().code() == absl::StatusCode::kResourceExhausted) {
+      End(ch.status());
+    }
+    return;  // otherwise the connection is failing; we resubscribe after
+  }
+  channel_ = *ch;
+  state_ = State::kOpening;
+}
+
+void Subscription::OnConnectionLost(const absl::Status& why) {
+  if (state_ == State::kEnded) return;
+  channel_ = 0;
+  // The broker requeues what this channel had unacked: a new generation.
+  gen_base_ = next_id_ - 1;
+  unacked_.clear();
+  acked_upto_tag_ = 0;
+  delivered_ = completed_;
+  if (retry_timer_ != 0) {
+    worker_->CancelTimer(retry_timer_);
+    retry_timer_ = 0;
+  }
+  if (state_ == State::kClosing) {
+    state_ = State::kWaiting;
+    End(end_status_);
+    return;
+  }
+  state_ = State::kWaiting;
+  if (why.code() != absl::StatusCode::kUnavailable) {
+    // Disconnect: the stream ends.
+    End(absl::UnavailableError(why.message()));
+    return;
+  }
+  if (ever_subscribed_) sink_->OnPaused(std::string(why.message()));
+}
+
+void Subscription::OnChannelEvent(amqp::Event& event) {
+  using Type = amqp::Event::Type;
+  amqp::Connection* conn = worker_->connection();
+  switch (event.type) {
+    case Type::kChannelOpenOk: {
+      if (state_ != State::kOpening) return;
+      uint16_t prefetch = options_.prefetch;
+      if (options_.max_messages > 0 && options_.max_messages < prefetch) {
+        prefetch = static_cast<uint16_t>(options_.max_messages);
+      }
+      state_ = State::kQos;
+      conn->Qos(channel_, prefetch).IgnoreError();
+      return;
+    }
+    case Type::kBasicQosOk: {
+      if (state_ != State::kQos) return;
+      amqp::ConsumeArgs args;
+      args.queue = options_.queue;
+      args.consumer_tag = consumer_tag_.empty() ? options_.consumer_tag : consumer_tag_;
+      args.exclusive = options_.exclusive;
+      args.arguments = options_.arguments;
+      state_ = State::kConsuming;
+      absl::Status s = conn->Consume(channel_, args);
+      if (!s.ok() && conn->status().ok()) Close(s);
+      return;
+    }
+    case Type::kBasicConsumeOk:
+      if (state_ != State::kConsuming) return;
+      consumer_tag_ = event.consumer_tag;
+      state_ = State::kActive;
+      resubscribe_retries_ = 0;
+      if (subscribe_timer_ != 0) {
+        worker_->CancelTimer(subscribe_timer_);
+        subscribe_timer_ = 0;
+      }
+      if (!ever_subscribed_) {
+        ever_subscribed_ = true;
+        sink_->OnSubscribed(id_, consumer_tag_);
+      } else {
+        spdlog::info("subscription {}: resumed on queue '{}'", id_,
+                     options_.queue);
+        sink_->OnResumed();
+      }
+      // Acks handed over while we were away belong to the old generation.
+      AckHandedOver();
+      return;
+    case Type::kBasicDeliver:
+      OnDeliver(event.delivery);
+      return;
+    case Type::kBasicCancel:
+      // The broker cancelled us: queue deleted, or its node went away.
+      Close(absl::AbortedError(absl::StrCat(
+          "the broker cancelled the consumer of queue '", options_.queue,
+          "': the queue was deleted or became unavailable")));
+      return;
+    case Type::kBasicCancelOk:
+      return;  // we asked (max_messages); completion follows the acks
+    case Type::kChannelClose:
+      OnChannelClosedByBroker(event);
+      return;
+    case Type::kChannelCloseOk:
+      worker_->ReleaseChannel(channel_);
+      channel_ = 0;
+      state_ = State::kWaiting;
+      End(end_status_);
+      return;
+    default:
+      return;
+  }
+}
+
+void Subscription::OnDeliver(amqp::Delivery& d) {
+  if (state_ != State::kActive && state_ != State::kCancelling) return;
+  if (options_.max_messages > 0 && delivered_ >= options_.max_messages) {
+    return;  // in flight when we cancelled; requeued when the channel closes
+  }
+  StreamDelivery out;
+  out.delivery_id = next_id_++;
+  out.delivery_attempt = DeliveryAttempt(d);
+  uint64_t tag = out.delivery_id - gen_base_;
+  if (tag != d.delivery_tag) {
+    // Never expected (one consumer per channel numbers deliveries 1, 2, ...);
+    // refuse to guess which message an ack would hit.
+    spdlog::error("subscription {}: delivery tag {} where {} was expected",
+                  id_, d.delivery_tag, tag);
+    Close(absl::InternalError("delivery tags out of sequence"));
+    return;
+  }
+  ++delivered_;
+  if (options_.ack_mode == AckMode::kClient) unacked_.insert(tag);
+  stats_->delivered.fetch_add(1, std::memory_order_relaxed);
+  out.message = std::move(d);
+  sink_->OnDelivery(std::move(out));
+  if (options_.max_messages > 0 && delivered_ >= options_.max_messages &&
+      state_ == State::kActive) {
+    state_ = State::kCancelling;
+    worker_->connection()->Cancel(channel_, consumer_tag_).IgnoreError();
+  }
+}
+
+void Subscription::OnChannelClosedByBroker(const amqp::Event& event) {
+  worker_->ReleaseChannel(channel_);
+  channel_ = 0;
+  State was = state_;
+  state_ = State::kWaiting;
+  // The broker requeues this channel's unacked messages.
+  gen_base_ = next_id_ - 1;
+  unacked_.clear();
+  acked_upto_tag_ = 0;
+  delivered_ = completed_;
+  if (was == State::kClosing) {
+    End(end_status_);
+    return;
+  }
+  std::string context = absl::StrCat("consume from queue '", options_.queue, "'");
+  absl::Status status =
+      amqp::ReplyToStatus(event.reply_code, event.reply_text, context);
+  if ((event.reply_code == amqp::kAccessRefused ||
+       event.reply_code == amqp::kResourceLocked) &&
+      absl::StrContains(event.reply_text, "exclusive")) {
+    status = absl::FailedPreconditionError(
+        absl::StrCat(context, ": ", event.reply_text));
+  }
+  if (ever_subscribed_ && event.reply_code == amqp::kNotFound &&
+      resubscribe_retries_ < kMaxResubscribeRetries) {
+    // After a failover the queue may be declared again shortly (topology
+    // replay); keep the stream paused and try again.
+    ++resubscribe_retries_;
+    retry_timer_ = worker_->RunAfter(kResubscribeRetryDelay, [this] {
+      retry_timer_ = 0;
+      if (state_ == State::kWaiting && worker_->connected()) OpenChannel();
+    });
+    return;
+  }
+  if (ever_subscribed_ && event.reply_code == amqp::kNotFound) {
+    status = absl::AbortedError(absl::StrCat(
+        "queue '", options_.queue, "' no longer exists: ", event.reply_text));
+  }
+  End(status);
+}
+
+void Subscription::HandedOver(uint64_t delivery_id) {
+  uint64_t prev = handed_.load(std::memory_order_relaxed);
+  while (delivery_id > prev &&
+         !handed_.compare_exchange_weak(prev, delivery_id)) {
+  }
+  if (handed_task_pending_.exchange(true)) return;
+  worker_->Post([self = shared_from_this()] {
+    self->handed_task_pending_.store(false);
+    self->AckHandedOver();
+  });
+}
+
+void Subscription::AckHandedOver() {
+  if (options_.ack_mode == AckMode::kClient) return;
+  if (state_ != State::kActive && state_ != State::kCancelling) return;
+  uint64_t handed = handed_.load();
+  if (handed <= gen_base_) return;  // from a lost channel
+  uint64_t tag = handed - gen_base_;
+  if (tag <= acked_upto_tag_) return;
+  worker_->connection()->Ack(channel_, tag, /*multiple=*/true).IgnoreError();
+  uint64_t n = tag - acked_upto_tag_;
+  acked_upto_tag_ = tag;
+  completed_ += n;
+  stats_->acked.fetch_add(n, std::memory_order_relaxed);
+  MaybeComplete();
+}
+
+void Subscription::Cancel(absl::Status why) {
+  worker_->Post([self = shared_from_this(), why = std::move(why)] {
+    self->Close(why);
+  });
+}
+
+void Subscription::Ack(
+    std::vector<uint64_t> ids, AckAction action,
+    absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done) {
+  worker_->Post([self = shared_from_this(), ids = std::move(ids), action,
+                 done = std::move(done)]() mutable {
+    self->DoAck(std::move(ids), action, std::move(done));
+  });
+}
+
+void Subscription::DoAck(
+    std::vector<uint64_t> ids, AckAction action,
+    absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done) {
+  if (state_ == State::kEnded) {
+    std::move(done)(absl::NotFoundError(absl::StrCat(
+        "subscription '", id_, "' has ended; its unacknowledged messages "
+        "were returned to the queue")));
+    return;
+  }
+  if (options_.ack_mode != AckMode::kClient) {
+    std::move(done)(absl::FailedPreconditionError(absl::StrCat(
+        "subscription '", id_, "' uses ack_mode ",
+        options_.ack_mode == AckMode::kAuto ? "AUTO" : "NONE",
+        ": the gateway acknowledges its messages; Ack applies to CLIENT "
+        "streams")));
+    return;
+  }
+  for (uint64_t id : ids) {
+    if (id == 0 || id >= next_id_) {
+      std::move(done)(absl::InvalidArgumentError(absl::StrCat(
+          "delivery_ids: ", id, " was never delivered on subscription '", id_,
+          "' (delivered so far: 1..", next_id_ - 1, ")")));
+      return;
+    }
+  }
+  AckResult result;
+  std::vector<uint64_t> tags;
+  bool live = state_ == State::kActive || state_ == State::kCancelling;
+  for (uint64_t id : ids) {
+    if (!live || id <= gen_base_ || unacked_.erase(id - gen_base_) == 0) {
+      result.stale_ids.push_back(id);
+      continue;
+    }
+    tags.push_back(id - gen_base_);
+  }
+  if (!tags.empty()) {
+    std::sort(tags.begin(), tags.end());
+    amqp::Connection* conn = worker_->connection();
+    // One frame when the tags are exactly everything unacked up to the last.
+    bool contiguous = unacked_.empty() || *unacked_.begin() > tags.back();
+    auto send = [&](uint64_t tag, bool multiple) {
+      if (action == AckAction::kAck) {
+        conn->Ack(channel_, tag, multiple).IgnoreError();
+      } else {
+        conn->Nack(channel_, tag, multiple, action == AckAction::kRequeue).IgnoreError();
+      }
+    };
+    if (contiguous) {
+      send(tags.back(), true);
+    } else {
+      for (uint64_t tag : tags) send(tag, false);
+    }
+    auto n = tags.size();
+    switch (action) {
+      case AckAction::kAck:
+        stats_->acked.fetch_add(n, std::memory_order_relaxed);
+        break;
+      case AckAction::kRequeue:
+        stats_->requeued.fetch_add(n, std::memory_order_relaxed);
+        break;
+      case AckAction::kReject:
+        stats_->rejected.fetch_add(n, std::memory_order_relaxed);
+        break;
+    }
+    completed_ += n;
+    result.applied = static_cast<uint32_t>(n);
+  }
+  std::move(done)(std::move(result));
+  MaybeComplete();
+}
+
+void Subscription::MaybeComplete() {
+  if (options_.max_messages == 0 || completed_ < options_.max_messages) return;
+  if (state_ != State::kActive && state_ != State::kCancelling) return;
+  Close(absl::OkStatus());
+}
+
+void Subscription::Close(absl::Status status) {
+  switch (state_) {
+    case State::kEnded:
+    case State::kClosing:
+      return;
+    case State::kWaiting:
+      End(std::move(status));
+      return;
+    default:
+      // Closing the channel cancels the consumer and requeues its unacked
+      // messages at once.
+      end_status_ = std::move(status);
+      state_ = State::kClosing;
+      worker_->connection()->CloseChannel(channel_).IgnoreError();
+      return;
+  }
+}
+
+void Subscription::End(absl::Status status) {
+  if (state_ == State::kEnded) return;
+  auto self = shared_from_this();  // the pool may hold the last reference
+  if (channel_ != 0) {
+    worker_->ReleaseChannel(channel_);
+    channel_ = 0;
+  }
+  state_ = State::kEnded;
+  if (subscribe_timer_ != 0) worker_->CancelTimer(subscribe_timer_);
+  if (retry_timer_ != 0) worker_->CancelTimer(retry_timer_);
+  subscribe_timer_ = retry_timer_ = 0;
+  pool_->Remove(this);
+  sink_->OnEnd(status);
+}
+
+// --- ConsumerPool ---
+
+ConsumerPool::ConsumerPool(std::vector<ConnectionWorker*> workers,
+                           std::string instance_id, Stats* stats)
+    : instance_id_(std::move(instance_id)), stats_(stats) {
+  for (ConnectionWorker* w : workers) {
+    hosts_.push_back(std::make_unique<ConsumerHost>(w));
+    w->AddObserver(hosts_.back().get());
+  }
+}
+
+ConsumerPool::~ConsumerPool() {
+  for (auto& h : hosts_) h->worker->RemoveObserver(h.get());
+}
+
+std::shared_ptr<Subscription> ConsumerPool::Subscribe(SubscribeOptions options,
+                                                      SubscriptionSink* sink) {
+  ConsumerHost* host = hosts_.front().get();
+  for (auto& h : hosts_) {
+    if (h->load.load() < host->load.load()) host = h.get();
+  }
+  host->load.fetch_add(1);
+  std::string random = SecureRandomHex(16);
+  std::string id = absl::StrCat(instance_id_, "/", random);
+  if (options.consumer_tag.empty()) {
+    options.consumer_tag = absl::StrCat("amqpgw-", random.substr(0, 12));
+  }
+  auto sub = std::make_shared<Subscription>(this, host, id, std::move(options),
+                                            sink, stats_);
+  {
+    absl::MutexLock lock(&mu_);
+    by_id_[id] = sub;
+  }
+  stats_->active_streams.fetch_add(1, std::memory_order_relaxed);
+  host->worker->Post([host, sub] {
+    host->subscriptions[sub.get()] = sub;
+    sub->Start();
+  });
+  return sub;
+}
+
+void ConsumerPool::Remove(Subscription* subscription) {
+  {
+    absl::MutexLock lock(&mu_);
+    by_id_.erase(subscription->id());
+  }
+  ConsumerHost* host = subscription->host_;
+  host->load.fetch_sub(1);
+  stats_->active_streams.fetch_sub(1, std::memory_order_relaxed);
+  host->subscriptions.erase(subscription);
+}
+
+void ConsumerPool::Ack(
+    const std::string& subscription_id, std::vector<uint64_t> ids,
+    AckAction action,
+    absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done) {
+  size_t slash = subscription_id.rfind('/');
+  if (slash != std::string::npos &&
+      subscription_id.substr(0, slash) != instance_id_) {
+    std::move(done)(absl::FailedPreconditionError(absl::StrCat(
+        "subscription '", subscription_id, "' belongs to gateway instance '",
+        subscription_id.substr(0, slash), "', not '", instance_id_,
+        "'; send the Ack to the instance that holds the stream")));
+    return;
+  }
+  std::shared_ptr<Subscription> sub;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = by_id_.find(subscription_id);
+    if (it != by_id_.end()) sub = it->second.lock();
+  }
+  if (sub == nullptr) {
+    std::move(done)(absl::NotFoundError(absl::StrCat(
+        "no subscription '", subscription_id, "' on this gateway: the stream "
+        "ended (its unacknowledged messages went back to the queue) or never "
+        "existed")));
+    return;
+  }
+  sub->Ack(std::move(ids), action, std::move(done));
+}
+
+void ConsumerPool::CancelAll(const absl::Status& why) {
+  std::vector<std::shared_ptr<Subscription>> subs;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, weak] : by_id_) {
+      if (auto s = weak.lock()) subs.push_back(std::move(s));
+    }
+  }
+  for (auto& s : subs) s->Cancel(why);
+}
+
+size_t ConsumerPool::active() const {
+  absl::MutexLock lock(&mu_);
+  return by_id_.size();
+}
+
+}  // namespace amqpgw::core

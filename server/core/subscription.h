@@ -1,0 +1,225 @@
+// Subscriptions: queues read as streams, with at-least-once delivery.
+//
+// Design: a few consumer connections (ConnectionWorkers), each owned by one
+// thread, carry one channel per subscription. A new subscription goes to the
+// connection with the fewest. Many streams therefore share a handful of
+// threads and sockets, and one slow stream costs only its own prefetch
+// window: the broker never has more than `prefetch` unacknowledged messages
+// in flight per channel, and the gateway acknowledges only once a message
+// was handed to gRPC (AUTO), taken for sending (NONE) or acked by the caller
+// (CLIENT), so its buffer per stream is bounded by the prefetch.
+//
+// Delivery ids: the gateway numbers deliveries 1, 2, 3, ... per subscription.
+// Broker delivery tags belong to one channel; when a connection is lost the
+// subscription enters a new generation on a new channel, and ids from before
+// are stale: an Ack for them is reported stale and never touches a newer
+// delivery.
+#ifndef AMQPGW_SERVER_CORE_SUBSCRIPTION_H_
+#define AMQPGW_SERVER_CORE_SUBSCRIPTION_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/amqp/types.h"
+#include "server/core/connection_worker.h"
+#include "server/core/stats.h"
+
+namespace amqpgw::core {
+
+enum class AckMode { kAuto, kClient, kNone };
+enum class AckAction { kAck, kRequeue, kReject };
+
+struct SubscribeOptions {
+  std::string queue;
+  uint16_t prefetch = 100;
+  AckMode ack_mode = AckMode::kAuto;
+  uint64_t max_messages = 0;  // 0: unlimited
+  std::string consumer_tag;   // empty: generated
+  bool exclusive = false;
+  amqp::FieldTable arguments;
+  // The first subscribe waits for a connection until then.
+  absl::Time subscribe_deadline = absl::InfiniteFuture();
+};
+
+struct StreamDelivery {
+  uint64_t delivery_id = 0;
+  uint32_t delivery_attempt = 1;
+  amqp::Delivery message;
+};
+
+// Where a subscription's events go (the gRPC stream). Called on the
+// subscription's worker thread, never concurrently, and never after OnEnd.
+class SubscriptionSink {
+ public:
+  virtual ~SubscriptionSink() = default;
+  virtual void OnSubscribed(const std::string& subscription_id,
+                            const std::string& consumer_tag) = 0;
+  virtual void OnDelivery(StreamDelivery delivery) = 0;
+  // The connection was lost. Deliveries the sink still buffers will be
+  // redelivered by the broker: the sink should drop them.
+  virtual void OnPaused(const std::string& why) = 0;
+  virtual void OnResumed() = 0;
+  // The last call. The sink may be destroyed once it returns.
+  virtual void OnEnd(const absl::Status& status) = 0;
+};
+
+struct AckResult {
+  uint32_t applied = 0;
+  std::vector<uint64_t> stale_ids;
+};
+
+class ConsumerPool;
+class Subscription;
+
+// The subscriptions on one consumer connection; forwards its connection
+// events to them. Worker thread only, but for `load`.
+class ConsumerHost : public ConnectionWorker::Observer {
+ public:
+  explicit ConsumerHost(ConnectionWorker* worker) : worker(worker) {}
+  void OnConnected() override;
+  void OnDisconnected(const absl::Status& why) override;
+
+  ConnectionWorker* const worker;
+  // Subscriptions placed here (any thread reads it to place new ones).
+  std::atomic<int> load{0};
+  absl::flat_hash_map<Subscription*, std::shared_ptr<Subscription>>
+      subscriptions;
+};
+
+// One stream's consumer. Created by ConsumerPool::Subscribe; its state lives
+// on its worker's thread. Thread-safe entry points: HandedOver, Cancel, Ack.
+class Subscription : public std::enable_shared_from_this<Subscription>,
+                     private ConnectionWorker::ChannelHandler {
+ public:
+  Subscription(ConsumerPool* pool, ConsumerHost* host, std::string id,
+               SubscribeOptions options, SubscriptionSink* sink, Stats* stats);
+  ~Subscription() override;
+
+  const std::string& id() const { return id_; }
+  AckMode ack_mode() const { return options_.ack_mode; }
+  uint16_t prefetch() const { return options_.prefetch; }
+  const std::string& queue() const { return options_.queue; }
+
+  // AUTO: deliveries up to `delivery_id` were accepted by gRPC for sending.
+  // NONE: taken for sending. Acknowledged to the broker in batches.
+  void HandedOver(uint64_t delivery_id);
+  // Ends the stream with `why` (client cancelled, shutdown): cancels the
+  // consumer by closing its channel, so unacked messages are requeued.
+  void Cancel(absl::Status why);
+  // CLIENT mode acknowledgement; `done` runs on the worker thread.
+  void Ack(std::vector<uint64_t> delivery_ids, AckAction action,
+           absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done);
+
+ private:
+  friend class ConsumerPool;
+  friend class ConsumerHost;
+  enum class State {
+    kWaiting,     // for a connection
+    kOpening,     // channel.open sent
+    kQos,         // basic.qos sent
+    kConsuming,   // basic.consume sent
+    kActive,      // receiving deliveries
+    kCancelling,  // max_messages reached, basic.cancel sent
+    kClosing,     // channel.close sent; ends when close-ok arrives
+    kEnded,
+  };
+
+  // Worker thread.
+  void Start();
+  void OnConnected();
+  void OnConnectionLost(const absl::Status& why);
+  void OnChannelEvent(amqp::Event& event) override;
+  void OpenChannel();
+  void OnDeliver(amqp::Delivery& d);
+  void OnChannelClosedByBroker(const amqp::Event& event);
+  void AckHandedOver();
+  void DoAck(std::vector<uint64_t> ids, AckAction action,
+             absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done);
+  void MaybeComplete();
+  void Close(absl::Status status);
+  void End(absl::Status status);
+  bool HasChannel() const {
+    return state_ != State::kWaiting && state_ != State::kEnded;
+  }
+
+  ConsumerPool* const pool_;
+  ConsumerHost* const host_;
+  ConnectionWorker* const worker_;
+  const std::string id_;
+  const SubscribeOptions options_;
+  SubscriptionSink* const sink_;
+  Stats* const stats_;
+
+  std::atomic<uint64_t> handed_{0};
+  std::atomic<bool> handed_task_pending_{false};
+
+  // Worker thread only.
+  State state_ = State::kWaiting;
+  uint16_t channel_ = 0;
+  std::string consumer_tag_;
+  bool ever_subscribed_ = false;
+  uint64_t next_id_ = 1;
+  uint64_t gen_base_ = 0;        // ids <= gen_base_ are from lost channels
+  uint64_t acked_upto_tag_ = 0;  // AUTO/NONE, this channel
+  uint64_t delivered_ = 0;       // counted toward max_messages
+  uint64_t completed_ = 0;       // acked or settled by the caller
+  absl::btree_set<uint64_t> unacked_;  // CLIENT: tags of this channel
+  absl::Status end_status_;
+  EventLoop::TimerId subscribe_timer_ = 0;
+  EventLoop::TimerId retry_timer_ = 0;
+  int resubscribe_retries_ = 0;
+};
+
+// The consumer connections and the subscriptions on them.
+class ConsumerPool {
+ public:
+  // `workers` and `stats` must outlive the pool. Construct before the workers
+  // start.
+  ConsumerPool(std::vector<ConnectionWorker*> workers, std::string instance_id,
+               Stats* stats);
+  ~ConsumerPool();
+
+  // Thread-safe. Starts a subscription; its events go to `sink`, which must
+  // stay valid until OnEnd.
+  std::shared_ptr<Subscription> Subscribe(SubscribeOptions options,
+                                          SubscriptionSink* sink);
+
+  // Thread-safe. Routes an Ack to its subscription; `done` runs on a worker
+  // thread (or at once for lookup errors).
+  void Ack(const std::string& subscription_id, std::vector<uint64_t> ids,
+           AckAction action,
+           absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done);
+
+  // Thread-safe. Ends every subscription with `why`.
+  void CancelAll(const absl::Status& why);
+
+  size_t active() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  friend class Subscription;
+  // Worker thread of the subscription: forgets it.
+  void Remove(Subscription* subscription);
+
+  const std::string instance_id_;
+  Stats* const stats_;
+  std::vector<std::unique_ptr<ConsumerHost>> hosts_;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::weak_ptr<Subscription>> by_id_
+      ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace amqpgw::core
+
+#endif  // AMQPGW_SERVER_CORE_SUBSCRIPTION_H_

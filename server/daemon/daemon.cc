@@ -1,0 +1,145 @@
+#include "server/daemon/daemon.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <thread>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.pb.h"
+#include "spdlog/sinks/stdout_sinks.h"
+#include "spdlog/spdlog.h"
+
+namespace amqpgw::daemon {
+
+void InitLogging(const std::string& level) {
+  auto logger = spdlog::stderr_logger_mt("amqpgw");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
+  logger->set_level(spdlog::level::from_str(level));
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+}
+
+Daemon::Daemon(Options options) : options_(std::move(options)) {}
+
+Daemon::~Daemon() { Shutdown(); }
+
+absl::Status Daemon::Start() {
+  absl::StatusOr<core::SessionOptions> session_options =
+      ToSessionOptions(options_);
+  if (!session_options.ok()) return session_options.status();
+
+  session_ = std::make_unique<core::Session>(*session_options);
+  session_->SetStateListener([this](core::SessionState state) {
+    SetServing(state == core::SessionState::kReady);
+  });
+
+  grpc_api::GatewayService::Options service_options;
+  service_options.limits.max_message_bytes =
+      static_cast<size_t>(options_.max_message_bytes);
+  service_ = std::make_unique<grpc_api::GatewayService>(session_.get(),
+                                                        service_options);
+
+  // Reflection must see grpc.health.v1 too: Debian's gRPC serves health
+  // without registering its descriptor, so ours is linked in and touched.
+  (void)::grpc::health::v1::HealthCheckRequest::descriptor();
+  ::grpc::EnableDefaultHealthCheckService(true);
+  ::grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  ::grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.listen, ::grpc::InsecureServerCredentials(),
+                           &grpc_port_);
+  builder.RegisterService(service_.get());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_request_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options_.max_request_bytes));
+  // Keep idle streams alive through proxies; accept client keepalives.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10 * 1000);
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || grpc_port_ == 0) {
+    session_.reset();
+    return absl::UnavailableError(
+        absl::StrCat("--listen: cannot listen on ", options_.listen,
+                     " (address in use or not local?)"));
+  }
+  health_.store(server_->GetHealthCheckService());
+  SetServing(false);
+  session_->Start();
+  // The session may have become READY before health_ was set.
+  SetServing(session_->Info().state == core::SessionState::kReady);
+  return absl::OkStatus();
+}
+
+void Daemon::SetServing(bool serving) {
+  if (shutting_down_.load()) return;
+  ::grpc::HealthCheckServiceInterface* health = health_.load();
+  if (health == nullptr) return;
+  health->SetServingStatus(serving);
+  health->SetServingStatus("amqpgw.v1.Gateway", serving);
+}
+
+std::shared_ptr<::grpc::Channel> Daemon::InProcessChannel() {
+  return server_->InProcessChannel(::grpc::ChannelArguments());
+}
+
+void Daemon::Shutdown() {
+  if (shutting_down_.exchange(true)) {
+    stopped_.WaitForNotification();
+    return;
+  }
+  if (server_ == nullptr) {
+    stopped_.Notify();
+    return;
+  }
+  spdlog::info("shutting down: health NOT_SERVING, ending streams, {} for "
+               "calls in flight",
+               absl::FormatDuration(options_.shutdown_grace));
+  if (auto* health = health_.load()) health->Shutdown();
+  session_->CancelStreams(
+      absl::UnavailableError("the gateway is shutting down"));
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
+  session_->Stop();
+  server_->Wait();
+  spdlog::info("stopped");
+  stopped_.Notify();
+}
+
+void Daemon::Wait() { stopped_.WaitForNotification(); }
+
+int RunDaemon(const Options& options) {
+  // Signals are taken by one thread with sigwait(); block them everywhere
+  // else before any thread starts.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  Daemon daemon(options);
+  absl::Status s = daemon.Start();
+  if (!s.ok()) {
+    spdlog::error("cannot start: {}", std::string(s.message()));
+    return 1;
+  }
+  spdlog::info("amqpgwd {} listening on {} (gRPC; port {})", AMQPGW_VERSION,
+               options.listen, daemon.grpc_port());
+  std::thread signals([&] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    daemon.Shutdown();
+  });
+  daemon.Wait();
+  signals.join();
+  return 0;
+}
+
+}  // namespace amqpgw::daemon

@@ -1,0 +1,639 @@
+#include "server/grpc/convert.h"
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "server/core/ids.h"
+
+namespace amqpgw::grpc_api {
+namespace {
+
+constexpr size_t kMaxShortString = 255;
+constexpr int64_t kMaxExpirationMs = 4294967295LL;  // 2^32 - 1
+
+absl::Status Invalid(absl::string_view field, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+// Bytes the value takes on the wire, roughly (for the frame size check).
+size_t EncodedSize(const amqp::FieldValue& v);
+
+size_t EncodedSize(const amqp::FieldTable& t) {
+  size_t n = 4;
+  for (const auto& [k, v] : t) n += 1 + k.size() + EncodedSize(v);
+  return n;
+}
+
+size_t EncodedSize(const amqp::FieldValue& v) {
+  struct Visitor {
+    size_t operator()(const amqp::Void&) { return 1; }
+    size_t operator()(bool) { return 2; }
+    size_t operator()(int64_t) { return 9; }
+    size_t operator()(double) { return 9; }
+    size_t operator()(const std::string& s) { return 5 + s.size(); }
+    size_t operator()(const amqp::Bytes& b) { return 5 + b.data.size(); }
+    size_t operator()(const amqp::Timestamp&) { return 9; }
+    size_t operator()(const amqp::Decimal&) { return 6; }
+    size_t operator()(const amqp::FieldTable& t) { return 1 + EncodedSize(t); }
+    size_t operator()(const amqp::FieldArray& a) {
+      size_t n = 5;
+      for (const auto& e : a) n += EncodedSize(e);
+      return n;
+    }
+  };
+  return std::visit(Visitor{}, v.value);
+}
+
+absl::StatusOr<amqp::FieldValue> ToAmqpValue(const v1::FieldValue& v,
+                                             const std::string& field,
+                                             int depth);
+
+absl::StatusOr<amqp::FieldTable> ToAmqpTableAt(const ProtoTable& table,
+                                               const std::string& field,
+                                               int depth) {
+  if (depth > amqp::kMaxTableDepth) {
+    return Invalid(field, absl::StrCat("tables nested deeper than ",
+                                       amqp::kMaxTableDepth, " levels"));
+  }
+  // Sorted keys: deterministic encoding whatever the map's order.
+  std::vector<const std::string*> keys;
+  keys.reserve(table.size());
+  for (const auto& [k, v] : table) keys.push_back(&k);
+  std::sort(keys.begin(), keys.end(),
+            [](const std::string* a, const std::string* b) { return *a < *b; });
+  amqp::FieldTable out;
+  out.reserve(table.size());
+  for (const std::string* key : keys) {
+    std::string sub = absl::StrCat(field, "[\"", SanitizeUtf8(*key), "\"]");
+    if (key->empty()) return Invalid(field, "empty key");
+    if (key->size() > kMaxShortString) {
+      return Invalid(sub, absl::StrCat("key longer than 255 bytes (",
+                                       key->size(), ")"));
+    }
+    if (!IsValidUtf8(*key)) return Invalid(sub, "key is not valid UTF-8");
+    absl::StatusOr<amqp::FieldValue> value =
+        ToAmqpValue(table.at(*key), sub, depth);
+    if (!value.ok()) return value.status();
+    out.emplace_back(*key, *std::move(value));
+  }
+  return out;
+}
+
+absl::StatusOr<amqp::FieldValue> ToAmqpValue(const v1::FieldValue& v,
+                                             const std::string& field,
+                                             int depth) {
+  switch (v.kind_case()) {
+    case v1::FieldValue::kBoolValue:
+      return amqp::FieldValue(v.bool_value());
+    case v1::FieldValue::kIntValue:
+      return amqp::FieldValue(static_cast<int64_t>(v.int_value()));
+    case v1::FieldValue::kDoubleValue:
+      return amqp::FieldValue(v.double_value());
+    case v1::FieldValue::kStringValue:
+      return amqp::FieldValue(v.string_value());
+    case v1::FieldValue::kBytesValue:
+      return amqp::FieldValue(amqp::Bytes{v.bytes_value()});
+    case v1::FieldValue::kTimestampValue:
+      if (v.timestamp_value().seconds() < 0) {
+        return Invalid(field, "timestamp before 1970");
+      }
+      return amqp::FieldValue(amqp::Timestamp{
+          static_cast<uint64_t>(v.timestamp_value().seconds())});
+    case v1::FieldValue::kTableValue: {
+      absl::StatusOr<amqp::FieldTable> t =
+          ToAmqpTableAt(v.table_value().fields(), field, depth + 1);
+      if (!t.ok()) return t.status();
+      return amqp::FieldValue(*std::move(t));
+    }
+    case v1::FieldValue::kArrayValue: {
+      if (depth + 1 > amqp::kMaxTableDepth) {
+        return Invalid(field, absl::StrCat("tables nested deeper than ",
+                                           amqp::kMaxTableDepth, " levels"));
+      }
+      amqp::FieldArray a;
+      a.reserve(v.array_value().values_size());
+      for (int i = 0; i < v.array_value().values_size(); ++i) {
+        absl::StatusOr<amqp::FieldValue> e = ToAmqpValue(
+            v.array_value().values(i), absl::StrCat(field, "[", i, "]"),
+            depth + 1);
+        if (!e.ok()) return e.status();
+        a.push_back(*std::move(e));
+      }
+      return amqp::FieldValue(std::move(a));
+    }
+    case v1::FieldValue::kDecimalValue:
+      if (v.decimal_value().scale() > 255) {
+        return Invalid(field, "decimal scale must be 0..255");
+      }
+      return amqp::FieldValue(amqp::Decimal{
+          static_cast<uint8_t>(v.decimal_value().scale()),
+          v.decimal_value().value()});
+    case v1::FieldValue::kNullValue:
+    case v1::FieldValue::KIND_NOT_SET:
+      return amqp::FieldValue(amqp::Void{});
+  }
+  return Invalid(field, "unknown value kind");
+}
+
+absl::Status CheckShort(absl::string_view field, const std::string& value) {
+  if (value.size() > kMaxShortString) {
+    return Invalid(field, absl::StrCat("longer than 255 bytes (",
+                                       value.size(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+void SetOptional(const std::string& in, std::optional<std::string>* out) {
+  if (!in.empty()) *out = in;
+}
+
+// AMQP -> proto.
+void ToProtoValue(const amqp::FieldValue& v, v1::FieldValue* out) {
+  struct Visitor {
+    v1::FieldValue* out;
+    void operator()(const amqp::Void&) {
+      out->set_null_value(google::protobuf::NULL_VALUE);
+    }
+    void operator()(bool b) { out->set_bool_value(b); }
+    void operator()(int64_t i) { out->set_int_value(i); }
+    void operator()(double d) { out->set_double_value(d); }
+    void operator()(const std::string& s) {
+      if (IsValidUtf8(s)) {
+        out->set_string_value(s);
+      } else {
+        out->set_bytes_value(s);
+      }
+    }
+    void operator()(const amqp::Bytes& b) { out->set_bytes_value(b.data); }
+    void operator()(const amqp::Timestamp& t) {
+      out->mutable_timestamp_value()->set_seconds(
+          static_cast<int64_t>(std::min<uint64_t>(
+              t.seconds, std::numeric_limits<int64_t>::max())));
+    }
+    void operator()(const amqp::Decimal& d) {
+      out->mutable_decimal_value()->set_scale(d.scale);
+      out->mutable_decimal_value()->set_value(d.value);
+    }
+    void operator()(const amqp::FieldTable& t) {
+      ToProtoTable(t, out->mutable_table_value()->mutable_fields());
+    }
+    void operator()(const amqp::FieldArray& a) {
+      auto* arr = out->mutable_array_value();
+      for (const auto& e : a) ToProtoValue(e, arr->add_values());
+    }
+  };
+  std::visit(Visitor{out}, v.value);
+}
+
+void SetString(const std::optional<std::string>& in, std::string* out) {
+  if (!in.has_value()) return;
+  if (IsValidUtf8(*in)) {
+    *out = *in;
+  } else {
+    *out = SanitizeUtf8(*in);
+  }
+}
+
+}  // namespace
+
+bool IsValidUtf8(absl::string_view s) {
+  size_t i = 0;
+  const size_t n = s.size();
+  while (i < n) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    int len;
+    uint32_t cp;
+    if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > n) return false;
+    for (int k = 1; k < len; ++k) {
+      unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
+std::string SanitizeUtf8(absl::string_view s) {
+  if (IsValidUtf8(s)) return std::string(s);
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    // Take the longest valid sequence starting at i (1..4 bytes).
+    bool ok = false;
+    for (int len = 1; len <= 4 && i + len <= s.size(); ++len) {
+      if (IsValidUtf8(s.substr(i, len))) {
+        out.append(s.data() + i, len);
+        i += len;
+        ok = true;
+        break;
+      }
+    }
+    if (!ok) {
+      out.append("\xEF\xBF\xBD");  // U+FFFD
+      ++i;
+    }
+  }
+  return out;
+}
+
+void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
+  int64_t ns = absl::ToUnixNanos(t);
+  out->set_seconds(ns / 1000000000);
+  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
+absl::Status ValidateName(absl::string_view field, absl::string_view value,
+                          bool allow_empty) {
+  if (!allow_empty && value.empty()) return Invalid(field, "must not be empty");
+  if (value.size() > kMaxShortString) {
+    return Invalid(field, absl::StrCat("longer than 255 bytes (", value.size(),
+                                       ")"));
+  }
+  if (!IsValidUtf8(value)) return Invalid(field, "not valid UTF-8");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<amqp::FieldTable> ToAmqpTable(const ProtoTable& table,
+                                             absl::string_view field) {
+  return ToAmqpTableAt(table, std::string(field), 1);
+}
+
+absl::StatusOr<amqp::Properties> ToAmqpProperties(
+    const v1::MessageProperties& p, absl::string_view field,
+    const Limits& limits) {
+  amqp::Properties out;
+  struct Short {
+    const char* name;
+    const std::string& value;
+    std::optional<std::string>* out;
+  } shorts[] = {
+      {"content_type", p.content_type(), &out.content_type},
+      {"content_encoding", p.content_encoding(), &out.content_encoding},
+      {"correlation_id", p.correlation_id(), &out.correlation_id},
+      {"reply_to", p.reply_to(), &out.reply_to},
+      {"message_id", p.message_id(), &out.message_id},
+      {"type", p.type(), &out.type},
+      {"user_id", p.user_id(), &out.user_id},
+      {"app_id", p.app_id(), &out.app_id},
+  };
+  for (const Short& s : shorts) {
+    absl::Status st = CheckShort(absl::StrCat(field, ".", s.name), s.value);
+    if (!st.ok()) return st;
+    SetOptional(s.value, s.out);
+  }
+  switch (p.delivery_mode()) {
+    case v1::DELIVERY_MODE_UNSPECIFIED:
+    case v1::PERSISTENT:
+      out.delivery_mode = 2;
+      break;
+    case v1::TRANSIENT:
+      out.delivery_mode = 1;
+      break;
+    default:
+      return Invalid(absl::StrCat(field, ".delivery_mode"),
+                     absl::StrCat("unknown value ", p.delivery_mode(),
+                                  " (use TRANSIENT or PERSISTENT)"));
+  }
+  if (p.has_priority()) {
+    if (p.priority() > 255) {
+      return Invalid(absl::StrCat(field, ".priority"),
+                     absl::StrCat("must be 0..255, got ", p.priority()));
+    }
+    out.priority = static_cast<uint8_t>(p.priority());
+  }
+  if (p.has_expiration()) {
+    const auto& d = p.expiration();
+    if (d.seconds() < 0 || d.nanos() < 0) {
+      return Invalid(absl::StrCat(field, ".expiration"), "must not be negative");
+    }
+    int64_t ms = d.seconds() * 1000 + d.nanos() / 1000000;
+    if (d.seconds() > kMaxExpirationMs / 1000 || ms > kMaxExpirationMs) {
+      return Invalid(absl::StrCat(field, ".expiration"),
+                     "must be at most 2^32-1 ms (about 49 days)");
+    }
+    out.expiration = absl::StrCat(ms);
+  }
+  if (p.has_timestamp()) {
+    if (p.timestamp().seconds() < 0) {
+      return Invalid(absl::StrCat(field, ".timestamp"), "before 1970");
+    }
+    out.timestamp = static_cast<uint64_t>(p.timestamp().seconds());
+  }
+  if (!p.headers().empty()) {
+    absl::StatusOr<amqp::FieldTable> headers =
+        ToAmqpTable(p.headers(), absl::StrCat(field, ".headers"));
+    if (!headers.ok()) return headers.status();
+    if (EncodedSize(*headers) > limits.max_properties_bytes) {
+      return Invalid(absl::StrCat(field, ".headers"),
+                     absl::StrCat("larger than ", limits.max_properties_bytes,
+                                  " bytes encoded"));
+    }
+    out.headers = *std::move(headers);
+  }
+  return out;
+}
+
+absl::StatusOr<amqp::OutgoingMessage> ToOutgoingMessage(
+    const v1::PublishRequest& r, absl::string_view field,
+    const Limits& limits) {
+  auto name = [&](absl::string_view f) {
+    return field.empty() ? std::string(f) : absl::StrCat(field, ".", f);
+  };
+  absl::Status s = ValidateName(name("exchange"), r.exchange());
+  if (!s.ok()) return s;
+  s = ValidateName(name("routing_key"), r.routing_key());
+  if (!s.ok()) return s;
+  if (r.body().size() > limits.max_message_bytes) {
+    return Invalid(name("body"),
+                   absl::StrCat(r.body().size(), " bytes is more than the "
+                                "daemon's --max_message_bytes (",
+                                limits.max_message_bytes, ")"));
+  }
+  absl::StatusOr<amqp::Properties> props =
+      ToAmqpProperties(r.properties(), name("properties"), limits);
+  if (!props.ok()) return props.status();
+  amqp::OutgoingMessage m;
+  m.exchange = r.exchange();
+  m.routing_key = r.routing_key();
+  m.mandatory = !r.allow_unroutable();
+  m.properties = *std::move(props);
+  if (!m.properties.message_id.has_value()) {
+    m.properties.message_id = core::NewUuid();
+  }
+  m.body = r.body();
+  return m;
+}
+
+absl::StatusOr<amqp::QueueDeclareArgs> ToQueueDeclareArgs(
+    const v1::DeclareQueueRequest& r) {
+  absl::Status s = ValidateName("name", r.name());
+  if (!s.ok()) return s;
+  absl::StatusOr<amqp::FieldTable> args = ToAmqpTable(r.arguments(), "arguments");
+  if (!args.ok()) return args.status();
+  amqp::QueueDeclareArgs out;
+  out.name = r.name();
+  out.durable = r.has_durable() ? r.durable() : true;
+  out.auto_delete = r.auto_delete();
+  out.arguments = *std::move(args);
+  const char* type = nullptr;
+  switch (r.type()) {
+    case v1::QUEUE_TYPE_UNSPECIFIED:
+      break;
+    case v1::CLASSIC:
+      type = "classic";
+      break;
+    case v1::QUORUM:
+      type = "quorum";
+      break;
+    case v1::STREAM:
+      type = "stream";
+      break;
+    default:
+      return Invalid("type", absl::StrCat("unknown queue type ", r.type()));
+  }
+  if (type != nullptr) {
+    if (amqp::FindField(out.arguments, "x-queue-type") != nullptr) {
+      return Invalid("arguments[\"x-queue-type\"]",
+                     "set either `type` or this argument, not both");
+    }
+    out.arguments.emplace_back("x-queue-type", std::string(type));
+  }
+  return out;
+}
+
+absl::StatusOr<amqp::ExchangeDeclareArgs> ToExchangeDeclareArgs(
+    const v1::DeclareExchangeRequest& r) {
+  absl::Status s = ValidateName("name", r.name(), /*allow_empty=*/false);
+  if (!s.ok()) return s;
+  s = ValidateName("custom_type", r.custom_type());
+  if (!s.ok()) return s;
+  absl::StatusOr<amqp::FieldTable> args = ToAmqpTable(r.arguments(), "arguments");
+  if (!args.ok()) return args.status();
+  amqp::ExchangeDeclareArgs out;
+  out.name = r.name();
+  out.durable = r.has_durable() ? r.durable() : true;
+  out.auto_delete = r.auto_delete();
+  out.internal = r.internal();
+  out.arguments = *std::move(args);
+  switch (r.type()) {
+    case v1::EXCHANGE_TYPE_UNSPECIFIED:
+    case v1::DIRECT:
+      out.type = "direct";
+      break;
+    case v1::FANOUT:
+      out.type = "fanout";
+      break;
+    case v1::TOPIC:
+      out.type = "topic";
+      break;
+    case v1::HEADERS:
+      out.type = "headers";
+      break;
+    default:
+      return Invalid("type", absl::StrCat("unknown exchange type ", r.type()));
+  }
+  if (!r.custom_type().empty()) out.type = r.custom_type();
+  return out;
+}
+
+template <typename BindRequest>
+absl::StatusOr<amqp::BindArgs> ToBindArgs(const BindRequest& r) {
+  absl::Status s = ValidateName("queue", r.queue(), /*allow_empty=*/false);
+  if (!s.ok()) return s;
+  s = ValidateName("exchange", r.exchange(), /*allow_empty=*/false);
+  if (!s.ok()) {
+    if (r.exchange().empty()) {
+      return Invalid("exchange",
+                     "must not be empty (every queue is bound to the default "
+                     "exchange by its name already)");
+    }
+    return s;
+  }
+  s = ValidateName("routing_key", r.routing_key());
+  if (!s.ok()) return s;
+  absl::StatusOr<amqp::FieldTable> args = ToAmqpTable(r.arguments(), "arguments");
+  if (!args.ok()) return args.status();
+  amqp::BindArgs out;
+  out.queue = r.queue();
+  out.exchange = r.exchange();
+  out.routing_key = r.routing_key();
+  out.arguments = *std::move(args);
+  return out;
+}
+
+template absl::StatusOr<amqp::BindArgs> ToBindArgs(const v1::BindQueueRequest&);
+template absl::StatusOr<amqp::BindArgs> ToBindArgs(const v1::UnbindQueueRequest&);
+
+absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
+    const v1::StreamMessagesRequest& r) {
+  absl::Status s = ValidateName("queue", r.queue(), /*allow_empty=*/false);
+  if (!s.ok()) return s;
+  s = ValidateName("consumer_tag", r.consumer_tag());
+  if (!s.ok()) return s;
+  if (r.prefetch() > 65535) {
+    return Invalid("prefetch", absl::StrCat("must be 1..65535 (0 for the "
+                                            "default 100), got ",
+                                            r.prefetch()));
+  }
+  core::SubscribeOptions out;
+  out.queue = r.queue();
+  out.prefetch = r.prefetch() == 0 ? 100 : static_cast<uint16_t>(r.prefetch());
+  switch (r.ack_mode()) {
+    case v1::StreamMessagesRequest::ACK_MODE_UNSPECIFIED:
+    case v1::StreamMessagesRequest::AUTO:
+      out.ack_mode = core::AckMode::kAuto;
+      break;
+    case v1::StreamMessagesRequest::CLIENT:
+      out.ack_mode = core::AckMode::kClient;
+      break;
+    case v1::StreamMessagesRequest::NONE:
+      out.ack_mode = core::AckMode::kNone;
+      break;
+    default:
+      return Invalid("ack_mode", absl::StrCat("unknown value ", r.ack_mode(),
+                                              " (AUTO, CLIENT or NONE)"));
+  }
+  out.max_messages = r.max_messages();
+  out.consumer_tag = r.consumer_tag();
+  out.exclusive = r.exclusive();
+  absl::StatusOr<amqp::FieldTable> args = ToAmqpTable(r.arguments(), "arguments");
+  if (!args.ok()) return args.status();
+  out.arguments = *std::move(args);
+  return out;
+}
+
+absl::StatusOr<core::AckAction> ToAckAction(const v1::AckRequest& r) {
+  switch (r.action()) {
+    case v1::AckRequest::ACTION_UNSPECIFIED:
+    case v1::AckRequest::ACK:
+      return core::AckAction::kAck;
+    case v1::AckRequest::REQUEUE:
+      return core::AckAction::kRequeue;
+    case v1::AckRequest::REJECT:
+      return core::AckAction::kReject;
+    default:
+      return Invalid("action", absl::StrCat("unknown value ", r.action(),
+                                            " (ACK, REQUEUE or REJECT)"));
+  }
+}
+
+void ToProtoTable(const amqp::FieldTable& table, ProtoTable* out) {
+  for (const auto& [k, v] : table) {
+    ToProtoValue(v, &(*out)[IsValidUtf8(k) ? k : SanitizeUtf8(k)]);
+  }
+}
+
+void ToProtoProperties(const amqp::Properties& p, v1::MessageProperties* out) {
+  SetString(p.content_type, out->mutable_content_type());
+  SetString(p.content_encoding, out->mutable_content_encoding());
+  if (p.headers.has_value()) ToProtoTable(*p.headers, out->mutable_headers());
+  if (p.delivery_mode.has_value()) {
+    out->set_delivery_mode(*p.delivery_mode == 1   ? v1::TRANSIENT
+                           : *p.delivery_mode == 2 ? v1::PERSISTENT
+                                                   : v1::DELIVERY_MODE_UNSPECIFIED);
+  }
+  if (p.priority.has_value()) out->set_priority(*p.priority);
+  SetString(p.correlation_id, out->mutable_correlation_id());
+  SetString(p.reply_to, out->mutable_reply_to());
+  if (p.expiration.has_value()) {
+    int64_t ms;
+    if (absl::SimpleAtoi(*p.expiration, &ms) && ms >= 0) {
+      out->mutable_expiration()->set_seconds(ms / 1000);
+      out->mutable_expiration()->set_nanos(static_cast<int32_t>(ms % 1000) *
+                                           1000000);
+    }
+  }
+  SetString(p.message_id, out->mutable_message_id());
+  if (p.timestamp.has_value()) {
+    out->mutable_timestamp()->set_seconds(static_cast<int64_t>(std::min<uint64_t>(
+        *p.timestamp, std::numeric_limits<int64_t>::max())));
+  }
+  SetString(p.type, out->mutable_type());
+  SetString(p.user_id, out->mutable_user_id());
+  SetString(p.app_id, out->mutable_app_id());
+}
+
+void ToProtoDelivery(core::StreamDelivery&& d, v1::Delivery* out) {
+  out->set_delivery_id(d.delivery_id);
+  out->set_redelivered(d.message.redelivered);
+  out->set_delivery_attempt(d.delivery_attempt);
+  out->set_exchange(SanitizeUtf8(d.message.exchange));
+  out->set_routing_key(SanitizeUtf8(d.message.routing_key));
+  out->set_body(std::move(d.message.body));
+  ToProtoProperties(d.message.properties, out->mutable_properties());
+}
+
+void ToProtoConnectionInfo(const core::ConnectionInfo& info,
+                           v1::ConnectionInfo* out) {
+  switch (info.state) {
+    case core::SessionState::kConnecting:
+      out->set_state(v1::ConnectionInfo::CONNECTING);
+      break;
+    case core::SessionState::kReady:
+      out->set_state(v1::ConnectionInfo::READY);
+      break;
+    case core::SessionState::kReconnecting:
+      out->set_state(v1::ConnectionInfo::RECONNECTING);
+      break;
+    case core::SessionState::kDisconnected:
+      out->set_state(v1::ConnectionInfo::DISCONNECTED);
+      break;
+  }
+  out->set_broker(info.broker);
+  out->set_vhost(info.vhost);
+  out->set_server_product(SanitizeUtf8(info.server.product));
+  out->set_server_version(SanitizeUtf8(info.server.version));
+  out->set_cluster_name(SanitizeUtf8(info.server.cluster_name));
+  if (info.connected_since != absl::InfinitePast()) {
+    SetTimestamp(info.connected_since, out->mutable_connected_since());
+  }
+  out->set_reconnects(info.reconnects);
+  out->set_last_error(SanitizeUtf8(info.last_error));
+  out->mutable_heartbeat()->set_seconds(absl::ToInt64Seconds(info.heartbeat));
+  out->set_blocked(info.blocked);
+  out->set_blocked_reason(SanitizeUtf8(info.blocked_reason));
+  for (const auto& b : info.brokers) out->add_brokers(b);
+}
+
+void ToProtoCounters(const core::CountersSnapshot& c, v1::Counters* out) {
+  out->set_published(c.published);
+  out->set_confirmed(c.confirmed);
+  out->set_nacked(c.nacked);
+  out->set_returned(c.returned);
+  out->set_delivered(c.delivered);
+  out->set_acked(c.acked);
+  out->set_active_streams(c.active_streams);
+  out->set_requeued(c.requeued);
+  out->set_rejected(c.rejected);
+  out->set_unconfirmed(c.unconfirmed);
+  out->set_reconnects(c.reconnects);
+}
+
+}  // namespace amqpgw::grpc_api

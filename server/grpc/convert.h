@@ -1,0 +1,75 @@
+// Conversions between the API (amqpgw.v1 protos) and AMQP values, with the
+// validation that makes bad input an INVALID_ARGUMENT naming its field.
+#ifndef AMQPGW_SERVER_GRPC_CONVERT_H_
+#define AMQPGW_SERVER_GRPC_CONVERT_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "amqpgw/v1/gateway.pb.h"
+#include "google/protobuf/map.h"
+#include "server/amqp/types.h"
+#include "server/core/session.h"
+#include "server/core/subscription.h"
+
+namespace amqpgw::grpc_api {
+
+// Limits on what callers send.
+struct Limits {
+  size_t max_message_bytes = 4 << 20;
+  size_t max_batch_messages = 10000;
+  // Encoded size of a message's properties and headers (one AMQP frame).
+  size_t max_properties_bytes = 64 << 10;
+};
+
+using ProtoTable = google::protobuf::Map<std::string, v1::FieldValue>;
+
+// --- API -> AMQP. `field` names the field in error messages. ---
+
+// A queue, exchange or routing key: at most 255 bytes of UTF-8.
+absl::Status ValidateName(absl::string_view field, absl::string_view value,
+                          bool allow_empty = true);
+absl::StatusOr<amqp::FieldTable> ToAmqpTable(const ProtoTable& table,
+                                             absl::string_view field);
+absl::StatusOr<amqp::Properties> ToAmqpProperties(
+    const v1::MessageProperties& properties, absl::string_view field,
+    const Limits& limits);
+// Validates the request; sets message_id (a new UUID when empty), persistent
+// delivery unless TRANSIENT, and mandatory unless allow_unroutable.
+absl::StatusOr<amqp::OutgoingMessage> ToOutgoingMessage(
+    const v1::PublishRequest& request, absl::string_view field,
+    const Limits& limits);
+
+absl::StatusOr<amqp::QueueDeclareArgs> ToQueueDeclareArgs(
+    const v1::DeclareQueueRequest& request);
+absl::StatusOr<amqp::ExchangeDeclareArgs> ToExchangeDeclareArgs(
+    const v1::DeclareExchangeRequest& request);
+template <typename BindRequest>
+absl::StatusOr<amqp::BindArgs> ToBindArgs(const BindRequest& request);
+absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
+    const v1::StreamMessagesRequest& request);
+absl::StatusOr<core::AckAction> ToAckAction(const v1::AckRequest& request);
+
+// --- AMQP -> API. Strings that are not valid UTF-8 become bytes_value
+// (headers) or get U+FFFD replacements (other fields). ---
+
+void ToProtoTable(const amqp::FieldTable& table, ProtoTable* out);
+void ToProtoProperties(const amqp::Properties& properties,
+                       v1::MessageProperties* out);
+void ToProtoDelivery(core::StreamDelivery&& delivery, v1::Delivery* out);
+void ToProtoConnectionInfo(const core::ConnectionInfo& info,
+                           v1::ConnectionInfo* out);
+void ToProtoCounters(const core::CountersSnapshot& counters, v1::Counters* out);
+
+// Helpers shared with tests.
+bool IsValidUtf8(absl::string_view s);
+std::string SanitizeUtf8(absl::string_view s);
+void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out);
+
+}  // namespace amqpgw::grpc_api
+
+#endif  // AMQPGW_SERVER_GRPC_CONVERT_H_

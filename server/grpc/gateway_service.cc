@@ -1,0 +1,361 @@
+#include "server/grpc/gateway_service.h"
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "server/grpc/status.h"
+#include "server/grpc/stream_reactor.h"
+
+namespace amqpgw::grpc_api {
+
+using ::grpc::CallbackServerContext;
+using ::grpc::ServerUnaryReactor;
+
+absl::Time CallDeadline(const CallbackServerContext* ctx) {
+  auto deadline = ctx->deadline();
+  if (deadline >= std::chrono::system_clock::time_point::max() -
+                      std::chrono::hours(24 * 365 * 100)) {
+    return absl::InfiniteFuture();
+  }
+  return absl::FromChrono(deadline);
+}
+
+namespace {
+
+// A unary reactor that passes cancellation to the publisher, so that a
+// cancelled call stops waiting for its confirms.
+class PublishReactor : public ServerUnaryReactor {
+ public:
+  void OnCancel() override {
+    core::Publisher* p = publisher_.load();
+    if (p != nullptr) {
+      p->Cancel(batch_, absl::CancelledError("the client cancelled the call"));
+    }
+  }
+  void OnDone() override { delete this; }
+
+  std::shared_ptr<core::PublishBatch> batch_;
+  std::atomic<core::Publisher*> publisher_{nullptr};
+};
+
+ServerUnaryReactor* Fail(CallbackServerContext* ctx, const absl::Status& s) {
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(s));
+  return reactor;
+}
+
+void FillResult(const core::PublishBatch::Result& r, const std::string& id,
+                v1::PublishResult* out) {
+  out->set_code(static_cast<int32_t>(r.status.code()));
+  out->set_message_id(id);
+  if (r.status.ok()) {
+    SetTimestamp(r.confirmed_at, out->mutable_publish_time());
+  } else {
+    out->set_error(std::string(r.status.message()));
+  }
+}
+
+}  // namespace
+
+GatewayService::GatewayService(core::Session* session, Options options)
+    : session_(session), options_(std::move(options)) {}
+
+ServerUnaryReactor* GatewayService::Connect(CallbackServerContext* ctx,
+                                            const v1::ConnectRequest* request,
+                                            v1::ConnectResponse* response) {
+  absl::Time deadline = CallDeadline(ctx);
+  if (request->has_wait()) {
+    const auto& w = request->wait();
+    if (w.seconds() < 0 || w.nanos() < 0) {
+      return Fail(ctx, absl::InvalidArgumentError("wait: must not be negative"));
+    }
+    deadline = std::min(deadline, absl::Now() + absl::Seconds(w.seconds()) +
+                                      absl::Nanoseconds(w.nanos()));
+  } else {
+    deadline = std::min(deadline, absl::Now() + absl::Seconds(30));
+  }
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  session_->Connect(deadline, [reactor, response](core::ConnectionInfo info) {
+    ToProtoConnectionInfo(info, response->mutable_connection());
+    reactor->Finish(::grpc::Status::OK);
+  });
+  return reactor;
+}
+
+ServerUnaryReactor* GatewayService::Disconnect(
+    CallbackServerContext* ctx, const v1::DisconnectRequest* request,
+    v1::DisconnectResponse* response) {
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  session_->Disconnect([reactor, response](core::ConnectionInfo info) {
+    ToProtoConnectionInfo(info, response->mutable_connection());
+    reactor->Finish(::grpc::Status::OK);
+  });
+  return reactor;
+}
+
+ServerUnaryReactor* GatewayService::GetStatus(
+    CallbackServerContext* ctx, const v1::GetStatusRequest* request,
+    v1::GetStatusResponse* response) {
+  ToProtoConnectionInfo(session_->Info(), response->mutable_connection());
+  ToProtoCounters(session_->Counters(), response->mutable_counters());
+  response->set_version(options_.version);
+  response->set_instance_id(session_->instance_id());
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(::grpc::Status::OK);
+  return reactor;
+}
+
+ServerUnaryReactor* GatewayService::DeclareQueue(
+    CallbackServerContext* ctx, const v1::DeclareQueueRequest* request,
+    v1::DeclareQueueResponse* response) {
+  absl::StatusOr<amqp::QueueDeclareArgs> args = ToQueueDeclareArgs(*request);
+  if (!args.ok()) return Fail(ctx, args.status());
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  session_->DeclareQueue(
+      *std::move(args), session_->Deadline(CallDeadline(ctx)),
+      [reactor, response](absl::StatusOr<core::QueueInfo> r) {
+        if (r.ok()) {
+          response->set_name(r->name);
+          response->set_message_count(r->message_count);
+          response->set_consumer_count(r->consumer_count);
+        }
+        reactor->Finish(ToGrpcStatus(r.status()));
+      });
+  return reactor;
+}
+
+ServerUnaryReactor* GatewayService::InspectQueue(
+    CallbackServerContext* ctx, const v1::InspectQueueRequest* request,
+    v1::InspectQueueResponse* response) {
+  absl::Status s = ValidateName("name", request->name(), false);
+  if (!s.ok()) return Fail(ctx, s);
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  session_->InspectQueue(
+      request->name(), session_->Deadline(CallDeadline(ctx)),
+      [reactor, response](absl::StatusOr<core::QueueInfo> r) {
+        if (r.ok()) {
+          response->set_name(r->name);
+          response->set_message_count(r->message_count);
+          response->set_consumer_count(r->consumer_count);
+        }
+        reactor->Finish(ToGrpcStatus(r.status()));
+      });
+  return reactor;
+}
+
+ServerUnaryReactor* GatewayService::DeleteQueue(
+    CallbackServerContext* ctx, const v1::DeleteQueueRequest* request,
+    v1::DeleteQueueResponse* response) {
+  absl::Status s = ValidateName("name", request->name(), false);
+  if (!s.ok()) return Fail(ctx, s);
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  session_->DeleteQueue(request->name(), request->if_unused(),
+                        request->if_empty(),
+                        session_->Deadline(CallDeadline(ctx)),
+                        [reactor, response](absl::StatusOr<uint32_t> r) {
+                          if (r.ok()) response->set_message_count(*r);
+                          reactor->Finish(ToGrpcStatus(r.status()));
+                        });
+  return reactor;
+}
+
+ServerUnaryReactor* GatewayService::PurgeQueue(
+    CallbackServerContext* ctx, const v1::PurgeQueueRequest* request,
+    v1::PurgeQueueResponse* response) {
+  absl::Status s = ValidateName("name", request->name(), false);
+  if (!s.ok()) return Fail(ctx, s);
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  session_->PurgeQueue(request->name(), session_->Deadline(CallDeadline(ctx)),
+                       [reactor, response](absl::StatusOr<uint32_t> r) {
+                         if (r.ok()) response->set_message_count(*r);
+                         reactor->Finish(ToGrpcStatus(r.status()));
+                       });
+  return reactor;
+}
+
+ServerUnaryReactor* GatewayService::DeclareExchange(
+    CallbackServerContext* ctx, const v1::DeclareExchangeRequest* request,
+    v1::DeclareExchangeResponse* response) {
+  absl::StatusOr<amqp::ExchangeDeclareArgs> args =
+      ToExchangeDeclareArgs(*request);
+  if (!args.ok()) return Fail(ctx, args.status());
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  session_->DeclareExchange(*std::move(args),
+                            session_->Deadline(CallDeadline(ctx)),
+                            [reactor](absl::Status s) {
+                              reactor->Finish(ToGrpcStatus(s));
+                            });
+  return reactor;
+}
+
+ServerUnaryReactor* GatewayService::DeleteExchange(
+    CallbackServerContext* ctx, const v1::DeleteExchangeRequest* request,
+    v1::DeleteExchangeResponse* response) {
+  absl::Status s = ValidateName("name", request->name(), false);
+  if (!s.ok()) return Fail(ctx, s);
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  session_->DeleteExchange(request->name(), request->if_unused(),
+                           session_->Deadline(CallDeadline(ctx)),
+                           [reactor](absl::Status s) {
+                             reactor->Finish(ToGrpcStatus(s));
+                           });
+  return reactor;
+}
+
+ServerUnaryReactor* GatewayService::BindQueue(CallbackServerContext* ctx,
+                                              const v1::BindQueueRequest* request,
+                                              v1::BindQueueResponse* response) {
+  absl::StatusOr<amqp::BindArgs> args = ToBindArgs(*request);
+  if (!args.ok()) return Fail(ctx, args.status());
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  session_->BindQueue(*std::move(args), session_->Deadline(CallDeadline(ctx)),
+                      [reactor](absl::Status s) {
+                        reactor->Finish(ToGrpcStatus(s));
+                      });
+  return reactor;
+}
+
+ServerUnaryReactor* GatewayService::UnbindQueue(
+    CallbackServerContext* ctx, const v1::UnbindQueueRequest* request,
+    v1::UnbindQueueResponse* response) {
+  absl::StatusOr<amqp::BindArgs> args = ToBindArgs(*request);
+  if (!args.ok()) return Fail(ctx, args.status());
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  session_->UnbindQueue(*std::move(args), session_->Deadline(CallDeadline(ctx)),
+                        [reactor](absl::Status s) {
+                          reactor->Finish(ToGrpcStatus(s));
+                        });
+  return reactor;
+}
+
+ServerUnaryReactor* GatewayService::Publish(CallbackServerContext* ctx,
+                                            const v1::PublishRequest* request,
+                                            v1::PublishResponse* response) {
+  absl::StatusOr<amqp::OutgoingMessage> m =
+      ToOutgoingMessage(*request, "", options_.limits);
+  if (!m.ok()) return Fail(ctx, m.status());
+  auto* reactor = new PublishReactor();
+  std::string id = *m->properties.message_id;
+  std::vector<amqp::OutgoingMessage> messages;
+  messages.push_back(*std::move(m));
+  reactor->batch_ = std::make_shared<core::PublishBatch>(
+      std::move(messages), session_->Deadline(CallDeadline(ctx)),
+      [reactor, response, id = std::move(id)](core::PublishBatch& b) {
+        const core::PublishBatch::Result& r = b.result(0);
+        if (r.status.ok()) {
+          response->set_message_id(id);
+          SetTimestamp(r.confirmed_at, response->mutable_publish_time());
+        }
+        reactor->Finish(ToGrpcStatus(r.status));
+      });
+  absl::StatusOr<core::Publisher*> p = session_->Publish(reactor->batch_);
+  if (!p.ok()) {
+    reactor->Finish(ToGrpcStatus(p.status()));
+  } else {
+    reactor->publisher_.store(*p);
+  }
+  return reactor;
+}
+
+ServerUnaryReactor* GatewayService::PublishBatch(
+    CallbackServerContext* ctx, const v1::PublishBatchRequest* request,
+    v1::PublishBatchResponse* response) {
+  const int n = request->messages_size();
+  if (n == 0) {
+    return Fail(ctx, absl::InvalidArgumentError("messages: empty batch"));
+  }
+  if (static_cast<size_t>(n) > options_.limits.max_batch_messages) {
+    return Fail(ctx, absl::InvalidArgumentError(absl::StrCat(
+                         "messages: ", n, " messages; at most ",
+                         options_.limits.max_batch_messages, " per batch")));
+  }
+  std::vector<amqp::OutgoingMessage> messages;
+  messages.reserve(n);
+  auto ids = std::make_shared<std::vector<std::string>>();
+  ids->reserve(n);
+  for (int i = 0; i < n; ++i) {
+    absl::StatusOr<amqp::OutgoingMessage> m = ToOutgoingMessage(
+        request->messages(i), absl::StrCat("messages[", i, "]"),
+        options_.limits);
+    if (!m.ok()) return Fail(ctx, m.status());
+    ids->push_back(*m->properties.message_id);
+    messages.push_back(*std::move(m));
+  }
+  auto* reactor = new PublishReactor();
+  reactor->batch_ = std::make_shared<core::PublishBatch>(
+      std::move(messages), session_->Deadline(CallDeadline(ctx)),
+      [reactor, response, ids](core::PublishBatch& b) {
+        uint32_t ok = 0;
+        for (size_t i = 0; i < b.size(); ++i) {
+          FillResult(b.result(i), (*ids)[i], response->add_results());
+          if (b.result(i).status.ok()) ++ok;
+        }
+        response->set_ok_count(ok);
+        reactor->Finish(::grpc::Status::OK);
+      });
+  absl::StatusOr<core::Publisher*> p = session_->Publish(reactor->batch_);
+  if (!p.ok()) {
+    reactor->Finish(ToGrpcStatus(p.status()));
+  } else {
+    reactor->publisher_.store(*p);
+  }
+  return reactor;
+}
+
+::grpc::ServerWriteReactor<v1::StreamMessagesResponse>*
+GatewayService::StreamMessages(CallbackServerContext* ctx,
+                               const v1::StreamMessagesRequest* request) {
+  absl::StatusOr<core::SubscribeOptions> options = ToSubscribeOptions(*request);
+  auto* reactor = new StreamReactor(
+      options.ok() ? options->ack_mode : core::AckMode::kAuto,
+      request->queue(), options.ok() ? options->prefetch : 0);
+  if (!options.ok()) {
+    reactor->FinishNow(ToGrpcStatus(options.status()));
+    return reactor;
+  }
+  options->subscribe_deadline = session_->Deadline(CallDeadline(ctx));
+  absl::StatusOr<std::shared_ptr<core::Subscription>> sub =
+      session_->Subscribe(*std::move(options), reactor);
+  if (!sub.ok()) {
+    reactor->FinishNow(ToGrpcStatus(sub.status()));
+    return reactor;
+  }
+  reactor->Attach(*std::move(sub));
+  return reactor;
+}
+
+ServerUnaryReactor* GatewayService::Ack(CallbackServerContext* ctx,
+                                        const v1::AckRequest* request,
+                                        v1::AckResponse* response) {
+  if (request->subscription_id().empty()) {
+    return Fail(ctx, absl::InvalidArgumentError(
+                         "subscription_id: must not be empty (it comes in the "
+                         "stream's `subscribed` event)"));
+  }
+  if (request->delivery_ids_size() == 0 ||
+      request->delivery_ids_size() > 65535) {
+    return Fail(ctx, absl::InvalidArgumentError(absl::StrCat(
+                         "delivery_ids: give 1 to 65535 ids, got ",
+                         request->delivery_ids_size())));
+  }
+  absl::StatusOr<core::AckAction> action = ToAckAction(*request);
+  if (!action.ok()) return Fail(ctx, action.status());
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  std::vector<uint64_t> ids(request->delivery_ids().begin(),
+                            request->delivery_ids().end());
+  session_->Ack(request->subscription_id(), std::move(ids), *action,
+                [reactor, response](absl::StatusOr<core::AckResult> r) {
+                  if (r.ok()) {
+                    response->set_applied_count(r->applied);
+                    for (uint64_t id : r->stale_ids) response->add_stale_ids(id);
+                  }
+                  reactor->Finish(ToGrpcStatus(r.status()));
+                });
+  return reactor;
+}
+
+}  // namespace amqpgw::grpc_api

@@ -1,0 +1,84 @@
+// amqpgw.v1.Gateway over the callback API: thin handlers that validate,
+// translate and hand the work to the core::Session. No handler blocks: each
+// returns a reactor that the session's threads finish when the broker
+// answers.
+#ifndef AMQPGW_SERVER_GRPC_GATEWAY_SERVICE_H_
+#define AMQPGW_SERVER_GRPC_GATEWAY_SERVICE_H_
+
+#include <string>
+
+#include "amqpgw/v1/gateway.grpc.pb.h"
+#include "server/core/session.h"
+#include "server/grpc/convert.h"
+
+namespace amqpgw::grpc_api {
+
+class GatewayService final : public v1::Gateway::CallbackService {
+ public:
+  struct Options {
+    Limits limits;
+    std::string version = AMQPGW_VERSION;
+  };
+
+  // `session` must outlive the service and every call it serves.
+  GatewayService(core::Session* session, Options options);
+
+  ::grpc::ServerUnaryReactor* Connect(::grpc::CallbackServerContext* ctx,
+                                      const v1::ConnectRequest* request,
+                                      v1::ConnectResponse* response) override;
+  ::grpc::ServerUnaryReactor* Disconnect(::grpc::CallbackServerContext* ctx,
+                                         const v1::DisconnectRequest* request,
+                                         v1::DisconnectResponse* response) override;
+  ::grpc::ServerUnaryReactor* GetStatus(::grpc::CallbackServerContext* ctx,
+                                        const v1::GetStatusRequest* request,
+                                        v1::GetStatusResponse* response) override;
+  ::grpc::ServerUnaryReactor* DeclareQueue(
+      ::grpc::CallbackServerContext* ctx, const v1::DeclareQueueRequest* request,
+      v1::DeclareQueueResponse* response) override;
+  ::grpc::ServerUnaryReactor* InspectQueue(
+      ::grpc::CallbackServerContext* ctx, const v1::InspectQueueRequest* request,
+      v1::InspectQueueResponse* response) override;
+  ::grpc::ServerUnaryReactor* DeleteQueue(
+      ::grpc::CallbackServerContext* ctx, const v1::DeleteQueueRequest* request,
+      v1::DeleteQueueResponse* response) override;
+  ::grpc::ServerUnaryReactor* PurgeQueue(
+      ::grpc::CallbackServerContext* ctx, const v1::PurgeQueueRequest* request,
+      v1::PurgeQueueResponse* response) override;
+  ::grpc::ServerUnaryReactor* DeclareExchange(
+      ::grpc::CallbackServerContext* ctx,
+      const v1::DeclareExchangeRequest* request,
+      v1::DeclareExchangeResponse* response) override;
+  ::grpc::ServerUnaryReactor* DeleteExchange(
+      ::grpc::CallbackServerContext* ctx,
+      const v1::DeleteExchangeRequest* request,
+      v1::DeleteExchangeResponse* response) override;
+  ::grpc::ServerUnaryReactor* BindQueue(::grpc::CallbackServerContext* ctx,
+                                        const v1::BindQueueRequest* request,
+                                        v1::BindQueueResponse* response) override;
+  ::grpc::ServerUnaryReactor* UnbindQueue(
+      ::grpc::CallbackServerContext* ctx, const v1::UnbindQueueRequest* request,
+      v1::UnbindQueueResponse* response) override;
+  ::grpc::ServerUnaryReactor* Publish(::grpc::CallbackServerContext* ctx,
+                                      const v1::PublishRequest* request,
+                                      v1::PublishResponse* response) override;
+  ::grpc::ServerUnaryReactor* PublishBatch(
+      ::grpc::CallbackServerContext* ctx, const v1::PublishBatchRequest* request,
+      v1::PublishBatchResponse* response) override;
+  ::grpc::ServerWriteReactor<v1::StreamMessagesResponse>* StreamMessages(
+      ::grpc::CallbackServerContext* ctx,
+      const v1::StreamMessagesRequest* request) override;
+  ::grpc::ServerUnaryReactor* Ack(::grpc::CallbackServerContext* ctx,
+                                  const v1::AckRequest* request,
+                                  v1::AckResponse* response) override;
+
+ private:
+  core::Session* const session_;
+  const Options options_;
+};
+
+// The call's deadline as absl::Time (InfiniteFuture when none).
+absl::Time CallDeadline(const ::grpc::CallbackServerContext* ctx);
+
+}  // namespace amqpgw::grpc_api
+
+#endif  // AMQPGW_SERVER_GRPC_GATEWAY_SERVICE_H_

@@ -1,0 +1,87 @@
+// The StreamMessages reactor: a SubscriptionSink that writes a
+// subscription's events to one gRPC server stream.
+#ifndef AMQPGW_SERVER_GRPC_STREAM_REACTOR_H_
+#define AMQPGW_SERVER_GRPC_STREAM_REACTOR_H_
+
+#include <deque>
+#include <memory>
+#include <variant>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "amqpgw/v1/gateway.pb.h"
+#include "server/core/session.h"
+
+namespace amqpgw::grpc_api {
+
+// Lifetime: created by the handler; deletes itself in OnDone, which gRPC
+// calls after Finish. Finish is called only after the subscription's OnEnd,
+// the last call the subscription makes into this sink.
+//
+// Threads: Sink methods run on the subscription's worker thread; gRPC
+// reactions (OnWriteDone, OnCancel, OnDone) on gRPC's threads. The queue is
+// shared under mu_. At most `prefetch` deliveries wait in it, because the
+// broker sends no more than that many unacknowledged messages and the
+// gateway acknowledges (AUTO, NONE) only once a message leaves the queue.
+class StreamReactor : public ::grpc::ServerWriteReactor<v1::StreamMessagesResponse>,
+                      public core::SubscriptionSink {
+ public:
+  StreamReactor(core::AckMode mode, std::string queue, uint32_t prefetch);
+
+  // Binds the subscription (for acks and cancellation). Call once, from the
+  // handler, before returning the reactor.
+  void Attach(std::shared_ptr<core::Subscription> subscription);
+  // Ends the stream at once (no subscription was made).
+  void FinishNow(const ::grpc::Status& status);
+
+  // core::SubscriptionSink.
+  void OnSubscribed(const std::string& subscription_id,
+                    const std::string& consumer_tag) override;
+  void OnDelivery(core::StreamDelivery delivery) override;
+  void OnPaused(const std::string& why) override;
+  void OnResumed() override;
+  void OnEnd(const absl::Status& status) override;
+
+  // ::grpc::ServerWriteReactor.
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  using Item = std::variant<v1::StreamMessagesResponse, core::StreamDelivery>;
+
+  // State shared by the subscription's thread and gRPC's. Each entry point
+  // holds a reference while it runs: once a thread unlocks, another may
+  // Finish and OnDone may delete the reactor, but never the mutex under a
+  // thread still unlocking it.
+  struct Shared {
+    absl::Mutex mu;
+    std::shared_ptr<core::Subscription> subscription ABSL_GUARDED_BY(mu);
+    std::deque<Item> queue ABSL_GUARDED_BY(mu);
+    bool writing ABSL_GUARDED_BY(mu) = false;
+    bool ended ABSL_GUARDED_BY(mu) = false;
+    bool finished ABSL_GUARDED_BY(mu) = false;
+    ::grpc::Status end_status ABSL_GUARDED_BY(mu);
+  };
+
+  void Push(Item item);
+  // Starts the next write, or Finish once the queue is empty and the
+  // subscription ended. Touches `this` only while it holds the write (or to
+  // call Finish, as its last action).
+  void Pump(const std::shared_ptr<Shared>& s);
+
+  const core::AckMode mode_;
+  const std::string queue_name_;
+  const uint32_t prefetch_;
+  const std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
+  // The response being written: owned by the thread that set `writing`
+  // until StartWrite, then read by gRPC until OnWriteDone.
+  v1::StreamMessagesResponse current_;
+  uint64_t current_delivery_id_ = 0;
+};
+
+}  // namespace amqpgw::grpc_api
+
+#endif  // AMQPGW_SERVER_GRPC_STREAM_REACTOR_H_

@@ -1,0 +1,49 @@
+// RabbitMQ nodes for tests, through tests/support/rabbitmq-node.sh.
+#ifndef AMQPGW_TESTS_SUPPORT_BROKER_NODE_H_
+#define AMQPGW_TESTS_SUPPORT_BROKER_NODE_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace amqpgw::testing {
+
+class BrokerNode {
+ public:
+  // The node ctest's `rabbitmq` fixture started for all integration tests
+  // (AMQPGW_TEST_NODE_DIR). Do not stop it: use a private node for that.
+  static BrokerNode Shared();
+  // Starts a node of the test's own in a fresh folder under the build tree.
+  static absl::StatusOr<BrokerNode> StartPrivate(const std::string& name);
+
+  const std::string& dir() const { return dir_; }
+  // amqp://guest:guest@127.0.0.1:PORT/
+  const std::string& uri() const { return uri_; }
+  int port() const { return port_; }
+
+  // Same folder, same ports: durable queues and persistent messages survive.
+  absl::Status Start();
+  absl::Status Stop();
+  absl::Status Kill();
+  // rabbitmqctl on this node; returns its standard output.
+  absl::StatusOr<std::string> Ctl(const std::vector<std::string>& args) const;
+
+ private:
+  absl::Status Load();
+  std::string dir_;
+  std::string uri_;
+  int port_ = 0;
+};
+
+// Runs a shell command; returns its standard output, or an error with its
+// output when it exits non-zero.
+absl::StatusOr<std::string> RunCommand(const std::string& command);
+
+// A name no other test uses: "<prefix>-<random>".
+std::string UniqueName(const std::string& prefix);
+
+}  // namespace amqpgw::testing
+
+#endif  // AMQPGW_TESTS_SUPPORT_BROKER_NODE_H_

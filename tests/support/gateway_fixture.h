@@ -1,0 +1,51 @@
+// An amqpgwd running in the test process on a free port, with clients.
+#ifndef AMQPGW_TESTS_SUPPORT_GATEWAY_FIXTURE_H_
+#define AMQPGW_TESTS_SUPPORT_GATEWAY_FIXTURE_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/time/time.h"
+#include "amqpgw/v1/gateway.grpc.pb.h"
+#include "server/daemon/daemon.h"
+
+namespace amqpgw::testing {
+
+class TestGateway {
+ public:
+  // Starts a daemon on 127.0.0.1:0 for `broker_uri`; `tweak` may change
+  // options first. Aborts the test binary when it cannot start.
+  static std::unique_ptr<TestGateway> Start(
+      const std::string& broker_uri,
+      const std::function<void(daemon::Options&)>& tweak = {});
+  ~TestGateway();
+
+  // "127.0.0.1:PORT".
+  std::string address() const;
+  daemon::Daemon& daemon() { return *daemon_; }
+  // A stub on a shared channel.
+  v1::Gateway::Stub& stub() { return *stub_; }
+  // A stub on a channel of its own (its own HTTP/2 connection).
+  std::unique_ptr<v1::Gateway::Stub> NewStub() const;
+  // Waits until GetStatus says READY.
+  bool WaitReady(absl::Duration timeout = absl::Seconds(30));
+  // grpc.health.v1 status of "" ("SERVING", "NOT_SERVING", or an error).
+  std::string Health();
+  void Shutdown();
+
+ private:
+  std::unique_ptr<daemon::Daemon> daemon_;
+  std::shared_ptr<::grpc::Channel> channel_;
+  std::unique_ptr<v1::Gateway::Stub> stub_;
+};
+
+// A ClientContext with a deadline `timeout` from now.
+std::unique_ptr<::grpc::ClientContext> Ctx(
+    absl::Duration timeout = absl::Seconds(30));
+
+}  // namespace amqpgw::testing
+
+#endif  // AMQPGW_TESTS_SUPPORT_GATEWAY_FIXTURE_H_

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# A private RabbitMQ node in a folder of its own, as a plain process (no
+# systemd, no Docker). Used by ctest's fixture, scripts/run.sh and bench/.
+#
+#   rabbitmq-node.sh start DIR [AMQP_PORT]  start (or restart) the node in DIR;
+#                                          ports are free ones unless given,
+#                                          and kept across restarts
+#   rabbitmq-node.sh stop DIR               stop it gracefully
+#   rabbitmq-node.sh kill DIR               SIGKILL it (crash test)
+#   rabbitmq-node.sh ctl DIR ARGS...        rabbitmqctl on that node
+#   rabbitmq-node.sh env DIR                print its settings (sh syntax)
+#
+# DIR/node.env holds NODE, AMQP_PORT, DIST_PORT and URI after a start.
+# Ports stay in 20000-31999: away from the CLI's own distribution ports
+# (moved to 36000-36999 here) and from AMQP ports whose default distribution
+# port (+20000) would overflow.
+set -euo pipefail
+
+RABBIT_BIN=/usr/lib/rabbitmq/bin
+export RABBITMQ_CTL_DIST_PORT_MIN=${RABBITMQ_CTL_DIST_PORT_MIN:-36000}
+export RABBITMQ_CTL_DIST_PORT_MAX=${RABBITMQ_CTL_DIST_PORT_MAX:-36999}
+
+die() { echo "rabbitmq-node: $*" >&2; exit 1; }
+
+port_free() {
+  # True when nothing listens on 127.0.0.1:$1 and it can be bound.
+  python3 - "$1" <<'PY' 2>/dev/null
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+PY
+}
+
+free_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$(( 20000 + RANDOM % 12000 ))
+    if port_free "$p"; then echo "$p"; return 0; fi
+  done
+  die "no free port found"
+}
+
+load_env() {
+  local dir=$1
+  [ -f "$dir/node.env" ] || die "no node in $dir (start it first)"
+  # shellcheck disable=SC1091
+  . "$dir/node.env"
+}
+
+node_env() {
+  # The environment both the server and its CLI need.
+  local dir=$1
+  echo HOME="$dir" \
+    RABBITMQ_NODENAME="$NODE" \
+    RABBITMQ_MNESIA_BASE="$dir/mnesia" \
+    RABBITMQ_LOG_BASE="$dir/log" \
+    RABBITMQ_CONFIG_FILE="$dir/rabbitmq" \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" \
+    RABBITMQ_PID_FILE="$dir/rabbitmq.pid" \
+    RABBITMQ_DIST_PORT="$DIST_PORT"
+}
+
+ctl() {
+  local dir=$1; shift
+  load_env "$dir"
+  env $(node_env "$dir") "$RABBIT_BIN/rabbitmqctl" -n "$NODE" "$@"
+}
+
+alive() {
+  local dir=$1
+  [ -f "$dir/rabbitmq.pid" ] && kill -0 "$(cat "$dir/rabbitmq.pid")" 2>/dev/null
+}
+
+start_once() {
+  local dir=$1
+  mkdir -p "$dir/mnesia" "$dir/log"
+  cat > "$dir/rabbitmq.conf" <<EOF
+listeners.tcp.default = 127.0.0.1:$AMQP_PORT
+loopback_users = none
+disk_free_limit.absolute = 50MB
+log.console = false
+log.file.level = info
+${RABBITMQ_EXTRA_CONF:-}
+EOF
+  [ -f "$dir/enabled_plugins" ] || echo '[].' > "$dir/enabled_plugins"
+  rm -f "$dir/rabbitmq.pid"
+  # setsid: the node must not get the terminal's Ctrl-C before we stop it.
+  env $(node_env "$dir") setsid "$RABBIT_BIN/rabbitmq-server" \
+    > "$dir/log/server.out" 2>&1 < /dev/null &
+  local launcher=$!
+  # Wait (bounded) for the node to answer; stop early if it died.
+  local deadline=$(( $(date +%s) + 90 ))
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    if env $(node_env "$dir") "$RABBIT_BIN/rabbitmqctl" -n "$NODE" \
+         await_startup --timeout 10 >/dev/null 2>&1; then
+      return 0
+    fi
+    if ! kill -0 "$launcher" 2>/dev/null && ! alive "$dir"; then
+      return 1
+    fi
+    sleep 0.5  # polling a condition with a deadline
+  done
+  return 1
+}
+
+cmd_start() {
+  local dir; dir=$(realpath -m "$1"); local want_port=${2:-}
+  mkdir -p "$dir"
+  if alive "$dir"; then load_env "$dir"; echo "$URI"; return 0; fi
+  local fixed=0
+  if [ -f "$dir/node.env" ]; then load_env "$dir"; fixed=1; fi
+  for attempt in 1 2 3; do
+    if [ "$fixed" = 0 ]; then
+      AMQP_PORT=${want_port:-$(free_port)}
+      DIST_PORT=$(free_port)
+      NODE="amqpgw-$(basename "$dir" | tr -cd 'a-zA-Z0-9-' | cut -c1-20)-$$-$RANDOM@localhost"
+      URI="amqp://guest:guest@127.0.0.1:$AMQP_PORT/"
+      cat > "$dir/node.env" <<EOF
+NODE=$NODE
+AMQP_PORT=$AMQP_PORT
+DIST_PORT=$DIST_PORT
+URI=$URI
+EOF
+    fi
+    if start_once "$dir"; then echo "$URI"; return 0; fi
+    echo "rabbitmq-node: start attempt $attempt failed; log tail:" >&2
+    tail -n 20 "$dir/log/server.out" >&2 || true
+    cmd_kill "$dir" >/dev/null 2>&1 || true
+    [ "$fixed" = 1 ] && [ "$attempt" -ge 2 ] && break
+    [ -z "$want_port" ] && fixed=0
+  done
+  die "could not start RabbitMQ in $dir"
+}
+
+cmd_stop() {
+  local dir; dir=$(realpath -m "$1")
+  [ -f "$dir/node.env" ] || return 0
+  load_env "$dir"
+  if alive "$dir"; then
+    local pid; pid=$(cat "$dir/rabbitmq.pid")
+    ctl "$dir" stop >/dev/null 2>&1 || true
+    local deadline=$(( $(date +%s) + 30 ))
+    while kill -0 "$pid" 2>/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do
+      sleep 0.2  # polling a condition with a deadline
+    done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$dir/rabbitmq.pid"
+}
+
+cmd_kill() {
+  local dir; dir=$(realpath -m "$1")
+  if [ -f "$dir/rabbitmq.pid" ]; then
+    local pid; pid=$(cat "$dir/rabbitmq.pid")
+    kill -9 "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  fi
+  rm -f "$dir/rabbitmq.pid"
+}
+
+[ $# -ge 2 ] || die "usage: $0 start|stop|kill|ctl|env DIR [ARGS...]"
+verb=$1; shift
+case "$verb" in
+  start) cmd_start "$@" ;;
+  stop) cmd_stop "$@" ;;
+  kill) cmd_kill "$@" ;;
+  ctl) d=$(realpath -m "$1"); shift; ctl "$d" "$@" ;;
+  env) load_env "$(realpath -m "$1")"; cat "$(realpath -m "$1")/node.env" ;;
+  *) die "unknown command $verb" ;;
+esac
