@@ -1,2 +1,211 @@
+// API <-> AMQP conversion and request validation.
+#include "server/grpc/convert.h"
+
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
-TEST(Placeholder, Builds) { SUCCEED(); }
+
+namespace amqpgw::grpc_api {
+namespace {
+
+using ::testing::HasSubstr;
+
+v1::FieldValue Int(int64_t v) {
+  v1::FieldValue f;
+  f.set_int_value(v);
+  return f;
+}
+
+TEST(ConvertTest, EveryFieldValueTypeRoundTrips) {
+  ProtoTable in;
+  in["b"].set_bool_value(true);
+  in["i"].set_int_value(-7);
+  in["d"].set_double_value(0.25);
+  in["s"].set_string_value("ünïcode");
+  in["x"].set_bytes_value(std::string("\x00\xff", 2));
+  in["t"].mutable_timestamp_value()->set_seconds(1700000000);
+  (*in["tab"].mutable_table_value()->mutable_fields())["k"] = Int(1);
+  *in["arr"].mutable_array_value()->add_values() = Int(2);
+  in["arr"].mutable_array_value()->add_values()->set_string_value("s");
+  in["dec"].mutable_decimal_value()->set_scale(3);
+  in["dec"].mutable_decimal_value()->set_value(1234);
+  in["nul"].set_null_value(google::protobuf::NULL_VALUE);
+
+  auto amqp = ToAmqpTable(in, "headers");
+  ASSERT_TRUE(amqp.ok()) << amqp.status();
+  ASSERT_EQ(amqp->size(), in.size());
+  // Sorted keys: deterministic.
+  EXPECT_EQ(amqp->front().first, "arr");
+
+  ProtoTable out;
+  ToProtoTable(*amqp, &out);
+  ASSERT_EQ(out.size(), in.size());
+  for (const auto& [k, v] : in) {
+    EXPECT_EQ(out.at(k).SerializeAsString(), v.SerializeAsString()) << k;
+  }
+}
+
+TEST(ConvertTest, InvalidUtf8FromTheBrokerBecomesBytes) {
+  amqp::FieldTable t = {{"h", amqp::FieldValue(std::string("\xc3\x28", 2))}};
+  ProtoTable out;
+  ToProtoTable(t, &out);
+  EXPECT_EQ(out.at("h").kind_case(), v1::FieldValue::kBytesValue);
+  EXPECT_FALSE(IsValidUtf8("\xc3\x28"));
+  EXPECT_TRUE(IsValidUtf8("h\xc3\xa9llo"));
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));  // a surrogate
+  EXPECT_EQ(SanitizeUtf8("a\xff" "b"), "a\xEF\xBF\xBD" "b");
+}
+
+TEST(ConvertTest, PropertiesBothWays) {
+  v1::MessageProperties p;
+  p.set_content_type("text/plain");
+  p.set_delivery_mode(v1::TRANSIENT);
+  p.set_priority(0);
+  p.mutable_expiration()->set_seconds(2);
+  p.mutable_expiration()->set_nanos(500000000);
+  p.set_message_id("m");
+  p.mutable_timestamp()->set_seconds(99);
+  (*p.mutable_headers())["n"] = Int(5);
+  auto a = ToAmqpProperties(p, "properties", Limits());
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->delivery_mode, 1);
+  EXPECT_EQ(a->priority, 0);  // explicitly set, so present
+  EXPECT_EQ(a->expiration, "2500");
+  EXPECT_EQ(a->timestamp, 99u);
+  EXPECT_FALSE(a->reply_to.has_value());  // empty means unset
+
+  v1::MessageProperties back;
+  ToProtoProperties(*a, &back);
+  EXPECT_EQ(back.SerializeAsString(), p.SerializeAsString());
+}
+
+TEST(ConvertTest, UnsetDeliveryModeIsPersistentAndPriorityAbsent) {
+  auto a = ToAmqpProperties(v1::MessageProperties(), "p", Limits());
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->delivery_mode, 2);
+  EXPECT_FALSE(a->priority.has_value());
+  EXPECT_FALSE(a->headers.has_value());
+}
+
+TEST(ConvertTest, ValidationNamesTheField) {
+  Limits limits;
+  limits.max_message_bytes = 10;
+  struct Case {
+    std::function<void(v1::PublishRequest&)> set;
+    std::string want;
+  } cases[] = {
+      {[](auto& r) { r.set_routing_key(std::string(256, 'k')); },
+       "m.routing_key: longer than 255 bytes (256)"},
+      {[](auto& r) { r.set_exchange("\xff"); }, "m.exchange: not valid UTF-8"},
+      {[](auto& r) { r.set_body(std::string(11, 'b')); }, "m.body: 11 bytes"},
+      {[](auto& r) { r.mutable_properties()->set_priority(256); },
+       "m.properties.priority: must be 0..255, got 256"},
+      {[](auto& r) {
+         r.mutable_properties()->mutable_expiration()->set_nanos(-1);
+       },
+       "m.properties.expiration: must not be negative"},
+      {[](auto& r) {
+         r.mutable_properties()->mutable_expiration()->set_seconds(5000000);
+       },
+       "m.properties.expiration: must be at most"},
+      {[](auto& r) {
+         r.mutable_properties()->set_delivery_mode(
+             static_cast<v1::DeliveryMode>(3));
+       },
+       "m.properties.delivery_mode: unknown value 3"},
+      {[](auto& r) { r.mutable_properties()->set_app_id(std::string(300, 'a')); },
+       "m.properties.app_id: longer than 255"},
+      {[](auto& r) {
+         (*r.mutable_properties()->mutable_headers())[std::string(256, 'k')] =
+             Int(1);
+       },
+       "key longer than 255 bytes"},
+      {[](auto& r) {
+         v1::FieldValue* v = &(*r.mutable_properties()->mutable_headers())["h"];
+         for (int i = 0; i < 16; ++i) {
+           v = &(*v->mutable_table_value()->mutable_fields())["n"];
+         }
+         *v = Int(1);
+       },
+       "nested deeper than 16"},
+      {[](auto& r) {
+         (*r.mutable_properties()->mutable_headers())["big"].set_string_value(
+             std::string(70000, 'x'));
+       },
+       "m.properties.headers: larger than"},
+  };
+  for (const Case& c : cases) {
+    v1::PublishRequest r;
+    c.set(r);
+    auto m = ToOutgoingMessage(r, "m", limits);
+    ASSERT_FALSE(m.ok()) << c.want;
+    EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(m.status().message()), HasSubstr(c.want));
+  }
+}
+
+TEST(ConvertTest, NestingUpToTheLimitIsAccepted) {
+  v1::PublishRequest r;
+  v1::FieldValue* v = &(*r.mutable_properties()->mutable_headers())["h"];
+  for (int i = 0; i < 15; ++i) {
+    v = &(*v->mutable_table_value()->mutable_fields())["n"];
+  }
+  *v = Int(1);
+  EXPECT_TRUE(ToOutgoingMessage(r, "", Limits()).ok());
+}
+
+TEST(ConvertTest, OutgoingMessageDefaults) {
+  v1::PublishRequest r;
+  r.set_routing_key("q");
+  auto m = ToOutgoingMessage(r, "", Limits());
+  ASSERT_TRUE(m.ok());
+  EXPECT_TRUE(m->mandatory);
+  EXPECT_EQ(m->properties.message_id->size(), 36u);
+  r.set_allow_unroutable(true);
+  r.mutable_properties()->set_message_id("mine");
+  m = ToOutgoingMessage(r, "", Limits());
+  ASSERT_TRUE(m.ok());
+  EXPECT_FALSE(m->mandatory);
+  EXPECT_EQ(m->properties.message_id, "mine");
+}
+
+TEST(ConvertTest, TopologyRequests) {
+  v1::DeclareQueueRequest q;
+  q.set_name("q");
+  q.set_type(v1::QUORUM);
+  auto a = ToQueueDeclareArgs(q);
+  ASSERT_TRUE(a.ok());
+  EXPECT_TRUE(a->durable);
+  ASSERT_NE(amqp::FindField(a->arguments, "x-queue-type"), nullptr);
+  EXPECT_EQ(*amqp::FindField(a->arguments, "x-queue-type"),
+            amqp::FieldValue(std::string("quorum")));
+  q.set_durable(false);
+  EXPECT_FALSE(ToQueueDeclareArgs(q)->durable);
+  (*q.mutable_arguments())["x-queue-type"].set_string_value("stream");
+  EXPECT_THAT(std::string(ToQueueDeclareArgs(q).status().message()),
+              HasSubstr("x-queue-type"));
+
+  v1::DeclareExchangeRequest x;
+  x.set_name("e");
+  EXPECT_EQ(ToExchangeDeclareArgs(x)->type, "direct");
+  x.set_type(v1::HEADERS);
+  EXPECT_EQ(ToExchangeDeclareArgs(x)->type, "headers");
+  x.set_custom_type("x-delayed-message");
+  EXPECT_EQ(ToExchangeDeclareArgs(x)->type, "x-delayed-message");
+  x.set_name("");
+  EXPECT_FALSE(ToExchangeDeclareArgs(x).ok());
+
+  v1::StreamMessagesRequest s;
+  s.set_queue("q");
+  auto o = ToSubscribeOptions(s);
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->prefetch, 100);
+  EXPECT_EQ(o->ack_mode, core::AckMode::kAuto);
+  s.set_prefetch(65535);
+  EXPECT_TRUE(ToSubscribeOptions(s).ok());
+  s.set_prefetch(65536);
+  EXPECT_THAT(std::string(ToSubscribeOptions(s).status().message()),
+              HasSubstr("prefetch"));
+}
+
+}  // namespace
+}  // namespace amqpgw::grpc_api
