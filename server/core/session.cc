@@ -88,7 +88,16 @@ void Session::Stop() {
 }
 
 absl::Time Session::Deadline(absl::Time caller_deadline) const {
-  return std::min(caller_deadline, absl::Now() + options_.default_timeout);
+  absl::Time now = absl::Now();
+  if (caller_deadline == absl::InfiniteFuture()) {
+    return now + options_.default_timeout;
+  }
+  // Answer a little before the caller gives up, so that it gets the reason
+  // (UNAVAILABLE "broker unreachable", "blocked", ...) rather than its own
+  // library's bare DEADLINE_EXCEEDED.
+  absl::Duration left = caller_deadline - now;
+  absl::Duration margin = std::min(absl::Milliseconds(200), left / 10);
+  return std::min(caller_deadline - margin, now + options_.default_timeout);
 }
 
 SessionState Session::ComputeState() const {

@@ -104,7 +104,8 @@ class Session : private ConnectionWorker::Observer {
   CountersSnapshot Counters() const { return stats_.Snapshot(); }
   const std::string& instance_id() const { return options_.instance_id; }
   bool enabled() const { return enabled_.load(); }
-  // min(caller's deadline, now + default_timeout).
+  // When to give up on a call: shortly before the caller's deadline (so the
+  // caller receives the reason), or after default_timeout when it has none.
   absl::Time Deadline(absl::Time caller_deadline) const;
 
   // Publishes a batch; its done callback gets every result. Returns the

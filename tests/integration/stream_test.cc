@@ -16,102 +16,13 @@
 #include "tests/support/amqp_peer.h"
 #include "tests/support/broker_node.h"
 #include "tests/support/gateway_fixture.h"
+#include "tests/support/stream_reader.h"
 #include "tests/support/wait.h"
 
 namespace amqpgw::testing {
 namespace {
 
 using ::testing::HasSubstr;
-
-// A server stream read on a thread of its own.
-class StreamReader {
- public:
-  StreamReader(v1::Gateway::Stub* stub, v1::StreamMessagesRequest request,
-               absl::Duration timeout = absl::Seconds(120))
-      : ctx_(Ctx(timeout)) {
-    reader_ = stub->StreamMessages(ctx_.get(), request);
-    thread_ = std::thread([this] {
-      v1::StreamMessagesResponse ev;
-      while (reader_->Read(&ev)) {
-        std::lock_guard<std::mutex> lock(mu_);
-        events_.push_back(ev);
-        if (ev.has_delivery()) deliveries_.push_back(ev.delivery());
-        cv_.notify_all();
-      }
-      ::grpc::Status s = reader_->Finish();
-      std::lock_guard<std::mutex> lock(mu_);
-      status_ = s;
-      done_ = true;
-      cv_.notify_all();
-    });
-  }
-  ~StreamReader() {
-    ctx_->TryCancel();
-    thread_.join();
-  }
-
-  bool WaitDeliveries(size_t n, absl::Duration timeout = absl::Seconds(60)) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, absl::ToChronoSeconds(timeout), [&] {
-      return deliveries_.size() >= n || done_;
-    }) && deliveries_.size() >= n;
-  }
-  bool WaitSubscribed(absl::Duration timeout = absl::Seconds(30)) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, absl::ToChronoSeconds(timeout),
-                 [&] { return !subscription_id_locked().empty() || done_; });
-    return !subscription_id_locked().empty();
-  }
-  bool WaitEvent(const std::function<bool(const v1::StreamMessagesResponse&)>& f,
-                 absl::Duration timeout = absl::Seconds(60)) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, absl::ToChronoSeconds(timeout), [&] {
-      for (const auto& e : events_) {
-        if (f(e)) return true;
-      }
-      return done_;
-    }) && std::any_of(events_.begin(), events_.end(), f);
-  }
-  ::grpc::Status WaitDone(absl::Duration timeout = absl::Seconds(60)) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, absl::ToChronoSeconds(timeout), [&] { return done_; });
-    return done_ ? status_
-                 : ::grpc::Status(::grpc::StatusCode::DEADLINE_EXCEEDED,
-                                  "stream still open");
-  }
-  void Cancel() { ctx_->TryCancel(); }
-
-  std::vector<v1::Delivery> deliveries() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return deliveries_;
-  }
-  std::vector<v1::StreamMessagesResponse> events() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return events_;
-  }
-  std::string subscription_id() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return subscription_id_locked();
-  }
-
- private:
-  std::string subscription_id_locked() {
-    for (const auto& e : events_) {
-      if (e.has_subscribed()) return e.subscribed().subscription_id();
-    }
-    return "";
-  }
-
-  std::unique_ptr<::grpc::ClientContext> ctx_;
-  std::unique_ptr<::grpc::ClientReader<v1::StreamMessagesResponse>> reader_;
-  std::thread thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<v1::StreamMessagesResponse> events_;
-  std::vector<v1::Delivery> deliveries_;
-  ::grpc::Status status_;
-  bool done_ = false;
-};
 
 class StreamTest : public ::testing::Test {
  protected:

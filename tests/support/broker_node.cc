@@ -65,12 +65,40 @@ BrokerNode BrokerNode::Shared() {
   return node;
 }
 
-absl::StatusOr<BrokerNode> BrokerNode::StartPrivate(const std::string& name) {
+absl::StatusOr<BrokerNode> BrokerNode::StartPrivate(
+    const std::string& name, const std::string& extra_conf) {
   BrokerNode node;
   node.dir_ = absl::StrCat(AMQPGW_TEST_TMP_DIR, "/", UniqueName(name));
+  if (!extra_conf.empty()) {
+    node.env_ = absl::StrCat("RABBITMQ_EXTRA_CONF=", Quote(extra_conf), " ");
+  }
   absl::Status s = node.Start();
   if (!s.ok()) return s;
   return node;
+}
+
+absl::StatusOr<std::vector<BrokerNode>> BrokerNode::StartCluster(
+    const std::string& name, int n) {
+  std::string cookie = UniqueName("cookie");
+  std::vector<BrokerNode> nodes(n);
+  for (int i = 0; i < n; ++i) {
+    nodes[i].dir_ = absl::StrCat(AMQPGW_TEST_TMP_DIR, "/", UniqueName(name));
+    nodes[i].env_ = absl::StrCat("AMQPGW_NODE_COOKIE=", cookie, " ");
+    absl::Status s = nodes[i].Start();
+    if (!s.ok()) return s;
+  }
+  for (int i = 1; i < n; ++i) {
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"stop_app"},
+             {"join_cluster", nodes[0].node_name()},
+             {"start_app"}}) {
+      auto out = nodes[i].Ctl(args);
+      if (!out.ok()) return out.status();
+    }
+  }
+  auto out = nodes[0].Ctl({"await_online_nodes", absl::StrCat(n)});
+  if (!out.ok()) return out.status();
+  return nodes;
 }
 
 absl::Status BrokerNode::Load() {
@@ -80,6 +108,7 @@ absl::Status BrokerNode::Load() {
   while (std::getline(in, line)) {
     std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
     if (kv.first == "URI") uri_ = kv.second;
+    if (kv.first == "NODE") node_name_ = kv.second;
     if (kv.first == "AMQP_PORT") (void)absl::SimpleAtoi(kv.second, &port_);
   }
   return absl::OkStatus();
@@ -87,7 +116,7 @@ absl::Status BrokerNode::Load() {
 
 absl::Status BrokerNode::Start() {
   absl::StatusOr<std::string> out =
-      RunCommand(absl::StrCat(Script(), " start ", Quote(dir_)));
+      RunCommand(absl::StrCat(env_, Script(), " start ", Quote(dir_)));
   if (!out.ok()) return out.status();
   return Load();
 }
@@ -104,7 +133,7 @@ absl::StatusOr<std::string> BrokerNode::Ctl(
     const std::vector<std::string>& args) const {
   std::vector<std::string> quoted;
   for (const auto& a : args) quoted.push_back(Quote(a));
-  return RunCommand(absl::StrCat(Script(), " ctl ", Quote(dir_), " ",
+  return RunCommand(absl::StrCat(env_, Script(), " ctl ", Quote(dir_), " ",
                                  absl::StrJoin(quoted, " ")));
 }
 

@@ -16,7 +16,12 @@ class BrokerNode {
   // (AMQPGW_TEST_NODE_DIR). Do not stop it: use a private node for that.
   static BrokerNode Shared();
   // Starts a node of the test's own in a fresh folder under the build tree.
-  static absl::StatusOr<BrokerNode> StartPrivate(const std::string& name);
+  // `extra_conf` lines are added to its rabbitmq.conf.
+  static absl::StatusOr<BrokerNode> StartPrivate(
+      const std::string& name, const std::string& extra_conf = "");
+  // Starts `n` nodes and clusters them (the first is the seed).
+  static absl::StatusOr<std::vector<BrokerNode>> StartCluster(
+      const std::string& name, int n);
 
   const std::string& dir() const { return dir_; }
   // amqp://guest:guest@127.0.0.1:PORT/
@@ -29,11 +34,15 @@ class BrokerNode {
   absl::Status Kill();
   // rabbitmqctl on this node; returns its standard output.
   absl::StatusOr<std::string> Ctl(const std::vector<std::string>& args) const;
+  // The Erlang node name (name@localhost).
+  const std::string& node_name() const { return node_name_; }
 
  private:
   absl::Status Load();
   std::string dir_;
   std::string uri_;
+  std::string node_name_;
+  std::string env_;  // extra environment for the node script
   int port_ = 0;
 };
 

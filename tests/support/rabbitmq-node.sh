@@ -11,6 +11,8 @@
 #   rabbitmq-node.sh env DIR                print its settings (sh syntax)
 #
 # DIR/node.env holds NODE, AMQP_PORT, DIST_PORT and URI after a start.
+# AMQPGW_NODE_COOKIE sets the Erlang cookie (nodes of one cluster share it);
+# RABBITMQ_EXTRA_CONF adds lines to rabbitmq.conf (e.g. a TLS listener).
 # Ports stay in 20000-31999: away from the CLI's own distribution ports
 # (moved to 36000-36999 here) and from AMQP ports whose default distribution
 # port (+20000) would overflow.
@@ -84,6 +86,11 @@ log.file.level = info
 ${RABBITMQ_EXTRA_CONF:-}
 EOF
   [ -f "$dir/enabled_plugins" ] || echo '[].' > "$dir/enabled_plugins"
+  if [ -n "${AMQPGW_NODE_COOKIE:-}" ]; then
+    rm -f "$dir/.erlang.cookie"
+    printf '%s' "$AMQPGW_NODE_COOKIE" > "$dir/.erlang.cookie"
+    chmod 400 "$dir/.erlang.cookie"
+  fi
   rm -f "$dir/rabbitmq.pid"
   # setsid: the node must not get the terminal's Ctrl-C before we stop it.
   env $(node_env "$dir") setsid "$RABBIT_BIN/rabbitmq-server" \
