@@ -37,6 +37,9 @@ ABSL_FLAG(int64_t, max_request_bytes, kDefaults.max_request_bytes,
           "largest gRPC request (a whole PublishBatch)");
 ABSL_FLAG(int64_t, confirm_window, kDefaults.confirm_window,
           "most messages sent and not yet confirmed, per publisher connection");
+ABSL_FLAG(int64_t, max_pending_bytes, kDefaults.max_pending_bytes,
+          "most message bytes held while waiting for the broker, over all "
+          "callers; beyond it Publish answers RESOURCE_EXHAUSTED");
 ABSL_FLAG(absl::Duration, publish_timeout, kDefaults.publish_timeout,
           "how long calls without a deadline wait for the broker");
 ABSL_FLAG(absl::Duration, shutdown_grace, kDefaults.shutdown_grace,
@@ -62,7 +65,7 @@ constexpr const char* kFlagNames[] = {
     "heartbeat",       "connect_timeout",
     "reconnect_initial_delay", "reconnect_max_delay",
     "max_message_bytes", "max_request_bytes",
-    "confirm_window",  "publish_timeout",
+    "confirm_window",  "max_pending_bytes", "publish_timeout",
     "shutdown_grace",  "publisher_connections",
     "consumer_connections", "instance_id",
     "connect_on_start", "log_level",
@@ -103,6 +106,7 @@ int main(int argc, char** argv) {
   o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   o.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
   o.confirm_window = absl::GetFlag(FLAGS_confirm_window);
+  o.max_pending_bytes = absl::GetFlag(FLAGS_max_pending_bytes);
   o.publish_timeout = absl::GetFlag(FLAGS_publish_timeout);
   o.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   o.publisher_connections = absl::GetFlag(FLAGS_publisher_connections);

@@ -229,13 +229,15 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   conn->frame_max_ = static_cast<uint32_t>(amqp_get_frame_max(state));
 
   // A peer that stops acknowledging our writes (black-holed link) fails the
-  // socket after two heartbeat intervals, even when a send is blocked.
-  if (conn->heartbeat_ > absl::ZeroDuration()) {
-    unsigned int ms =
-        static_cast<unsigned int>(absl::ToInt64Milliseconds(conn->heartbeat_ * 2));
-    setsockopt(amqp_get_sockfd(state), IPPROTO_TCP, TCP_USER_TIMEOUT, &ms,
-               sizeof(ms));
-  }
+  // socket after two heartbeat intervals (a minute without heartbeats), even
+  // when a send is blocked on a full buffer.
+  absl::Duration user_timeout = conn->heartbeat_ > absl::ZeroDuration()
+                                    ? conn->heartbeat_ * 2
+                                    : absl::Seconds(60);
+  unsigned int ms =
+      static_cast<unsigned int>(absl::ToInt64Milliseconds(user_timeout));
+  setsockopt(amqp_get_sockfd(state), IPPROTO_TCP, TCP_USER_TIMEOUT, &ms,
+             sizeof(ms));
   return conn;
 }
 

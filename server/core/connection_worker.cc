@@ -277,7 +277,7 @@ void ConnectionWorker::TryConnect() {
   ScheduleConnect(delay);
 }
 
-void ConnectionWorker::Lose(const absl::Status& why) {
+void ConnectionWorker::Lose(absl::Status why) {
   if (conn_ == nullptr) return;
   spdlog::warn("{}: lost the connection to {}: {}", options_.name,
                options_.brokers[current_broker_].HostPort(), std::string(why.message()));

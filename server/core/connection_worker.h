@@ -134,7 +134,7 @@ class ConnectionWorker : private EventLoop::IoSource {
   void TryConnect();
   void ScheduleConnect(absl::Duration delay);
   // Drops a failed connection, notifies observers, schedules a reconnect.
-  void Lose(const absl::Status& why);
+  void Lose(absl::Status why);
   // Lose()s the connection if a send failed during the last callback.
   void CheckConnection();
   void Dispatch(amqp::Event& event);

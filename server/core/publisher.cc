@@ -56,10 +56,18 @@ PublishBatch::PublishBatch(std::vector<amqp::OutgoingMessage> messages,
       attempts_(messages_.size(), 0),
       remaining_(messages_.size()),
       deadline_(deadline),
-      done_(std::move(done)) {}
+      done_(std::move(done)) {
+  for (const amqp::OutgoingMessage& m : messages_) {
+    bytes_ += m.body.size() + m.exchange.size() + m.routing_key.size() + 256;
+  }
+}
 
-Publisher::Publisher(ConnectionWorker* worker, Options options, Stats* stats)
-    : worker_(worker), options_(options), stats_(stats) {
+Publisher::Publisher(ConnectionWorker* worker, Options options, Stats* stats,
+                     std::atomic<int64_t>* pending_bytes)
+    : worker_(worker),
+      options_(options),
+      stats_(stats),
+      pending_bytes_(pending_bytes) {
   worker_->AddObserver(this);
 }
 
@@ -121,6 +129,7 @@ void Publisher::Enqueue(std::shared_ptr<PublishBatch> batch) {
     return;
   }
   if (batch->size() == 0) {
+    pending_bytes_->fetch_sub(static_cast<int64_t>(batch->bytes_));
     std::move(batch->done_)(*batch);
     return;
   }
@@ -146,6 +155,7 @@ void Publisher::Complete(const std::shared_ptr<PublishBatch>& batch,
     worker_->CancelTimer(b.timer_);  // drops the timer's reference too
     b.timer_ = 0;
   }
+  pending_bytes_->fetch_sub(static_cast<int64_t>(b.bytes_));
   if (b.done_) std::move(b.done_)(b);
   b.done_ = nullptr;
 }

@@ -26,6 +26,7 @@
 #ifndef AMQPGW_SERVER_CORE_PUBLISHER_H_
 #define AMQPGW_SERVER_CORE_PUBLISHER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -56,6 +57,8 @@ class PublishBatch {
                Done done);
 
   size_t size() const { return messages_.size(); }
+  // Bodies and headers, roughly: what the batch holds in memory.
+  size_t bytes() const { return bytes_; }
   const amqp::OutgoingMessage& message(size_t i) const { return messages_[i]; }
   // Valid inside `done`.
   const Result& result(size_t i) const { return results_[i]; }
@@ -66,6 +69,7 @@ class PublishBatch {
   enum class State : uint8_t { kQueued, kSent, kDone };
 
   std::vector<amqp::OutgoingMessage> messages_;
+  size_t bytes_ = 0;
   std::vector<Result> results_;
   std::vector<State> state_;
   std::vector<uint8_t> attempts_;
@@ -85,9 +89,11 @@ class Publisher : private ConnectionWorker::Observer {
     int max_attempts = 5;
   };
 
-  // `worker` and `stats` must outlive the publisher. Construct and destroy
-  // while the worker's thread is not running, or on it.
-  Publisher(ConnectionWorker* worker, Options options, Stats* stats);
+  // `worker`, `stats` and `pending_bytes` must outlive the publisher.
+  // `pending_bytes` is decreased by a batch's bytes() when it completes.
+  // Construct and destroy while the worker's thread is not running, or on it.
+  Publisher(ConnectionWorker* worker, Options options, Stats* stats,
+            std::atomic<int64_t>* pending_bytes);
   ~Publisher() override;
 
   // Thread-safe. Queues every message of the batch.
@@ -157,6 +163,7 @@ class Publisher : private ConnectionWorker::Observer {
   ConnectionWorker* const worker_;
   const Options options_;
   Stats* const stats_;
+  std::atomic<int64_t>* const pending_bytes_;
   Channel confirm_handler_{this, true};
   Channel check_handler_{this, false};
 

@@ -49,7 +49,8 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
   Publisher::Options po;
   po.confirm_window = options_.confirm_window;
   for (ConnectionWorker* w : publisher_workers_) {
-    publishers_.push_back(std::make_unique<Publisher>(w, po, &stats_));
+    publishers_.push_back(
+        std::make_unique<Publisher>(w, po, &stats_, &pending_bytes_));
   }
   topology_ = std::make_unique<TopologyClient>(control_);
   control_->AddObserver(this);
@@ -300,6 +301,15 @@ void Session::FinishTransition() {
 
 absl::StatusOr<Publisher*> Session::Publish(std::shared_ptr<PublishBatch> batch) {
   if (!enabled_.load()) return DisconnectedError();
+  int64_t bytes = static_cast<int64_t>(batch->bytes());
+  // (max_pending_bytes >= max_request_bytes: a batch alone always fits.)
+  if (pending_bytes_.fetch_add(bytes) + bytes > options_.max_pending_bytes) {
+    pending_bytes_.fetch_sub(bytes);
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the gateway already holds ", options_.max_pending_bytes >> 20,
+        " MiB of messages waiting for the broker (--max_pending_bytes); retry "
+        "later"));
+  }
   Publisher* p = publishers_[next_publisher_.fetch_add(1) % publishers_.size()].get();
   stats_.published.fetch_add(batch->size(), std::memory_order_relaxed);
   p->Publish(std::move(batch));

@@ -43,6 +43,9 @@ struct SessionOptions {
   int publisher_connections = 1;
   int consumer_connections = 2;
   uint32_t confirm_window = 1024;
+  // Most bytes of messages accepted and not yet answered, over all callers;
+  // beyond it Publish answers RESOURCE_EXHAUSTED instead of buffering more.
+  int64_t max_pending_bytes = int64_t{256} << 20;
   // How long calls without a deadline wait for the broker.
   absl::Duration default_timeout = absl::Seconds(30);
   // How long Disconnect waits for outstanding confirms.
@@ -109,8 +112,9 @@ class Session : private ConnectionWorker::Observer {
   absl::Time Deadline(absl::Time caller_deadline) const;
 
   // Publishes a batch; its done callback gets every result. Returns the
-  // publisher, to Cancel() the batch through, or FAILED_PRECONDITION after
-  // Disconnect (then `done` is not called).
+  // publisher, to Cancel() the batch through, or (and then `done` is not
+  // called) FAILED_PRECONDITION after Disconnect, RESOURCE_EXHAUSTED when
+  // max_pending_bytes are already waiting.
   absl::StatusOr<Publisher*> Publish(std::shared_ptr<PublishBatch> batch);
 
   void DeclareQueue(amqp::QueueDeclareArgs args, absl::Time deadline,
@@ -175,6 +179,7 @@ class Session : private ConnectionWorker::Observer {
   std::unique_ptr<TopologyClient> topology_;
   std::unique_ptr<ConsumerPool> consumers_;
   std::atomic<uint64_t> next_publisher_{0};
+  std::atomic<int64_t> pending_bytes_{0};
   std::atomic<bool> enabled_{false};
   std::function<void(SessionState)> listener_;
   bool started_ = false;

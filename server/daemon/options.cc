@@ -76,6 +76,9 @@ absl::Status ValidateOptions(const Options& o) {
                        o.max_message_bytes, int64_t{2047} << 20))
            .ok() ||
       !(s = CheckRange("confirm_window", o.confirm_window, 1, 1 << 20)).ok() ||
+      !(s = CheckRange("max_pending_bytes", o.max_pending_bytes,
+                       o.max_request_bytes, int64_t{1} << 40))
+           .ok() ||
       !(s = CheckRange("publisher_connections", o.publisher_connections, 1, 64))
            .ok() ||
       !(s = CheckRange("consumer_connections", o.consumer_connections, 1, 256))
@@ -106,6 +109,7 @@ absl::StatusOr<core::SessionOptions> ToSessionOptions(const Options& o) {
   out.publisher_connections = static_cast<int>(o.publisher_connections);
   out.consumer_connections = static_cast<int>(o.consumer_connections);
   out.confirm_window = static_cast<uint32_t>(o.confirm_window);
+  out.max_pending_bytes = o.max_pending_bytes;
   out.default_timeout = o.publish_timeout;
   out.connect_on_start = o.connect_on_start;
   out.instance_id = o.instance_id;

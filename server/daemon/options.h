@@ -25,6 +25,7 @@ struct Options {
   int64_t max_message_bytes = 4 << 20;
   int64_t max_request_bytes = 64 << 20;
   int64_t confirm_window = 1024;
+  int64_t max_pending_bytes = int64_t{256} << 20;
   absl::Duration publish_timeout = absl::Seconds(30);
   absl::Duration shutdown_grace = absl::Seconds(10);
   int64_t publisher_connections = 1;

@@ -117,6 +117,39 @@ TEST(SessionTest, ConnectToUnreachableBrokerAnswersWithTheStateAtItsDeadline) {
       << s.error_code() << " " << s.error_message();
 }
 
+TEST(SessionTest, MemoryForWaitingMessagesIsBounded) {
+  // The broker is unreachable: messages wait, up to --max_pending_bytes.
+  auto g = TestGateway::Start("amqp://guest:guest@127.0.0.1:1/",
+                              [](daemon::Options& o) {
+                                o.max_message_bytes = 2 << 20;
+                                o.max_request_bytes = 3 << 20;
+                                o.max_pending_bytes = 3 << 20;
+                              });
+  v1::PublishRequest pub;
+  pub.set_routing_key("q");
+  pub.set_body(std::string(2 << 20, 'x'));
+  auto first = std::thread([&] {
+    v1::PublishResponse resp;
+    auto ctx = Ctx(absl::Seconds(3));
+    ::grpc::Status s = g->NewStub()->Publish(ctx.get(), pub, &resp);
+    EXPECT_EQ(s.error_code(), ::grpc::StatusCode::UNAVAILABLE);
+  });
+  ASSERT_TRUE(WaitFor([&] {
+    v1::GetStatusResponse r;
+    return g->stub().GetStatus(Ctx().get(), v1::GetStatusRequest(), &r).ok() &&
+           r.counters().published() == 1;
+  }));
+  v1::PublishResponse resp;
+  ::grpc::Status s = g->stub().Publish(Ctx().get(), pub, &resp);
+  EXPECT_EQ(s.error_code(), ::grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("--max_pending_bytes"));
+  first.join();
+  // Once the first one is answered, there is room again (until its deadline).
+  auto ctx = Ctx(absl::Milliseconds(500));
+  s = g->stub().Publish(ctx.get(), pub, &resp);
+  EXPECT_EQ(s.error_code(), ::grpc::StatusCode::UNAVAILABLE);
+}
+
 TEST(SessionTest, WrongCredentialsAreReported) {
   BrokerNode node = BrokerNode::Shared();
   auto g = TestGateway::Start(
