@@ -71,12 +71,14 @@ class SignalWatcher {
 
 // Acks the deliveries of one CLIENT-mode subscription from a thread of its
 // own, batching whatever accumulated while the previous Ack was in flight.
-// Add() is called by the reading thread; Stop() by the same thread, once.
+// Add() and Stop() are called by the reading thread. The stub and client
+// must outlive the Acker.
 class Acker {
  public:
-  Acker(Client& client, std::string subscription_id,
-        std::function<void()> on_error)
-      : client_(client),
+  Acker(v1::Gateway::Stub& stub, const Client& client,
+        std::string subscription_id, std::function<void()> on_error)
+      : stub_(stub),
+        client_(client),
         subscription_id_(std::move(subscription_id)),
         on_error_(std::move(on_error)),
         thread_([this] { Run(); }) {}
@@ -116,7 +118,7 @@ class Acker {
       }
       v1::AckResponse resp;
       auto ctx = client_.NewContext();
-      ::grpc::Status s = client_.gateway().Ack(ctx.get(), req, &resp);
+      ::grpc::Status s = stub_.Ack(ctx.get(), req, &resp);
       if (!s.ok()) {
         {
           absl::MutexLock lock(&mu_);
@@ -129,7 +131,8 @@ class Acker {
     }
   }
 
-  Client& client_;
+  v1::Gateway::Stub& stub_;
+  const Client& client_;
   const std::string subscription_id_;
   const std::function<void()> on_error_;
   absl::Mutex mu_;
@@ -200,7 +203,8 @@ int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
           v1::StreamMessagesRequest::AckMode_Name(s.ack_mode()).c_str(),
           isatty(STDERR_FILENO) ? "; Ctrl-C to stop" : "");
       if (client_acks) {
-        acker = std::make_unique<Acker>(client, s.subscription_id(),
+        acker = std::make_unique<Acker>(client.gateway(), client,
+                                        s.subscription_id(),
                                         [raw_ctx] { raw_ctx->TryCancel(); });
       }
     } else if (ev.has_delivery()) {
