@@ -1,0 +1,118 @@
+// amqpgw: the command-line client of amqpgwd. Parses the global flags, finds
+// the subcommand, parses its flags and runs it. See `amqpgw help`.
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/args.h"
+#include "client/client.h"
+#include "client/commands.h"
+
+namespace amqpgw::cli {
+namespace {
+
+std::vector<const FlagSpec*> Specs(const std::vector<FlagSpec>& a,
+                                   const std::vector<FlagSpec>& b) {
+  std::vector<const FlagSpec*> out;
+  for (const FlagSpec& f : a) out.push_back(&f);
+  for (const FlagSpec& f : b) out.push_back(&f);
+  return out;
+}
+
+int MainUsageError(const std::string& message) {
+  std::fprintf(stderr, "amqpgw: %s\n\n%s", message.c_str(), MainHelp().c_str());
+  return kExitUsage;
+}
+
+// `amqpgw help [WORDS...]`.
+int Help(const std::vector<std::string>& words) {
+  if (words.empty()) {
+    std::fputs(MainHelp().c_str(), stdout);
+    return kExitOk;
+  }
+  size_t used = 0;
+  const Command* cmd = FindCommand(words, &used);
+  if (cmd != nullptr && used == words.size()) {
+    std::fputs(CommandHelp(*cmd).c_str(), stdout);
+    return kExitOk;
+  }
+  if (words.size() == 1 && IsCommandGroup(words[0])) {
+    std::fputs(GroupHelp(words[0]).c_str(), stdout);
+    return kExitOk;
+  }
+  return MainUsageError(absl::StrCat(
+      "no command '", words[0], words.size() > 1 ? " " + words[1] : "", "'"));
+}
+
+int Main(const std::vector<std::string>& args) {
+  static const std::vector<FlagSpec> kNone;
+  ParsedArgs global;
+  size_t used = 0;
+  absl::Status st = ParseArgs(args, Specs(GlobalFlags(), kNone), &global,
+                              /*stop_at_positional=*/true, &used);
+  if (!st.ok()) return MainUsageError(std::string(st.message()));
+  std::vector<std::string> rest(args.begin() + used, args.end());
+  if (global.GetBool("version")) {
+    std::printf("amqpgw %s\n", AMQPGW_VERSION);
+    return kExitOk;
+  }
+  if (rest.empty()) {
+    if (global.help) return Help({});
+    return MainUsageError("missing COMMAND");
+  }
+  if (rest[0] == "help") return Help({rest.begin() + 1, rest.end()});
+
+  size_t words = 0;
+  const Command* cmd = FindCommand(rest, &words);
+  if (cmd == nullptr) {
+    if (IsCommandGroup(rest[0])) {
+      bool asked = rest.size() == 1 ? global.help
+                                    : rest[1] == "--help" || rest[1] == "-h";
+      std::string help = GroupHelp(rest[0]);
+      if (asked) {
+        std::fputs(help.c_str(), stdout);
+        return kExitOk;
+      }
+      std::fprintf(stderr, "amqpgw %s: %s\n\n%s", rest[0].c_str(),
+                   rest.size() == 1
+                       ? "missing SUBCOMMAND"
+                       : absl::StrCat("no subcommand '", rest[1], "'").c_str(),
+                   help.c_str());
+      return kExitUsage;
+    }
+    return MainUsageError(absl::StrCat("no command '", rest[0], "'"));
+  }
+  ParsedArgs parsed;
+  st = ParseArgs({rest.begin() + words, rest.end()},
+                 Specs(cmd->flags, GlobalFlags()), &parsed);
+  if (!st.ok()) return UsageError(*cmd, st.message());
+  if (parsed.help || global.help) {
+    std::fputs(CommandHelp(*cmd).c_str(), stdout);
+    return kExitOk;
+  }
+  global.Merge(parsed);
+  const size_t n = global.positionals.size();
+  if (n < cmd->min_args || n > cmd->max_args) {
+    std::string expected = cmd->synopsis.empty()
+                               ? "no arguments"
+                               : absl::StrCat("arguments ", cmd->synopsis);
+    return UsageError(*cmd, absl::StrCat("expected ", expected, ", got ", n));
+  }
+  absl::StatusOr<GlobalOptions> options = ResolveGlobalOptions(global);
+  if (!options.ok()) return UsageError(*cmd, options.status().message());
+  Client client(*std::move(options));
+  return cmd->run(*cmd, global, client);
+}
+
+}  // namespace
+}  // namespace amqpgw::cli
+
+int main(int argc, char** argv) {
+  // A closed stdout (amqpgw consume q | head) is an error to handle, not a
+  // signal that kills.
+  signal(SIGPIPE, SIG_IGN);
+  return amqpgw::cli::Main(std::vector<std::string>(argv + 1, argv + argc));
+}

@@ -1,0 +1,835 @@
+// The real amqpgw binary, run as a user would run it, against an in-process
+// daemon on the shared RabbitMQ node: publishing (argument, stdin, --file,
+// --lines), typed headers, consume (human, --json, client acks, Ctrl-C),
+// topology, session, health, ack, usage errors and exit codes, and the
+// client side of TLS and bearer tokens.
+#include <gmock/gmock.h>
+#include <grpcpp/ext/health_check_service_server_builder_option.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/support/amqp_peer.h"
+#include "tests/support/broker_node.h"
+#include "tests/support/gateway_fixture.h"
+#include "tests/support/subprocess.h"
+#include "tests/support/wait.h"
+
+namespace amqpgw::testing {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+// Lines of `text` without the trailing empty one.
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines = absl::StrSplit(text, '\n');
+  if (!lines.empty() && lines.back().empty()) lines.pop_back();
+  return lines;
+}
+
+google::protobuf::Struct ParseJson(const std::string& line) {
+  google::protobuf::Struct s;
+  auto status = google::protobuf::util::JsonStringToMessage(line, &s);
+  EXPECT_TRUE(status.ok()) << status << ": " << line;
+  return s;
+}
+
+// A consume --json line as the Delivery it describes (its body is base64
+// unless --text was given; "body_encoding" is ignored here).
+v1::Delivery ParseDelivery(const std::string& line) {
+  v1::Delivery d;
+  google::protobuf::util::JsonParseOptions o;
+  o.ignore_unknown_fields = true;
+  auto status = google::protobuf::util::JsonStringToMessage(line, &d, o);
+  EXPECT_TRUE(status.ok()) << status << ": " << line;
+  return d;
+}
+
+bool HasControlCharacters(const std::string& s) {
+  return s.find('\r') != std::string::npos ||
+         s.find('\x1b') != std::string::npos;
+}
+
+std::string WriteTempFile(const std::string& content) {
+  std::string path =
+      absl::StrCat(AMQPGW_TEST_TMP_DIR, "/", UniqueName("cli-in"));
+  std::ofstream(path, std::ios::binary) << content;
+  return path;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    node_ = new BrokerNode(BrokerNode::Shared());
+    gateway_ = TestGateway::Start(node_->uri()).release();
+    ASSERT_TRUE(gateway_->WaitReady());
+  }
+  static void TearDownTestSuite() {
+    delete gateway_;
+    delete node_;
+  }
+  void SetUp() override {
+    auto peer = AmqpPeer::Connect(node_->port());
+    ASSERT_TRUE(peer.ok()) << peer.status();
+    peer_ = *std::move(peer);
+    queue_ = NewQueue("cli");
+  }
+  void TearDown() override {
+    for (const std::string& q : queues_) {
+      v1::DeleteQueueRequest req;
+      req.set_name(q);
+      v1::DeleteQueueResponse resp;
+      (void)stub().DeleteQueue(Ctx().get(), req, &resp);
+    }
+  }
+
+  v1::Gateway::Stub& stub() { return gateway_->stub(); }
+
+  std::string NewQueue(const std::string& prefix) {
+    std::string q = UniqueName(prefix);
+    v1::DeclareQueueRequest req;
+    req.set_name(q);
+    req.set_durable(false);
+    v1::DeclareQueueResponse resp;
+    EXPECT_TRUE(stub().DeclareQueue(Ctx().get(), req, &resp).ok());
+    queues_.push_back(q);
+    return q;
+  }
+
+  void Publish(const std::string& queue, const std::string& body) {
+    v1::PublishRequest req;
+    req.set_routing_key(queue);
+    req.set_body(body);
+    v1::PublishResponse resp;
+    ASSERT_TRUE(stub().Publish(Ctx().get(), req, &resp).ok());
+  }
+
+  v1::InspectQueueResponse Inspect(const std::string& queue) {
+    v1::InspectQueueRequest req;
+    req.set_name(queue);
+    v1::InspectQueueResponse resp;
+    EXPECT_TRUE(stub().InspectQueue(Ctx().get(), req, &resp).ok());
+    return resp;
+  }
+
+  // Bodies of every message left in `queue`, in order, read with the
+  // independent AMQP client.
+  std::vector<std::string> Drain(const std::string& queue) {
+    std::vector<std::string> bodies;
+    for (;;) {
+      auto m = peer_->Get(queue);
+      EXPECT_TRUE(m.ok()) << m.status();
+      if (!m.ok() || !m->has_value()) return bodies;
+      bodies.push_back((*m)->body);
+    }
+  }
+
+  static Subprocess::Options CliOptions(const std::string& server,
+                                        std::vector<std::string> args,
+                                        std::string stdin_data = "",
+                                        std::vector<std::string> env = {}) {
+    Subprocess::Options o;
+    o.argv = {AMQPGW_CLI_BINARY, "--server", server};
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    o.stdin_data = std::move(stdin_data);
+    o.env = std::move(env);
+    o.unset_env_prefixes = {"AMQPGW_"};
+    return o;
+  }
+
+  // Runs amqpgw against the shared gateway.
+  static ProcessResult Cli(std::vector<std::string> args,
+                           std::string stdin_data = "",
+                           std::vector<std::string> env = {}) {
+    return RunProcess(CliOptions(gateway_->address(), std::move(args),
+                                 std::move(stdin_data), std::move(env)),
+                      absl::Seconds(60));
+  }
+
+  static BrokerNode* node_;
+  static TestGateway* gateway_;
+  std::unique_ptr<AmqpPeer> peer_;
+  std::string queue_;
+  std::vector<std::string> queues_;
+};
+
+BrokerNode* CliTest::node_ = nullptr;
+TestGateway* CliTest::gateway_ = nullptr;
+
+TEST_F(CliTest, PublishesFromArgumentStdinAndFile) {
+  ProcessResult r = Cli({"publish", queue_, "from the argument"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out,
+              AllOf(StartsWith("published message_id="),
+                    HasSubstr(absl::StrCat("routing_key=\"", queue_, "\""))));
+
+  r = Cli({"publish", queue_}, "from stdin\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  std::string binary;
+  for (int i = 0; i < 256; ++i) binary += static_cast<char>(i);
+  r = Cli({"publish", queue_, "--file", WriteTempFile(binary), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  google::protobuf::Struct json = ParseJson(r.out);
+  EXPECT_FALSE(json.fields().at("message_id").string_value().empty());
+
+  // Bodies are exactly what was given: nothing added, nothing trimmed.
+  EXPECT_THAT(Drain(queue_),
+              ElementsAre("from the argument", "from stdin\n", binary));
+}
+
+TEST_F(CliTest, PublishLinesSendsEachLineInOrder) {
+  constexpr int kLines = 1234;
+  std::string text;
+  std::vector<std::string> expected;
+  for (int i = 1; i <= kLines; ++i) {
+    expected.push_back(absl::StrFormat("line %04d", i));
+    absl::StrAppend(&text, expected.back(), "\n");
+  }
+  ProcessResult r = Cli({"publish", queue_, "--lines", "--file",
+                         WriteTempFile(text), "--batch-size", "100"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("sent 1,234, failed 0 in"));
+  EXPECT_THAT(r.out, HasSubstr("msg/s"));
+  // Not a terminal: no progress bar, no control characters anywhere.
+  EXPECT_FALSE(HasControlCharacters(r.out)) << r.out;
+  EXPECT_FALSE(HasControlCharacters(r.err)) << r.err;
+  EXPECT_EQ(Inspect(queue_).message_count(), static_cast<uint32_t>(kLines));
+  EXPECT_EQ(Drain(queue_), expected);
+}
+
+TEST_F(CliTest, PublishBatchFromStdinWithJsonSummary) {
+  // CRLF line endings are dropped, a last line without '\n' counts.
+  ProcessResult r = Cli({"publish-batch", queue_, "--json"}, "a\nb\r\n\nc");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  google::protobuf::Struct summary = ParseJson(r.out);
+  EXPECT_EQ(summary.fields().at("sent").number_value(), 4);
+  EXPECT_EQ(summary.fields().at("failed").number_value(), 0);
+  EXPECT_FALSE(HasControlCharacters(r.out + r.err));
+  EXPECT_THAT(Drain(queue_), ElementsAre("a", "b", "", "c"));
+}
+
+TEST_F(CliTest, ProgressBarOnlyOnATerminal) {
+  std::string text;
+  for (int i = 0; i < 3000; ++i) absl::StrAppend(&text, i, "\n");
+  std::string file = WriteTempFile(text);
+  Subprocess::Options o = CliOptions(
+      gateway_->address(),
+      {"publish", queue_, "--lines", "--file", file, "--batch-size", "100"});
+  o.stderr_is_terminal = true;
+  ProcessResult r = RunProcess(o);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Drawn in place on stderr, then cleared; the summary stays on stdout.
+  EXPECT_THAT(r.err, AllOf(HasSubstr("\r["), HasSubstr("/3,000"),
+                           HasSubstr("msg/s"), HasSubstr("\x1b[K")));
+  EXPECT_THAT(r.out, HasSubstr("sent 3,000, failed 0"));
+  EXPECT_FALSE(HasControlCharacters(r.out));
+
+  o.argv.push_back("--no-progress");
+  r = RunProcess(o);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(HasControlCharacters(r.err)) << r.err;
+  EXPECT_EQ(Inspect(queue_).message_count(), 6000u);
+}
+
+TEST_F(CliTest, FailedMessagesOfABatchAreListedAndExitOne) {
+  ProcessResult r = Cli({"publish", queue_, "--lines", "--exchange",
+                         UniqueName("no-such-exchange")},
+                        "x\ny\nz\n");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("message 1: NOT_FOUND"));
+  EXPECT_THAT(r.err, HasSubstr("message 3: NOT_FOUND"));
+  EXPECT_THAT(r.out, HasSubstr("sent 0, failed 3"));
+
+  r = Cli({"publish", queue_, "tick", "--count", "25", "--batch-size", "10"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("sent 25, failed 0"));
+  EXPECT_EQ(Inspect(queue_).message_count(), 25u);
+}
+
+TEST_F(CliTest, TypedHeadersAndPropertiesRoundTripThroughConsumeJson) {
+  ProcessResult r = Cli({
+      "publish",
+      queue_,
+      "typed",
+      "--header",
+      "s=text",
+      "--header",
+      "n:int=5",
+      "--header",
+      "neg:int=-7",
+      "--header",
+      "f:float=1.5",
+      "--header",
+      "b:bool=true",
+      "--header",
+      "raw:bytes=AAH/",
+      "--header",
+      "ts:timestamp=2024-01-02T03:04:05Z",
+      "--header",
+      "dec:decimal=12.34",
+      "--header",
+      "nothing:null=",
+      "--header",
+      R"(nested:json={"region":"eu","tries":[1,2]})",
+      "--priority",
+      "7",
+      "--content-type",
+      "application/json",
+      "--ttl",
+      "60s",
+      "--transient",
+      "--correlation-id",
+      "c-1",
+      "--type",
+      "order.created",
+      "--app-id",
+      "cli-test",
+  });
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  r = Cli({"consume", queue_, "--max", "1", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 1u) << r.out;
+  v1::Delivery d = ParseDelivery(lines[0]);
+  EXPECT_EQ(d.body(), "typed");
+  EXPECT_EQ(d.routing_key(), queue_);
+  const v1::MessageProperties& p = d.properties();
+  EXPECT_EQ(p.content_type(), "application/json");
+  EXPECT_EQ(p.delivery_mode(), v1::TRANSIENT);
+  EXPECT_EQ(p.priority(), 7u);
+  EXPECT_EQ(p.expiration().seconds(), 60);
+  EXPECT_EQ(p.correlation_id(), "c-1");
+  EXPECT_EQ(p.type(), "order.created");
+  EXPECT_EQ(p.app_id(), "cli-test");
+  const auto& h = p.headers();
+  EXPECT_EQ(h.at("s").string_value(), "text");
+  EXPECT_EQ(h.at("n").int_value(), 5);
+  EXPECT_EQ(h.at("neg").int_value(), -7);
+  EXPECT_EQ(h.at("f").double_value(), 1.5);
+  EXPECT_TRUE(h.at("b").bool_value());
+  EXPECT_EQ(h.at("raw").bytes_value(), std::string("\x00\x01\xff", 3));
+  EXPECT_EQ(h.at("ts").timestamp_value().seconds(), 1704164645);
+  EXPECT_EQ(h.at("dec").decimal_value().scale(), 2u);
+  EXPECT_EQ(h.at("dec").decimal_value().value(), 1234u);
+  EXPECT_TRUE(h.at("nothing").has_null_value());
+  const auto& nested = h.at("nested").table_value().fields();
+  EXPECT_EQ(nested.at("region").string_value(), "eu");
+  EXPECT_EQ(nested.at("tries").array_value().values(1).int_value(), 2);
+  // In the JSON itself the types are named.
+  google::protobuf::Struct raw = ParseJson(lines[0]);
+  const auto& headers = raw.fields()
+                            .at("properties")
+                            .struct_value()
+                            .fields()
+                            .at("headers")
+                            .struct_value()
+                            .fields();
+  EXPECT_EQ(
+      headers.at("n").struct_value().fields().at("int_value").string_value(),
+      "5");
+  EXPECT_TRUE(
+      headers.at("b").struct_value().fields().at("bool_value").bool_value());
+}
+
+TEST_F(CliTest, ConsumeMaxJsonPrintsOneObjectPerLine) {
+  std::vector<std::string> bodies = {"one", "twö", "three\nlines", "four",
+                                     std::string("\xff\x00\x7f", 3)};
+  for (const auto& b : bodies) Publish(queue_, b);
+  ProcessResult r = Cli({"consume", queue_, "--max", "5", "--json", "--text"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 5u) << r.out;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    google::protobuf::Struct json = ParseJson(lines[i]);
+    EXPECT_EQ(json.fields().at("delivery_id").string_value(),
+              absl::StrCat(i + 1));
+    EXPECT_EQ(json.fields().at("routing_key").string_value(), queue_);
+    bool binary = i == 4;
+    EXPECT_EQ(json.fields().at("body_encoding").string_value(),
+              binary ? "base64" : "text");
+    if (binary) {
+      EXPECT_EQ(ParseDelivery(lines[i]).body(), bodies[i]);
+    } else {
+      EXPECT_EQ(json.fields().at("body").string_value(), bodies[i]);
+    }
+  }
+  EXPECT_THAT(r.err, HasSubstr("received 5 messages"));
+  // AUTO acks: nothing left, and the consumer is gone.
+  EXPECT_EQ(Inspect(queue_).message_count(), 0u);
+  EXPECT_TRUE(WaitFor([&] { return Inspect(queue_).consumer_count() == 0; }));
+
+  // Without --text every body is base64.
+  Publish(queue_, "plain");
+  r = Cli({"consume", queue_, "--max", "1", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  google::protobuf::Struct json = ParseJson(Lines(r.out).at(0));
+  EXPECT_EQ(json.fields().at("body").string_value(), "cGxhaW4=");
+  EXPECT_EQ(json.fields().at("body_encoding").string_value(), "base64");
+}
+
+TEST_F(CliTest, ConsumeShowsBodiesSafelyOnOneLineEach) {
+  Publish(queue_, "plain text");
+  Publish(queue_, "\x1b[2Jclear\nscreen");
+  Publish(queue_, std::string("\xff\xfe\x00", 3));
+  ProcessResult r = Cli({"consume", queue_, "--max", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 3u) << r.out;
+  EXPECT_THAT(lines[0],
+              AllOf(StartsWith(absl::StrCat("#1 ", queue_, " persistent")),
+                    HasSubstr("| plain text")));
+  EXPECT_THAT(lines[1], HasSubstr(R"(| "\u001b[2Jclear\nscreen")"));
+  EXPECT_THAT(lines[2], HasSubstr("| <binary 3 bytes> base64://4A"));
+  EXPECT_FALSE(HasControlCharacters(r.out));
+}
+
+TEST_F(CliTest, ConsumeWithClientAcksAcksWhatItPrinted) {
+  for (int i = 0; i < 3; ++i) Publish(queue_, absl::StrCat("m", i));
+  ProcessResult r = Cli({"consume", queue_, "--max", "3", "--ack", "client",
+                         "--prefetch", "1", "--json", "--text"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Lines(r.out).size(), 3u);
+  EXPECT_THAT(r.err, AllOf(HasSubstr("ack CLIENT"), HasSubstr("(acked 3)")));
+  EXPECT_TRUE(WaitFor([&] {
+    v1::InspectQueueResponse q = Inspect(queue_);
+    return q.message_count() == 0 && q.consumer_count() == 0;
+  }));
+}
+
+TEST_F(CliTest, CtrlCEndsConsumeCleanlyWithASummary) {
+  Publish(queue_, "first");
+  Publish(queue_, "second");
+  std::unique_ptr<Subprocess> p =
+      Subprocess::Start(CliOptions(gateway_->address(), {"consume", queue_}));
+  ASSERT_NE(p, nullptr);
+  ASSERT_TRUE(
+      p->WaitOutput([](const std::string& out,
+                       const std::string&) { return Lines(out).size() == 2; },
+                    absl::Seconds(30)))
+      << p->out() << p->err();
+  p->Signal(SIGINT);
+  ProcessResult r = p->Wait(absl::Seconds(30));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("interrupted: received 2 messages from"));
+  EXPECT_THAT(r.err, Not(HasSubstr("CANCELLED")));
+  EXPECT_TRUE(WaitFor([&] { return Inspect(queue_).consumer_count() == 0; }));
+}
+
+TEST_F(CliTest, BadUsageExitsTwoWithUsageOnStderr) {
+  std::string file = WriteTempFile("x");
+  struct Case {
+    std::vector<std::string> args;
+    std::string expect;
+  } cases[] = {
+      {{}, "missing COMMAND"},
+      {{"frobnicate"}, "no command 'frobnicate'"},
+      {{"publish"}, "expected arguments ROUTING_KEY [BODY], got 0"},
+      {{"queue"}, "missing SUBCOMMAND"},
+      {{"queue", "explode", "x"}, "no subcommand 'explode'"},
+      {{"queue", "inspect", "a", "b"}, "expected arguments NAME, got 2"},
+      {{"publish", queue_, "x", "--header", "n:int=abc"},
+       "--header 'n:int=abc': 'abc' is not a 64-bit integer"},
+      {{"publish", queue_, "x", "--header", "n:itn=5"}, "unknown type 'itn'"},
+      {{"publish", queue_, "x", "--priority", "300"}, "--priority"},
+      {{"publish", queue_, "x", "--file", file}, "not both"},
+      {{"publish", queue_, "--lines", "body"}, "--lines reads --file or stdin"},
+      {{"publish", queue_, "--file", "/nonexistent/x"}, "--file: cannot open"},
+      {{"publish", queue_, "x", "--ttl", "soon"}, "--ttl"},
+      {{"consume", queue_, "--ack", "sometimes"}, "--ack: 'sometimes'"},
+      {{"consume", queue_, "--prefetch", "0"}, "--prefetch"},
+      {{"consume", queue_, "--bogus"}, "unknown flag --bogus"},
+      {{"consume", queue_, "--max"}, "--max needs a value"},
+      {{"ack", "sub", "one"}, "'one' is not a delivery id"},
+      {{"status", "--timeout", "soon"}, "--timeout"},
+      {{"status", "--tls_cert", file}, "--tls_cert and --tls_key go together"},
+      {{"health", "--tls_ca", "/nonexistent/ca.pem"}, "--tls_ca: cannot read"},
+      {{"health", "--tls_ca", file}, "is not a PEM file"},
+      {{"health", "--tls_server_name", "gw"}, "needs TLS"},
+      {{"exchange", "declare", "e", "--type", "sideways"}, "--type"},
+  };
+  for (const Case& c : cases) {
+    ProcessResult r = Cli(c.args);
+    EXPECT_EQ(r.exit_code, 2) << absl::StrJoin(c.args, " ") << "\n" << r.err;
+    EXPECT_THAT(r.err, HasSubstr(c.expect)) << absl::StrJoin(c.args, " ");
+    EXPECT_THAT(r.err, HasSubstr("Usage:")) << absl::StrJoin(c.args, " ");
+    EXPECT_EQ(r.out, "") << absl::StrJoin(c.args, " ");
+  }
+  // Nothing was sent.
+  EXPECT_EQ(Inspect(queue_).message_count(), 0u);
+}
+
+TEST_F(CliTest, GrpcErrorsExitOneWithTheCodeName) {
+  ProcessResult r = Cli({"queue", "inspect", UniqueName("absent")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, StartsWith("amqpgw: NOT_FOUND: "));
+
+  r = Cli({"publish", "rk", "x", "--exchange", UniqueName("absent")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, StartsWith("amqpgw: NOT_FOUND: "));
+
+  r = Cli({"publish", UniqueName("nobody-bound"), "x"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, AllOf(StartsWith("amqpgw: FAILED_PRECONDITION: "),
+                           HasSubstr("NO_ROUTE")));
+
+  r = Cli({"consume", UniqueName("absent"), "--max", "1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("amqpgw: NOT_FOUND: "));
+
+  r = Cli({"exchange", "declare", "amq.mine"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, StartsWith("amqpgw: PERMISSION_DENIED: "));
+
+  // No daemon there at all.
+  r = RunProcess(CliOptions("127.0.0.1:1", {"status"}));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, StartsWith("amqpgw: UNAVAILABLE: "));
+}
+
+TEST_F(CliTest, HelpListsEveryCommandWithExamples) {
+  ProcessResult r = Cli({"help"});
+  ASSERT_EQ(r.exit_code, 0);
+  const std::vector<std::string> commands = {
+      "connect",          "disconnect",      "status",       "health",
+      "queue declare",    "queue inspect",   "queue delete", "queue purge",
+      "exchange declare", "exchange delete", "bind",         "unbind",
+      "publish",          "publish-batch",   "consume",      "ack"};
+  for (const std::string& c : commands) {
+    EXPECT_THAT(r.out, HasSubstr("\n  " + c + " ")) << c;
+    std::vector<std::string> args = absl::StrSplit(c, ' ');
+    args.push_back("--help");
+    ProcessResult h = Cli(args);
+    EXPECT_EQ(h.exit_code, 0) << c;
+    EXPECT_THAT(h.out, AllOf(StartsWith("Usage: amqpgw " + c),
+                             HasSubstr("Examples:\n  amqpgw")))
+        << c;
+    ProcessResult h2 = Cli({"help", c});
+    EXPECT_EQ(h2.out, h.out) << c;
+  }
+  EXPECT_THAT(r.out, HasSubstr("Exit codes: 0 success; 1 a gRPC error"));
+  r = Cli({"version"});
+  EXPECT_THAT(r.out, StartsWith("amqpgw "));
+}
+
+TEST_F(CliTest, TopologyCommands) {
+  std::string exchange = UniqueName("cli-x");
+  std::string q = UniqueName("cli-bound");
+  queues_.push_back(q);
+  ProcessResult r =
+      Cli({"exchange", "declare", exchange, "--type", "topic", "--transient"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = Cli({"queue", "declare", q, "--transient", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ParseJson(r.out).fields().at("name").string_value(), q);
+  // Global flags may come anywhere, and "_" works like "-".
+  r = Cli({"--json", "bind", q, exchange, "order.*"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "{}\n");
+  r = Cli({"publish", "order.created", "hi", "--exchange", exchange});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = Cli({"queue", "inspect", q});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(Lines(r.out),
+              ElementsAre(::testing::MatchesRegex("queue +messages +consumers"),
+                          ::testing::MatchesRegex(q + " +1 +0")));
+  r = Cli({"queue", "purge", q});
+  EXPECT_THAT(r.out, HasSubstr("purged 1 messages"));
+  r = Cli({"unbind", q, exchange, "order.*"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = Cli({"publish", "order.created", "hi", "--exchange", exchange});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("NO_ROUTE"));
+  r = Cli({"publish", "order.created", "hi", "--exchange", exchange,
+           "--allow_unroutable"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = Cli({"queue", "delete", q, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = Cli({"queue", "inspect", q});
+  EXPECT_EQ(r.exit_code, 1);
+  r = Cli({"exchange", "delete", exchange});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+
+  // Typed arguments reach the broker: a queue of at most one message.
+  std::string limited = UniqueName("cli-limited");
+  queues_.push_back(limited);
+  r = Cli({"queue", "declare", limited, "--transient", "--arg",
+           "x-max-length:int=1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Publish(limited, "a");
+  Publish(limited, "b");
+  EXPECT_EQ(Inspect(limited).message_count(), 1u);
+  EXPECT_THAT(Drain(limited), ElementsAre("b"));
+}
+
+TEST_F(CliTest, AckAcknowledgesDeliveriesOfAnOpenClientStream) {
+  Publish(queue_, "a");
+  Publish(queue_, "b");
+  v1::StreamMessagesRequest req;
+  req.set_queue(queue_);
+  req.set_ack_mode(v1::StreamMessagesRequest::CLIENT);
+  auto ctx = Ctx(absl::Seconds(60));
+  auto reader = stub().StreamMessages(ctx.get(), req);
+  v1::StreamMessagesResponse ev;
+  std::string sub;
+  int deliveries = 0;
+  while (deliveries < 2 && reader->Read(&ev)) {
+    if (ev.has_subscribed()) sub = ev.subscribed().subscription_id();
+    if (ev.has_delivery()) ++deliveries;
+  }
+  ASSERT_EQ(deliveries, 2);
+
+  ProcessResult r = Cli({"ack", sub, "1", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ParseJson(r.out).fields().at("applied_count").number_value(), 1);
+  r = Cli({"ack", sub, "1", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, AllOf(HasSubstr("ack applied to 1 deliveries"),
+                           HasSubstr("stale (delivered before a reconnect, or "
+                                     "already acknowledged): 1")));
+  r = Cli({"ack", sub, "99"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, StartsWith("amqpgw: INVALID_ARGUMENT: "));
+  ctx->TryCancel();
+  (void)reader->Finish();
+  // Both were acknowledged: nothing comes back when the stream ends.
+  EXPECT_TRUE(WaitFor([&] { return Inspect(queue_).consumer_count() == 0; }));
+  EXPECT_EQ(Inspect(queue_).message_count(), 0u);
+}
+
+TEST_F(CliTest, HealthExitCodes) {
+  ProcessResult r = Cli({"health"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "SERVING\n");
+  r = Cli({"health", "--service", "amqpgw.v1.Gateway", "--json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "{\"status\":\"SERVING\"}\n");
+  r = Cli({"health", "--service", "no.such.Service"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, StartsWith("amqpgw: NOT_FOUND: "));
+
+  // A daemon whose broker is unreachable is up but NOT_SERVING.
+  auto lonely = TestGateway::Start("amqp://guest:guest@127.0.0.1:1/");
+  r = RunProcess(CliOptions(lonely->address(), {"health"}));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "NOT_SERVING\n");
+  r = RunProcess(CliOptions(lonely->address(), {"status", "--json"}));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::string state = ParseJson(r.out)
+                          .fields()
+                          .at("connection")
+                          .struct_value()
+                          .fields()
+                          .at("state")
+                          .string_value();
+  EXPECT_THAT(state, ::testing::AnyOf("CONNECTING", "RECONNECTING"));
+}
+
+TEST_F(CliTest, DisconnectConnectAndStatus) {
+  // A gateway of its own: disconnecting must not disturb the other tests.
+  auto g = TestGateway::Start(node_->uri());
+  ASSERT_TRUE(g->WaitReady());
+  auto cli = [&](std::vector<std::string> args) {
+    return RunProcess(CliOptions(g->address(), std::move(args)));
+  };
+  ProcessResult r = cli({"status"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("state +READY"));
+  EXPECT_THAT(r.out, HasSubstr("RabbitMQ"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("published +confirmed"));
+
+  r = cli({"disconnect", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"state\":\"DISCONNECTED\""));
+  r = cli({"publish", queue_, "x"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, StartsWith("amqpgw: FAILED_PRECONDITION: "));
+  r = cli({"health"});
+  EXPECT_EQ(r.exit_code, 1);
+
+  r = cli({"connect", "--wait", "30s"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("state +READY"));
+  r = cli({"health"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  r = cli({"status", "--json"});
+  google::protobuf::Struct status = ParseJson(r.out);
+  EXPECT_EQ(status.fields().at("version").string_value(), AMQPGW_VERSION);
+  EXPECT_TRUE(status.fields()
+                  .at("counters")
+                  .struct_value()
+                  .fields()
+                  .count("published"));
+}
+
+TEST_F(CliTest, ServerFromTheEnvironment) {
+  Subprocess::Options o;
+  o.argv = {AMQPGW_CLI_BINARY, "queue", "inspect", queue_};
+  o.unset_env_prefixes = {"AMQPGW_"};
+  o.env = {"AMQPGW_SERVER=" + gateway_->address()};
+  ProcessResult r = RunProcess(o);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  // The flag wins over the environment.
+  o.argv = {AMQPGW_CLI_BINARY, "queue",      "inspect", queue_,
+            "--server",        "127.0.0.1:1"};
+  r = RunProcess(o);
+  EXPECT_THAT(r.err, HasSubstr("UNAVAILABLE"));
+}
+
+// --- TLS and bearer tokens, against small gRPC servers of the test's own
+// (the daemon does not speak TLS yet). ---
+
+// grpc.health.v1 that answers SERVING only to "authorization: Bearer s3cret".
+class TokenHealth final : public ::grpc::health::v1::Health::Service {
+ public:
+  ::grpc::Status Check(::grpc::ServerContext* ctx,
+                       const ::grpc::health::v1::HealthCheckRequest*,
+                       ::grpc::health::v1::HealthCheckResponse* resp) override {
+    auto md = ctx->client_metadata();
+    auto it = md.find("authorization");
+    if (it == md.end() ||
+        std::string(it->second.data(), it->second.size()) != "Bearer s3cret") {
+      return ::grpc::Status(::grpc::StatusCode::UNAUTHENTICATED,
+                            "missing or wrong bearer token");
+    }
+    resp->set_status(::grpc::health::v1::HealthCheckResponse::SERVING);
+    return ::grpc::Status::OK;
+  }
+};
+
+struct TestServer {
+  TokenHealth service;
+  std::unique_ptr<::grpc::Server> server;
+  int port = 0;
+  std::string address() const { return absl::StrCat("127.0.0.1:", port); }
+
+  void Start(std::shared_ptr<::grpc::ServerCredentials> creds) {
+    ::grpc::ServerBuilder b;
+    // Our own health service instead of gRPC's default one.
+    b.SetOption(std::make_unique<::grpc::HealthCheckServiceServerBuilderOption>(
+        nullptr));
+    b.AddListeningPort("127.0.0.1:0", creds, &port);
+    b.RegisterService(&service);
+    server = b.BuildAndStart();
+    ASSERT_NE(server, nullptr);
+  }
+  ~TestServer() {
+    if (server) server->Shutdown();
+  }
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST(CliTlsTest, TlsMutualTlsAndBearerToken) {
+  // A CA, a server certificate for "gw.test" and a client certificate.
+  std::string dir = absl::StrCat(AMQPGW_TEST_TMP_DIR, "/", UniqueName("tls"));
+  auto made = RunCommand(absl::StrCat(
+      "set -e; mkdir -p ", dir, "; cd ", dir, "; ",
+      "K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes'; "
+      "openssl req -x509 $K -keyout ca.key -out ca.pem -days 2 "
+      "-subj '/CN=amqpgw test CA' 2>/dev/null; "
+      "openssl req $K -keyout server.key -out server.csr -subj '/CN=gw.test' "
+      "2>/dev/null; "
+      "printf 'subjectAltName=DNS:gw.test' > san.ext; "
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key "
+      "-CAcreateserial -out server.pem -days 2 -extfile san.ext 2>/dev/null; "
+      "openssl req $K -keyout client.key -out client.csr -subj '/CN=cli' "
+      "2>/dev/null; "
+      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key "
+      "-CAcreateserial -out client.pem -days 2 2>/dev/null"));
+  ASSERT_TRUE(made.ok()) << made.status();
+  const std::string ca = dir + "/ca.pem";
+
+  ::grpc::SslServerCredentialsOptions tls_opts;
+  tls_opts.pem_root_certs = ReadFile(ca);
+  tls_opts.pem_key_cert_pairs.push_back(
+      {ReadFile(dir + "/server.key"), ReadFile(dir + "/server.pem")});
+  TestServer tls;
+  tls.Start(::grpc::SslServerCredentials(tls_opts));
+  ::grpc::SslServerCredentialsOptions mtls_opts = tls_opts;
+  mtls_opts.client_certificate_request =
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  TestServer mtls;
+  mtls.Start(::grpc::SslServerCredentials(mtls_opts));
+  TestServer plain;
+  plain.Start(::grpc::InsecureServerCredentials());
+
+  auto run = [](const std::string& server, std::vector<std::string> args,
+                std::vector<std::string> env = {}) {
+    Subprocess::Options o;
+    o.argv = {AMQPGW_CLI_BINARY, "health", "--server", server,
+              "--timeout",       "10s"};
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    o.unset_env_prefixes = {"AMQPGW_"};
+    o.env = std::move(env);
+    return RunProcess(o);
+  };
+  const std::vector<std::string> verify = {"--tls_ca", ca, "--tls_server_name",
+                                           "gw.test"};
+  auto with = [&](std::vector<std::string> more) {
+    std::vector<std::string> args = verify;
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+  };
+
+  ProcessResult r = run(tls.address(), with({"--token", "s3cret"}));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "SERVING\n");
+  r = run(tls.address(), with({"--token", "wrong"}));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, StartsWith("amqpgw: UNAUTHENTICATED: "));
+  r = run(tls.address(), with({}));
+  EXPECT_THAT(r.err, StartsWith("amqpgw: UNAUTHENTICATED: "));
+  // Environment twins.
+  r = run(tls.address(), {},
+          {"AMQPGW_TLS_CA=" + ca, "AMQPGW_TLS_SERVER_NAME=gw.test",
+           "AMQPGW_TOKEN=s3cret"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  // The certificate is for gw.test, not 127.0.0.1.
+  r = run(tls.address(), {"--tls_ca", ca, "--token", "s3cret"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, StartsWith("amqpgw: UNAVAILABLE: "));
+  // Plaintext against TLS.
+  r = run(tls.address(), {"--token", "s3cret"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, StartsWith("amqpgw: UNAVAILABLE: "));
+
+  // Mutual TLS: only with the client certificate.
+  r = run(mtls.address(),
+          with({"--token", "s3cret", "--tls_cert", dir + "/client.pem",
+                "--tls_key", dir + "/client.key"}));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = run(mtls.address(), with({"--token", "s3cret"}));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, StartsWith("amqpgw: UNAVAILABLE: "));
+
+  // The token travels on plaintext channels too.
+  r = run(plain.address(), {"--token", "s3cret"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+}  // namespace
+}  // namespace amqpgw::testing
