@@ -2,6 +2,7 @@
 // confirmed message is lost: cut, stalled and slow links (through a test TCP
 // proxy), connections closed by the broker, broker crashes (kill -9), memory
 // alarms, and acks sent to the wrong gateway instance.
+#include <atomic>
 #include <cstdio>
 #include <future>
 #include <map>
@@ -146,6 +147,52 @@ TEST_F(ProxyTest, StalledLinkIsDetectedByHeartbeats) {
   v1::PublishResponse resp;
   EXPECT_TRUE(g->stub().Publish(Ctx().get(), pub, &resp).ok());
   proxy_->CutAll();  // release the stalled sockets
+}
+
+TEST_F(ProxyTest, StallWhilePublishingLargeMessagesRecovers) {
+  // Large messages fill the socket buffers, so the publisher's thread may be
+  // blocked in send() when the link stalls: the kernel's TCP_USER_TIMEOUT
+  // (two heartbeats) must still break it.
+  const absl::Duration heartbeat = absl::Seconds(1);
+  auto g = Start(heartbeat);
+  std::string q = Declare(*g, "stall-heavy");
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::thread publisher([&] {
+    auto stub = g->NewStub();
+    while (!stop.load()) {
+      v1::PublishBatchRequest req;
+      for (int i = 0; i < 16; ++i) {
+        auto* m = req.add_messages();
+        m->set_routing_key(q);
+        m->set_body(std::string(256 << 10, 'x'));
+        m->mutable_properties()->set_delivery_mode(v1::TRANSIENT);
+      }
+      v1::PublishBatchResponse resp;
+      if (stub->PublishBatch(Ctx(absl::Seconds(20)).get(), req, &resp).ok()) {
+        ok += resp.ok_count();
+        failed += resp.results_size() - resp.ok_count();
+      } else {
+        ++failed;
+      }
+    }
+  });
+  ASSERT_TRUE(WaitFor([&] { return ok.load() >= 64; }));
+  absl::Time stalled_at = absl::Now();
+  proxy_->StallAll();
+  ASSERT_TRUE(WaitFor([&] { return !Ready(*g); }, heartbeat * 15));
+  std::printf("stall under load detected after %s\n",
+              absl::FormatDuration(absl::Now() - stalled_at).c_str());
+  ASSERT_TRUE(g->WaitReady(absl::Seconds(30)));
+  int before = ok.load();
+  EXPECT_TRUE(WaitFor([&] { return ok.load() >= before + 64; }));
+  stop.store(true);
+  publisher.join();
+  proxy_->CutAll();
+  v1::PurgeQueueRequest purge;
+  purge.set_name(q);
+  v1::PurgeQueueResponse purge_resp;
+  g->stub().PurgeQueue(Ctx().get(), purge, &purge_resp);
 }
 
 TEST_F(ProxyTest, SlowLinkStillDelivers) {
