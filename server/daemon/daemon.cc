@@ -187,8 +187,11 @@ int RunDaemon(const Options& options) {
     spdlog::error("cannot start: {}", std::string(s.message()));
     return 1;
   }
-  spdlog::info("amqpgwd {} listening on {} (gRPC; port {})", AMQPGW_VERSION,
-               options.listen, daemon.grpc_port());
+  spdlog::info("amqpgwd {} listening on {} (gRPC; port {}){}", AMQPGW_VERSION,
+               options.listen, daemon.grpc_port(),
+               options.tls_cert.empty()        ? ""
+               : options.tls_client_ca.empty() ? " with TLS"
+                                               : " with mutual TLS");
   std::thread signals([&] {
     int sig = 0;
     sigwait(&set, &sig);
