@@ -1,10 +1,16 @@
 // Logging: spdlog on stderr, readable text or one JSON object a line, with
 // gRPC's own messages routed through the same sink.
 #include <grpc/support/log.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "server/daemon/daemon.h"
 #include "spdlog/pattern_formatter.h"
@@ -66,26 +72,57 @@ std::unique_ptr<spdlog::formatter> MakeFormatter(const std::string& format) {
   return f;
 }
 
-// gRPC core's log lines (transport errors, TLS handshake failures) go to
-// the "grpc" logger. Kept alive until exit: gRPC may log from its threads
-// while statics are destroyed.
-std::shared_ptr<spdlog::logger>* grpc_logger = nullptr;
+// gRPC core's log lines (transport errors, TLS handshake failures) in the
+// same format, logger "grpc". gRPC may log from its own threads at any time,
+// even while the process exits and static objects (spdlog's console mutex
+// among them) are being destroyed, so this path uses no spdlog object: it
+// formats into a local buffer and writes the line with one write(2).
+// Which lines gRPC emits is its own setting (GRPC_VERBOSITY, default ERROR).
+// Set once by InitLogging, before gRPC starts.
+bool grpc_json = false;
+
+void AppendJsonEscaped(std::string_view in, std::string* out) {
+  for (char c : in) {
+    if (c == '"' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(c);
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out->append(buf);
+    } else {
+      out->push_back(c);
+    }
+  }
+}
 
 void GrpcLog(gpr_log_func_args* args) {
-  if (grpc_logger == nullptr) return;
-  spdlog::level::level_enum level = spdlog::level::info;
-  switch (args->severity) {
-    case GPR_LOG_SEVERITY_DEBUG:
-      level = spdlog::level::debug;
-      break;
-    case GPR_LOG_SEVERITY_INFO:
-      level = spdlog::level::info;
-      break;
-    case GPR_LOG_SEVERITY_ERROR:
-      level = spdlog::level::err;
-      break;
+  const char* level = args->severity == GPR_LOG_SEVERITY_ERROR  ? "error"
+                      : args->severity == GPR_LOG_SEVERITY_INFO ? "info"
+                                                                : "debug";
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  std::tm tm;
+  localtime_r(&now.tv_sec, &tm);
+  char ts[64];
+  size_t n = std::strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+  long offset = tm.tm_gmtoff / 60;
+  std::snprintf(ts + n, sizeof(ts) - n, ".%03ld%c%02ld:%02ld",
+                now.tv_nsec / 1000000, offset < 0 ? '-' : '+',
+                std::labs(offset) / 60, std::labs(offset) % 60);
+  std::string line;
+  if (grpc_json) {
+    line = std::string("{\"ts\":\"") + ts + "\",\"level\":\"" + level +
+           "\",\"logger\":\"grpc\",\"thread\":" +
+           std::to_string(static_cast<long>(syscall(SYS_gettid))) +
+           ",\"msg\":\"";
+    AppendJsonEscaped(args->message, &line);
+    line += "\"}\n";
+  } else {
+    line = std::string(ts) + " " + level + " [grpc] " + args->message + "\n";
   }
-  (*grpc_logger)->log(level, "{}", args->message);
+  ssize_t ignored = write(STDERR_FILENO, line.data(), line.size());
+  (void)ignored;
 }
 
 }  // namespace
@@ -98,10 +135,7 @@ void InitLogging(const std::string& level, const std::string& format) {
   logger->flush_on(spdlog::level::trace);
   spdlog::set_default_logger(logger);
 
-  auto grpc = std::make_shared<spdlog::logger>("grpc", sink);
-  grpc->set_level(spdlog::level::from_str(level));
-  grpc->flush_on(spdlog::level::trace);
-  grpc_logger = new std::shared_ptr<spdlog::logger>(std::move(grpc));
+  grpc_json = format == "json";
   gpr_set_log_function(GrpcLog);
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -173,6 +174,40 @@ TEST_F(OpsProcessTest,
   ExpectNoPassword(child.err, "logs");
   // Loopback: no exposure warning.
   EXPECT_THAT(child.err, Not(HasSubstr("not loopback")));
+}
+
+TEST(OpsLogsTest, GrpcOwnErrorsAreLoggedInTheSameJsonFormat) {
+  std::string dir = absl::StrCat(AMQPGW_TEST_TMP_DIR, "/", UniqueName("cert"));
+  ASSERT_TRUE(
+      RunCommand(
+          absl::StrCat("mkdir -p ", dir,
+                       " && openssl req -x509 -newkey ec "
+                       "-pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
+                       "-subj /CN=localhost -keyout ",
+                       dir, "/key.pem -out ", dir, "/cert.pem"))
+          .ok());
+  Child child = Child::Spawn(
+      {"--listen=127.0.0.1:0", "--connect_on_start=false", "--log_format=json",
+       "--tls_cert=" + dir + "/cert.pem", "--tls_key=" + dir + "/key.pem"});
+  ASSERT_TRUE(child.ReadUntil("with TLS", absl::Seconds(30))) << child.err;
+  int port = NumberAfter(child.err, "(gRPC; port ");
+  // A plaintext client on the TLS port: gRPC itself logs the failed
+  // handshake, through the same JSON lines.
+  auto stub = v1::Gateway::NewStub(::grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", port), ::grpc::InsecureChannelCredentials()));
+  v1::GetStatusResponse status;
+  EXPECT_FALSE(stub->GetStatus(Ctx(absl::Seconds(5)).get(),
+                               v1::GetStatusRequest(), &status)
+                   .ok());
+  EXPECT_TRUE(child.ReadUntil("\"logger\":\"grpc\"", absl::Seconds(10)))
+      << child.err;
+  EXPECT_EQ(child.Stop(), 0);
+  for (absl::string_view line :
+       absl::StrSplit(child.err, '\n', absl::SkipEmpty())) {
+    EXPECT_TRUE(absl::StartsWith(line, "{\"ts\":\"") &&
+                absl::EndsWith(line, "\"}"))
+        << line;
+  }
 }
 
 TEST(OpsFlagsTest, NewFlagsAreCheckedAtStartup) {
