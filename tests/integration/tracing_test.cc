@@ -226,8 +226,12 @@ TEST_F(TracingTest, PublishedThenConsumedMessageYieldsSpansSharingOneTraceId) {
   EXPECT_EQ(delivered->span_id, deliver->span_id);
   EXPECT_EQ(collector_->bad_requests(), 0);
 
-  std::string metrics = traced_->daemon().RenderMetrics();
-  EXPECT_GE(MetricValue(metrics, "amqpgw_trace_spans_exported_total"), 3);
+  // Counted once the collector has answered the POST.
+  std::string metrics;
+  EXPECT_TRUE(WaitFor([&] {
+    metrics = traced_->daemon().RenderMetrics();
+    return MetricValue(metrics, "amqpgw_trace_spans_exported_total") >= 3;
+  }));
   EXPECT_EQ(MetricValue(metrics, "amqpgw_trace_spans_dropped_total"), 0);
 }
 
