@@ -56,6 +56,37 @@ ABSL_FLAG(bool, connect_on_start, kDefaults.connect_on_start,
           "connect to the broker at start-up (else wait for Connect)");
 ABSL_FLAG(std::string, log_level, kDefaults.log_level,
           "trace, debug, info, warn or error");
+ABSL_FLAG(std::string, log_format, kDefaults.log_format,
+          "text (readable) or json (one object a line: ts, level, logger, "
+          "thread, msg)");
+ABSL_FLAG(std::string, metrics_listen, kDefaults.metrics_listen,
+          "host:port serving Prometheus metrics at /metrics (empty: off)");
+ABSL_FLAG(std::string, otlp_endpoint, kDefaults.otlp_endpoint,
+          "OpenTelemetry collector for spans, OTLP/HTTP JSON, e.g. "
+          "http://127.0.0.1:4318 (empty: no spans)");
+ABSL_FLAG(std::string, tls_cert, kDefaults.tls_cert,
+          "PEM certificate (chain) for gRPC over TLS");
+ABSL_FLAG(std::string, tls_key, kDefaults.tls_key,
+          "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, kDefaults.tls_client_ca,
+          "PEM CA bundle: require client certificates signed by it (mutual "
+          "TLS)");
+ABSL_FLAG(std::string, auth_tokens, kDefaults.auth_tokens,
+          "file of '<token> <role>' lines (roles publish, consume, admin): "
+          "callers must send 'authorization: Bearer <token>' (empty: no "
+          "authentication)");
+ABSL_FLAG(std::string, broker_file, kDefaults.broker_file,
+          "file holding the broker URI(s), instead of --broker, so the "
+          "password is in neither the process list nor the environment");
+ABSL_FLAG(std::string, broker_tls_ca, kDefaults.broker_tls_ca,
+          "PEM CA bundle for amqps:// brokers (default: the system's)");
+ABSL_FLAG(std::string, broker_tls_cert, kDefaults.broker_tls_cert,
+          "PEM client certificate for amqps:// brokers that require one");
+ABSL_FLAG(std::string, broker_tls_key, kDefaults.broker_tls_key,
+          "PEM private key of --broker_tls_cert");
+ABSL_FLAG(bool, broker_tls_verify_hostname,
+          kDefaults.broker_tls_verify_hostname,
+          "check that an amqps:// broker's certificate names its host");
 
 namespace {
 
@@ -69,6 +100,10 @@ constexpr const char* kFlagNames[] = {
     "shutdown_grace",  "publisher_connections",
     "consumer_connections", "instance_id",
     "connect_on_start", "log_level",
+    // Operating it.
+    "log_format", "metrics_listen", "otlp_endpoint", "tls_cert", "tls_key",
+    "tls_client_ca", "auth_tokens", "broker_file", "broker_tls_ca",
+    "broker_tls_cert", "broker_tls_key", "broker_tls_verify_hostname",
 };
 
 void ApplyEnvironment() {
@@ -114,12 +149,25 @@ int main(int argc, char** argv) {
   o.instance_id = absl::GetFlag(FLAGS_instance_id);
   o.connect_on_start = absl::GetFlag(FLAGS_connect_on_start);
   o.log_level = absl::GetFlag(FLAGS_log_level);
+  o.log_format = absl::GetFlag(FLAGS_log_format);
+  o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  o.otlp_endpoint = absl::GetFlag(FLAGS_otlp_endpoint);
+  o.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  o.tls_key = absl::GetFlag(FLAGS_tls_key);
+  o.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  o.auth_tokens = absl::GetFlag(FLAGS_auth_tokens);
+  o.broker_file = absl::GetFlag(FLAGS_broker_file);
+  o.broker_tls_ca = absl::GetFlag(FLAGS_broker_tls_ca);
+  o.broker_tls_cert = absl::GetFlag(FLAGS_broker_tls_cert);
+  o.broker_tls_key = absl::GetFlag(FLAGS_broker_tls_key);
+  o.broker_tls_verify_hostname =
+      absl::GetFlag(FLAGS_broker_tls_verify_hostname);
 
   absl::Status s = amqpgw::daemon::ValidateOptions(o);
   if (!s.ok()) {
     std::fprintf(stderr, "amqpgwd: %s\n", std::string(s.message()).c_str());
     return 2;
   }
-  amqpgw::daemon::InitLogging(o.log_level);
+  amqpgw::daemon::InitLogging(o.log_level, o.log_format);
   return amqpgw::daemon::RunDaemon(o);
 }

@@ -228,6 +228,7 @@ void Publisher::Flush() {
       continue;
     }
     b.state_[item.index] = PublishBatch::State::kSent;
+    if (b.record_send_times_) b.results_[item.index].sent_at = absl::Now();
     InFlight f;
     f.item = std::move(item);
     inflight_.push_back(std::move(f));

@@ -50,6 +50,9 @@ class PublishBatch {
   struct Result {
     absl::Status status;
     absl::Time confirmed_at = absl::InfinitePast();
+    // When the message was last written to the broker; set only when
+    // record_send_times (tracing), else InfinitePast.
+    absl::Time sent_at = absl::InfinitePast();
   };
   using Done = absl::AnyInvocable<void(PublishBatch& batch) &&>;
 
@@ -63,6 +66,9 @@ class PublishBatch {
   // Valid inside `done`.
   const Result& result(size_t i) const { return results_[i]; }
   absl::Time deadline() const { return deadline_; }
+  // Record Result::sent_at (costs a clock read per message). Set before
+  // handing the batch to the session.
+  void set_record_send_times(bool record) { record_send_times_ = record; }
 
  private:
   friend class Publisher;
@@ -75,6 +81,7 @@ class PublishBatch {
   std::vector<uint8_t> attempts_;
   size_t remaining_;
   absl::Time deadline_;
+  bool record_send_times_ = false;
   Done done_;
   EventLoop::TimerId timer_ = 0;
 };

@@ -19,6 +19,9 @@ struct CountersSnapshot {
   uint64_t unconfirmed = 0;
   uint64_t active_streams = 0;
   uint64_t reconnects = 0;
+  // Message body bytes accepted for publishing / delivered to streams.
+  uint64_t published_bytes = 0;
+  uint64_t delivered_bytes = 0;
 };
 
 struct Stats {
@@ -33,6 +36,8 @@ struct Stats {
   std::atomic<int64_t> unconfirmed{0};
   std::atomic<int64_t> active_streams{0};
   std::atomic<uint64_t> reconnects{0};
+  std::atomic<uint64_t> published_bytes{0};
+  std::atomic<uint64_t> delivered_bytes{0};
 
   CountersSnapshot Snapshot() const {
     CountersSnapshot s;
@@ -49,6 +54,8 @@ struct Stats {
     int64_t a = active_streams.load(std::memory_order_relaxed);
     s.active_streams = a > 0 ? static_cast<uint64_t>(a) : 0;
     s.reconnects = reconnects.load(std::memory_order_relaxed);
+    s.published_bytes = published_bytes.load(std::memory_order_relaxed);
+    s.delivered_bytes = delivered_bytes.load(std::memory_order_relaxed);
     return s;
   }
 };

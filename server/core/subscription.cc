@@ -212,6 +212,7 @@ void Subscription::OnDeliver(amqp::Delivery& d) {
   ++delivered_;
   if (options_.ack_mode == AckMode::kClient) unacked_.insert(tag);
   stats_->delivered.fetch_add(1, std::memory_order_relaxed);
+  stats_->delivered_bytes.fetch_add(d.body.size(), std::memory_order_relaxed);
   out.message = std::move(d);
   sink_->OnDelivery(std::move(out));
   if (options_.max_messages > 0 && delivered_ >= options_.max_messages &&

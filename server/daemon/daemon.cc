@@ -11,20 +11,18 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.pb.h"
-#include "spdlog/sinks/stdout_sinks.h"
+#include "server/daemon/metrics_server.h"
+#include "server/daemon/operations.h"
+#include "server/grpc/rpc_metrics_interceptor.h"
 #include "spdlog/spdlog.h"
 
 namespace amqpgw::daemon {
 
-void InitLogging(const std::string& level) {
-  auto logger = spdlog::stderr_logger_mt("amqpgw");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
-  logger->set_level(spdlog::level::from_str(level));
-  logger->flush_on(spdlog::level::info);
-  spdlog::set_default_logger(logger);
-}
-
 Daemon::Daemon(Options options) : options_(std::move(options)) {}
+
+int Daemon::metrics_port() const {
+  return metrics_server_ != nullptr ? metrics_server_->port() : 0;
+}
 
 Daemon::~Daemon() { Shutdown(); }
 
@@ -32,6 +30,32 @@ absl::Status Daemon::Start() {
   absl::StatusOr<core::SessionOptions> session_options =
       ToSessionOptions(options_);
   if (!session_options.ok()) return session_options.status();
+
+  absl::StatusOr<std::shared_ptr<::grpc::ServerCredentials>> credentials =
+      MakeServerCredentials(options_);
+  if (!credentials.ok()) return credentials.status();
+  if (!options_.auth_tokens.empty()) {
+    auto authorizer = grpc_api::Authorizer::FromFile(options_.auth_tokens);
+    if (!authorizer.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--auth_tokens: ", authorizer.status().message()));
+    }
+    authorizer_ = *std::move(authorizer);
+  }
+  if (!options_.otlp_endpoint.empty()) {
+    trace::OtlpHttpExporter::Options o;
+    o.endpoint = options_.otlp_endpoint;
+    o.resource.service_version = AMQPGW_VERSION;
+    o.resource.service_instance_id = session_options->instance_id;
+    auto spans = trace::OtlpHttpExporter::Create(std::move(o));
+    if (!spans.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--otlp_endpoint: ", spans.status().message()));
+    }
+    spans_ = *std::move(spans);
+  }
+  rpc_metrics_ =
+      std::make_unique<metrics::RpcMetrics>(grpc_api::ServedMethodNames());
 
   session_ = std::make_unique<core::Session>(*session_options);
   session_->SetStateListener([this](core::SessionState state) {
@@ -41,6 +65,8 @@ absl::Status Daemon::Start() {
   grpc_api::GatewayService::Options service_options;
   service_options.limits.max_message_bytes =
       static_cast<size_t>(options_.max_message_bytes);
+  service_options.authorizer = authorizer_.get();
+  service_options.spans = spans_.get();
   service_ = std::make_unique<grpc_api::GatewayService>(session_.get(),
                                                         service_options);
 
@@ -51,8 +77,14 @@ absl::Status Daemon::Start() {
   ::grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   ::grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.listen, ::grpc::InsecureServerCredentials(),
-                           &grpc_port_);
+  builder.AddListeningPort(options_.listen, *credentials, &grpc_port_);
+  std::vector<
+      std::unique_ptr<::grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(
+      std::make_unique<grpc_api::RpcMetricsInterceptorFactory>(
+          rpc_metrics_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(service_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_request_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options_.max_request_bytes));
@@ -69,6 +101,31 @@ absl::Status Daemon::Start() {
         absl::StrCat("--listen: cannot listen on ", options_.listen,
                      " (address in use or not local?)"));
   }
+  RegisterDaemonMetrics(metrics_, session_.get(), rpc_metrics_.get(),
+                        spans_.get());
+  if (!options_.metrics_listen.empty()) {
+    auto m = MetricsServer::Start(options_.metrics_listen,
+                                  [this] { return RenderMetrics(); });
+    if (!m.ok()) {
+      server_->Shutdown();
+      server_.reset();
+      session_.reset();
+      return m.status();
+    }
+    metrics_server_ = *std::move(m);
+    spdlog::info(
+        "metrics: http://{}:{}/metrics",
+        options_.metrics_listen.substr(0, options_.metrics_listen.rfind(':')),
+        metrics_server_->port());
+  }
+  if (authorizer_ != nullptr) {
+    spdlog::info("caller authentication: {} tokens from {}",
+                 authorizer_->size(), options_.auth_tokens);
+  }
+  if (spans_ != nullptr) {
+    spdlog::info("tracing: exporting spans to {}", options_.otlp_endpoint);
+  }
+  WarnAboutRisks(options_, *session_options);
   health_.store(server_->GetHealthCheckService());
   SetServing(false);
   session_->Start();
@@ -107,6 +164,8 @@ void Daemon::Shutdown() {
   server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
   session_->Stop();
   server_->Wait();
+  if (metrics_server_ != nullptr) metrics_server_->Stop();
+  if (spans_ != nullptr) spans_->Shutdown();  // sends what is queued
   spdlog::info("stopped");
   stopped_.Notify();
 }
@@ -129,8 +188,11 @@ int RunDaemon(const Options& options) {
     spdlog::error("cannot start: {}", std::string(s.message()));
     return 1;
   }
-  spdlog::info("amqpgwd {} listening on {} (gRPC; port {})", AMQPGW_VERSION,
-               options.listen, daemon.grpc_port());
+  spdlog::info("amqpgwd {} listening on {} (gRPC; port {}){}", AMQPGW_VERSION,
+               options.listen, daemon.grpc_port(),
+               options.tls_cert.empty()        ? ""
+               : options.tls_client_ca.empty() ? " with TLS"
+                                               : " with mutual TLS");
   std::thread signals([&] {
     int sig = 0;
     sigwait(&set, &sig);

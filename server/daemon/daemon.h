@@ -1,23 +1,31 @@
 // The daemon: the broker session, the gRPC server (amqpgw.v1.Gateway,
-// grpc.health.v1.Health, reflection) and their orderly shutdown.
+// grpc.health.v1.Health, reflection) and their orderly shutdown; and the
+// operational parts: TLS, caller tokens, metrics (the registry, and
+// --metrics_listen), span export.
 //
 // Thread safety: Start, Shutdown and Wait may be called from different
 // threads (Shutdown typically from a signal-waiting thread), each once.
 #ifndef AMQPGW_SERVER_DAEMON_DAEMON_H_
 #define AMQPGW_SERVER_DAEMON_DAEMON_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <memory>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
 #include "server/core/session.h"
 #include "server/daemon/options.h"
+#include "server/grpc/auth.h"
 #include "server/grpc/gateway_service.h"
+#include "server/metrics/prometheus.h"
+#include "server/metrics/rpc_metrics.h"
+#include "server/trace/otlp_exporter.h"
 
 namespace amqpgw::daemon {
+
+class MetricsServer;
 
 class Daemon {
  public:
@@ -38,11 +46,22 @@ class Daemon {
   std::shared_ptr<::grpc::Channel> InProcessChannel();
   core::Session& session() { return *session_; }
   const Options& options() const { return options_; }
+  // Prometheus text for GET /metrics (any thread, after Start). The HTTP
+  // port's server and --metrics_listen both serve it.
+  std::string RenderMetrics() const { return metrics_.Render(); }
+  // The --metrics_listen port (0 when off).
+  int metrics_port() const;
 
  private:
   void SetServing(bool serving);
 
   const Options options_;
+  // Declared before the session, service and server, which use them.
+  metrics::Registry metrics_;
+  std::unique_ptr<metrics::RpcMetrics> rpc_metrics_;
+  std::unique_ptr<trace::OtlpHttpExporter> spans_;
+  std::unique_ptr<grpc_api::Authorizer> authorizer_;
+  std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<core::Session> session_;
   std::unique_ptr<grpc_api::GatewayService> service_;
   std::unique_ptr<::grpc::Server> server_;
@@ -55,8 +74,10 @@ class Daemon {
 // Runs the daemon until SIGINT or SIGTERM; returns the process exit code.
 int RunDaemon(const Options& options);
 
-// Configures spdlog on stderr at `level`.
-void InitLogging(const std::string& level);
+// Configures spdlog on stderr at `level`, as readable text or (`format`
+// "json") one JSON object a line: ts, level, logger, thread, msg. gRPC's own
+// log lines go through it too.
+void InitLogging(const std::string& level, const std::string& format = "text");
 
 }  // namespace amqpgw::daemon
 

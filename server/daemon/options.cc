@@ -2,9 +2,18 @@
 
 #include <unistd.h>
 
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "server/amqp/broker_address.h"
+#include "server/grpc/auth.h"
+#include "server/trace/otlp_exporter.h"
 
 namespace amqpgw::daemon {
 namespace {
@@ -31,6 +40,23 @@ absl::Status CheckDuration(absl::string_view flag, absl::Duration d,
   return absl::OkStatus();
 }
 
+absl::Status CheckHostPort(absl::string_view flag, const std::string& value) {
+  size_t colon = value.rfind(':');
+  int port = -1;
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(value.substr(colon + 1), &port) || port < 0 ||
+      port > 65535) {
+    return Bad(flag, absl::StrCat("want host:port (port 0..65535), got '",
+                                  value, "'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckReadable(absl::string_view flag, const std::string& path) {
+  if (path.empty()) return absl::OkStatus();
+  return ReadFileForFlag(flag, path).status();
+}
+
 std::string ListenPort(const std::string& listen) {
   size_t colon = listen.rfind(':');
   return colon == std::string::npos ? listen : listen.substr(colon + 1);
@@ -38,19 +64,50 @@ std::string ListenPort(const std::string& listen) {
 
 }  // namespace
 
-absl::Status ValidateOptions(const Options& o) {
-  size_t colon = o.listen.rfind(':');
-  int port = -1;
-  if (colon == std::string::npos ||
-      !absl::SimpleAtoi(o.listen.substr(colon + 1), &port) || port < 0 ||
-      port > 65535) {
-    return Bad("listen", absl::StrCat("want host:port (port 0..65535), got '",
-                                      o.listen, "'"));
+absl::StatusOr<std::string> ReadFileForFlag(absl::string_view flag,
+                                            const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return Bad(flag, absl::StrCat("cannot read '", path, "'"));
   }
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+absl::StatusOr<std::string> BrokerUris(const Options& o) {
+  if (o.broker_file.empty()) return o.broker;
+  absl::StatusOr<std::string> text =
+      ReadFileForFlag("broker_file", o.broker_file);
+  if (!text.ok()) return text.status();
+  std::vector<std::string> uris;
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line[0] == '#') continue;
+    uris.emplace_back(line);
+  }
+  return absl::StrJoin(uris, ",");
+}
+
+bool IsLoopbackListen(absl::string_view host_port) {
+  absl::string_view host = host_port;
+  if (size_t colon = host_port.rfind(':'); colon != absl::string_view::npos) {
+    host = host_port.substr(0, colon);
+  }
+  if (absl::ConsumePrefix(&host, "[")) absl::ConsumeSuffix(&host, "]");
+  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+}
+
+absl::Status ValidateOptions(const Options& o) {
+  absl::Status s = CheckHostPort("listen", o.listen);
+  if (!s.ok()) return s;
+  absl::string_view broker_flag =
+      o.broker_file.empty() ? "broker" : "broker_file";
+  absl::StatusOr<std::string> uris = BrokerUris(o);
+  if (!uris.ok()) return uris.status();
   absl::StatusOr<std::vector<amqp::BrokerAddress>> brokers =
-      amqp::ParseBrokerList(o.broker);
-  if (!brokers.ok()) return Bad("broker", brokers.status().message());
-  absl::Status s;
+      amqp::ParseBrokerList(*uris);
+  if (!brokers.ok()) return Bad(broker_flag, brokers.status().message());
   if (!(s = CheckDuration("heartbeat", o.heartbeat, absl::ZeroDuration(),
                           absl::Seconds(3600)))
            .ok() ||
@@ -94,6 +151,42 @@ absl::Status ValidateOptions(const Options& o) {
     return Bad("log_level", absl::StrCat("want trace, debug, info, warn or "
                                          "error, got '", o.log_level, "'"));
   }
+  if (o.log_format != "text" && o.log_format != "json") {
+    return Bad("log_format",
+               absl::StrCat("want text or json, got '", o.log_format, "'"));
+  }
+  if (!o.metrics_listen.empty() &&
+      !(s = CheckHostPort("metrics_listen", o.metrics_listen)).ok()) {
+    return s;
+  }
+  if (!o.otlp_endpoint.empty()) {
+    absl::StatusOr<trace::Endpoint> e = trace::ParseEndpoint(o.otlp_endpoint);
+    if (!e.ok()) return Bad("otlp_endpoint", e.status().message());
+  }
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    return Bad(o.tls_cert.empty() ? "tls_cert" : "tls_key",
+               "--tls_cert and --tls_key go together");
+  }
+  if (!o.tls_client_ca.empty() && o.tls_cert.empty()) {
+    return Bad("tls_client_ca",
+               "mutual TLS needs the server's own --tls_cert and --tls_key");
+  }
+  if (o.broker_tls_cert.empty() != o.broker_tls_key.empty()) {
+    return Bad(o.broker_tls_cert.empty() ? "broker_tls_cert" : "broker_tls_key",
+               "--broker_tls_cert and --broker_tls_key go together");
+  }
+  if (!(s = CheckReadable("tls_cert", o.tls_cert)).ok() ||
+      !(s = CheckReadable("tls_key", o.tls_key)).ok() ||
+      !(s = CheckReadable("tls_client_ca", o.tls_client_ca)).ok() ||
+      !(s = CheckReadable("broker_tls_ca", o.broker_tls_ca)).ok() ||
+      !(s = CheckReadable("broker_tls_cert", o.broker_tls_cert)).ok() ||
+      !(s = CheckReadable("broker_tls_key", o.broker_tls_key)).ok()) {
+    return s;
+  }
+  if (!o.auth_tokens.empty()) {
+    auto a = grpc_api::Authorizer::FromFile(o.auth_tokens);
+    if (!a.ok()) return Bad("auth_tokens", a.status().message());
+  }
   return absl::OkStatus();
 }
 
@@ -101,8 +194,17 @@ absl::StatusOr<core::SessionOptions> ToSessionOptions(const Options& o) {
   absl::Status s = ValidateOptions(o);
   if (!s.ok()) return s;
   core::SessionOptions out;
-  out.brokers = *amqp::ParseBrokerList(o.broker);
+  absl::StatusOr<std::string> uris = BrokerUris(o);
+  if (!uris.ok()) return uris.status();
+  absl::StatusOr<std::vector<amqp::BrokerAddress>> brokers =
+      amqp::ParseBrokerList(*uris);
+  if (!brokers.ok()) return Bad("broker_file", brokers.status().message());
+  out.brokers = *std::move(brokers);
   out.open.heartbeat = o.heartbeat;
+  out.open.tls.ca_file = o.broker_tls_ca;
+  out.open.tls.cert_file = o.broker_tls_cert;
+  out.open.tls.key_file = o.broker_tls_key;
+  out.open.tls.verify_hostname = o.broker_tls_verify_hostname;
   out.open.connect_timeout = o.connect_timeout;
   out.backoff.initial = o.reconnect_initial_delay;
   out.backoff.max = o.reconnect_max_delay;

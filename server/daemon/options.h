@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/core/session.h"
 
@@ -34,6 +35,30 @@ struct Options {
   std::string instance_id;
   bool connect_on_start = true;
   std::string log_level = "info";
+
+  // --- Operating it: logs, metrics, tracing, TLS, authentication. ---
+  // "text" (readable) or "json" (one object a line).
+  std::string log_format = "text";
+  // host:port serving GET /metrics (Prometheus); empty: off.
+  std::string metrics_listen;
+  // OTLP/HTTP collector, e.g. http://127.0.0.1:4318; empty: no spans.
+  std::string otlp_endpoint;
+  // gRPC server TLS (PEM files); with tls_client_ca, mutual TLS.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  // Bearer tokens with roles ("<token> <role>" lines); empty: no auth.
+  std::string auth_tokens;
+  // A file with the broker URIs (comma- or newline-separated, # comments),
+  // so the password is in neither the process list nor the environment.
+  // Takes the place of `broker` when set.
+  std::string broker_file;
+  // amqps:// brokers: CA bundle (empty: system CAs), client certificate and
+  // key (PEM), and whether the certificate must name the host.
+  std::string broker_tls_ca;
+  std::string broker_tls_cert;
+  std::string broker_tls_key;
+  bool broker_tls_verify_hostname = true;
 };
 
 // Checks every value; the error names the flag and says what is allowed.
@@ -41,6 +66,18 @@ absl::Status ValidateOptions(const Options& options);
 
 // The session's configuration (broker URIs parsed).
 absl::StatusOr<core::SessionOptions> ToSessionOptions(const Options& options);
+
+// The broker URI list: the content of --broker_file when set, else --broker.
+// Errors name the flag and never echo a URI (it may hold a password).
+absl::StatusOr<std::string> BrokerUris(const Options& options);
+
+// The whole file; the error names `flag`.
+absl::StatusOr<std::string> ReadFileForFlag(absl::string_view flag,
+                                            const std::string& path);
+
+// True for addresses only this machine can reach: 127.0.0.0/8, ::1,
+// localhost.
+bool IsLoopbackListen(absl::string_view host_port);
 
 }  // namespace amqpgw::daemon
 

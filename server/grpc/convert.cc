@@ -8,6 +8,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "server/core/ids.h"
+#include "server/grpc/tracing.h"
+#include "server/trace/trace_context.h"
 
 namespace amqpgw::grpc_api {
 namespace {
@@ -588,6 +590,11 @@ void ToProtoDelivery(core::StreamDelivery&& d, v1::Delivery* out) {
   out->set_routing_key(SanitizeUtf8(d.message.routing_key));
   out->set_body(std::move(d.message.body));
   ToProtoProperties(d.message.properties, out->mutable_properties());
+  if (std::optional<trace::TraceContext> tc =
+          TraceContextFromHeaders(d.message.properties)) {
+    out->mutable_trace_context()->set_traceparent(tc->Traceparent());
+    out->mutable_trace_context()->set_tracestate(tc->tracestate);
+  }
 }
 
 void ToProtoConnectionInfo(const core::ConnectionInfo& info,

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/grpc/status.h"
 #include "server/grpc/stream_reactor.h"
+#include "server/grpc/tracing.h"
 
 namespace amqpgw::grpc_api {
 
@@ -64,9 +65,24 @@ void FillResult(const core::PublishBatch::Result& r, const std::string& id,
 GatewayService::GatewayService(core::Session* session, Options options)
     : session_(session), options_(std::move(options)) {}
 
+absl::Status GatewayService::Authorize(const CallbackServerContext* ctx,
+                                       Rpc rpc) const {
+  if (options_.authorizer == nullptr) return absl::OkStatus();
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  std::optional<absl::string_view> value;
+  if (it != md.end()) {
+    value = absl::string_view(it->second.data(), it->second.size());
+  }
+  return options_.authorizer->Check(value, rpc);
+}
+
 ServerUnaryReactor* GatewayService::Connect(CallbackServerContext* ctx,
                                             const v1::ConnectRequest* request,
                                             v1::ConnectResponse* response) {
+  if (absl::Status s = Authorize(ctx, Rpc::kConnect); !s.ok()) {
+    return Fail(ctx, s);
+  }
   absl::Time deadline = CallDeadline(ctx);
   if (request->has_wait()) {
     const auto& w = request->wait();
@@ -89,6 +105,9 @@ ServerUnaryReactor* GatewayService::Connect(CallbackServerContext* ctx,
 ServerUnaryReactor* GatewayService::Disconnect(
     CallbackServerContext* ctx, const v1::DisconnectRequest* request,
     v1::DisconnectResponse* response) {
+  if (absl::Status s = Authorize(ctx, Rpc::kDisconnect); !s.ok()) {
+    return Fail(ctx, s);
+  }
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   session_->Disconnect([reactor, response](core::ConnectionInfo info) {
     ToProtoConnectionInfo(info, response->mutable_connection());
@@ -100,6 +119,9 @@ ServerUnaryReactor* GatewayService::Disconnect(
 ServerUnaryReactor* GatewayService::GetStatus(
     CallbackServerContext* ctx, const v1::GetStatusRequest* request,
     v1::GetStatusResponse* response) {
+  if (absl::Status s = Authorize(ctx, Rpc::kGetStatus); !s.ok()) {
+    return Fail(ctx, s);
+  }
   ToProtoConnectionInfo(session_->Info(), response->mutable_connection());
   ToProtoCounters(session_->Counters(), response->mutable_counters());
   response->set_version(options_.version);
@@ -112,6 +134,9 @@ ServerUnaryReactor* GatewayService::GetStatus(
 ServerUnaryReactor* GatewayService::DeclareQueue(
     CallbackServerContext* ctx, const v1::DeclareQueueRequest* request,
     v1::DeclareQueueResponse* response) {
+  if (absl::Status s = Authorize(ctx, Rpc::kDeclareQueue); !s.ok()) {
+    return Fail(ctx, s);
+  }
   absl::StatusOr<amqp::QueueDeclareArgs> args = ToQueueDeclareArgs(*request);
   if (!args.ok()) return Fail(ctx, args.status());
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -131,6 +156,9 @@ ServerUnaryReactor* GatewayService::DeclareQueue(
 ServerUnaryReactor* GatewayService::InspectQueue(
     CallbackServerContext* ctx, const v1::InspectQueueRequest* request,
     v1::InspectQueueResponse* response) {
+  if (absl::Status s = Authorize(ctx, Rpc::kInspectQueue); !s.ok()) {
+    return Fail(ctx, s);
+  }
   absl::Status s = ValidateName("name", request->name(), false);
   if (!s.ok()) return Fail(ctx, s);
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -150,6 +178,9 @@ ServerUnaryReactor* GatewayService::InspectQueue(
 ServerUnaryReactor* GatewayService::DeleteQueue(
     CallbackServerContext* ctx, const v1::DeleteQueueRequest* request,
     v1::DeleteQueueResponse* response) {
+  if (absl::Status s = Authorize(ctx, Rpc::kDeleteQueue); !s.ok()) {
+    return Fail(ctx, s);
+  }
   absl::Status s = ValidateName("name", request->name(), false);
   if (!s.ok()) return Fail(ctx, s);
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -166,6 +197,9 @@ ServerUnaryReactor* GatewayService::DeleteQueue(
 ServerUnaryReactor* GatewayService::PurgeQueue(
     CallbackServerContext* ctx, const v1::PurgeQueueRequest* request,
     v1::PurgeQueueResponse* response) {
+  if (absl::Status s = Authorize(ctx, Rpc::kPurgeQueue); !s.ok()) {
+    return Fail(ctx, s);
+  }
   absl::Status s = ValidateName("name", request->name(), false);
   if (!s.ok()) return Fail(ctx, s);
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -180,6 +214,9 @@ ServerUnaryReactor* GatewayService::PurgeQueue(
 ServerUnaryReactor* GatewayService::DeclareExchange(
     CallbackServerContext* ctx, const v1::DeclareExchangeRequest* request,
     v1::DeclareExchangeResponse* response) {
+  if (absl::Status s = Authorize(ctx, Rpc::kDeclareExchange); !s.ok()) {
+    return Fail(ctx, s);
+  }
   absl::StatusOr<amqp::ExchangeDeclareArgs> args =
       ToExchangeDeclareArgs(*request);
   if (!args.ok()) return Fail(ctx, args.status());
@@ -195,6 +232,9 @@ ServerUnaryReactor* GatewayService::DeclareExchange(
 ServerUnaryReactor* GatewayService::DeleteExchange(
     CallbackServerContext* ctx, const v1::DeleteExchangeRequest* request,
     v1::DeleteExchangeResponse* response) {
+  if (absl::Status s = Authorize(ctx, Rpc::kDeleteExchange); !s.ok()) {
+    return Fail(ctx, s);
+  }
   absl::Status s = ValidateName("name", request->name(), false);
   if (!s.ok()) return Fail(ctx, s);
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -209,6 +249,9 @@ ServerUnaryReactor* GatewayService::DeleteExchange(
 ServerUnaryReactor* GatewayService::BindQueue(CallbackServerContext* ctx,
                                               const v1::BindQueueRequest* request,
                                               v1::BindQueueResponse* response) {
+  if (absl::Status s = Authorize(ctx, Rpc::kBindQueue); !s.ok()) {
+    return Fail(ctx, s);
+  }
   absl::StatusOr<amqp::BindArgs> args = ToBindArgs(*request);
   if (!args.ok()) return Fail(ctx, args.status());
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -222,6 +265,9 @@ ServerUnaryReactor* GatewayService::BindQueue(CallbackServerContext* ctx,
 ServerUnaryReactor* GatewayService::UnbindQueue(
     CallbackServerContext* ctx, const v1::UnbindQueueRequest* request,
     v1::UnbindQueueResponse* response) {
+  if (absl::Status s = Authorize(ctx, Rpc::kUnbindQueue); !s.ok()) {
+    return Fail(ctx, s);
+  }
   absl::StatusOr<amqp::BindArgs> args = ToBindArgs(*request);
   if (!args.ok()) return Fail(ctx, args.status());
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -235,16 +281,29 @@ ServerUnaryReactor* GatewayService::UnbindQueue(
 ServerUnaryReactor* GatewayService::Publish(CallbackServerContext* ctx,
                                             const v1::PublishRequest* request,
                                             v1::PublishResponse* response) {
+  if (absl::Status s = Authorize(ctx, Rpc::kPublish); !s.ok()) {
+    return Fail(ctx, s);
+  }
   absl::StatusOr<amqp::OutgoingMessage> m =
       ToOutgoingMessage(*request, "", options_.limits);
   if (!m.ok()) return Fail(ctx, m.status());
+  PublishTracing tracing(TraceContextFromMetadata(*ctx), options_.spans,
+                         "Publish");
+  tracing.Inject(0, *m);
+  std::unique_ptr<PublishTracing> spans;
+  if (tracing.recording()) {
+    spans = std::make_unique<PublishTracing>(std::move(tracing));
+  }
   auto* reactor = new PublishReactor();
   std::string id = *m->properties.message_id;
   std::vector<amqp::OutgoingMessage> messages;
   messages.push_back(*std::move(m));
+  bool record = spans != nullptr;
   reactor->batch_ = std::make_shared<core::PublishBatch>(
       std::move(messages), session_->Deadline(CallDeadline(ctx)),
-      [reactor, response, id = std::move(id)](core::PublishBatch& b) {
+      [reactor, response, id = std::move(id),
+       spans = std::move(spans)](core::PublishBatch& b) {
+        if (spans != nullptr) spans->Finish(b);
         const core::PublishBatch::Result& r = b.result(0);
         if (r.status.ok()) {
           response->set_message_id(id);
@@ -252,6 +311,7 @@ ServerUnaryReactor* GatewayService::Publish(CallbackServerContext* ctx,
         }
         reactor->Finish(ToGrpcStatus(r.status));
       });
+  reactor->batch_->set_record_send_times(record);
   absl::StatusOr<core::Publisher*> p = session_->Publish(reactor->batch_);
   if (!p.ok()) {
     reactor->Finish(ToGrpcStatus(p.status()));
@@ -264,6 +324,9 @@ ServerUnaryReactor* GatewayService::Publish(CallbackServerContext* ctx,
 ServerUnaryReactor* GatewayService::PublishBatch(
     CallbackServerContext* ctx, const v1::PublishBatchRequest* request,
     v1::PublishBatchResponse* response) {
+  if (absl::Status s = Authorize(ctx, Rpc::kPublishBatch); !s.ok()) {
+    return Fail(ctx, s);
+  }
   const int n = request->messages_size();
   if (n == 0) {
     return Fail(ctx, absl::InvalidArgumentError("messages: empty batch"));
@@ -277,18 +340,28 @@ ServerUnaryReactor* GatewayService::PublishBatch(
   messages.reserve(n);
   auto ids = std::make_shared<std::vector<std::string>>();
   ids->reserve(n);
+  PublishTracing tracing(TraceContextFromMetadata(*ctx), options_.spans,
+                         "PublishBatch");
   for (int i = 0; i < n; ++i) {
     absl::StatusOr<amqp::OutgoingMessage> m = ToOutgoingMessage(
         request->messages(i), absl::StrCat("messages[", i, "]"),
         options_.limits);
     if (!m.ok()) return Fail(ctx, m.status());
+    tracing.Inject(i, *m);
     ids->push_back(*m->properties.message_id);
     messages.push_back(*std::move(m));
   }
+  std::unique_ptr<PublishTracing> spans;
+  if (tracing.recording()) {
+    spans = std::make_unique<PublishTracing>(std::move(tracing));
+  }
+  bool record = spans != nullptr;
   auto* reactor = new PublishReactor();
   reactor->batch_ = std::make_shared<core::PublishBatch>(
       std::move(messages), session_->Deadline(CallDeadline(ctx)),
-      [reactor, response, ids](core::PublishBatch& b) {
+      [reactor, response, ids,
+       spans = std::move(spans)](core::PublishBatch& b) {
+        if (spans != nullptr) spans->Finish(b);
         uint32_t ok = 0;
         for (size_t i = 0; i < b.size(); ++i) {
           FillResult(b.result(i), (*ids)[i], response->add_results());
@@ -297,6 +370,7 @@ ServerUnaryReactor* GatewayService::PublishBatch(
         response->set_ok_count(ok);
         reactor->Finish(::grpc::Status::OK);
       });
+  reactor->batch_->set_record_send_times(record);
   absl::StatusOr<core::Publisher*> p = session_->Publish(reactor->batch_);
   if (!p.ok()) {
     reactor->Finish(ToGrpcStatus(p.status()));
@@ -311,8 +385,12 @@ GatewayService::StreamMessages(CallbackServerContext* ctx,
                                const v1::StreamMessagesRequest* request) {
   absl::StatusOr<core::SubscribeOptions> options = ToSubscribeOptions(*request);
   auto* reactor = new StreamReactor(
-      options.ok() ? options->ack_mode : core::AckMode::kAuto,
-      request->queue(), options.ok() ? options->prefetch : 0);
+      options.ok() ? options->ack_mode : core::AckMode::kAuto, request->queue(),
+      options.ok() ? options->prefetch : 0, options_.spans);
+  if (absl::Status s = Authorize(ctx, Rpc::kStreamMessages); !s.ok()) {
+    reactor->FinishNow(ToGrpcStatus(s));
+    return reactor;
+  }
   if (!options.ok()) {
     reactor->FinishNow(ToGrpcStatus(options.status()));
     return reactor;
@@ -331,6 +409,9 @@ GatewayService::StreamMessages(CallbackServerContext* ctx,
 ServerUnaryReactor* GatewayService::Ack(CallbackServerContext* ctx,
                                         const v1::AckRequest* request,
                                         v1::AckResponse* response) {
+  if (absl::Status s = Authorize(ctx, Rpc::kAck); !s.ok()) {
+    return Fail(ctx, s);
+  }
   if (request->subscription_id().empty()) {
     return Fail(ctx, absl::InvalidArgumentError(
                          "subscription_id: must not be empty (it comes in the "

@@ -2,6 +2,10 @@
 // translate and hand the work to the core::Session. No handler blocks: each
 // returns a reactor that the session's threads finish when the broker
 // answers.
+//
+// Every handler first asks the Authorizer (when tokens are configured); the
+// publishing handlers carry the W3C trace context into the messages (see
+// tracing.h).
 #ifndef AMQPGW_SERVER_GRPC_GATEWAY_SERVICE_H_
 #define AMQPGW_SERVER_GRPC_GATEWAY_SERVICE_H_
 
@@ -9,7 +13,9 @@
 
 #include "amqpgw/v1/gateway.grpc.pb.h"
 #include "server/core/session.h"
+#include "server/grpc/auth.h"
 #include "server/grpc/convert.h"
+#include "server/trace/span.h"
 
 namespace amqpgw::grpc_api {
 
@@ -18,6 +24,10 @@ class GatewayService final : public v1::Gateway::CallbackService {
   struct Options {
     Limits limits;
     std::string version = AMQPGW_VERSION;
+    // Null: no caller authentication. Must outlive the service.
+    const Authorizer* authorizer = nullptr;
+    // Null: no spans are recorded (trace context is still propagated).
+    trace::SpanExporter* spans = nullptr;
   };
 
   // `session` must outlive the service and every call it serves.
@@ -72,6 +82,10 @@ class GatewayService final : public v1::Gateway::CallbackService {
                                   v1::AckResponse* response) override;
 
  private:
+  // OK when no tokens are configured or the call's token allows `rpc`.
+  absl::Status Authorize(const ::grpc::CallbackServerContext* ctx,
+                         Rpc rpc) const;
+
   core::Session* const session_;
   const Options options_;
 };

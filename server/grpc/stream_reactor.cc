@@ -4,6 +4,8 @@
 
 #include "server/grpc/convert.h"
 #include "server/grpc/status.h"
+#include "server/grpc/tracing.h"
+#include "server/trace/trace_context.h"
 
 namespace amqpgw::grpc_api {
 namespace {
@@ -23,8 +25,11 @@ v1::StreamMessagesRequest::AckMode ToProtoAckMode(core::AckMode mode) {
 }  // namespace
 
 StreamReactor::StreamReactor(core::AckMode mode, std::string queue,
-                             uint32_t prefetch)
-    : mode_(mode), queue_name_(std::move(queue)), prefetch_(prefetch) {}
+                             uint32_t prefetch, trace::SpanExporter* spans)
+    : mode_(mode),
+      queue_name_(std::move(queue)),
+      prefetch_(prefetch),
+      spans_(spans) {}
 
 void StreamReactor::Attach(std::shared_ptr<core::Subscription> subscription) {
   std::shared_ptr<Shared> s = shared_;
@@ -44,6 +49,7 @@ void StreamReactor::FinishNow(const ::grpc::Status& status) {
 
 void StreamReactor::OnSubscribed(const std::string& subscription_id,
                                  const std::string& consumer_tag) {
+  if (spans_ != nullptr) subscription_id_ = subscription_id;
   v1::StreamMessagesResponse r;
   v1::Subscribed* sub = r.mutable_subscribed();
   sub->set_subscription_id(subscription_id);
@@ -55,7 +61,8 @@ void StreamReactor::OnSubscribed(const std::string& subscription_id,
 }
 
 void StreamReactor::OnDelivery(core::StreamDelivery delivery) {
-  Push(std::move(delivery));
+  absl::Time received = spans_ != nullptr ? absl::Now() : absl::InfinitePast();
+  Push(PendingDelivery{std::move(delivery), received});
 }
 
 void StreamReactor::OnPaused(const std::string& why) {
@@ -111,7 +118,7 @@ void StreamReactor::Push(Item item) {
 void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
   bool finish = false;
   ::grpc::Status status;
-  core::StreamDelivery delivery;
+  PendingDelivery delivery;
   bool is_delivery = false;
   v1::StreamMessagesResponse event;
   std::shared_ptr<core::Subscription> subscription;
@@ -126,7 +133,7 @@ void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
     } else {
       s->writing = true;
       Item& item = s->queue.front();
-      if (auto* d = std::get_if<core::StreamDelivery>(&item)) {
+      if (auto* d = std::get_if<PendingDelivery>(&item)) {
         delivery = std::move(*d);
         is_delivery = true;
       } else {
@@ -144,8 +151,9 @@ void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
   if (is_delivery) {
     // Converted here, on the thread that writes, not the broker's thread.
     current_.Clear();
-    current_delivery_id_ = delivery.delivery_id;
-    ToProtoDelivery(std::move(delivery), current_.mutable_delivery());
+    current_delivery_id_ = delivery.delivery.delivery_id;
+    ToProtoDelivery(std::move(delivery.delivery), current_.mutable_delivery());
+    if (spans_ != nullptr) StartDeliverSpan(delivery.received);
     if (mode_ == core::AckMode::kNone && subscription != nullptr) {
       subscription->HandedOver(current_delivery_id_);
     }
@@ -156,7 +164,47 @@ void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
   StartWrite(&current_);
 }
 
+void StreamReactor::StartDeliverSpan(absl::Time received) {
+  v1::Delivery* d = current_.mutable_delivery();
+  if (!d->has_trace_context()) return;
+  std::optional<trace::TraceContext> parent = trace::ParseTraceparent(
+      d->trace_context().traceparent(), d->trace_context().tracestate());
+  if (!parent.has_value() || !parent->sampled()) return;
+  trace::Span span;
+  span.trace_id = parent->trace_id;
+  span.span_id = trace::NewSpanId();
+  span.parent_span_id = parent->span_id;
+  span.trace_state = parent->tracestate;
+  span.name = "deliver";
+  span.kind = trace::SpanKind::kConsumer;
+  span.start = received;
+  span.Add("messaging.system", std::string("rabbitmq"));
+  span.Add("messaging.operation", std::string("deliver"));
+  span.Add("messaging.source.name", queue_name_);
+  span.Add("messaging.rabbitmq.destination.routing_key", d->routing_key());
+  if (!d->properties().message_id().empty()) {
+    span.Add("messaging.message.id", d->properties().message_id());
+  }
+  span.Add("messaging.message.body.size",
+           static_cast<int64_t>(d->body().size()));
+  span.Add("amqpgw.subscription_id", subscription_id_);
+  span.Add("amqpgw.delivery_id", static_cast<int64_t>(d->delivery_id()));
+  span.Add("amqpgw.redelivered", d->redelivered());
+  d->mutable_trace_context()->set_traceparent(
+      parent->WithSpan(span.span_id).Traceparent());
+  current_span_ = std::move(span);
+}
+
 void StreamReactor::OnWriteDone(bool ok) {
+  if (current_span_.has_value()) {
+    current_span_->end = absl::Now();
+    if (!ok) {
+      current_span_->error = true;
+      current_span_->status_message = "the stream broke before the write";
+    }
+    spans_->Export(*std::move(current_span_));
+    current_span_.reset();
+  }
   std::shared_ptr<Shared> s = shared_;
   std::shared_ptr<core::Subscription> subscription;
   uint64_t handed = 0;

@@ -3,16 +3,19 @@
 #ifndef AMQPGW_SERVER_GRPC_STREAM_REACTOR_H_
 #define AMQPGW_SERVER_GRPC_STREAM_REACTOR_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <deque>
 #include <memory>
+#include <optional>
+#include <string>
 #include <variant>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "amqpgw/v1/gateway.pb.h"
 #include "server/core/session.h"
+#include "server/trace/span.h"
 
 namespace amqpgw::grpc_api {
 
@@ -25,10 +28,18 @@ namespace amqpgw::grpc_api {
 // shared under mu_. At most `prefetch` deliveries wait in it, because the
 // broker sends no more than that many unacknowledged messages and the
 // gateway acknowledges (AUTO, NONE) only once a message leaves the queue.
+//
+// Tracing: each delivery's `trace_context` comes from its AMQP headers. With
+// a span exporter, a delivery of a sampled trace also gets a "deliver" span
+// (CONSUMER: from the broker's basic.deliver reaching the gateway to gRPC
+// accepting the message for sending), and the caller's trace_context names
+// that span as parent.
 class StreamReactor : public ::grpc::ServerWriteReactor<v1::StreamMessagesResponse>,
                       public core::SubscriptionSink {
  public:
-  StreamReactor(core::AckMode mode, std::string queue, uint32_t prefetch);
+  // `spans`: null when spans are off; else must outlive the reactor.
+  StreamReactor(core::AckMode mode, std::string queue, uint32_t prefetch,
+                trace::SpanExporter* spans = nullptr);
 
   // Binds the subscription (for acks and cancellation). Call once, from the
   // handler, before returning the reactor.
@@ -50,7 +61,12 @@ class StreamReactor : public ::grpc::ServerWriteReactor<v1::StreamMessagesRespon
   void OnDone() override;
 
  private:
-  using Item = std::variant<v1::StreamMessagesResponse, core::StreamDelivery>;
+  // A delivery waiting to be written; `received` is set only with spans.
+  struct PendingDelivery {
+    core::StreamDelivery delivery;
+    absl::Time received;
+  };
+  using Item = std::variant<v1::StreamMessagesResponse, PendingDelivery>;
 
   // State shared by the subscription's thread and gRPC's. Each entry point
   // holds a reference while it runs: once a thread unlocks, another may
@@ -71,15 +87,24 @@ class StreamReactor : public ::grpc::ServerWriteReactor<v1::StreamMessagesRespon
   // subscription ended. Touches `this` only while it holds the write (or to
   // call Finish, as its last action).
   void Pump(const std::shared_ptr<Shared>& s);
+  // With spans on: starts current_span_ for the delivery in current_.
+  void StartDeliverSpan(absl::Time received);
 
   const core::AckMode mode_;
   const std::string queue_name_;
   const uint32_t prefetch_;
+  trace::SpanExporter* const spans_;
+  // Written by OnSubscribed (subscription thread) before any delivery;
+  // read by the writing thread for spans.
+  std::string subscription_id_;
   const std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
   // The response being written: owned by the thread that set `writing`
   // until StartWrite, then read by gRPC until OnWriteDone.
   v1::StreamMessagesResponse current_;
   uint64_t current_delivery_id_ = 0;
+  // The deliver span of current_, ended in OnWriteDone. Same ownership as
+  // current_.
+  std::optional<trace::Span> current_span_;
 };
 
 }  // namespace amqpgw::grpc_api

@@ -17,6 +17,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Pair;
+using ::testing::StartsWith;
 using ::testing::UnorderedElementsAre;
 
 class PublishTest : public ::testing::Test {
@@ -117,7 +118,10 @@ TEST_F(PublishTest, MessageReachesTheBrokerWithPropertiesAndTypedHeaders) {
                   Pair("s", "S:héllo"), Pair("x", "x:0102"),
                   Pair("t", "T:1700000001"), Pair("tab", "F:{n=l:1}"),
                   Pair("arr", "A:[l:1,S:two]"), Pair("dec", "D:2,12345"),
-                  Pair("nul", "V:")));
+                  Pair("nul", "V:"),
+                  // W3C trace context, started by the gateway (README
+                  // "Tracing").
+                  Pair("traceparent", StartsWith("S:00-"))));
 }
 
 TEST_F(PublishTest, DefaultsArePersistentWithAGeneratedMessageId) {

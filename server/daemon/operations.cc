@@ -1,0 +1,152 @@
+#include "server/daemon/operations.h"
+
+#include <grpcpp/security/server_credentials.h>
+#include <sys/stat.h>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace amqpgw::daemon {
+namespace {
+
+void WarnIfOthersCanRead(const char* flag, const std::string& path) {
+  struct stat st;
+  if (path.empty() || stat(path.c_str(), &st) != 0) return;
+  if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    spdlog::warn("--{}: '{}' is readable by other users; chmod 600 it", flag,
+                 path);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<::grpc::ServerCredentials>>
+MakeServerCredentials(const Options& o) {
+  if (o.tls_cert.empty()) return ::grpc::InsecureServerCredentials();
+  absl::StatusOr<std::string> cert = ReadFileForFlag("tls_cert", o.tls_cert);
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadFileForFlag("tls_key", o.tls_key);
+  if (!key.ok()) return key.status();
+  ::grpc::SslServerCredentialsOptions ssl;
+  ssl.pem_key_cert_pairs.push_back({*key, *cert});
+  if (!o.tls_client_ca.empty()) {
+    absl::StatusOr<std::string> ca =
+        ReadFileForFlag("tls_client_ca", o.tls_client_ca);
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *ca;
+    ssl.client_certificate_request =
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  } else {
+    ssl.client_certificate_request = GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
+  }
+  return ::grpc::SslServerCredentials(ssl);
+}
+
+void WarnAboutRisks(const Options& o, const core::SessionOptions& session) {
+  if (!IsLoopbackListen(o.listen)) {
+    bool tls = !o.tls_cert.empty();
+    bool tokens = !o.auth_tokens.empty();
+    if (!tls || !tokens) {
+      spdlog::warn(
+          "listening on {} (not loopback) without {}{}{}: {}", o.listen,
+          tls ? "" : "TLS (--tls_cert, --tls_key)",
+          !tls && !tokens ? " and without " : "",
+          tokens ? "" : "caller authentication (--auth_tokens)",
+          tokens ? "traffic, tokens included, crosses the network in clear"
+                 : "anyone who can reach this address can use the broker "
+                   "through the gateway");
+    }
+  }
+  WarnIfOthersCanRead("auth_tokens", o.auth_tokens);
+  WarnIfOthersCanRead("broker_file", o.broker_file);
+  WarnIfOthersCanRead("tls_key", o.tls_key);
+  WarnIfOthersCanRead("broker_tls_key", o.broker_tls_key);
+  bool any_tls_flag = !o.broker_tls_ca.empty() || !o.broker_tls_cert.empty();
+  bool any_amqps = false;
+  for (const auto& b : session.brokers) any_amqps |= b.tls;
+  if (any_tls_flag && !any_amqps) {
+    spdlog::warn(
+        "--broker_tls_* flags are set but no broker URI is amqps://; they "
+        "have no effect");
+  }
+}
+
+void RegisterDaemonMetrics(metrics::Registry& registry, core::Session* session,
+                           const metrics::RpcMetrics* rpc,
+                           const trace::OtlpHttpExporter* spans) {
+  registry.Add([session](metrics::TextWriter& w) {
+    w.Family("amqpgw_build_info", "gauge",
+             "Always 1; the labels say which amqpgwd this is.");
+    w.Sample(
+        "amqpgw_build_info",
+        {{"version", AMQPGW_VERSION}, {"instance_id", session->instance_id()}},
+        1);
+  });
+  if (rpc != nullptr) {
+    registry.Add([rpc](metrics::TextWriter& w) { rpc->Collect(w); });
+  }
+  registry.Add([session](metrics::TextWriter& w) {
+    core::CountersSnapshot c = session->Counters();
+    w.Counter("amqpgw_messages_published_total",
+              "Messages accepted for publishing (Publish and PublishBatch).",
+              c.published);
+    w.Counter("amqpgw_messages_confirmed_total",
+              "Messages the broker confirmed (basic.ack).", c.confirmed);
+    w.Counter("amqpgw_messages_nacked_total",
+              "Messages the broker refused (basic.nack).", c.nacked);
+    w.Counter("amqpgw_messages_returned_total",
+              "Mandatory messages the broker returned unroutable "
+              "(basic.return).",
+              c.returned);
+    w.Gauge("amqpgw_messages_unconfirmed",
+            "Messages sent to the broker and not yet confirmed.",
+            c.unconfirmed);
+    w.Counter("amqpgw_deliveries_total", "Messages delivered to streams.",
+              c.delivered);
+    w.Counter("amqpgw_deliveries_acked_total",
+              "Deliveries acknowledged to the broker (AUTO, NONE and client "
+              "ACKs).",
+              c.acked);
+    w.Counter("amqpgw_deliveries_requeued_total",
+              "Deliveries requeued by Ack REQUEUE.", c.requeued);
+    w.Counter("amqpgw_deliveries_rejected_total",
+              "Deliveries rejected by Ack REJECT.", c.rejected);
+    w.Gauge("amqpgw_streams_active", "StreamMessages streams open now.",
+            c.active_streams);
+    w.Counter("amqpgw_bytes_in_total",
+              "Message body bytes received from callers for publishing.",
+              c.published_bytes);
+    w.Counter("amqpgw_bytes_out_total",
+              "Message body bytes delivered to StreamMessages callers.",
+              c.delivered_bytes);
+    w.Counter("amqpgw_session_reconnects_total",
+              "Times the broker session was re-established after a loss.",
+              c.reconnects);
+    core::ConnectionInfo info = session->Info();
+    w.Family("amqpgw_session_state", "gauge",
+             "1 for the broker session's current state, 0 for the others.");
+    for (core::SessionState s :
+         {core::SessionState::kConnecting, core::SessionState::kReady,
+          core::SessionState::kReconnecting,
+          core::SessionState::kDisconnected}) {
+      w.Sample("amqpgw_session_state", {{"state", core::SessionStateName(s)}},
+               info.state == s ? 1 : 0);
+    }
+    w.Gauge("amqpgw_broker_blocked",
+            "1 while the broker blocks publishing (memory or disk alarm).",
+            info.blocked ? 1 : 0);
+  });
+  registry.Add([spans](metrics::TextWriter& w) {
+    trace::OtlpHttpExporter::Counters c;
+    if (spans != nullptr) c = spans->counters();
+    w.Counter("amqpgw_trace_spans_exported_total",
+              "Spans the OTLP collector accepted.", c.exported);
+    w.Counter("amqpgw_trace_spans_dropped_total",
+              "Spans dropped because the export queue was full.", c.dropped);
+    w.Counter("amqpgw_trace_spans_failed_total",
+              "Spans lost because the collector refused or did not answer.",
+              c.failed);
+  });
+}
+
+}  // namespace amqpgw::daemon

@@ -1,0 +1,43 @@
+// The operational side of the daemon, kept out of daemon.cc: gRPC server
+// credentials from the --tls_* flags, warnings about risky deployments, and
+// the metric families /metrics shows.
+#ifndef AMQPGW_SERVER_DAEMON_OPERATIONS_H_
+#define AMQPGW_SERVER_DAEMON_OPERATIONS_H_
+
+#include <grpcpp/security/server_credentials.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "server/core/session.h"
+#include "server/daemon/options.h"
+#include "server/metrics/prometheus.h"
+#include "server/metrics/rpc_metrics.h"
+#include "server/trace/otlp_exporter.h"
+
+namespace amqpgw::daemon {
+
+// TLS credentials when --tls_cert is set (requiring and verifying client
+// certificates with --tls_client_ca), else insecure ones. Errors name the
+// flag.
+absl::StatusOr<std::shared_ptr<::grpc::ServerCredentials>>
+MakeServerCredentials(const Options& options);
+
+// Logs a warning for each risk: a non-loopback gRPC address without TLS or
+// without tokens, token/broker files other users may read, broker TLS flags
+// without an amqps:// broker.
+void WarnAboutRisks(const Options& options,
+                    const core::SessionOptions& session);
+
+// Adds the daemon's families to `registry`: build info, RPC metrics, the
+// session's counters, state and blocked flag, and span export counters.
+// Everything passed must outlive the registry's use; `rpc` and `spans` may
+// be null.
+void RegisterDaemonMetrics(metrics::Registry& registry, core::Session* session,
+                           const metrics::RpcMetrics* rpc,
+                           const trace::OtlpHttpExporter* spans);
+
+}  // namespace amqpgw::daemon
+
+#endif  // AMQPGW_SERVER_DAEMON_OPERATIONS_H_

@@ -1,0 +1,288 @@
+// TLS everywhere it is configured: the gateway reaches a RabbitMQ node over
+// amqps:// (CA and client certificate), serves gRPC over TLS and mutual TLS,
+// and plain clients are refused wherever TLS is required. Certificates are
+// made with openssl when the test starts.
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/support/broker_node.h"
+#include "tests/support/gateway_fixture.h"
+#include "tests/support/wait.h"
+
+namespace amqpgw::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+bool PortFree(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+  close(fd);
+  return ok;
+}
+
+// A free port in 20000-31999, the range rabbitmq-node.sh keeps test nodes in
+// (clear of the Erlang CLI's distribution ports).
+int FreePort() {
+  std::mt19937 gen{std::random_device{}()};
+  for (int i = 0; i < 200; ++i) {
+    int p = 20000 + static_cast<int>(gen() % 12000);
+    if (PortFree(p)) return p;
+  }
+  return 0;
+}
+
+// A CA, a server certificate for localhost / 127.0.0.1, a client
+// certificate, and an unrelated CA with its own client certificate.
+struct Certs {
+  std::string dir;
+  std::string path(const char* name) const { return dir + "/" + name; }
+
+  absl::Status Make() {
+    dir = absl::StrCat(AMQPGW_TEST_TMP_DIR, "/", UniqueName("certs"));
+    const char* key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    std::string ca_ext =
+        "-addext basicConstraints=critical,CA:TRUE "
+        "-addext keyUsage=critical,keyCertSign,cRLSign";
+    std::string script = absl::StrCat(
+        "set -e; mkdir -p '", dir, "'; cd '", dir, "';",
+        // CAs
+        "openssl req -x509 ", key, " -keyout ca.key -out ca.pem -days 2 ",
+        "-subj /CN=amqpgw-test-ca ", ca_ext, ";", "openssl req -x509 ", key,
+        " -keyout other-ca.key -out other-ca.pem ",
+        "-days 2 -subj /CN=amqpgw-other-ca ", ca_ext, ";",
+        // Server: localhost and 127.0.0.1
+        "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n"
+        "extendedKeyUsage=serverAuth\\n' > server.ext;",
+        "openssl req ", key, " -keyout server.key -out server.csr ",
+        "-subj /CN=localhost;",
+        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key ",
+        "-CAcreateserial -out server.pem -days 2 -extfile server.ext;",
+        // Clients: one of each CA
+        "printf 'extendedKeyUsage=clientAuth\\n' > client.ext;", "openssl req ",
+        key, " -keyout client.key -out client.csr ", "-subj /CN=amqpgw-client;",
+        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key ",
+        "-CAcreateserial -out client.pem -days 2 -extfile client.ext;",
+        "openssl req ", key, " -keyout other-client.key -out other-client.csr ",
+        "-subj /CN=amqpgw-other-client;",
+        "openssl x509 -req -in other-client.csr -CA other-ca.pem ",
+        "-CAkey other-ca.key -CAcreateserial -out other-client.pem -days 2 ",
+        "-extfile client.ext;", "chmod 600 *.key");
+    std::string quoted;
+    for (char c : script) {
+      if (c == '\'') {
+        quoted += "'\\''";
+      } else {
+        quoted += c;
+      }
+    }
+    return RunCommand("sh -c '" + quoted + "'").status();
+  }
+};
+
+class TlsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    certs_ = new Certs();
+    absl::Status made = certs_->Make();
+    ASSERT_TRUE(made.ok()) << made;
+    tls_port_ = FreePort();
+    ASSERT_GT(tls_port_, 0);
+    // rabbitmq-node.sh appends RABBITMQ_EXTRA_CONF to the node's config.
+    std::string conf =
+        absl::StrCat("listeners.ssl.default = 127.0.0.1:", tls_port_, "\n",
+                     "ssl_options.cacertfile = ", certs_->path("ca.pem"), "\n",
+                     "ssl_options.certfile = ", certs_->path("server.pem"),
+                     "\n", "ssl_options.keyfile = ", certs_->path("server.key"),
+                     "\n", "ssl_options.verify = verify_peer\n",
+                     "ssl_options.fail_if_no_peer_cert = true\n");
+    setenv("RABBITMQ_EXTRA_CONF", conf.c_str(), 1);
+    auto node = BrokerNode::StartPrivate("tls");
+    unsetenv("RABBITMQ_EXTRA_CONF");
+    ASSERT_TRUE(node.ok()) << node.status();
+    node_ = new BrokerNode(*std::move(node));
+  }
+  static void TearDownTestSuite() {
+    if (node_ != nullptr) (void)node_->Stop();
+    delete node_;
+    delete certs_;
+  }
+
+  static std::string AmqpsUri(const std::string& host) {
+    return absl::StrCat("amqps://guest:guest@", host, ":", tls_port_, "/");
+  }
+
+  // Broker options for amqps with our CA; `client` names the client
+  // certificate's files ("" for none).
+  static std::function<void(daemon::Options&)> BrokerTls(
+      const std::string& ca, const std::string& client) {
+    return [ca, client](daemon::Options& o) {
+      o.broker_tls_ca = certs_->path(ca.c_str());
+      if (!client.empty()) {
+        o.broker_tls_cert = certs_->path((client + ".pem").c_str());
+        o.broker_tls_key = certs_->path((client + ".key").c_str());
+      }
+      o.connect_timeout = absl::Seconds(2);
+    };
+  }
+
+  static v1::ConnectionInfo Status(TestGateway& g) {
+    v1::GetStatusResponse r;
+    EXPECT_TRUE(
+        g.stub().GetStatus(Ctx().get(), v1::GetStatusRequest(), &r).ok());
+    return r.connection();
+  }
+
+  // Waits for a failed connection attempt; returns its error.
+  static std::string FirstError(TestGateway& g) {
+    std::string error;
+    EXPECT_TRUE(WaitFor([&] {
+      v1::ConnectionInfo c = Status(g);
+      error = c.last_error();
+      return !error.empty();
+    }));
+    EXPECT_NE(Status(g).state(), v1::ConnectionInfo::READY);
+    return error;
+  }
+
+  static std::shared_ptr<::grpc::ChannelCredentials> ClientTls(
+      const std::string& client) {
+    ::grpc::SslCredentialsOptions o;
+    o.pem_root_certs = Slurp(certs_->path("ca.pem"));
+    if (!client.empty()) {
+      o.pem_private_key = Slurp(certs_->path((client + ".key").c_str()));
+      o.pem_cert_chain = Slurp(certs_->path((client + ".pem").c_str()));
+    }
+    return ::grpc::SslCredentials(o);
+  }
+
+  static ::grpc::Status GetStatusOver(
+      int port, std::shared_ptr<::grpc::ChannelCredentials> creds) {
+    ::grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto stub = v1::Gateway::NewStub(::grpc::CreateCustomChannel(
+        absl::StrCat("127.0.0.1:", port), creds, args));
+    v1::GetStatusResponse r;
+    return stub->GetStatus(Ctx(absl::Seconds(5)).get(), v1::GetStatusRequest(),
+                           &r);
+  }
+
+  static Certs* certs_;
+  static BrokerNode* node_;
+  static int tls_port_;
+};
+
+Certs* TlsTest::certs_ = nullptr;
+BrokerNode* TlsTest::node_ = nullptr;
+int TlsTest::tls_port_ = 0;
+
+TEST_F(TlsTest, GatewayReachesTheBrokerOverAmqpsWithAClientCertificate) {
+  auto g =
+      TestGateway::Start(AmqpsUri("localhost"), BrokerTls("ca.pem", "client"));
+  ASSERT_TRUE(g->WaitReady()) << Status(*g).last_error();
+  // Real traffic over the TLS connections.
+  std::string q = UniqueName("tls");
+  v1::DeclareQueueRequest declare;
+  declare.set_name(q);
+  v1::DeclareQueueResponse declared;
+  ASSERT_TRUE(g->stub().DeclareQueue(Ctx().get(), declare, &declared).ok());
+  v1::PublishRequest publish;
+  publish.set_routing_key(q);
+  publish.set_body("over tls");
+  v1::PublishResponse published;
+  ASSERT_TRUE(g->stub().Publish(Ctx().get(), publish, &published).ok());
+  v1::InspectQueueRequest inspect;
+  inspect.set_name(q);
+  v1::InspectQueueResponse counts;
+  ASSERT_TRUE(g->stub().InspectQueue(Ctx().get(), inspect, &counts).ok());
+  EXPECT_EQ(counts.message_count(), 1u);
+  // The broker sees TLS connections with our client certificate.
+  auto conns = node_->Ctl({"list_connections", "ssl", "peer_cert_subject"});
+  ASSERT_TRUE(conns.ok()) << conns.status();
+  EXPECT_THAT(*conns, HasSubstr("true"));
+  EXPECT_THAT(*conns, HasSubstr("amqpgw-client"));
+  EXPECT_EQ(Status(*g).brokers(0), absl::StrCat("localhost:", tls_port_));
+}
+
+TEST_F(TlsTest, HostnameCheckCanBeTurnedOffForAnAddress) {
+  auto g = TestGateway::Start(AmqpsUri("127.0.0.1"), [](daemon::Options& o) {
+    BrokerTls("ca.pem", "client")(o);
+    o.broker_tls_verify_hostname = false;
+  });
+  EXPECT_TRUE(g->WaitReady()) << Status(*g).last_error();
+}
+
+TEST_F(TlsTest, BrokerRefusesAGatewayWithoutClientCertificate) {
+  auto g = TestGateway::Start(AmqpsUri("localhost"), BrokerTls("ca.pem", ""));
+  EXPECT_THAT(FirstError(*g), HasSubstr("SSL"));
+}
+
+TEST_F(TlsTest, GatewayRefusesABrokerSignedByAnotherCa) {
+  auto g = TestGateway::Start(AmqpsUri("localhost"),
+                              BrokerTls("other-ca.pem", "client"));
+  EXPECT_THAT(FirstError(*g), HasSubstr("verification failed"));
+}
+
+TEST_F(TlsTest, PlainAmqpOnTheTlsPortIsRefused) {
+  auto g = TestGateway::Start(
+      absl::StrCat("amqp://guest:guest@127.0.0.1:", tls_port_, "/"),
+      [](daemon::Options& o) { o.connect_timeout = absl::Seconds(2); });
+  FirstError(*g);
+}
+
+TEST_F(TlsTest, GrpcOverTlsRefusesPlainClients) {
+  auto g = TestGateway::Start(node_->uri(), [](daemon::Options& o) {
+    o.tls_cert = certs_->path("server.pem");
+    o.tls_key = certs_->path("server.key");
+  });
+  int port = g->daemon().grpc_port();
+  ::grpc::Status plain =
+      GetStatusOver(port, ::grpc::InsecureChannelCredentials());
+  EXPECT_EQ(plain.error_code(), ::grpc::StatusCode::UNAVAILABLE);
+  EXPECT_TRUE(GetStatusOver(port, ClientTls("")).ok());
+}
+
+TEST_F(TlsTest, MutualTlsRefusesClientsWithoutAValidCertificate) {
+  auto g = TestGateway::Start(node_->uri(), [](daemon::Options& o) {
+    o.tls_cert = certs_->path("server.pem");
+    o.tls_key = certs_->path("server.key");
+    o.tls_client_ca = certs_->path("ca.pem");
+  });
+  int port = g->daemon().grpc_port();
+  EXPECT_EQ(
+      GetStatusOver(port, ::grpc::InsecureChannelCredentials()).error_code(),
+      ::grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(GetStatusOver(port, ClientTls("")).error_code(),
+            ::grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(GetStatusOver(port, ClientTls("other-client")).error_code(),
+            ::grpc::StatusCode::UNAVAILABLE);
+  EXPECT_TRUE(GetStatusOver(port, ClientTls("client")).ok());
+}
+
+}  // namespace
+}  // namespace amqpgw::testing
