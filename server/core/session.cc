@@ -312,11 +312,11 @@ absl::StatusOr<Publisher*> Session::Publish(std::shared_ptr<PublishBatch> batch)
   }
   Publisher* p = publishers_[next_publisher_.fetch_add(1) % publishers_.size()].get();
   stats_.published.fetch_add(batch->size(), std::memory_order_relaxed);
-  uint64_t bytes = 0;
+  uint64_t body_bytes = 0;
   for (size_t i = 0; i < batch->size(); ++i) {
-    bytes += batch->message(i).body.size();
+    body_bytes += batch->message(i).body.size();
   }
-  stats_.published_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  stats_.published_bytes.fetch_add(body_bytes, std::memory_order_relaxed);
   p->Publish(std::move(batch));
   return p;
 }
