@@ -53,6 +53,19 @@ ABSL_FLAG(bool, connect_on_start, kDefaults.connect_on_start,
           "connect to the broker at start-up (else wait for Connect)");
 ABSL_FLAG(std::string, log_level, kDefaults.log_level,
           "trace, debug, info, warn or error");
+ABSL_FLAG(std::string, http_listen, kDefaults.http_listen,
+          "HTTP address for grpc-web and the browser view, host:port (port 0 "
+          "picks a free port); empty disables it");
+ABSL_FLAG(std::string, cors_origins, kDefaults.cors_origins,
+          "comma-separated origins (https://host[:port]) allowed to call "
+          "grpc-web cross-origin; * allows any site (see README); "
+          "same-origin needs nothing");
+ABSL_FLAG(std::string, web_root, kDefaults.web_root,
+          "serve the browser view from this folder instead of the copy "
+          "built into the binary (development)");
+ABSL_FLAG(int64_t, http_max_connections, kDefaults.http_max_connections,
+          "most HTTP connections served at once, one thread each (an open "
+          "grpc-web stream holds one); more wait");
 
 namespace {
 
@@ -66,6 +79,8 @@ constexpr const char* kFlagNames[] = {
     "shutdown_grace",  "publisher_connections",
     "consumer_connections", "instance_id",
     "connect_on_start", "log_level",
+    "http_listen",     "cors_origins",
+    "web_root",        "http_max_connections",
 };
 
 void ApplyEnvironment() {
@@ -88,7 +103,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "RabbitMQ behind gRPC.\n\n"
       "  amqpgwd --broker=amqp://guest:guest@127.0.0.1:5672/ "
-      "--listen=127.0.0.1:50051\n\n"
+      "--listen=127.0.0.1:50051 --http_listen=127.0.0.1:8080\n\n"
       "Every flag can also be set as AMQPGW_<FLAG> in the environment.");
   ApplyEnvironment();
   absl::ParseCommandLine(argc, argv);
@@ -110,6 +125,10 @@ int main(int argc, char** argv) {
   o.instance_id = absl::GetFlag(FLAGS_instance_id);
   o.connect_on_start = absl::GetFlag(FLAGS_connect_on_start);
   o.log_level = absl::GetFlag(FLAGS_log_level);
+  o.http_listen = absl::GetFlag(FLAGS_http_listen);
+  o.cors_origins = absl::GetFlag(FLAGS_cors_origins);
+  o.web_root = absl::GetFlag(FLAGS_web_root);
+  o.http_max_connections = absl::GetFlag(FLAGS_http_max_connections);
 
   absl::Status s = amqpgw::daemon::ValidateOptions(o);
   if (!s.ok()) {

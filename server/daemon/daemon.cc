@@ -69,6 +69,33 @@ absl::Status Daemon::Start() {
         absl::StrCat("--listen: cannot listen on ", options_.listen,
                      " (address in use or not local?)"));
   }
+  if (!options_.http_listen.empty()) {
+    web::WebServer::Options web_options;
+    web_options.listen = options_.http_listen;
+    web_options.cors_origins = CorsOrigins(options_);
+    web_options.web_root = options_.web_root;
+    web_options.max_request_bytes =
+        static_cast<size_t>(options_.max_request_bytes);
+    web_options.max_connections =
+        static_cast<size_t>(options_.http_max_connections);
+    // The server enforces its own limits; the bridge's side of the channel
+    // must not add the 4 MiB client default on replies.
+    ::grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(-1);
+    args.SetMaxSendMessageSize(-1);
+    web_ = std::make_unique<web::WebServer>(web_options,
+                                            server_->InProcessChannel(args));
+    absl::Status s = web_->Start();
+    if (!s.ok()) {
+      web_.reset();
+      server_->Shutdown();
+      server_->Wait();
+      server_.reset();
+      session_.reset();
+      return absl::UnavailableError(
+          absl::StrCat("--http_listen: ", s.message()));
+    }
+  }
   health_.store(server_->GetHealthCheckService());
   SetServing(false);
   session_->Start();
@@ -102,9 +129,16 @@ void Daemon::Shutdown() {
                "calls in flight",
                absl::FormatDuration(options_.shutdown_grace));
   if (auto* health = health_.load()) health->Shutdown();
+  if (web_ != nullptr) web_->BeginStop();
   session_->CancelStreams(
       absl::UnavailableError("the gateway is shutting down"));
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
+  const absl::Time deadline = absl::Now() + options_.shutdown_grace;
+  // grpc-web calls travel through the in-process channel, which the gRPC
+  // shutdown closes: let them end (and their trailers reach the browser)
+  // first, within the same grace.
+  if (web_ != nullptr) web_->WaitForCalls(deadline);
+  server_->Shutdown(absl::ToChronoTime(deadline));
+  if (web_ != nullptr) web_->Stop(absl::Seconds(2));
   session_->Stop();
   server_->Wait();
   spdlog::info("stopped");
@@ -131,6 +165,12 @@ int RunDaemon(const Options& options) {
   }
   spdlog::info("amqpgwd {} listening on {} (gRPC; port {})", AMQPGW_VERSION,
                options.listen, daemon.grpc_port());
+  if (daemon.http_port() != 0) {
+    std::string host =
+        options.http_listen.substr(0, options.http_listen.rfind(':'));
+    spdlog::info("browser view and grpc-web on http://{}:{}/ (port {})", host,
+                 daemon.http_port(), daemon.http_port());
+  }
   std::thread signals([&] {
     int sig = 0;
     sigwait(&set, &sig);
