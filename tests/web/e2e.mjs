@@ -226,7 +226,10 @@ async function main() {
     rmSync(profile, { recursive: true, force: true });
     const exited = new Promise((resolve) => daemon.child.on("exit", resolve));
     daemon.child.kill("SIGTERM");
-    const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r("timeout"), WAIT))]);
+    let timer;
+    const code = await Promise.race(
+      [exited, new Promise((r) => { timer = setTimeout(() => r("timeout"), WAIT); })]);
+    clearTimeout(timer);
     if (code !== 0) {
       console.error(`amqpgwd did not exit cleanly on SIGTERM: ${code}`);
       if (code === "timeout") daemon.child.kill("SIGKILL");

@@ -134,10 +134,11 @@ async function refreshAll(): Promise<void> {
   if (refreshing || document.visibilityState === "hidden") return;
   refreshing = true;
   try {
-    // A few at a time: the browser has six connections per host.
+    // Two at a time: the browser has six connections per host, and a
+    // stream, the status poll and the user's calls need theirs.
     const names = knownQueues();
-    for (let i = 0; i < names.length; i += 3) {
-      await Promise.all(names.slice(i, i + 3).map(refreshOne));
+    for (let i = 0; i < names.length; i += 2) {
+      await Promise.all(names.slice(i, i + 2).map(refreshOne));
     }
   } finally {
     refreshing = false;
