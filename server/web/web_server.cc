@@ -122,7 +122,9 @@ bool SameOrigin(absl::string_view origin, absl::string_view host) {
   return absl::EqualsIgnoreCase(origin.substr(scheme + 3), host);
 }
 
-bool DescriptorSaysServerStreaming(const std::string& method) {
+}  // namespace
+
+bool IsServerStreamingMethod(const std::string& method) {
   // "/pkg.Service/Method" -> "pkg.Service.Method".
   size_t slash = method.rfind('/');
   if (method.size() < 4 || method[0] != '/' || slash == 0) return false;
@@ -133,6 +135,8 @@ bool DescriptorSaysServerStreaming(const std::string& method) {
           full);
   return m != nullptr && m->server_streaming();
 }
+
+namespace {
 
 bool ValidMethodPath(absl::string_view path) {
   std::vector<absl::string_view> parts =
@@ -421,7 +425,7 @@ void WebServer::HandleGrpcWeb(const httplib::Request& req,
   for (absl::string_view m : *messages) requests.emplace_back(m);
   const bool streaming = options_.is_server_streaming
                              ? options_.is_server_streaming(req.path)
-                             : DescriptorSaysServerStreaming(req.path);
+                             : IsServerStreamingMethod(req.path);
 
   std::shared_ptr<GrpcWebCall> call = GrpcWebCall::Start(
       &stub_, req.path, std::move(requests), metadata, deadline);

@@ -61,6 +61,10 @@ struct HttpResponse {
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
+// Whether "/pkg.Service/Method" is server streaming, from the generated
+// descriptors linked into the binary; false for methods it does not know.
+bool IsServerStreamingMethod(const std::string& method);
+
 class WebServer {
  public:
   struct Options {

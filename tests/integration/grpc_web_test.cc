@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "amqpgw/v1/gateway.pb.h"
+#include "server/web/web_server.h"
 #include "tests/support/amqp_peer.h"
 #include "tests/support/broker_node.h"
 #include "tests/support/gateway_fixture.h"
@@ -334,6 +335,42 @@ TEST_F(GrpcWebTest, TwoHundredConcurrentStreams) {
         return n.ok() && m.ok() && *n == 0 && *m == kStreams;
       },
       absl::Seconds(60)));
+}
+
+TEST_F(GrpcWebTest, IdleStreamsGetKeepAlivesFromTheDescriptors) {
+  EXPECT_TRUE(
+      web::IsServerStreamingMethod("/amqpgw.v1.Gateway/StreamMessages"));
+  EXPECT_FALSE(web::IsServerStreamingMethod("/amqpgw.v1.Gateway/Publish"));
+  EXPECT_FALSE(web::IsServerStreamingMethod("/grpc.health.v1.Health/Check"));
+  EXPECT_FALSE(web::IsServerStreamingMethod("/no.Such/Method"));
+  EXPECT_FALSE(web::IsServerStreamingMethod("garbage"));
+
+  // A bridge of its own on the daemon's gRPC server, with a short interval.
+  web::WebServer::Options o;
+  o.listen = "127.0.0.1:0";
+  o.keepalive_interval = absl::Milliseconds(100);
+  web::WebServer bridge(o, gateway_->daemon().InProcessChannel());
+  ASSERT_TRUE(bridge.Start().ok());
+  std::string queue = DeclareQueue("web-idle");
+  GrpcWebStream stream(bridge.port(), absl::StrCat(kService, "StreamMessages"),
+                       StreamRequest(queue, v1::StreamMessagesRequest::AUTO));
+  // subscribed, then empty messages while the queue stays empty.
+  ASSERT_TRUE(stream.WaitFor([](const GrpcWebReply& r) {
+    int empty = 0;
+    for (const auto& m : r.messages) empty += m.empty() ? 1 : 0;
+    return Subscribed(r) && empty >= 3;
+  })) << stream.Snapshot().raw.size();
+  EXPECT_EQ(Deliveries(stream.Snapshot()), 0u);
+  // The keep-alives do not disturb deliveries.
+  PublishTo(queue, 1);
+  EXPECT_TRUE(
+      stream.WaitFor([](const GrpcWebReply& r) { return Deliveries(r) == 1; }));
+  // A unary answer is exactly one message, never a keep-alive.
+  GrpcWebReply status =
+      GrpcWebPost(bridge.port(), absl::StrCat(kService, "GetStatus"), {""});
+  EXPECT_EQ(status.messages.size(), 1u);
+  stream.HangUp();
+  bridge.Stop();
 }
 
 TEST_F(GrpcWebTest, ThePageIsServedAtTheRoot) {
