@@ -87,23 +87,59 @@ ABSL_FLAG(std::string, broker_tls_key, kDefaults.broker_tls_key,
 ABSL_FLAG(bool, broker_tls_verify_hostname,
           kDefaults.broker_tls_verify_hostname,
           "check that an amqps:// broker's certificate names its host");
+ABSL_FLAG(std::string, http_listen, kDefaults.http_listen,
+          "HTTP address for grpc-web and the browser view, host:port (port 0 "
+          "picks a free port); empty disables it");
+ABSL_FLAG(std::string, cors_origins, kDefaults.cors_origins,
+          "comma-separated origins (https://host[:port]) allowed to call "
+          "grpc-web cross-origin; * allows any site (see README); "
+          "same-origin needs nothing");
+ABSL_FLAG(std::string, web_root, kDefaults.web_root,
+          "serve the browser view from this folder instead of the copy "
+          "built into the binary (development)");
+ABSL_FLAG(int64_t, http_max_connections, kDefaults.http_max_connections,
+          "most HTTP connections served at once, one thread each (an open "
+          "grpc-web stream holds one); more wait");
 
 namespace {
 
 // Every flag has an environment twin, AMQPGW_<NAME>; the command line wins.
 constexpr const char* kFlagNames[] = {
-    "listen",          "broker",
-    "heartbeat",       "connect_timeout",
-    "reconnect_initial_delay", "reconnect_max_delay",
-    "max_message_bytes", "max_request_bytes",
-    "confirm_window",  "max_pending_bytes", "publish_timeout",
-    "shutdown_grace",  "publisher_connections",
-    "consumer_connections", "instance_id",
-    "connect_on_start", "log_level",
+    "listen",
+    "broker",
+    "heartbeat",
+    "connect_timeout",
+    "reconnect_initial_delay",
+    "reconnect_max_delay",
+    "max_message_bytes",
+    "max_request_bytes",
+    "confirm_window",
+    "max_pending_bytes",
+    "publish_timeout",
+    "shutdown_grace",
+    "publisher_connections",
+    "consumer_connections",
+    "instance_id",
+    "connect_on_start",
+    "log_level",
     // Operating it.
-    "log_format", "metrics_listen", "otlp_endpoint", "tls_cert", "tls_key",
-    "tls_client_ca", "auth_tokens", "broker_file", "broker_tls_ca",
-    "broker_tls_cert", "broker_tls_key", "broker_tls_verify_hostname",
+    "log_format",
+    "metrics_listen",
+    "otlp_endpoint",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "auth_tokens",
+    "broker_file",
+    "broker_tls_ca",
+    "broker_tls_cert",
+    "broker_tls_key",
+    "broker_tls_verify_hostname",
+    // grpc-web and the browser view.
+    "http_listen",
+    "cors_origins",
+    "web_root",
+    "http_max_connections",
 };
 
 void ApplyEnvironment() {
@@ -126,7 +162,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "RabbitMQ behind gRPC.\n\n"
       "  amqpgwd --broker=amqp://guest:guest@127.0.0.1:5672/ "
-      "--listen=127.0.0.1:50051\n\n"
+      "--listen=127.0.0.1:50051 --http_listen=127.0.0.1:8080\n\n"
       "Every flag can also be set as AMQPGW_<FLAG> in the environment.");
   ApplyEnvironment();
   absl::ParseCommandLine(argc, argv);
@@ -162,6 +198,10 @@ int main(int argc, char** argv) {
   o.broker_tls_key = absl::GetFlag(FLAGS_broker_tls_key);
   o.broker_tls_verify_hostname =
       absl::GetFlag(FLAGS_broker_tls_verify_hostname);
+  o.http_listen = absl::GetFlag(FLAGS_http_listen);
+  o.cors_origins = absl::GetFlag(FLAGS_cors_origins);
+  o.web_root = absl::GetFlag(FLAGS_web_root);
+  o.http_max_connections = absl::GetFlag(FLAGS_http_max_connections);
 
   absl::Status s = amqpgw::daemon::ValidateOptions(o);
   if (!s.ok()) {

@@ -1,13 +1,12 @@
 #include "server/daemon/daemon.h"
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <pthread.h>
 #include <signal.h>
 
 #include <cstdio>
 #include <thread>
-
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.pb.h"
@@ -86,7 +85,8 @@ absl::Status Daemon::Start() {
           rpc_metrics_.get()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(service_.get());
-  builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_request_bytes));
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(options_.max_request_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options_.max_request_bytes));
   // Keep idle streams alive through proxies; accept client keepalives.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60 * 1000);
@@ -126,6 +126,41 @@ absl::Status Daemon::Start() {
     spdlog::info("tracing: exporting spans to {}", options_.otlp_endpoint);
   }
   WarnAboutRisks(options_, *session_options);
+  if (!options_.http_listen.empty()) {
+    web::WebServer::Options web_options;
+    web_options.listen = options_.http_listen;
+    web_options.cors_origins = CorsOrigins(options_);
+    web_options.web_root = options_.web_root;
+    web_options.max_request_bytes =
+        static_cast<size_t>(options_.max_request_bytes);
+    web_options.max_connections =
+        static_cast<size_t>(options_.http_max_connections);
+    // The server enforces its own limits; the bridge's side of the channel
+    // must not add the 4 MiB client default on replies.
+    ::grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(-1);
+    args.SetMaxSendMessageSize(-1);
+    web_ = std::make_unique<web::WebServer>(web_options,
+                                            server_->InProcessChannel(args));
+    web_->AddHandler("/metrics", [this](const web::HttpRequest&) {
+      web::HttpResponse r;
+      r.content_type = metrics::kContentType;
+      r.body = RenderMetrics();
+      return r;
+    });
+    absl::Status s = web_->Start();
+    if (!s.ok()) {
+      web_.reset();
+      if (metrics_server_ != nullptr) metrics_server_->Stop();
+      metrics_server_.reset();
+      server_->Shutdown();
+      server_->Wait();
+      server_.reset();
+      session_.reset();
+      return absl::UnavailableError(
+          absl::StrCat("--http_listen: ", s.message()));
+    }
+  }
   health_.store(server_->GetHealthCheckService());
   SetServing(false);
   session_->Start();
@@ -155,13 +190,21 @@ void Daemon::Shutdown() {
     stopped_.Notify();
     return;
   }
-  spdlog::info("shutting down: health NOT_SERVING, ending streams, {} for "
-               "calls in flight",
-               absl::FormatDuration(options_.shutdown_grace));
+  spdlog::info(
+      "shutting down: health NOT_SERVING, ending streams, {} for "
+      "calls in flight",
+      absl::FormatDuration(options_.shutdown_grace));
   if (auto* health = health_.load()) health->Shutdown();
+  if (web_ != nullptr) web_->BeginStop();
   session_->CancelStreams(
       absl::UnavailableError("the gateway is shutting down"));
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
+  const absl::Time deadline = absl::Now() + options_.shutdown_grace;
+  // grpc-web calls travel through the in-process channel, which the gRPC
+  // shutdown closes: let them end (and their trailers reach the browser)
+  // first, within the same grace.
+  if (web_ != nullptr) web_->WaitForCalls(deadline);
+  server_->Shutdown(absl::ToChronoTime(deadline));
+  if (web_ != nullptr) web_->Stop(absl::Seconds(2));
   session_->Stop();
   server_->Wait();
   if (metrics_server_ != nullptr) metrics_server_->Stop();
@@ -193,6 +236,12 @@ int RunDaemon(const Options& options) {
                options.tls_cert.empty()        ? ""
                : options.tls_client_ca.empty() ? " with TLS"
                                                : " with mutual TLS");
+  if (daemon.http_port() != 0) {
+    std::string host =
+        options.http_listen.substr(0, options.http_listen.rfind(':'));
+    spdlog::info("browser view and grpc-web on http://{}:{}/ (port {})", host,
+                 daemon.http_port(), daemon.http_port());
+  }
   std::thread signals([&] {
     int sig = 0;
     sigwait(&set, &sig);

@@ -1,5 +1,6 @@
 #include "server/daemon/options.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -11,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "server/amqp/broker_address.h"
 #include "server/grpc/auth.h"
 #include "server/trace/otlp_exporter.h"
@@ -142,6 +144,46 @@ absl::Status ValidateOptions(const Options& o) {
            .ok()) {
     return s;
   }
+  if (!o.http_listen.empty()) {
+    size_t http_colon = o.http_listen.rfind(':');
+    int http_port = -1;
+    if (http_colon == std::string::npos || http_colon == 0 ||
+        !absl::SimpleAtoi(o.http_listen.substr(http_colon + 1), &http_port) ||
+        http_port < 0 || http_port > 65535) {
+      return Bad("http_listen",
+                 absl::StrCat("want host:port (port 0..65535) or empty to "
+                              "disable, got '",
+                              o.http_listen, "'"));
+    }
+  }
+  for (const std::string& origin : CorsOrigins(o)) {
+    if (origin == "*") continue;
+    size_t scheme = origin.find("://");
+    absl::string_view rest = scheme == std::string::npos
+                                 ? absl::string_view()
+                                 : absl::string_view(origin).substr(scheme + 3);
+    bool ok = (absl::StartsWith(origin, "http://") ||
+               absl::StartsWith(origin, "https://")) &&
+              !rest.empty() && rest.find_first_of("/?#@ ") == std::string::npos;
+    if (!ok) {
+      return Bad("cors_origins",
+                 absl::StrCat("want comma-separated origins like "
+                              "https://app.example.com[:port] (no path), or "
+                              "*, got '",
+                              origin, "'"));
+    }
+  }
+  if (!o.web_root.empty()) {
+    struct stat st;
+    if (stat(o.web_root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return Bad("web_root", absl::StrCat("not a folder: '", o.web_root, "'"));
+    }
+  }
+  if (!(s = CheckRange("http_max_connections", o.http_max_connections, 16,
+                       65536))
+           .ok()) {
+    return s;
+  }
   if (o.instance_id.find('/') != std::string::npos) {
     return Bad("instance_id", "must not contain '/'");
   }
@@ -149,7 +191,8 @@ absl::Status ValidateOptions(const Options& o) {
       o.log_level != "info" && o.log_level != "warn" &&
       o.log_level != "error") {
     return Bad("log_level", absl::StrCat("want trace, debug, info, warn or "
-                                         "error, got '", o.log_level, "'"));
+                                         "error, got '",
+                                         o.log_level, "'"));
   }
   if (o.log_format != "text" && o.log_format != "json") {
     return Bad("log_format",
@@ -188,6 +231,17 @@ absl::Status ValidateOptions(const Options& o) {
     if (!a.ok()) return Bad("auth_tokens", a.status().message());
   }
   return absl::OkStatus();
+}
+
+std::vector<std::string> CorsOrigins(const Options& o) {
+  std::vector<std::string> out;
+  for (absl::string_view part : absl::StrSplit(o.cors_origins, ',')) {
+    absl::string_view origin = absl::StripAsciiWhitespace(part);
+    while (absl::ConsumeSuffix(&origin, "/")) {
+    }
+    if (!origin.empty()) out.emplace_back(origin);
+  }
+  return out;
 }
 
 absl::StatusOr<core::SessionOptions> ToSessionOptions(const Options& o) {

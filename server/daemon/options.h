@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -59,7 +60,20 @@ struct Options {
   std::string broker_tls_cert;
   std::string broker_tls_key;
   bool broker_tls_verify_hostname = true;
+  // HTTP address (grpc-web, the browser view, extra GET handlers),
+  // host:port; port 0 picks a free one; empty disables the HTTP server.
+  std::string http_listen = "127.0.0.1:8080";
+  // Comma-separated origins ("https://app.example.com", "*" for any) that
+  // may call grpc-web cross-origin. Same-origin needs no entry.
+  std::string cors_origins;
+  // Serve the browser view from this folder instead of the embedded copy.
+  std::string web_root;
+  // Most HTTP connections served at once (one thread each).
+  int64_t http_max_connections = 1024;
 };
+
+// --cors_origins as a list (empty entries dropped).
+std::vector<std::string> CorsOrigins(const Options& options);
 
 // Checks every value; the error names the flag and says what is allowed.
 absl::Status ValidateOptions(const Options& options);

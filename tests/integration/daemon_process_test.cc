@@ -28,6 +28,11 @@ TEST(DaemonProcessTest, BadFlagValuesAreRefusedNamingTheFlag) {
       {{"--confirm_window=0"}, "--confirm_window"},
       {{"--max_message_bytes=0"}, "--max_message_bytes"},
       {{"--log_level=loud"}, "--log_level"},
+      {{"--http_listen=nohostport"}, "--http_listen"},
+      {{"--cors_origins=https://ok.example,ftp://x"}, "--cors_origins"},
+      {{"--cors_origins=https://app.example/path"}, "--cors_origins"},
+      {{"--web_root=/nonexistent/folder"}, "--web_root"},
+      {{"--http_max_connections=1"}, "--http_max_connections"},
   };
   for (const Case& c : cases) {
     Child child = Child::Spawn(c.args);
@@ -49,6 +54,7 @@ TEST(DaemonProcessTest, EnvironmentTwinIsReadAndChecked) {
 TEST(DaemonProcessTest, SigtermShutsDownCleanly) {
   BrokerNode node = BrokerNode::Shared();
   Child child = Child::Spawn({"--listen=127.0.0.1:0",
+                              "--http_listen=127.0.0.1:0",
                               "--shutdown_grace=2s"},
                              {"AMQPGW_BROKER=" + node.uri()});
   ASSERT_TRUE(child.ReadUntil("session: READY", absl::Seconds(30))) << child.err;

@@ -81,9 +81,10 @@ class OpsProcessTest : public ::testing::Test {
   // checks logs, GetStatus and /metrics, then stops it; returns the logs.
   std::string RunWithPasswords(const std::string& format) {
     Child child = Child::Spawn(
-        {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
-         "--log_level=debug", "--log_format=" + format,
-         "--reconnect_initial_delay=10ms", "--shutdown_grace=1s",
+        {"--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+         "--metrics_listen=127.0.0.1:0", "--log_level=debug",
+         "--log_format=" + format, "--reconnect_initial_delay=10ms",
+         "--shutdown_grace=1s",
          "--broker=" + Uri(wrong_password_) + "," + Uri(password_)});
     EXPECT_TRUE(child.ReadUntil("session: READY", absl::Seconds(30)))
         << child.err;
@@ -109,6 +110,15 @@ class OpsProcessTest : public ::testing::Test {
     auto page = HttpGet(metrics_port, "/metrics");
     EXPECT_TRUE(page.ok()) << page.status();
     if (page.ok()) ExpectNoPassword(page->body, "/metrics");
+    // The HTTP port (grpc-web, browser view) serves the same page.
+    int http_port = NumberAfter(
+        child.err, "browser view and grpc-web on http://127.0.0.1:");
+    auto http_page = HttpGet(http_port, "/metrics");
+    EXPECT_TRUE(http_page.ok()) << http_page.status();
+    if (http_page.ok()) {
+      EXPECT_THAT(http_page->body, HasSubstr("amqpgw_build_info"));
+      ExpectNoPassword(http_page->body, "/metrics on the HTTP port");
+    }
 
     EXPECT_EQ(child.Stop(), 0) << child.err;
     ExpectNoPassword(child.err, "logs");
@@ -162,8 +172,9 @@ TEST_F(OpsProcessTest,
        BrokerFileKeepsThePasswordOutOfProcessListAndEnvironment) {
   std::string file = WriteFile(
       "broker-uri", absl::StrCat("# the broker\n", Uri(password_), "\n"));
-  Child child = Child::Spawn(
-      {"--listen=127.0.0.1:0", "--broker_file=" + file, "--shutdown_grace=1s"});
+  Child child =
+      Child::Spawn({"--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+                    "--broker_file=" + file, "--shutdown_grace=1s"});
   ASSERT_TRUE(child.ReadUntil("session: READY", absl::Seconds(30)))
       << child.err;
   std::string cmdline = ReadProcFile(child.pid, "cmdline");
@@ -187,7 +198,8 @@ TEST(OpsLogsTest, GrpcOwnErrorsAreLoggedInTheSameJsonFormat) {
                        dir, "/key.pem -out ", dir, "/cert.pem"))
           .ok());
   Child child = Child::Spawn(
-      {"--listen=127.0.0.1:0", "--connect_on_start=false", "--log_format=json",
+      {"--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+       "--connect_on_start=false", "--log_format=json",
        "--tls_cert=" + dir + "/cert.pem", "--tls_key=" + dir + "/key.pem"});
   ASSERT_TRUE(child.ReadUntil("with TLS", absl::Seconds(30))) << child.err;
   int port = NumberAfter(child.err, "(gRPC; port ");

@@ -27,6 +27,7 @@ std::unique_ptr<TestGateway> TestGateway::Start(
   });
   daemon::Options o;
   o.listen = "127.0.0.1:0";
+  o.http_listen = "127.0.0.1:0";  // never the fixed default: tests run in parallel
   o.broker = broker_uri;
   o.shutdown_grace = absl::Seconds(2);
   o.reconnect_max_delay = absl::Seconds(1);

@@ -16,8 +16,8 @@ namespace amqpgw::testing {
 
 class TestGateway {
  public:
-  // Starts a daemon on 127.0.0.1:0 for `broker_uri`; `tweak` may change
-  // options first. Aborts the test binary when it cannot start.
+  // Starts a daemon on 127.0.0.1:0 (gRPC and HTTP) for `broker_uri`;
+  // `tweak` may change options first. Aborts the test binary when it cannot start.
   static std::unique_ptr<TestGateway> Start(
       const std::string& broker_uri,
       const std::function<void(daemon::Options&)>& tweak = {});
