@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/base/sync.h"
 #include "spdlog/spdlog.h"
 
 namespace amqpgw::core {
@@ -14,7 +15,7 @@ ConnectionWorker::ConnectionWorker(Options options,
       on_state_change_(std::move(on_state_change)),
       loop_(options_.name),
       backoff_(options_.backoff) {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   if (!options_.brokers.empty()) {
     snapshot_.broker = options_.brokers[0].HostPort();
     snapshot_.vhost = options_.brokers[0].vhost;
@@ -77,7 +78,8 @@ void ConnectionWorker::Disable(absl::Status why,
       conn_->Close(options_.close_timeout);
       conn_.reset();
       spdlog::info("{}: closed the connection to {} ({})", options_.name,
-                   options_.brokers[current_broker_].HostPort(), std::string(why.message()));
+                   options_.brokers[current_broker_].HostPort(),
+                   std::string(why.message()));
     }
     std::fill(handlers_.begin(), handlers_.end(), nullptr);
     open_channels_ = 0;
@@ -98,14 +100,14 @@ void ConnectionWorker::Disable(absl::Status why,
 }
 
 WorkerSnapshot ConnectionWorker::Snapshot() const {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   return snapshot_;
 }
 
 void ConnectionWorker::UpdateSnapshot(
     absl::AnyInvocable<void(WorkerSnapshot&)> update) {
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     update(snapshot_);
   }
   if (on_state_change_) on_state_change_();
@@ -120,8 +122,11 @@ void ConnectionWorker::RemoveObserver(Observer* observer) {
                    observers_.end());
 }
 
-absl::StatusOr<uint16_t> ConnectionWorker::OpenChannel(ChannelHandler* handler) {
-  if (conn_ == nullptr) return last_error_.ok() ? absl::UnavailableError("not connected") : last_error_;
+absl::StatusOr<uint16_t> ConnectionWorker::OpenChannel(
+    ChannelHandler* handler) {
+  if (conn_ == nullptr)
+    return last_error_.ok() ? absl::UnavailableError("not connected")
+                            : last_error_;
   uint16_t ch;
   if (!free_channels_.empty()) {
     ch = free_channels_.back();
@@ -129,9 +134,9 @@ absl::StatusOr<uint16_t> ConnectionWorker::OpenChannel(ChannelHandler* handler) 
   } else if (next_channel_ <= conn_->channel_max()) {
     ch = next_channel_++;
   } else {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "all ", conn_->channel_max(), " channels of connection ",
-        options_.name, " are in use"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("all ", conn_->channel_max(), " channels of connection ",
+                     options_.name, " are in use"));
   }
   if (handlers_.size() <= ch) handlers_.resize(ch + 1, nullptr);
   handlers_[ch] = handler;
@@ -223,7 +228,8 @@ void ConnectionWorker::TryConnect() {
       s.vhost = address.vhost;
     });
     amqp::OpenOptions open = options_.open;
-    open.connection_name = absl::StrCat(open.connection_name, " ", options_.name);
+    open.connection_name =
+        absl::StrCat(open.connection_name, " ", options_.name);
     absl::StatusOr<std::unique_ptr<amqp::Connection>> c =
         amqp::Connection::Open(address, open);
     if (!c.ok()) {
@@ -269,9 +275,8 @@ void ConnectionWorker::TryConnect() {
     return;
   }
   absl::Duration delay = backoff_.Next();
-  UpdateSnapshot([](WorkerSnapshot& s) {
-    s.state = WorkerSnapshot::State::kRetryWait;
-  });
+  UpdateSnapshot(
+      [](WorkerSnapshot& s) { s.state = WorkerSnapshot::State::kRetryWait; });
   spdlog::info("{}: next connection attempt in {}", options_.name,
                absl::FormatDuration(delay));
   ScheduleConnect(delay);
@@ -280,7 +285,8 @@ void ConnectionWorker::TryConnect() {
 void ConnectionWorker::Lose(absl::Status why) {
   if (conn_ == nullptr) return;
   spdlog::warn("{}: lost the connection to {}: {}", options_.name,
-               options_.brokers[current_broker_].HostPort(), std::string(why.message()));
+               options_.brokers[current_broker_].HostPort(),
+               std::string(why.message()));
   conn_.reset();
   last_error_ = why;
   std::fill(handlers_.begin(), handlers_.end(), nullptr);

@@ -24,10 +24,10 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/amqp/broker_address.h"
 #include "server/amqp/connection.h"
+#include "server/base/sync.h"
 #include "server/core/backoff.h"
 #include "server/core/event_loop.h"
 
@@ -120,7 +120,8 @@ class ConnectionWorker : private EventLoop::IoSource {
   void ReleaseChannel(uint16_t channel);
   size_t open_channels() const { return open_channels_; }
   // Timers that also notice a connection that failed during `fn`.
-  EventLoop::TimerId RunAfter(absl::Duration delay, absl::AnyInvocable<void()> fn);
+  EventLoop::TimerId RunAfter(absl::Duration delay,
+                              absl::AnyInvocable<void()> fn);
   EventLoop::TimerId RunAt(absl::Time when, absl::AnyInvocable<void()> fn);
   void CancelTimer(EventLoop::TimerId id) { loop_.Cancel(id); }
 
@@ -145,7 +146,7 @@ class ConnectionWorker : private EventLoop::IoSource {
   std::function<void()> on_state_change_;
   EventLoop loop_;
 
-  mutable absl::Mutex mu_;
+  mutable amqpgw::Mutex mu_;
   WorkerSnapshot snapshot_ ABSL_GUARDED_BY(mu_);
 
   // Worker thread only.

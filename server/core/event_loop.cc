@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "server/base/sync.h"
+
 namespace amqpgw::core {
 
 EventLoop::EventLoop(std::string name) : name_(std::move(name)) {
@@ -31,13 +33,13 @@ void EventLoop::Stop() {
   stop_.store(true);
   Wake();
   thread_.join();
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   tasks_.clear();
 }
 
 void EventLoop::Post(Task task) {
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     tasks_.push_back(std::move(task));
   }
   Wake();
@@ -82,7 +84,7 @@ void EventLoop::RunDueTimers() {
 bool EventLoop::RunTasks() {
   std::vector<Task> batch;
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     batch.swap(tasks_);
   }
   for (Task& t : batch) std::move(t)();
@@ -125,7 +127,7 @@ void EventLoop::Run() {
       }
       // From here on a Post() writes the eventfd again.
       wake_pending_.store(false);
-      absl::MutexLock lock(&mu_);
+      amqpgw::MutexLock lock(&mu_);
       if (!tasks_.empty()) timeout_ms = 0;
     }
     pollfd fds[2];

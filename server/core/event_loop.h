@@ -19,8 +19,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/base/sync.h"
 
 namespace amqpgw::core {
 
@@ -86,7 +86,7 @@ class EventLoop {
   std::atomic<bool> stop_{false};
   std::atomic<bool> wake_pending_{false};
 
-  absl::Mutex mu_;
+  amqpgw::Mutex mu_;
   std::vector<Task> tasks_ ABSL_GUARDED_BY(mu_);
 
   // Loop thread only.

@@ -1,12 +1,12 @@
 #include "server/core/event_loop.h"
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
-
-#include "absl/synchronization/notification.h"
+#include "server/base/sync.h"
 
 namespace amqpgw::core {
 namespace {
@@ -16,7 +16,7 @@ TEST(EventLoopTest, RunsPostedTasksInOrderOnItsThread) {
   loop.Start(nullptr);
   std::vector<int> order;
   std::thread::id loop_thread;
-  absl::Notification done;
+  amqpgw::Notification done;
   for (int i = 0; i < 100; ++i) {
     loop.Post([&, i] {
       order.push_back(i);
@@ -35,7 +35,7 @@ TEST(EventLoopTest, TimersFireInDeadlineOrderAndCancel) {
   EventLoop loop("test");
   loop.Start(nullptr);
   std::vector<int> fired;
-  absl::Notification done;
+  amqpgw::Notification done;
   loop.Post([&] {
     absl::Time now = absl::Now();
     loop.RunAt(now + absl::Milliseconds(30), [&] { fired.push_back(3); });
@@ -60,7 +60,7 @@ TEST(EventLoopTest, ManyPostersNoTaskLost) {
     });
   }
   for (auto& t : posters) t.join();
-  absl::Notification done;
+  amqpgw::Notification done;
   loop.Post([&] { done.Notify(); });
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
   EXPECT_EQ(count.load(), 80000);
@@ -82,7 +82,7 @@ TEST(EventLoopTest, IdleLoopOnlyTicks) {
   {
     EventLoop loop("test");
     loop.Start(&source);
-    absl::Notification done;
+    amqpgw::Notification done;
     loop.Post([&] {
       loop.RunAfter(absl::Milliseconds(500), [&] { done.Notify(); });
     });

@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
+#include "server/base/sync.h"
 #include "spdlog/spdlog.h"
 
 namespace amqpgw::core {
@@ -13,10 +13,14 @@ using Type = amqp::Event::Type;
 
 const char* SessionStateName(SessionState state) {
   switch (state) {
-    case SessionState::kConnecting: return "CONNECTING";
-    case SessionState::kReady: return "READY";
-    case SessionState::kReconnecting: return "RECONNECTING";
-    case SessionState::kDisconnected: return "DISCONNECTED";
+    case SessionState::kConnecting:
+      return "CONNECTING";
+    case SessionState::kReady:
+      return "READY";
+    case SessionState::kReconnecting:
+      return "RECONNECTING";
+    case SessionState::kDisconnected:
+      return "DISCONNECTED";
   }
   return "?";
 }
@@ -82,7 +86,7 @@ void Session::Start() {
 void Session::Stop() {
   if (!started_) return;
   started_ = false;
-  absl::Notification done;
+  amqpgw::Notification done;
   Disconnect([&](ConnectionInfo) { done.Notify(); });
   done.WaitForNotification();
   for (auto& w : workers_) w->Stop();
@@ -117,7 +121,7 @@ void Session::OnWorkerStateChange() {
   std::vector<Waiter> ready_waiters;
   {
     // Computed under the lock so that concurrent changes commit in order.
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     now = ComputeState();
     if (now == state_) return;
     if (now == SessionState::kReady) {
@@ -161,7 +165,7 @@ ConnectionInfo Session::Info() const {
   }
   for (const auto& b : options_.brokers) info.brokers.push_back(b.HostPort());
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     info.state = state_;
     info.reconnects = reconnects_;
     if (state_ == SessionState::kReady) info.connected_since = ready_since_;
@@ -172,7 +176,7 @@ ConnectionInfo Session::Info() const {
 void Session::Connect(absl::Time deadline,
                       absl::AnyInvocable<void(ConnectionInfo) &&> done) {
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     if (transition_busy_) {
       deferred_.push_back([this, deadline, done = std::move(done)]() mutable {
         DoConnect(deadline, std::move(done));
@@ -187,16 +191,17 @@ void Session::DoConnect(absl::Time deadline,
                         absl::AnyInvocable<void(ConnectionInfo) &&> done) {
   if (!enabled_.exchange(true)) {
     {
-      absl::MutexLock lock(&mu_);
+      amqpgw::MutexLock lock(&mu_);
       ready_since_connect_ = false;
     }
-    spdlog::info("session: connecting to {}", options_.brokers.front().Redacted());
+    spdlog::info("session: connecting to {}",
+                 options_.brokers.front().Redacted());
     for (auto& w : workers_) w->Enable();
     OnWorkerStateChange();
   }
   uint64_t id;
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     if (state_ == SessionState::kReady || deadline <= absl::Now()) {
       id = 0;
     } else {
@@ -212,7 +217,7 @@ void Session::DoConnect(absl::Time deadline,
     control_->RunAt(deadline, [this, id] {
       absl::AnyInvocable<void(ConnectionInfo) &&> expired;
       {
-        absl::MutexLock lock(&mu_);
+        amqpgw::MutexLock lock(&mu_);
         for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
           if (it->id == id) {
             expired = std::move(it->done);
@@ -228,7 +233,7 @@ void Session::DoConnect(absl::Time deadline,
 
 void Session::Disconnect(absl::AnyInvocable<void(ConnectionInfo) &&> done) {
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     if (transition_busy_) {
       deferred_.push_back([this, done = std::move(done)]() mutable {
         DoDisconnect(std::move(done));
@@ -242,7 +247,7 @@ void Session::Disconnect(absl::AnyInvocable<void(ConnectionInfo) &&> done) {
 
 void Session::DoDisconnect(absl::AnyInvocable<void(ConnectionInfo) &&> done) {
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     transition_busy_ = true;
   }
   if (!enabled_.exchange(false)) {
@@ -255,7 +260,7 @@ void Session::DoDisconnect(absl::AnyInvocable<void(ConnectionInfo) &&> done) {
   // Waiting Connect calls get the state as it is.
   std::vector<Waiter> waiters;
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     waiters.swap(waiters_);
   }
   for (Waiter& w : waiters) std::move(w.done)(Info());
@@ -292,14 +297,15 @@ void Session::DoDisconnect(absl::AnyInvocable<void(ConnectionInfo) &&> done) {
 void Session::FinishTransition() {
   std::vector<absl::AnyInvocable<void() &&>> deferred;
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     transition_busy_ = false;
     deferred.swap(deferred_);
   }
   for (auto& d : deferred) std::move(d)();
 }
 
-absl::StatusOr<Publisher*> Session::Publish(std::shared_ptr<PublishBatch> batch) {
+absl::StatusOr<Publisher*> Session::Publish(
+    std::shared_ptr<PublishBatch> batch) {
   if (!enabled_.load()) return DisconnectedError();
   int64_t bytes = static_cast<int64_t>(batch->bytes());
   // (max_pending_bytes >= max_request_bytes: a batch alone always fits.)
@@ -310,7 +316,8 @@ absl::StatusOr<Publisher*> Session::Publish(std::shared_ptr<PublishBatch> batch)
         " MiB of messages waiting for the broker (--max_pending_bytes); retry "
         "later"));
   }
-  Publisher* p = publishers_[next_publisher_.fetch_add(1) % publishers_.size()].get();
+  Publisher* p =
+      publishers_[next_publisher_.fetch_add(1) % publishers_.size()].get();
   stats_.published.fetch_add(batch->size(), std::memory_order_relaxed);
   uint64_t body_bytes = 0;
   for (size_t i = 0; i < batch->size(); ++i) {
@@ -352,11 +359,12 @@ void Session::DeclareQueue(
         return c.DeclareQueue(ch, *shared);
       },
       Type::kQueueDeclareOk, deadline,
-      [this, shared, done = std::move(done)](
-          absl::StatusOr<amqp::Event> r) mutable {
+      [this, shared,
+       done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
         if (!r.ok()) return std::move(done)(r.status());
         registry_.QueueDeclared(*shared);
-        std::move(done)(QueueInfo{r->queue, r->message_count, r->consumer_count});
+        std::move(done)(
+            QueueInfo{r->queue, r->message_count, r->consumer_count});
       });
 }
 
@@ -369,11 +377,14 @@ void Session::InspectQueue(
   std::string what = absl::StrCat("inspect queue '", args.name, "'");
   RunTopology(
       std::move(what),
-      [args](amqp::Connection& c, uint16_t ch) { return c.DeclareQueue(ch, args); },
+      [args](amqp::Connection& c, uint16_t ch) {
+        return c.DeclareQueue(ch, args);
+      },
       Type::kQueueDeclareOk, deadline,
       [done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
         if (!r.ok()) return std::move(done)(r.status());
-        std::move(done)(QueueInfo{r->queue, r->message_count, r->consumer_count});
+        std::move(done)(
+            QueueInfo{r->queue, r->message_count, r->consumer_count});
       });
 }
 
@@ -387,7 +398,8 @@ void Session::DeleteQueue(
         return c.DeleteQueue(ch, name, if_unused, if_empty);
       },
       Type::kQueueDeleteOk, deadline,
-      [this, name, done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
+      [this, name,
+       done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
         if (!r.ok()) return std::move(done)(r.status());
         registry_.QueueDeleted(name);
         std::move(done)(r->message_count);
@@ -400,7 +412,9 @@ void Session::PurgeQueue(
   std::string what = absl::StrCat("purge queue '", name, "'");
   RunTopology(
       std::move(what),
-      [name](amqp::Connection& c, uint16_t ch) { return c.PurgeQueue(ch, name); },
+      [name](amqp::Connection& c, uint16_t ch) {
+        return c.PurgeQueue(ch, name);
+      },
       Type::kQueuePurgeOk, deadline,
       [done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
         if (!r.ok()) return std::move(done)(r.status());
@@ -419,7 +433,8 @@ void Session::DeclareExchange(amqp::ExchangeDeclareArgs args,
         return c.DeclareExchange(ch, *shared);
       },
       Type::kExchangeDeclareOk, deadline,
-      [this, shared, done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
+      [this, shared,
+       done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
         if (r.ok()) registry_.ExchangeDeclared(*shared);
         std::move(done)(r.status());
       });
@@ -435,7 +450,8 @@ void Session::DeleteExchange(std::string name, bool if_unused,
         return c.DeleteExchange(ch, name, if_unused);
       },
       Type::kExchangeDeleteOk, deadline,
-      [this, name, done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
+      [this, name,
+       done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
         if (r.ok()) registry_.ExchangeDeleted(name);
         std::move(done)(r.status());
       });
@@ -448,9 +464,12 @@ void Session::BindQueue(amqp::BindArgs args, absl::Time deadline,
   auto shared = std::make_shared<amqp::BindArgs>(std::move(args));
   RunTopology(
       std::move(what),
-      [shared](amqp::Connection& c, uint16_t ch) { return c.BindQueue(ch, *shared); },
+      [shared](amqp::Connection& c, uint16_t ch) {
+        return c.BindQueue(ch, *shared);
+      },
       Type::kQueueBindOk, deadline,
-      [this, shared, done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
+      [this, shared,
+       done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
         if (r.ok()) registry_.Bound(*shared);
         std::move(done)(r.status());
       });
@@ -467,7 +486,8 @@ void Session::UnbindQueue(amqp::BindArgs args, absl::Time deadline,
         return c.UnbindQueue(ch, *shared);
       },
       Type::kQueueUnbindOk, deadline,
-      [this, shared, done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
+      [this, shared,
+       done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
         if (r.ok()) registry_.Unbound(*shared);
         std::move(done)(r.status());
       });
@@ -490,8 +510,10 @@ void Session::OnConnected() {
   size_t n = snapshot->exchanges.size() + snapshot->queues.size() +
              snapshot->bindings.size();
   if (n == 0) return;
-  spdlog::info("session: declaring {} recorded exchanges, queues and bindings "
-               "again", n);
+  spdlog::info(
+      "session: declaring {} recorded exchanges, queues and bindings "
+      "again",
+      n);
   Replay(std::move(snapshot), 0);
 }
 
@@ -504,7 +526,8 @@ void Session::Replay(std::shared_ptr<TopologyRegistry::Snapshot> snapshot,
   absl::Time deadline = absl::Now() + options_.default_timeout;
   auto next = [this, snapshot, step](absl::StatusOr<amqp::Event> r) mutable {
     if (!r.ok()) {
-      spdlog::warn("session: re-declaring topology: {}", std::string(r.status().message()));
+      spdlog::warn("session: re-declaring topology: {}",
+                   std::string(r.status().message()));
     }
     Replay(std::move(snapshot), step + 1);
   };

@@ -23,10 +23,10 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/amqp/broker_address.h"
 #include "server/amqp/connection.h"
+#include "server/base/sync.h"
 #include "server/core/backoff.h"
 #include "server/core/connection_worker.h"
 #include "server/core/publisher.h"
@@ -117,10 +117,12 @@ class Session : private ConnectionWorker::Observer {
   // max_pending_bytes are already waiting.
   absl::StatusOr<Publisher*> Publish(std::shared_ptr<PublishBatch> batch);
 
-  void DeclareQueue(amqp::QueueDeclareArgs args, absl::Time deadline,
-                    absl::AnyInvocable<void(absl::StatusOr<QueueInfo>) &&> done);
-  void InspectQueue(std::string name, absl::Time deadline,
-                    absl::AnyInvocable<void(absl::StatusOr<QueueInfo>) &&> done);
+  void DeclareQueue(
+      amqp::QueueDeclareArgs args, absl::Time deadline,
+      absl::AnyInvocable<void(absl::StatusOr<QueueInfo>) &&> done);
+  void InspectQueue(
+      std::string name, absl::Time deadline,
+      absl::AnyInvocable<void(absl::StatusOr<QueueInfo>) &&> done);
   void DeleteQueue(std::string name, bool if_unused, bool if_empty,
                    absl::Time deadline,
                    absl::AnyInvocable<void(absl::StatusOr<uint32_t>) &&> done);
@@ -158,10 +160,11 @@ class Session : private ConnectionWorker::Observer {
 
   void OnWorkerStateChange();
   SessionState ComputeState() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RunTopology(std::string what,
-                   absl::AnyInvocable<absl::Status(amqp::Connection&, uint16_t)> send,
-                   amqp::Event::Type expect, absl::Time deadline,
-                   absl::AnyInvocable<void(absl::StatusOr<amqp::Event>) &&> done);
+  void RunTopology(
+      std::string what,
+      absl::AnyInvocable<absl::Status(amqp::Connection&, uint16_t)> send,
+      amqp::Event::Type expect, absl::Time deadline,
+      absl::AnyInvocable<void(absl::StatusOr<amqp::Event>) &&> done);
   void DoConnect(absl::Time deadline,
                  absl::AnyInvocable<void(ConnectionInfo) &&> done);
   void DoDisconnect(absl::AnyInvocable<void(ConnectionInfo) &&> done);
@@ -184,7 +187,7 @@ class Session : private ConnectionWorker::Observer {
   std::function<void(SessionState)> listener_;
   bool started_ = false;
 
-  mutable absl::Mutex mu_;
+  mutable amqpgw::Mutex mu_;
   SessionState state_ ABSL_GUARDED_BY(mu_) = SessionState::kDisconnected;
   absl::Time ready_since_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   bool was_ready_ ABSL_GUARDED_BY(mu_) = false;

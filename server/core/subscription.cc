@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/amqp/reply.h"
+#include "server/base/sync.h"
 #include "server/core/ids.h"
 #include "spdlog/spdlog.h"
 
@@ -23,7 +24,8 @@ uint32_t DeliveryAttempt(const amqp::Delivery& d) {
         amqp::FindField(*d.properties.headers, "x-delivery-count");
     if (count != nullptr) {
       if (const int64_t* n = std::get_if<int64_t>(&count->value)) {
-        return static_cast<uint32_t>(std::clamp<int64_t>(*n + 1, 1, UINT32_MAX));
+        return static_cast<uint32_t>(
+            std::clamp<int64_t>(*n + 1, 1, UINT32_MAX));
       }
     }
   }
@@ -139,7 +141,8 @@ void Subscription::OnChannelEvent(amqp::Event& event) {
       if (state_ != State::kQos) return;
       amqp::ConsumeArgs args;
       args.queue = options_.queue;
-      args.consumer_tag = consumer_tag_.empty() ? options_.consumer_tag : consumer_tag_;
+      args.consumer_tag =
+          consumer_tag_.empty() ? options_.consumer_tag : consumer_tag_;
       args.exclusive = options_.exclusive;
       args.arguments = options_.arguments;
       state_ = State::kConsuming;
@@ -204,8 +207,8 @@ void Subscription::OnDeliver(amqp::Delivery& d) {
   if (tag != d.delivery_tag) {
     // Never expected (one consumer per channel numbers deliveries 1, 2, ...);
     // refuse to guess which message an ack would hit.
-    spdlog::error("subscription {}: delivery tag {} where {} was expected",
-                  id_, d.delivery_tag, tag);
+    spdlog::error("subscription {}: delivery tag {} where {} was expected", id_,
+                  d.delivery_tag, tag);
     Close(absl::InternalError("delivery tags out of sequence"));
     return;
   }
@@ -236,7 +239,8 @@ void Subscription::OnChannelClosedByBroker(const amqp::Event& event) {
     End(end_status_);
     return;
   }
-  std::string context = absl::StrCat("consume from queue '", options_.queue, "'");
+  std::string context =
+      absl::StrCat("consume from queue '", options_.queue, "'");
   absl::Status status =
       amqp::ReplyToStatus(event.reply_code, event.reply_text, context);
   if ((event.reply_code == amqp::kAccessRefused ||
@@ -291,9 +295,8 @@ void Subscription::AckHandedOver() {
 }
 
 void Subscription::Cancel(absl::Status why) {
-  worker_->Post([self = shared_from_this(), why = std::move(why)] {
-    self->Close(why);
-  });
+  worker_->Post(
+      [self = shared_from_this(), why = std::move(why)] { self->Close(why); });
 }
 
 void Subscription::Ack(
@@ -309,9 +312,10 @@ void Subscription::DoAck(
     std::vector<uint64_t> ids, AckAction action,
     absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done) {
   if (state_ == State::kEnded) {
-    std::move(done)(absl::NotFoundError(absl::StrCat(
-        "subscription '", id_, "' has ended; its unacknowledged messages "
-        "were returned to the queue")));
+    std::move(done)(absl::NotFoundError(
+        absl::StrCat("subscription '", id_,
+                     "' has ended; its unacknowledged messages "
+                     "were returned to the queue")));
     return;
   }
   if (options_.ack_mode != AckMode::kClient) {
@@ -349,7 +353,8 @@ void Subscription::DoAck(
       if (action == AckAction::kAck) {
         conn->Ack(channel_, tag, multiple).IgnoreError();
       } else {
-        conn->Nack(channel_, tag, multiple, action == AckAction::kRequeue).IgnoreError();
+        conn->Nack(channel_, tag, multiple, action == AckAction::kRequeue)
+            .IgnoreError();
       }
     };
     if (contiguous) {
@@ -445,7 +450,7 @@ std::shared_ptr<Subscription> ConsumerPool::Subscribe(SubscribeOptions options,
   auto sub = std::make_shared<Subscription>(this, host, id, std::move(options),
                                             sink, stats_);
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     by_id_[id] = sub;
   }
   stats_->active_streams.fetch_add(1, std::memory_order_relaxed);
@@ -458,7 +463,7 @@ std::shared_ptr<Subscription> ConsumerPool::Subscribe(SubscribeOptions options,
 
 void ConsumerPool::Remove(Subscription* subscription) {
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     by_id_.erase(subscription->id());
   }
   ConsumerHost* host = subscription->host_;
@@ -482,13 +487,14 @@ void ConsumerPool::Ack(
   }
   std::shared_ptr<Subscription> sub;
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     auto it = by_id_.find(subscription_id);
     if (it != by_id_.end()) sub = it->second.lock();
   }
   if (sub == nullptr) {
     std::move(done)(absl::NotFoundError(absl::StrCat(
-        "no subscription '", subscription_id, "' on this gateway: the stream "
+        "no subscription '", subscription_id,
+        "' on this gateway: the stream "
         "ended (its unacknowledged messages went back to the queue) or never "
         "existed")));
     return;
@@ -499,7 +505,7 @@ void ConsumerPool::Ack(
 void ConsumerPool::CancelAll(const absl::Status& why) {
   std::vector<std::shared_ptr<Subscription>> subs;
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     for (auto& [id, weak] : by_id_) {
       if (auto s = weak.lock()) subs.push_back(std::move(s));
     }
@@ -508,7 +514,7 @@ void ConsumerPool::CancelAll(const absl::Status& why) {
 }
 
 size_t ConsumerPool::active() const {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   return by_id_.size();
 }
 

@@ -29,9 +29,9 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/amqp/types.h"
+#include "server/base/sync.h"
 #include "server/core/connection_worker.h"
 #include "server/core/stats.h"
 
@@ -215,7 +215,7 @@ class ConsumerPool {
   Stats* const stats_;
   std::vector<std::unique_ptr<ConsumerHost>> hosts_;
 
-  mutable absl::Mutex mu_;
+  mutable amqpgw::Mutex mu_;
   absl::flat_hash_map<std::string, std::weak_ptr<Subscription>> by_id_
       ABSL_GUARDED_BY(mu_);
 };

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/amqp/reply.h"
+#include "server/base/sync.h"
 
 namespace amqpgw::core {
 
@@ -26,12 +27,15 @@ void TopologyClient::Run(Request request) {
         std::string why = worker_->last_error().ok()
                               ? std::string("not connected yet")
                               : std::string(worker_->last_error().message());
-        Finish(op, absl::UnavailableError(absl::StrCat(
-                       op->request.what, ": broker unreachable within the "
-                       "deadline (", why, ")")));
+        Finish(op, absl::UnavailableError(
+                       absl::StrCat(op->request.what,
+                                    ": broker unreachable within the "
+                                    "deadline (",
+                                    why, ")")));
       } else {
         Finish(op, absl::DeadlineExceededError(absl::StrCat(
-                       op->request.what, ": no reply from the broker before "
+                       op->request.what,
+                       ": no reply from the broker before "
                        "the deadline; it may or may not have been applied")));
       }
     });
@@ -139,9 +143,11 @@ void TopologyClient::OnDisconnected(const absl::Status& why) {
     if (slot->op == nullptr) continue;
     Finish(slot->op,
            loss ? absl::UnavailableError(absl::StrCat(
-                      slot->op->request.what, ": the broker connection was "
+                      slot->op->request.what,
+                      ": the broker connection was "
                       "lost before the reply; it may or may not have been "
-                      "applied (", why.message(), ")"))
+                      "applied (",
+                      why.message(), ")"))
                 : why);
   }
   if (!loss) {
@@ -162,7 +168,7 @@ bool SameBinding(const amqp::BindArgs& a, const amqp::BindArgs& b) {
 
 void TopologyRegistry::QueueDeclared(const amqp::QueueDeclareArgs& args) {
   if (args.name.empty() || args.passive || args.exclusive) return;
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   for (auto& q : queues_) {
     if (q.name == args.name) {
       q = args;
@@ -173,18 +179,19 @@ void TopologyRegistry::QueueDeclared(const amqp::QueueDeclareArgs& args) {
 }
 
 void TopologyRegistry::QueueDeleted(const std::string& name) {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   queues_.erase(std::remove_if(queues_.begin(), queues_.end(),
                                [&](const auto& q) { return q.name == name; }),
                 queues_.end());
-  bindings_.erase(std::remove_if(bindings_.begin(), bindings_.end(),
-                                 [&](const auto& b) { return b.queue == name; }),
-                  bindings_.end());
+  bindings_.erase(
+      std::remove_if(bindings_.begin(), bindings_.end(),
+                     [&](const auto& b) { return b.queue == name; }),
+      bindings_.end());
 }
 
 void TopologyRegistry::ExchangeDeclared(const amqp::ExchangeDeclareArgs& args) {
   if (args.name.empty() || args.passive) return;
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   for (auto& e : exchanges_) {
     if (e.name == args.name) {
       e = args;
@@ -195,7 +202,7 @@ void TopologyRegistry::ExchangeDeclared(const amqp::ExchangeDeclareArgs& args) {
 }
 
 void TopologyRegistry::ExchangeDeleted(const std::string& name) {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   exchanges_.erase(
       std::remove_if(exchanges_.begin(), exchanges_.end(),
                      [&](const auto& e) { return e.name == name; }),
@@ -207,7 +214,7 @@ void TopologyRegistry::ExchangeDeleted(const std::string& name) {
 }
 
 void TopologyRegistry::Bound(const amqp::BindArgs& args) {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   for (const auto& b : bindings_) {
     if (SameBinding(b, args)) return;
   }
@@ -215,7 +222,7 @@ void TopologyRegistry::Bound(const amqp::BindArgs& args) {
 }
 
 void TopologyRegistry::Unbound(const amqp::BindArgs& args) {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   bindings_.erase(
       std::remove_if(bindings_.begin(), bindings_.end(),
                      [&](const auto& b) { return SameBinding(b, args); }),
@@ -223,7 +230,7 @@ void TopologyRegistry::Unbound(const amqp::BindArgs& args) {
 }
 
 TopologyRegistry::Snapshot TopologyRegistry::Get() const {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   return Snapshot{exchanges_, queues_, bindings_};
 }
 

@@ -12,9 +12,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/amqp/connection.h"
+#include "server/base/sync.h"
 #include "server/core/connection_worker.h"
 
 namespace amqpgw::core {
@@ -69,7 +69,8 @@ class TopologyClient : private ConnectionWorker::Observer {
   void OnDisconnected(const absl::Status& why) override;
 
   void Pump();
-  void Finish(const std::shared_ptr<Op>& op, absl::StatusOr<amqp::Event> result);
+  void Finish(const std::shared_ptr<Op>& op,
+              absl::StatusOr<amqp::Event> result);
   void OnSlotEvent(Slot* slot, amqp::Event& event);
   void RemoveSlot(Slot* slot);
 
@@ -89,7 +90,8 @@ class TopologyRegistry {
   explicit TopologyRegistry(size_t max_entries = 10000)
       : max_entries_(max_entries) {}
 
-  void QueueDeclared(const amqp::QueueDeclareArgs& args) ABSL_LOCKS_EXCLUDED(mu_);
+  void QueueDeclared(const amqp::QueueDeclareArgs& args)
+      ABSL_LOCKS_EXCLUDED(mu_);
   void QueueDeleted(const std::string& name) ABSL_LOCKS_EXCLUDED(mu_);
   void ExchangeDeclared(const amqp::ExchangeDeclareArgs& args)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -106,7 +108,7 @@ class TopologyRegistry {
 
  private:
   const size_t max_entries_;
-  mutable absl::Mutex mu_;
+  mutable amqpgw::Mutex mu_;
   std::vector<amqp::ExchangeDeclareArgs> exchanges_ ABSL_GUARDED_BY(mu_);
   std::vector<amqp::QueueDeclareArgs> queues_ ABSL_GUARDED_BY(mu_);
   std::vector<amqp::BindArgs> bindings_ ABSL_GUARDED_BY(mu_);

@@ -14,7 +14,7 @@
 #include <memory>
 
 #include "absl/status/status.h"
-#include "absl/synchronization/notification.h"
+#include "server/base/sync.h"
 #include "server/core/session.h"
 #include "server/daemon/options.h"
 #include "server/grpc/auth.h"
@@ -79,7 +79,7 @@ class Daemon {
   std::atomic<::grpc::HealthCheckServiceInterface*> health_{nullptr};
   int grpc_port_ = 0;
   std::atomic<bool> shutting_down_{false};
-  absl::Notification stopped_;
+  amqpgw::Notification stopped_;
 };
 
 // Runs the daemon until SIGINT or SIGTERM; returns the process exit code.

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "server/base/sync.h"
 #include "server/grpc/convert.h"
 #include "server/grpc/status.h"
 #include "server/grpc/tracing.h"
@@ -33,14 +34,14 @@ StreamReactor::StreamReactor(core::AckMode mode, std::string queue,
 
 void StreamReactor::Attach(std::shared_ptr<core::Subscription> subscription) {
   std::shared_ptr<Shared> s = shared_;
-  absl::MutexLock lock(&s->mu);
+  amqpgw::MutexLock lock(&s->mu);
   if (!s->ended) s->subscription = std::move(subscription);
 }
 
 void StreamReactor::FinishNow(const ::grpc::Status& status) {
   std::shared_ptr<Shared> s = shared_;
   {
-    absl::MutexLock lock(&s->mu);
+    amqpgw::MutexLock lock(&s->mu);
     s->ended = true;
     s->end_status = status;
   }
@@ -74,7 +75,7 @@ void StreamReactor::OnPaused(const std::string& why) {
                    "redelivered; Ack answers their old ids as stale."));
   std::shared_ptr<Shared> s = shared_;
   {
-    absl::MutexLock lock(&s->mu);
+    amqpgw::MutexLock lock(&s->mu);
     // Buffered deliveries were not acknowledged: the broker redelivers them.
     std::deque<Item> kept;
     for (Item& item : s->queue) {
@@ -98,7 +99,7 @@ void StreamReactor::OnResumed() {
 void StreamReactor::OnEnd(const absl::Status& status) {
   std::shared_ptr<Shared> s = shared_;
   {
-    absl::MutexLock lock(&s->mu);
+    amqpgw::MutexLock lock(&s->mu);
     s->ended = true;
     s->end_status = ToGrpcStatus(status);
     s->subscription.reset();
@@ -109,7 +110,7 @@ void StreamReactor::OnEnd(const absl::Status& status) {
 void StreamReactor::Push(Item item) {
   std::shared_ptr<Shared> s = shared_;
   {
-    absl::MutexLock lock(&s->mu);
+    amqpgw::MutexLock lock(&s->mu);
     s->queue.push_back(std::move(item));
   }
   Pump(s);
@@ -123,7 +124,7 @@ void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
   v1::StreamMessagesResponse event;
   std::shared_ptr<core::Subscription> subscription;
   {
-    absl::MutexLock lock(&s->mu);
+    amqpgw::MutexLock lock(&s->mu);
     if (s->finished || s->writing) return;
     if (s->queue.empty()) {
       if (!s->ended) return;
@@ -209,7 +210,7 @@ void StreamReactor::OnWriteDone(bool ok) {
   std::shared_ptr<core::Subscription> subscription;
   uint64_t handed = 0;
   {
-    absl::MutexLock lock(&s->mu);
+    amqpgw::MutexLock lock(&s->mu);
     s->writing = false;
     subscription = s->subscription;
     if (ok && mode_ == core::AckMode::kAuto) handed = current_delivery_id_;
@@ -225,7 +226,7 @@ void StreamReactor::OnCancel() {
   std::shared_ptr<Shared> s = shared_;
   std::shared_ptr<core::Subscription> subscription;
   {
-    absl::MutexLock lock(&s->mu);
+    amqpgw::MutexLock lock(&s->mu);
     subscription = s->subscription;
   }
   if (subscription != nullptr) {

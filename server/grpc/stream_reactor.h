@@ -12,8 +12,8 @@
 #include <variant>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "amqpgw/v1/gateway.pb.h"
+#include "server/base/sync.h"
 #include "server/core/session.h"
 #include "server/trace/span.h"
 
@@ -34,8 +34,9 @@ namespace amqpgw::grpc_api {
 // (CONSUMER: from the broker's basic.deliver reaching the gateway to gRPC
 // accepting the message for sending), and the caller's trace_context names
 // that span as parent.
-class StreamReactor : public ::grpc::ServerWriteReactor<v1::StreamMessagesResponse>,
-                      public core::SubscriptionSink {
+class StreamReactor
+    : public ::grpc::ServerWriteReactor<v1::StreamMessagesResponse>,
+      public core::SubscriptionSink {
  public:
   // `spans`: null when spans are off; else must outlive the reactor.
   StreamReactor(core::AckMode mode, std::string queue, uint32_t prefetch,
@@ -73,7 +74,7 @@ class StreamReactor : public ::grpc::ServerWriteReactor<v1::StreamMessagesRespon
   // Finish and OnDone may delete the reactor, but never the mutex under a
   // thread still unlocking it.
   struct Shared {
-    absl::Mutex mu;
+    amqpgw::Mutex mu;
     std::shared_ptr<core::Subscription> subscription ABSL_GUARDED_BY(mu);
     std::deque<Item> queue ABSL_GUARDED_BY(mu);
     bool writing ABSL_GUARDED_BY(mu) = false;

@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "server/base/sync.h"
 
 namespace amqpgw::metrics {
 
@@ -107,13 +108,13 @@ void TextWriter::Gauge(absl::string_view name, absl::string_view help,
 }
 
 void Registry::Add(Collector collector) {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   collectors_.push_back(std::move(collector));
 }
 
 std::string Registry::Render() const {
   TextWriter w;
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   for (const Collector& c : collectors_) c(w);
   return w.Take();
 }

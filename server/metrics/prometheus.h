@@ -19,7 +19,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
+#include "server/base/sync.h"
 
 namespace amqpgw::metrics {
 
@@ -67,7 +67,7 @@ class Registry {
   std::string Render() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  mutable absl::Mutex mu_;
+  mutable amqpgw::Mutex mu_;
   std::vector<Collector> collectors_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "server/base/sync.h"
 #include "spdlog/spdlog.h"
 
 namespace amqpgw::trace {
@@ -210,7 +211,7 @@ OtlpHttpExporter::OtlpHttpExporter(Options options, Endpoint endpoint)
 OtlpHttpExporter::~OtlpHttpExporter() { Shutdown(); }
 
 void OtlpHttpExporter::Export(Span span) {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   if (stopping_ || queue_.size() >= options_.max_queue) {
     dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
@@ -220,7 +221,7 @@ void OtlpHttpExporter::Export(Span span) {
 
 void OtlpHttpExporter::Shutdown() {
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     if (stopping_) return;
     stopping_ = true;
   }
@@ -240,7 +241,7 @@ void OtlpHttpExporter::Run() {
     std::vector<Span> batch;
     bool stop;
     {
-      absl::MutexLock lock(&mu_);
+      amqpgw::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return stopping_ || queue_.size() >= options_.max_batch;
       };

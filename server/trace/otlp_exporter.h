@@ -23,8 +23,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/base/sync.h"
 #include "server/trace/span.h"
 
 namespace amqpgw::trace {
@@ -86,7 +86,7 @@ class OtlpHttpExporter : public SpanExporter {
   const Options options_;
   const Endpoint endpoint_;
 
-  mutable absl::Mutex mu_;
+  mutable amqpgw::Mutex mu_;
   std::deque<Span> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 

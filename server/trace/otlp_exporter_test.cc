@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "server/base/sync.h"
 
 namespace amqpgw::trace {
 namespace {
@@ -85,7 +85,7 @@ class Collector {
   Collector() {
     server_.Post("/v1/traces",
                  [this](const httplib::Request& req, httplib::Response& res) {
-                   absl::MutexLock lock(&mu_);
+                   amqpgw::MutexLock lock(&mu_);
                    bodies_.push_back(req.body);
                    res.set_content("{}", "application/json");
                  });
@@ -99,7 +99,7 @@ class Collector {
   }
   int port() const { return port_; }
   std::vector<std::string> bodies() {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     return bodies_;
   }
 
@@ -107,7 +107,7 @@ class Collector {
   httplib::Server server_;
   int port_ = 0;
   std::thread thread_;
-  absl::Mutex mu_;
+  amqpgw::Mutex mu_;
   std::vector<std::string> bodies_;
 };
 

@@ -1,6 +1,7 @@
 #include "server/web/grpc_web_call.h"
 
 #include "absl/strings/match.h"
+#include "server/base/sync.h"
 
 namespace amqpgw::web {
 namespace {
@@ -49,7 +50,7 @@ std::shared_ptr<GrpcWebCall> GrpcWebCall::Start(
   stub->PrepareBidiStreamingCall(&call->context_, call->method_,
                                  ::grpc::StubOptions(), call.get());
   {
-    absl::MutexLock lock(&call->mu_);
+    amqpgw::MutexLock lock(&call->mu_);
     call->reading_ = true;
     call->holding_ = true;
   }
@@ -84,14 +85,14 @@ void GrpcWebCall::OnWriteDone(bool ok) {
 void GrpcWebCall::OnReadInitialMetadataDone(bool ok) {
   if (!ok) return;
   Metadata md = CopyMetadata(context_.GetServerInitialMetadata());
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   initial_metadata_ = std::move(md);
 }
 
 void GrpcWebCall::OnReadDone(bool ok) {
   Actions actions;
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     reading_ = false;
     if (ok) {
       std::vector<::grpc::Slice> slices;
@@ -117,7 +118,7 @@ void GrpcWebCall::OnReadDone(bool ok) {
 void GrpcWebCall::OnDone(const ::grpc::Status& status) {
   Metadata trailing = CopyMetadata(context_.GetServerTrailingMetadata());
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     done_ = true;
     status_ = status;
     trailing_metadata_ = std::move(trailing);
@@ -154,7 +155,7 @@ bool GrpcWebCall::Next(absl::Duration timeout,
   Actions actions;
   bool ended = false;
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     absl::Time deadline = absl::Now() + timeout;
     while (replies_.empty() && !done_) {
       if (changed_.WaitWithDeadline(&mu_, deadline)) break;
@@ -172,7 +173,7 @@ bool GrpcWebCall::Next(absl::Duration timeout,
 void GrpcWebCall::Cancel() {
   Actions actions;
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     if (cancelled_ || done_) return;
     cancelled_ = true;
     actions = NextActionsLocked();
@@ -182,12 +183,12 @@ void GrpcWebCall::Cancel() {
 }
 
 ::grpc::Status GrpcWebCall::status() const {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   return status_;
 }
 
 GrpcWebCall::Metadata GrpcWebCall::trailers() const {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   Metadata out = initial_metadata_;
   out.insert(out.end(), trailing_metadata_.begin(), trailing_metadata_.end());
   return out;

@@ -29,8 +29,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/base/sync.h"
 
 namespace amqpgw::web {
 
@@ -94,8 +94,8 @@ class GrpcWebCall
   // Keeps the call alive until OnDone.
   std::shared_ptr<GrpcWebCall> self_;
 
-  mutable absl::Mutex mu_;
-  absl::CondVar changed_;
+  mutable amqpgw::Mutex mu_;
+  amqpgw::CondVar changed_;
   std::deque<std::string> replies_ ABSL_GUARDED_BY(mu_);
   size_t buffered_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool reading_ ABSL_GUARDED_BY(mu_) = false;

@@ -3,6 +3,8 @@
 #include <thread>
 #include <utility>
 
+#include "server/base/sync.h"
+
 namespace amqpgw::web {
 
 ElasticThreadPool::ElasticThreadPool(size_t max_threads, size_t keep_idle,
@@ -15,7 +17,7 @@ ElasticThreadPool::~ElasticThreadPool() { Shutdown(); }
 
 void ElasticThreadPool::Enqueue(std::function<void()> job) {
   State& s = *state_;
-  absl::MutexLock lock(&s.mu);
+  amqpgw::MutexLock lock(&s.mu);
   s.jobs.push_back(std::move(job));
   // Idle threads take queued jobs one each; start a thread for the rest.
   if (s.jobs.size() > s.idle && s.threads < max_threads_ && !s.shutdown) {
@@ -57,7 +59,7 @@ void ElasticThreadPool::Worker(std::shared_ptr<State> state, size_t keep_idle,
 
 void ElasticThreadPool::Shutdown() {
   State& s = *state_;
-  absl::MutexLock lock(&s.mu);
+  amqpgw::MutexLock lock(&s.mu);
   s.shutdown = true;
   s.work.SignalAll();
   // Jobs queued with no thread to run them (all were busy at max_threads)
@@ -72,12 +74,12 @@ void ElasticThreadPool::Shutdown() {
 }
 
 size_t ElasticThreadPool::threads() const {
-  absl::MutexLock lock(&state_->mu);
+  amqpgw::MutexLock lock(&state_->mu);
   return state_->threads;
 }
 
 size_t ElasticThreadPool::busy() const {
-  absl::MutexLock lock(&state_->mu);
+  amqpgw::MutexLock lock(&state_->mu);
   return state_->threads - state_->idle;
 }
 

@@ -16,8 +16,8 @@
 #include <memory>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/base/sync.h"
 
 namespace amqpgw::web {
 
@@ -43,9 +43,9 @@ class ElasticThreadPool {
 
  private:
   struct State {
-    absl::Mutex mu;
-    absl::CondVar work;   // a job was queued, or shutdown
-    absl::CondVar ended;  // a thread ended
+    amqpgw::Mutex mu;
+    amqpgw::CondVar work;   // a job was queued, or shutdown
+    amqpgw::CondVar ended;  // a thread ended
     std::deque<std::function<void()>> jobs ABSL_GUARDED_BY(mu);
     size_t threads ABSL_GUARDED_BY(mu) = 0;
     size_t idle ABSL_GUARDED_BY(mu) = 0;

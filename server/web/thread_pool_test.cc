@@ -4,7 +4,7 @@
 
 #include <atomic>
 
-#include "absl/synchronization/notification.h"
+#include "server/base/sync.h"
 
 namespace amqpgw::web {
 namespace {
@@ -14,7 +14,7 @@ TEST(ElasticThreadPoolTest, EveryJobGetsAThreadUpToTheMaximum) {
                          absl::Seconds(30));
   // 50 jobs that all block until released can only finish if each has a
   // thread of its own.
-  absl::Notification release;
+  amqpgw::Notification release;
   std::atomic<int> started{0};
   std::atomic<int> finished{0};
   for (int i = 0; i < 50; ++i) {
@@ -38,7 +38,7 @@ TEST(ElasticThreadPoolTest, EveryJobGetsAThreadUpToTheMaximum) {
 
 TEST(ElasticThreadPoolTest, JobsBeyondTheMaximumWaitAndRunAtShutdown) {
   ElasticThreadPool pool(/*max_threads=*/2, /*keep_idle=*/0, absl::Seconds(30));
-  absl::Notification release;
+  amqpgw::Notification release;
   std::atomic<int> finished{0};
   for (int i = 0; i < 2; ++i) {
     pool.Enqueue([&] {

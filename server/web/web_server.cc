@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "server/base/sync.h"
 #include "server/web/grpc_web_call.h"
 #include "server/web/grpc_web_frame.h"
 #include "server/web/thread_pool.h"
@@ -175,12 +176,12 @@ WebServer::~WebServer() { Stop(absl::ZeroDuration()); }
 
 void WebServer::AddHandler(const std::string& path, HttpHandler handler) {
   auto h = std::make_shared<const HttpHandler>(std::move(handler));
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   handlers_[path] = std::move(h);
 }
 
 size_t WebServer::active_calls() const {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   return calls_.size();
 }
 
@@ -342,7 +343,7 @@ void WebServer::HandleGrpcWeb(const httplib::Request& req,
     return;
   }
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     if (stopping_) {
       HttpError(res, 503, ::grpc::StatusCode::UNAVAILABLE,
                 "the gateway is shutting down");
@@ -430,7 +431,7 @@ void WebServer::HandleGrpcWeb(const httplib::Request& req,
   std::shared_ptr<GrpcWebCall> call = GrpcWebCall::Start(
       &stub_, req.path, std::move(requests), metadata, deadline);
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     calls_[call.get()] = call;
   }
 
@@ -493,7 +494,7 @@ void WebServer::HandleGrpcWeb(const httplib::Request& req,
 }
 
 void WebServer::Unregister(GrpcWebCall* call) {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   calls_.erase(call);
   calls_changed_.SignalAll();
 }
@@ -501,7 +502,7 @@ void WebServer::Unregister(GrpcWebCall* call) {
 void WebServer::HandleGet(const httplib::Request& req, httplib::Response& res) {
   std::shared_ptr<const HttpHandler> handler;
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     auto it = handlers_.find(req.path);
     if (it != handlers_.end()) handler = it->second;
   }
@@ -549,12 +550,12 @@ void WebServer::HandleGet(const httplib::Request& req, httplib::Response& res) {
 }
 
 void WebServer::BeginStop() {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   stopping_ = true;
 }
 
 bool WebServer::WaitForCalls(absl::Time deadline) {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   while (!calls_.empty()) {
     if (calls_changed_.WaitWithDeadline(&mu_, deadline)) break;
   }
@@ -564,7 +565,7 @@ bool WebServer::WaitForCalls(absl::Time deadline) {
 void WebServer::Stop(absl::Duration grace) {
   std::vector<std::weak_ptr<GrpcWebCall>> calls;
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     if (stopped_) return;
     stopping_ = true;
     // Calls end by themselves first (the daemon has ended its streams and
@@ -580,7 +581,7 @@ void WebServer::Stop(absl::Duration grace) {
   }
   {
     // Cancelled calls write their trailers within a liveness check.
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     absl::Time deadline = absl::Now() + absl::Seconds(2);
     while (!calls_.empty()) {
       if (calls_changed_.WaitWithDeadline(&mu_, deadline)) break;
@@ -590,7 +591,7 @@ void WebServer::Stop(absl::Duration grace) {
     http_->stop();
     if (listener_.joinable()) listener_.join();
   }
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   stopped_ = true;
 }
 

@@ -27,8 +27,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/base/sync.h"
 #include "server/web/static_files.h"
 
 namespace httplib {
@@ -143,8 +143,8 @@ class WebServer {
   int port_ = 0;
   bool started_ = false;
 
-  mutable absl::Mutex mu_;
-  absl::CondVar calls_changed_;
+  mutable amqpgw::Mutex mu_;
+  amqpgw::CondVar calls_changed_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   // Calls whose responses are being written.

@@ -24,7 +24,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "server/base/sync.h"
 #include "server/web/grpc_web_frame.h"
 #include "tests/support/grpc_web_client.h"
 #include "tests/support/wait.h"
@@ -44,7 +44,7 @@ class EchoReactor;
 
 // What the echo service saw; shared by all its calls.
 struct EchoState {
-  absl::Mutex mu;
+  amqpgw::Mutex mu;
   int started ABSL_GUARDED_BY(mu) = 0;
   int cancelled ABSL_GUARDED_BY(mu) = 0;
   int done ABSL_GUARDED_BY(mu) = 0;
@@ -57,11 +57,11 @@ struct EchoState {
   void ReleaseSlow();
 
   int Cancelled() {
-    absl::MutexLock lock(&mu);
+    amqpgw::MutexLock lock(&mu);
     return cancelled;
   }
   int Done() {
-    absl::MutexLock lock(&mu);
+    amqpgw::MutexLock lock(&mu);
     return done;
   }
 };
@@ -92,7 +92,7 @@ class EchoReactor : public ::grpc::ServerGenericBidiReactor {
     const std::string& m = ctx->method();
     method_ = m.substr(m.rfind('/') + 1);
     {
-      absl::MutexLock lock(&state_->mu);
+      amqpgw::MutexLock lock(&state_->mu);
       ++state_->started;
       state_->metadata.clear();
       for (const auto& [k, v] : ctx->client_metadata()) {
@@ -145,7 +145,7 @@ class EchoReactor : public ::grpc::ServerGenericBidiReactor {
       for (int i = 0; i < n; ++i) out.push_back(std::to_string(i));
       Reply(out, ::grpc::Status::OK);
     } else if (method_ == "Hold") {
-      absl::MutexLock lock(&mu_);
+      amqpgw::MutexLock lock(&mu_);
       holding_ = true;
       if (payload != "quiet") {
         pending_.push_back(Buffer("started"));
@@ -156,7 +156,7 @@ class EchoReactor : public ::grpc::ServerGenericBidiReactor {
       Reply({}, ::grpc::Status(::grpc::StatusCode::NOT_FOUND,
                                "queue 'ä' 100% gone"));
     } else if (method_ == "SlowUnary") {
-      absl::MutexLock lock(&state_->mu);
+      amqpgw::MutexLock lock(&state_->mu);
       slow_payload_ = payload;
       state_->slow.insert(this);
     } else {
@@ -166,7 +166,7 @@ class EchoReactor : public ::grpc::ServerGenericBidiReactor {
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     if (!ok || holding_) return;
     if (++written_ < replies_.size()) {
       StartWrite(&replies_[written_]);
@@ -177,16 +177,16 @@ class EchoReactor : public ::grpc::ServerGenericBidiReactor {
 
   void OnCancel() override {
     {
-      absl::MutexLock lock(&state_->mu);
+      amqpgw::MutexLock lock(&state_->mu);
       ++state_->cancelled;
     }
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     FinishLocked(::grpc::Status::CANCELLED);
   }
 
   void OnDone() override {
     {
-      absl::MutexLock lock(&state_->mu);
+      amqpgw::MutexLock lock(&state_->mu);
       ++state_->done;
       state_->slow.erase(this);
     }
@@ -204,7 +204,7 @@ class EchoReactor : public ::grpc::ServerGenericBidiReactor {
   }
 
   void Reply(const std::vector<std::string>& messages, ::grpc::Status status) {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     if (finished_) return;
     status_ = std::move(status);
     for (const auto& m : messages) replies_.push_back(Buffer(m));
@@ -229,7 +229,7 @@ class EchoReactor : public ::grpc::ServerGenericBidiReactor {
   bool got_request_ = false;
   int count_ = 0;
   std::string slow_payload_;
-  absl::Mutex mu_;
+  amqpgw::Mutex mu_;
   std::vector<::grpc::ByteBuffer> replies_ ABSL_GUARDED_BY(mu_);
   std::vector<::grpc::ByteBuffer> pending_ ABSL_GUARDED_BY(mu_);
   size_t written_ ABSL_GUARDED_BY(mu_) = 0;
@@ -239,7 +239,7 @@ class EchoReactor : public ::grpc::ServerGenericBidiReactor {
 };
 
 void EchoState::ReleaseSlow() {
-  absl::MutexLock lock(&mu);
+  amqpgw::MutexLock lock(&mu);
   for (EchoReactor* r : slow) r->ReplySlow();
   slow.clear();
 }
@@ -374,7 +374,7 @@ TEST_F(WebServerTest, RequestHeadersPassAsMetadataAndTimeoutAsDeadline) {
   EXPECT_EQ(r.Trailer("echo-x-blob-bin"),
             Base64Encode(std::string("\x00\x01\xfe", 3)));
   EXPECT_EQ(r.Trailer("echo-x-forwarded-for"), "127.0.0.1");
-  absl::MutexLock lock(&state_->mu);
+  amqpgw::MutexLock lock(&state_->mu);
   EXPECT_EQ(state_->metadata.count("cookie"), 0u);
   EXPECT_EQ(state_->metadata.count("sec-fetch-mode"), 0u);
   EXPECT_EQ(state_->metadata.count("x-grpc-web"), 0u);
@@ -538,7 +538,7 @@ TEST_F(WebServerTest, IdleStreamsGetKeepAlivesUnaryCallsNever) {
   // Three keep-alive intervals have passed: release the unary reply.
   ASSERT_TRUE(WaitFor(
       [&] {
-        absl::MutexLock lock(&state_->mu);
+        amqpgw::MutexLock lock(&state_->mu);
         return !state_->slow.empty();
       },
       absl::Seconds(10)));
@@ -706,7 +706,7 @@ TEST_F(WebServerTest, TwoHundredConcurrentStreams) {
   constexpr int kStreams = 200;
   const int cancelled_before = state_->Cancelled();
   std::atomic<int> open{0};
-  absl::Mutex mu;
+  amqpgw::Mutex mu;
   bool release = false;
   std::vector<std::thread> clients;
   std::atomic<int> ok{0};
@@ -719,7 +719,7 @@ TEST_F(WebServerTest, TwoHundredConcurrentStreams) {
           counted = true;
           open.fetch_add(1);
           // Hold the stream until all are open at once.
-          absl::MutexLock lock(&mu);
+          amqpgw::MutexLock lock(&mu);
           mu.Await(absl::Condition(&release));
           return false;
         }
@@ -734,7 +734,7 @@ TEST_F(WebServerTest, TwoHundredConcurrentStreams) {
       << open.load();
   EXPECT_EQ(web->active_calls(), static_cast<size_t>(kStreams));
   {
-    absl::MutexLock lock(&mu);
+    amqpgw::MutexLock lock(&mu);
     release = true;
   }
   for (auto& t : clients) t.join();

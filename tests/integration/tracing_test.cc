@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "server/base/sync.h"
 #include "server/trace/trace_context.h"
 #include "tests/support/broker_node.h"
 #include "tests/support/gateway_fixture.h"
@@ -40,11 +40,11 @@ class Collector {
       google::protobuf::Struct doc;
       if (!google::protobuf::util::JsonStringToMessage(req.body, &doc).ok()) {
         res.status = 400;
-        absl::MutexLock lock(&mu_);
+        amqpgw::MutexLock lock(&mu_);
         ++bad_requests_;
         return;
       }
-      absl::MutexLock lock(&mu_);
+      amqpgw::MutexLock lock(&mu_);
       Collect(doc);
       res.set_content("{}", "application/json");
     });
@@ -61,7 +61,7 @@ class Collector {
     return absl::StrCat("http://127.0.0.1:", port_);
   }
   std::vector<SpanRecord> SpansOf(const std::string& trace_id) {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     std::vector<SpanRecord> out;
     for (const auto& s : spans_) {
       if (s.trace_id == trace_id) out.push_back(s);
@@ -69,7 +69,7 @@ class Collector {
     return out;
   }
   int bad_requests() {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     return bad_requests_;
   }
 
@@ -103,7 +103,7 @@ class Collector {
   httplib::Server server_;
   int port_ = 0;
   std::thread thread_;
-  absl::Mutex mu_;
+  amqpgw::Mutex mu_;
   std::vector<SpanRecord> spans_ ABSL_GUARDED_BY(mu_);
   int bad_requests_ ABSL_GUARDED_BY(mu_) = 0;
 };

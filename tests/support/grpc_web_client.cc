@@ -4,6 +4,7 @@
 #include <strings.h>
 
 #include "absl/strings/numbers.h"
+#include "server/base/sync.h"
 #include "server/web/grpc_web_frame.h"
 
 namespace amqpgw::testing {
@@ -171,7 +172,7 @@ GrpcWebStream::GrpcWebStream(int port, const std::string& path,
     req->content_receiver = [&](const char* data, size_t n, uint64_t,
                                 uint64_t) {
       raw.append(data, n);
-      absl::MutexLock lock(&mu_);
+      amqpgw::MutexLock lock(&mu_);
       reply_.raw = raw;
       DecodeGrpcWebBody(raw, text_, &reply_);
       return true;
@@ -179,7 +180,7 @@ GrpcWebStream::GrpcWebStream(int port, const std::string& path,
     httplib::Response res;
     httplib::Error error = httplib::Error::Success;
     bool sent = client_->send(*req, res, error);
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     reply_.sent = sent;
     reply_.http_status = res.status;
     for (const auto& [k, v] : res.headers) reply_.headers.emplace(k, v);
@@ -195,21 +196,21 @@ GrpcWebStream::~GrpcWebStream() {
 bool GrpcWebStream::WaitFor(
     const std::function<bool(const GrpcWebReply&)>& done,
     absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   auto ready = [&] { return ended_ || done(reply_); };
   mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
   return done(reply_);
 }
 
 bool GrpcWebStream::WaitEnded(absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   return mu_.AwaitWithTimeout(absl::Condition(&ended_), timeout);
 }
 
 void GrpcWebStream::HangUp() { client_->stop(); }
 
 GrpcWebReply GrpcWebStream::Snapshot() const {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   return reply_;
 }
 

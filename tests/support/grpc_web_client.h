@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/base/sync.h"
 
 namespace httplib {
 class Client;
@@ -108,7 +108,7 @@ class GrpcWebStream {
  private:
   const bool text_;
   std::unique_ptr<httplib::Client> client_;
-  mutable absl::Mutex mu_;
+  mutable amqpgw::Mutex mu_;
   GrpcWebReply reply_ ABSL_GUARDED_BY(mu_);
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
   std::thread reader_;

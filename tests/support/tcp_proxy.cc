@@ -14,11 +14,14 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "server/base/sync.h"
 
 namespace amqpgw::testing {
 namespace {
 
-void SetNonBlocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+void SetNonBlocking(int fd) {
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
 
 int ConnectTo(int port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -35,7 +38,6 @@ int ConnectTo(int port) {
   SetNonBlocking(fd);
   return fd;
 }
-
 
 }  // namespace
 
@@ -63,7 +65,7 @@ TcpProxy::~TcpProxy() {
   stop_.store(true);
   Wake();
   thread_.join();
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   for (auto& p : pipes_) CloseLocked(*p);
   close(listen_fd_);
   close(wake_fd_);
@@ -92,7 +94,7 @@ void TcpProxy::CloseLocked(Pipe& p) {
 
 void TcpProxy::CutAll() {
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     for (auto& p : pipes_) CloseLocked(*p);
   }
   Wake();
@@ -100,7 +102,7 @@ void TcpProxy::CutAll() {
 
 void TcpProxy::StallAll() {
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     for (auto& p : pipes_) p->stalled = true;
   }
   Wake();
@@ -108,19 +110,19 @@ void TcpProxy::StallAll() {
 
 void TcpProxy::SetDelay(absl::Duration delay) {
   {
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     delay_ = delay;
   }
   Wake();
 }
 
 void TcpProxy::SetRefuse(bool refuse) {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   refuse_ = refuse;
 }
 
 int TcpProxy::open_connections() {
-  absl::MutexLock lock(&mu_);
+  amqpgw::MutexLock lock(&mu_);
   int n = 0;
   for (auto& p : pipes_) n += p->client >= 0 ? 1 : 0;
   return n;
@@ -131,7 +133,7 @@ void TcpProxy::Run() {
   while (!stop_.load()) {
     absl::Time next_due = absl::InfiniteFuture();
     {
-      absl::MutexLock lock(&mu_);
+      amqpgw::MutexLock lock(&mu_);
       pipes_.erase(std::remove_if(pipes_.begin(), pipes_.end(),
                                   [](const std::unique_ptr<Pipe>& p) {
                                     return p->client < 0;
@@ -172,7 +174,7 @@ void TcpProxy::Run() {
         int c = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
         if (c < 0) break;
         ++accepted_;
-        absl::MutexLock lock(&mu_);
+        amqpgw::MutexLock lock(&mu_);
         int s = refuse_ ? -1 : ConnectTo(target_port_);
         if (s < 0) {
           close(c);
@@ -187,7 +189,7 @@ void TcpProxy::Run() {
         pipes_.push_back(std::move(p));
       }
     }
-    absl::MutexLock lock(&mu_);
+    amqpgw::MutexLock lock(&mu_);
     absl::Time now = absl::Now();
     size_t i = 2;
     for (auto& p : pipes_) {
@@ -219,8 +221,10 @@ void TcpProxy::Run() {
           q.pop_front();
         }
       };
-      if (cf.revents & (POLLIN | POLLHUP | POLLERR)) pump_in(p->client, p->to_server);
-      if (sf.revents & (POLLIN | POLLHUP | POLLERR)) pump_in(p->server, p->to_client);
+      if (cf.revents & (POLLIN | POLLHUP | POLLERR))
+        pump_in(p->client, p->to_server);
+      if (sf.revents & (POLLIN | POLLHUP | POLLERR))
+        pump_in(p->server, p->to_client);
       pump_out(p->server, p->to_server);
       pump_out(p->client, p->to_client);
       if (dead) CloseLocked(*p);

@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/base/sync.h"
 
 namespace amqpgw::testing {
 
@@ -70,7 +70,7 @@ class TcpProxy {
   std::atomic<int> accepted_{0};
   std::thread thread_;
 
-  absl::Mutex mu_;
+  amqpgw::Mutex mu_;
   std::vector<std::unique_ptr<Pipe>> pipes_ ABSL_GUARDED_BY(mu_);
   absl::Duration delay_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
   bool refuse_ ABSL_GUARDED_BY(mu_) = false;
