@@ -60,6 +60,32 @@ void FillResult(const core::PublishBatch::Result& r, const std::string& id,
   }
 }
 
+// Completion callbacks for the session: they finish a unary call with the
+// broker's answer (on the thread that owns the connection).
+auto FinishCall(ServerUnaryReactor* reactor) {
+  return [reactor](absl::Status s) { reactor->Finish(ToGrpcStatus(s)); };
+}
+
+template <typename Response>
+auto FinishWithQueueInfo(ServerUnaryReactor* reactor, Response* response) {
+  return [reactor, response](absl::StatusOr<core::QueueInfo> r) {
+    if (r.ok()) {
+      response->set_name(r->name);
+      response->set_message_count(r->message_count);
+      response->set_consumer_count(r->consumer_count);
+    }
+    reactor->Finish(ToGrpcStatus(r.status()));
+  };
+}
+
+template <typename Response>
+auto FinishWithMessageCount(ServerUnaryReactor* reactor, Response* response) {
+  return [reactor, response](absl::StatusOr<uint32_t> r) {
+    if (r.ok()) response->set_message_count(*r);
+    reactor->Finish(ToGrpcStatus(r.status()));
+  };
+}
+
 }  // namespace
 
 GatewayService::GatewayService(core::Session* session, Options options)
@@ -87,7 +113,8 @@ ServerUnaryReactor* GatewayService::Connect(CallbackServerContext* ctx,
   if (request->has_wait()) {
     const auto& w = request->wait();
     if (w.seconds() < 0 || w.nanos() < 0) {
-      return Fail(ctx, absl::InvalidArgumentError("wait: must not be negative"));
+      return Fail(ctx,
+                  absl::InvalidArgumentError("wait: must not be negative"));
     }
     deadline = std::min(deadline, absl::Now() + absl::Seconds(w.seconds()) +
                                       absl::Nanoseconds(w.nanos()));
@@ -140,16 +167,9 @@ ServerUnaryReactor* GatewayService::DeclareQueue(
   absl::StatusOr<amqp::QueueDeclareArgs> args = ToQueueDeclareArgs(*request);
   if (!args.ok()) return Fail(ctx, args.status());
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  session_->DeclareQueue(
-      *std::move(args), session_->Deadline(CallDeadline(ctx)),
-      [reactor, response](absl::StatusOr<core::QueueInfo> r) {
-        if (r.ok()) {
-          response->set_name(r->name);
-          response->set_message_count(r->message_count);
-          response->set_consumer_count(r->consumer_count);
-        }
-        reactor->Finish(ToGrpcStatus(r.status()));
-      });
+  session_->DeclareQueue(*std::move(args),
+                         session_->Deadline(CallDeadline(ctx)),
+                         FinishWithQueueInfo(reactor, response));
   return reactor;
 }
 
@@ -162,16 +182,8 @@ ServerUnaryReactor* GatewayService::InspectQueue(
   absl::Status s = ValidateName("name", request->name(), false);
   if (!s.ok()) return Fail(ctx, s);
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  session_->InspectQueue(
-      request->name(), session_->Deadline(CallDeadline(ctx)),
-      [reactor, response](absl::StatusOr<core::QueueInfo> r) {
-        if (r.ok()) {
-          response->set_name(r->name);
-          response->set_message_count(r->message_count);
-          response->set_consumer_count(r->consumer_count);
-        }
-        reactor->Finish(ToGrpcStatus(r.status()));
-      });
+  session_->InspectQueue(request->name(), session_->Deadline(CallDeadline(ctx)),
+                         FinishWithQueueInfo(reactor, response));
   return reactor;
 }
 
@@ -187,10 +199,7 @@ ServerUnaryReactor* GatewayService::DeleteQueue(
   session_->DeleteQueue(request->name(), request->if_unused(),
                         request->if_empty(),
                         session_->Deadline(CallDeadline(ctx)),
-                        [reactor, response](absl::StatusOr<uint32_t> r) {
-                          if (r.ok()) response->set_message_count(*r);
-                          reactor->Finish(ToGrpcStatus(r.status()));
-                        });
+                        FinishWithMessageCount(reactor, response));
   return reactor;
 }
 
@@ -204,10 +213,7 @@ ServerUnaryReactor* GatewayService::PurgeQueue(
   if (!s.ok()) return Fail(ctx, s);
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   session_->PurgeQueue(request->name(), session_->Deadline(CallDeadline(ctx)),
-                       [reactor, response](absl::StatusOr<uint32_t> r) {
-                         if (r.ok()) response->set_message_count(*r);
-                         reactor->Finish(ToGrpcStatus(r.status()));
-                       });
+                       FinishWithMessageCount(reactor, response));
   return reactor;
 }
 
@@ -223,9 +229,7 @@ ServerUnaryReactor* GatewayService::DeclareExchange(
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   session_->DeclareExchange(*std::move(args),
                             session_->Deadline(CallDeadline(ctx)),
-                            [reactor](absl::Status s) {
-                              reactor->Finish(ToGrpcStatus(s));
-                            });
+                            FinishCall(reactor));
   return reactor;
 }
 
@@ -240,15 +244,13 @@ ServerUnaryReactor* GatewayService::DeleteExchange(
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   session_->DeleteExchange(request->name(), request->if_unused(),
                            session_->Deadline(CallDeadline(ctx)),
-                           [reactor](absl::Status s) {
-                             reactor->Finish(ToGrpcStatus(s));
-                           });
+                           FinishCall(reactor));
   return reactor;
 }
 
-ServerUnaryReactor* GatewayService::BindQueue(CallbackServerContext* ctx,
-                                              const v1::BindQueueRequest* request,
-                                              v1::BindQueueResponse* response) {
+ServerUnaryReactor* GatewayService::BindQueue(
+    CallbackServerContext* ctx, const v1::BindQueueRequest* request,
+    v1::BindQueueResponse* response) {
   if (absl::Status s = Authorize(ctx, Rpc::kBindQueue); !s.ok()) {
     return Fail(ctx, s);
   }
@@ -256,9 +258,7 @@ ServerUnaryReactor* GatewayService::BindQueue(CallbackServerContext* ctx,
   if (!args.ok()) return Fail(ctx, args.status());
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   session_->BindQueue(*std::move(args), session_->Deadline(CallDeadline(ctx)),
-                      [reactor](absl::Status s) {
-                        reactor->Finish(ToGrpcStatus(s));
-                      });
+                      FinishCall(reactor));
   return reactor;
 }
 
@@ -272,9 +272,7 @@ ServerUnaryReactor* GatewayService::UnbindQueue(
   if (!args.ok()) return Fail(ctx, args.status());
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   session_->UnbindQueue(*std::move(args), session_->Deadline(CallDeadline(ctx)),
-                        [reactor](absl::Status s) {
-                          reactor->Finish(ToGrpcStatus(s));
-                        });
+                        FinishCall(reactor));
   return reactor;
 }
 
@@ -343,9 +341,9 @@ ServerUnaryReactor* GatewayService::PublishBatch(
   PublishTracing tracing(TraceContextFromMetadata(*ctx), options_.spans,
                          "PublishBatch");
   for (int i = 0; i < n; ++i) {
-    absl::StatusOr<amqp::OutgoingMessage> m = ToOutgoingMessage(
-        request->messages(i), absl::StrCat("messages[", i, "]"),
-        options_.limits);
+    absl::StatusOr<amqp::OutgoingMessage> m =
+        ToOutgoingMessage(request->messages(i),
+                          absl::StrCat("messages[", i, "]"), options_.limits);
     if (!m.ok()) return Fail(ctx, m.status());
     tracing.Inject(i, *m);
     ids->push_back(*m->properties.message_id);
@@ -419,9 +417,9 @@ ServerUnaryReactor* GatewayService::Ack(CallbackServerContext* ctx,
   }
   if (request->delivery_ids_size() == 0 ||
       request->delivery_ids_size() > 65535) {
-    return Fail(ctx, absl::InvalidArgumentError(absl::StrCat(
-                         "delivery_ids: give 1 to 65535 ids, got ",
-                         request->delivery_ids_size())));
+    return Fail(ctx, absl::InvalidArgumentError(
+                         absl::StrCat("delivery_ids: give 1 to 65535 ids, got ",
+                                      request->delivery_ids_size())));
   }
   absl::StatusOr<core::AckAction> action = ToAckAction(*request);
   if (!action.ok()) return Fail(ctx, action.status());
@@ -432,7 +430,8 @@ ServerUnaryReactor* GatewayService::Ack(CallbackServerContext* ctx,
                 [reactor, response](absl::StatusOr<core::AckResult> r) {
                   if (r.ok()) {
                     response->set_applied_count(r->applied);
-                    for (uint64_t id : r->stale_ids) response->add_stale_ids(id);
+                    for (uint64_t id : r->stale_ids)
+                      response->add_stale_ids(id);
                   }
                   reactor->Finish(ToGrpcStatus(r.status()));
                 });

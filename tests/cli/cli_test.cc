@@ -74,17 +74,8 @@ std::string WriteTempFile(const std::string& content) {
   return path;
 }
 
-class CliTest : public ::testing::Test {
+class CliTest : public SharedGatewayTest {
  protected:
-  static void SetUpTestSuite() {
-    node_ = new BrokerNode(BrokerNode::Shared());
-    gateway_ = TestGateway::Start(node_->uri()).release();
-    ASSERT_TRUE(gateway_->WaitReady());
-  }
-  static void TearDownTestSuite() {
-    delete gateway_;
-    delete node_;
-  }
   void SetUp() override {
     auto peer = AmqpPeer::Connect(node_->port());
     ASSERT_TRUE(peer.ok()) << peer.status();
@@ -99,8 +90,6 @@ class CliTest : public ::testing::Test {
       (void)stub().DeleteQueue(Ctx().get(), req, &resp);
     }
   }
-
-  v1::Gateway::Stub& stub() { return gateway_->stub(); }
 
   std::string NewQueue(const std::string& prefix) {
     std::string q = UniqueName(prefix);
@@ -163,15 +152,10 @@ class CliTest : public ::testing::Test {
                       absl::Seconds(60));
   }
 
-  static BrokerNode* node_;
-  static TestGateway* gateway_;
   std::unique_ptr<AmqpPeer> peer_;
   std::string queue_;
   std::vector<std::string> queues_;
 };
-
-BrokerNode* CliTest::node_ = nullptr;
-TestGateway* CliTest::gateway_ = nullptr;
 
 TEST_F(CliTest, PublishesFromArgumentStdinAndFile) {
   ProcessResult r = Cli({"publish", queue_, "from the argument"});

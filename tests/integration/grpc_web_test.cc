@@ -68,20 +68,18 @@ bool Subscribed(const GrpcWebReply& r) {
   return !events.empty() && events[0].has_subscribed();
 }
 
-class GrpcWebTest : public ::testing::Test {
+class GrpcWebTest : public SharedGatewayTest {
  protected:
   static void SetUpTestSuite() {
-    node_ = new BrokerNode(BrokerNode::Shared());
-    gateway_ = TestGateway::Start(node_->uri()).release();
-    ASSERT_TRUE(gateway_->WaitReady());
+    SharedGatewayTest::SetUpTestSuite();
+    if (HasFatalFailure()) return;
     auto peer = AmqpPeer::Connect(node_->port());
     ASSERT_TRUE(peer.ok()) << peer.status();
     peer_ = peer->release();
   }
   static void TearDownTestSuite() {
     delete peer_;
-    delete gateway_;
-    delete node_;
+    SharedGatewayTest::TearDownTestSuite();
   }
 
   int port() const { return gateway_->daemon().http_port(); }
@@ -120,13 +118,9 @@ class GrpcWebTest : public ::testing::Test {
     return req.SerializeAsString();
   }
 
-  static BrokerNode* node_;
-  static TestGateway* gateway_;
   static AmqpPeer* peer_;
 };
 
-BrokerNode* GrpcWebTest::node_ = nullptr;
-TestGateway* GrpcWebTest::gateway_ = nullptr;
 AmqpPeer* GrpcWebTest::peer_ = nullptr;
 
 TEST_F(GrpcWebTest, UnaryCallsInBothContentTypes) {

@@ -1,11 +1,11 @@
 // Publish and PublishBatch against a real RabbitMQ node, checked with an
 // independent AMQP client.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <thread>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "tests/support/amqp_peer.h"
@@ -20,24 +20,13 @@ using ::testing::Pair;
 using ::testing::StartsWith;
 using ::testing::UnorderedElementsAre;
 
-class PublishTest : public ::testing::Test {
+class PublishTest : public SharedGatewayTest {
  protected:
-  static void SetUpTestSuite() {
-    node_ = new BrokerNode(BrokerNode::Shared());
-    gateway_ = TestGateway::Start(node_->uri()).release();
-    ASSERT_TRUE(gateway_->WaitReady());
-  }
-  static void TearDownTestSuite() {
-    delete gateway_;
-    delete node_;
-  }
   void SetUp() override {
     auto peer = AmqpPeer::Connect(node_->port());
     ASSERT_TRUE(peer.ok()) << peer.status();
     peer_ = *std::move(peer);
   }
-
-  v1::Gateway::Stub& stub() { return gateway_->stub(); }
 
   std::string NewQueue(const std::string& prefix) {
     std::string q = UniqueName(prefix);
@@ -48,13 +37,8 @@ class PublishTest : public ::testing::Test {
     return q;
   }
 
-  static BrokerNode* node_;
-  static TestGateway* gateway_;
   std::unique_ptr<AmqpPeer> peer_;
 };
-
-BrokerNode* PublishTest::node_ = nullptr;
-TestGateway* PublishTest::gateway_ = nullptr;
 
 TEST_F(PublishTest, MessageReachesTheBrokerWithPropertiesAndTypedHeaders) {
   std::string q = NewQueue("props");
@@ -112,16 +96,16 @@ TEST_F(PublishTest, MessageReachesTheBrokerWithPropertiesAndTypedHeaders) {
   EXPECT_EQ(m.properties.at("type"), "order.created");
   EXPECT_EQ(m.properties.at("user_id"), "guest");
   EXPECT_EQ(m.properties.at("app_id"), "tests");
-  EXPECT_THAT(m.headers,
-              UnorderedElementsAre(
-                  Pair("b", "t:1"), Pair("i", "l:-5"), Pair("d", "d:1.5"),
-                  Pair("s", "S:héllo"), Pair("x", "x:0102"),
-                  Pair("t", "T:1700000001"), Pair("tab", "F:{n=l:1}"),
-                  Pair("arr", "A:[l:1,S:two]"), Pair("dec", "D:2,12345"),
-                  Pair("nul", "V:"),
-                  // W3C trace context, started by the gateway (README
-                  // "Tracing").
-                  Pair("traceparent", StartsWith("S:00-"))));
+  EXPECT_THAT(
+      m.headers,
+      UnorderedElementsAre(
+          Pair("b", "t:1"), Pair("i", "l:-5"), Pair("d", "d:1.5"),
+          Pair("s", "S:héllo"), Pair("x", "x:0102"), Pair("t", "T:1700000001"),
+          Pair("tab", "F:{n=l:1}"), Pair("arr", "A:[l:1,S:two]"),
+          Pair("dec", "D:2,12345"), Pair("nul", "V:"),
+          // W3C trace context, started by the gateway (README
+          // "Tracing").
+          Pair("traceparent", StartsWith("S:00-"))));
 }
 
 TEST_F(PublishTest, DefaultsArePersistentWithAGeneratedMessageId) {
@@ -267,21 +251,27 @@ TEST_F(PublishTest, BadFieldsAreInvalidArgumentNamingTheField) {
     std::function<void(v1::PublishRequest&)> set;
     std::string field;
   } cases[] = {
-      {[](auto& r) { r.set_routing_key(std::string(256, 'k')); }, "routing_key"},
+      {[](auto& r) { r.set_routing_key(std::string(256, 'k')); },
+       "routing_key"},
       {[](auto& r) { r.set_exchange(std::string(300, 'e')); }, "exchange"},
       {[](auto& r) { r.mutable_properties()->set_priority(300); },
        "properties.priority"},
-      {[](auto& r) { r.mutable_properties()->mutable_expiration()->set_seconds(-1); },
+      {[](auto& r) {
+         r.mutable_properties()->mutable_expiration()->set_seconds(-1);
+       },
        "properties.expiration"},
       {[](auto& r) {
          r.mutable_properties()->mutable_expiration()->set_seconds(100000000);
        },
        "properties.expiration"},
       {[](auto& r) {
-         r.mutable_properties()->set_delivery_mode(static_cast<v1::DeliveryMode>(7));
+         r.mutable_properties()->set_delivery_mode(
+             static_cast<v1::DeliveryMode>(7));
        },
        "properties.delivery_mode"},
-      {[](auto& r) { r.mutable_properties()->set_content_type(std::string(256, 'c')); },
+      {[](auto& r) {
+         r.mutable_properties()->set_content_type(std::string(256, 'c'));
+       },
        "properties.content_type"},
       {[](auto& r) { r.set_body(std::string((4 << 20) + 1, 'b')); }, "body"},
       {[](auto& r) {
@@ -319,18 +309,21 @@ TEST_F(PublishTest, BadFieldsAreInvalidArgumentNamingTheField) {
 
   // The daemon still serves.
   v1::GetStatusResponse status;
-  EXPECT_TRUE(stub().GetStatus(Ctx().get(), v1::GetStatusRequest(), &status).ok());
+  EXPECT_TRUE(
+      stub().GetStatus(Ctx().get(), v1::GetStatusRequest(), &status).ok());
 }
 
 TEST_F(PublishTest, CountersMove) {
   v1::GetStatusResponse before, after;
-  ASSERT_TRUE(stub().GetStatus(Ctx().get(), v1::GetStatusRequest(), &before).ok());
+  ASSERT_TRUE(
+      stub().GetStatus(Ctx().get(), v1::GetStatusRequest(), &before).ok());
   std::string q = NewQueue("counters");
   v1::PublishRequest req;
   req.set_routing_key(q);
   v1::PublishResponse resp;
   ASSERT_TRUE(stub().Publish(Ctx().get(), req, &resp).ok());
-  ASSERT_TRUE(stub().GetStatus(Ctx().get(), v1::GetStatusRequest(), &after).ok());
+  ASSERT_TRUE(
+      stub().GetStatus(Ctx().get(), v1::GetStatusRequest(), &after).ok());
   EXPECT_GE(after.counters().published(), before.counters().published() + 1);
   EXPECT_GE(after.counters().confirmed(), before.counters().confirmed() + 1);
   EXPECT_FALSE(after.version().empty());

@@ -1,5 +1,8 @@
 // StreamMessages and Ack against a real RabbitMQ node: ordering, the three
 // ack modes, flow control, cancellation, many streams, broker restarts.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <map>
@@ -7,9 +10,6 @@
 #include <set>
 #include <thread>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -24,20 +24,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class StreamTest : public ::testing::Test {
+class StreamTest : public SharedGatewayTest {
  protected:
-  static void SetUpTestSuite() {
-    node_ = new BrokerNode(BrokerNode::Shared());
-    gateway_ = TestGateway::Start(node_->uri()).release();
-    ASSERT_TRUE(gateway_->WaitReady());
-  }
-  static void TearDownTestSuite() {
-    delete gateway_;
-    delete node_;
-  }
-
-  v1::Gateway::Stub& stub() { return gateway_->stub(); }
-
   std::string NewQueue(const std::string& prefix,
                        const std::map<std::string, v1::FieldValue>& args = {}) {
     std::string q = UniqueName(prefix);
@@ -108,13 +96,7 @@ class StreamTest : public ::testing::Test {
     r.set_max_messages(max);
     return r;
   }
-
-  static BrokerNode* node_;
-  static TestGateway* gateway_;
 };
-
-BrokerNode* StreamTest::node_ = nullptr;
-TestGateway* StreamTest::gateway_ = nullptr;
 
 TEST_F(StreamTest, TenThousandRoundTripInOrderWithTypedHeaders) {
   std::string q = NewQueue("roundtrip");
@@ -137,7 +119,8 @@ TEST_F(StreamTest, TenThousandRoundTripInOrderWithTypedHeaders) {
   ASSERT_TRUE(stub().PublishBatch(Ctx().get(), batch, &resp).ok());
   ASSERT_EQ(resp.ok_count(), static_cast<uint32_t>(kN));
 
-  StreamReader reader(&stub(), Request(q, v1::StreamMessagesRequest::AUTO, 1000, kN));
+  StreamReader reader(&stub(),
+                      Request(q, v1::StreamMessagesRequest::AUTO, 1000, kN));
   ::grpc::Status end = reader.WaitDone(absl::Seconds(120));
   EXPECT_TRUE(end.ok()) << end.error_message();
   auto events = reader.events();
@@ -174,7 +157,8 @@ TEST_F(StreamTest, AutoCancelMidStreamLeavesWhatWasNotHandedOver) {
   uint64_t acked_before = Counters().acked();
   size_t received;
   {
-    StreamReader reader(&stub(), Request(q, v1::StreamMessagesRequest::AUTO, 20));
+    StreamReader reader(&stub(),
+                        Request(q, v1::StreamMessagesRequest::AUTO, 20));
     ASSERT_TRUE(reader.WaitDeliveries(100));
     reader.Cancel();
     reader.WaitDone();
@@ -189,7 +173,8 @@ TEST_F(StreamTest, AutoCancelMidStreamLeavesWhatWasNotHandedOver) {
   EXPECT_GE(acked, received);
   EXPECT_LT(acked, static_cast<uint64_t>(kN));
   // The messages still queued are exactly the ones after those handed over.
-  StreamReader rest(&stub(), Request(q, v1::StreamMessagesRequest::AUTO, 100, left));
+  StreamReader rest(&stub(),
+                    Request(q, v1::StreamMessagesRequest::AUTO, 100, left));
   ASSERT_TRUE(rest.WaitDone().ok());
   auto d = rest.deliveries();
   ASSERT_EQ(d.size(), left);
@@ -203,7 +188,8 @@ TEST_F(StreamTest, ClientAcksRespectPrefetchAndUnackedAreRedelivered) {
   PublishN(q, 100);
   std::set<std::string> acked_bodies;
   {
-    StreamReader reader(&stub(), Request(q, v1::StreamMessagesRequest::CLIENT, 10));
+    StreamReader reader(&stub(),
+                        Request(q, v1::StreamMessagesRequest::CLIENT, 10));
     ASSERT_TRUE(reader.WaitSubscribed());
     std::string sub = reader.subscription_id();
     ASSERT_TRUE(reader.WaitDeliveries(10));
@@ -221,7 +207,8 @@ TEST_F(StreamTest, ClientAcksRespectPrefetchAndUnackedAreRedelivered) {
       auto d = reader.deliveries();
       EXPECT_LE(d.size() - acked, 10u);
       v1::AckResponse resp;
-      ASSERT_TRUE(Ack(sub, {d[acked].delivery_id()}, v1::AckRequest::ACK, &resp).ok());
+      ASSERT_TRUE(
+          Ack(sub, {d[acked].delivery_id()}, v1::AckRequest::ACK, &resp).ok());
       EXPECT_EQ(resp.applied_count(), 1u);
       acked_bodies.insert(d[acked].body());
       ++acked;
@@ -232,7 +219,8 @@ TEST_F(StreamTest, ClientAcksRespectPrefetchAndUnackedAreRedelivered) {
     reader.WaitDone();
   }
   ASSERT_TRUE(WaitFor([&] { return Count(q) == 50; }));
-  StreamReader next(&stub(), Request(q, v1::StreamMessagesRequest::AUTO, 100, 50));
+  StreamReader next(&stub(),
+                    Request(q, v1::StreamMessagesRequest::AUTO, 100, 50));
   ASSERT_TRUE(next.WaitDone().ok());
   auto d = next.deliveries();
   ASSERT_EQ(d.size(), 50u);
@@ -255,7 +243,8 @@ TEST_F(StreamTest, RequeueAndRejectToDeadLetters) {
   std::string q = NewQueue("work", {{"x-dead-letter-exchange", dlx},
                                     {"x-dead-letter-routing-key", dlk}});
   PublishN(q, 2);
-  StreamReader reader(&stub(), Request(q, v1::StreamMessagesRequest::CLIENT, 10));
+  StreamReader reader(&stub(),
+                      Request(q, v1::StreamMessagesRequest::CLIENT, 10));
   ASSERT_TRUE(reader.WaitDeliveries(2));
   std::string sub = reader.subscription_id();
   auto d = reader.deliveries();
@@ -269,7 +258,8 @@ TEST_F(StreamTest, RequeueAndRejectToDeadLetters) {
   ASSERT_TRUE(Ack(sub, {d[1].delivery_id()}, v1::AckRequest::REJECT).ok());
   ASSERT_TRUE(Ack(sub, {again.delivery_id()}).ok());
   ASSERT_TRUE(WaitFor([&] { return Count(dlq) == 1; }));
-  StreamReader dead(&stub(), Request(dlq, v1::StreamMessagesRequest::AUTO, 10, 1));
+  StreamReader dead(&stub(),
+                    Request(dlq, v1::StreamMessagesRequest::AUTO, 10, 1));
   ASSERT_TRUE(dead.WaitDone().ok());
   ASSERT_EQ(dead.deliveries().size(), 1u);
   v1::Delivery m = dead.deliveries()[0];
@@ -288,7 +278,8 @@ TEST_F(StreamTest, RequeueAndRejectToDeadLetters) {
 TEST_F(StreamTest, AckErrors) {
   std::string q = NewQueue("ackerr");
   PublishN(q, 1);
-  StreamReader client(&stub(), Request(q, v1::StreamMessagesRequest::CLIENT, 10));
+  StreamReader client(&stub(),
+                      Request(q, v1::StreamMessagesRequest::CLIENT, 10));
   ASSERT_TRUE(client.WaitDeliveries(1));
   std::string sub = client.subscription_id();
 
@@ -326,8 +317,9 @@ TEST_F(StreamTest, BadRequestsAndMissingQueue) {
                    ::grpc::StatusCode::INVALID_ARGUMENT, "queue"});
   cases.push_back({Request("q", v1::StreamMessagesRequest::AUTO, 70000),
                    ::grpc::StatusCode::INVALID_ARGUMENT, "prefetch"});
-  cases.push_back({Request("q", static_cast<v1::StreamMessagesRequest::AckMode>(9)),
-                   ::grpc::StatusCode::INVALID_ARGUMENT, "ack_mode"});
+  cases.push_back(
+      {Request("q", static_cast<v1::StreamMessagesRequest::AckMode>(9)),
+       ::grpc::StatusCode::INVALID_ARGUMENT, "ack_mode"});
   std::string missing = UniqueName("missing");
   cases.push_back({Request(missing, v1::StreamMessagesRequest::AUTO),
                    ::grpc::StatusCode::NOT_FOUND, missing});
@@ -366,7 +358,8 @@ TEST_F(StreamTest, DeletedQueueEndsTheStreamAborted) {
 TEST_F(StreamTest, NoneModeDrainsTheQueue) {
   std::string q = NewQueue("none");
   PublishN(q, 500);
-  StreamReader reader(&stub(), Request(q, v1::StreamMessagesRequest::NONE, 50, 500));
+  StreamReader reader(&stub(),
+                      Request(q, v1::StreamMessagesRequest::NONE, 50, 500));
   ASSERT_TRUE(reader.WaitDone().ok());
   EXPECT_EQ(reader.deliveries().size(), 500u);
   EXPECT_TRUE(WaitFor([&] { return Count(q) == 0; }));
@@ -391,7 +384,8 @@ TEST_F(StreamTest, TwoHundredStreamsAndOneStuckReader) {
   for (int i = 0; i < kStreams; ++i) {
     queues.push_back(NewQueue("many"));
     readers.push_back(std::make_unique<StreamReader>(
-        stub2.get(), Request(queues.back(), v1::StreamMessagesRequest::AUTO, 10)));
+        stub2.get(),
+        Request(queues.back(), v1::StreamMessagesRequest::AUTO, 10)));
   }
   for (auto& r : readers) ASSERT_TRUE(r->WaitSubscribed());
   for (int i = 0; i < kStreams; ++i) PublishN(queues[i], 5, i * 100);
@@ -399,7 +393,8 @@ TEST_F(StreamTest, TwoHundredStreamsAndOneStuckReader) {
     ASSERT_TRUE(readers[i]->WaitDeliveries(5)) << i;
     auto d = readers[i]->deliveries();
     ASSERT_EQ(d.size(), 5u);
-    for (int k = 0; k < 5; ++k) EXPECT_EQ(d[k].body(), absl::StrCat(i * 100 + k));
+    for (int k = 0; k < 5; ++k)
+      EXPECT_EQ(d[k].body(), absl::StrCat(i * 100 + k));
   }
   EXPECT_GE(Counters().active_streams(), static_cast<uint64_t>(kStreams + 1));
   readers.clear();
@@ -412,7 +407,8 @@ TEST_F(StreamTest, TwoHundredStreamsAndOneStuckReader) {
 TEST_F(StreamTest, MaxMessagesEndsWithOk) {
   std::string q = NewQueue("max");
   PublishN(q, 30);
-  StreamReader reader(&stub(), Request(q, v1::StreamMessagesRequest::AUTO, 100, 10));
+  StreamReader reader(&stub(),
+                      Request(q, v1::StreamMessagesRequest::AUTO, 100, 10));
   ::grpc::Status s = reader.WaitDone();
   EXPECT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(reader.deliveries().size(), 10u);
@@ -486,13 +482,17 @@ TEST(StreamRestartTest, ConfirmedMessagesSurviveABrokerRestart) {
   }));
   ASSERT_TRUE(node->Stop().ok());
   ASSERT_TRUE(node->Start().ok());
-  ASSERT_TRUE(consumer.WaitEvent([](const v1::StreamMessagesResponse& e) {
-    return e.has_status() && e.status().kind() == v1::StreamStatus::RESUMED;
-  }, absl::Seconds(120)));
-  ASSERT_TRUE(WaitFor([&] {
-    std::lock_guard<std::mutex> lock(mu);
-    return confirmed.size() >= 1500;
-  }, absl::Seconds(120)));
+  ASSERT_TRUE(consumer.WaitEvent(
+      [](const v1::StreamMessagesResponse& e) {
+        return e.has_status() && e.status().kind() == v1::StreamStatus::RESUMED;
+      },
+      absl::Seconds(120)));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard<std::mutex> lock(mu);
+        return confirmed.size() >= 1500;
+      },
+      absl::Seconds(120)));
   stop.store(true);
   publisher.join();
 
@@ -511,7 +511,8 @@ TEST(StreamRestartTest, ConfirmedMessagesSurviveABrokerRestart) {
   };
   EXPECT_TRUE(WaitFor(received_all, absl::Seconds(120)));
   EXPECT_TRUE(consumer.WaitEvent([](const v1::StreamMessagesResponse& e) {
-    return e.has_status() && e.status().kind() == v1::StreamStatus::RECONNECTING;
+    return e.has_status() &&
+           e.status().kind() == v1::StreamStatus::RECONNECTING;
   }));
 
   // The CLIENT stream resumed too; its old delivery id is stale, and the

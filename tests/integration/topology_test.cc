@@ -14,20 +14,8 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-class TopologyTest : public ::testing::Test {
+class TopologyTest : public SharedGatewayTest {
  protected:
-  static void SetUpTestSuite() {
-    node_ = new BrokerNode(BrokerNode::Shared());
-    gateway_ = TestGateway::Start(node_->uri()).release();
-    ASSERT_TRUE(gateway_->WaitReady());
-  }
-  static void TearDownTestSuite() {
-    delete gateway_;
-    delete node_;
-  }
-
-  v1::Gateway::Stub& stub() { return gateway_->stub(); }
-
   ::grpc::Status Declare(const std::string& name, bool durable = true,
                          v1::DeclareQueueResponse* out = nullptr) {
     v1::DeclareQueueRequest req;
@@ -46,13 +34,7 @@ class TopologyTest : public ::testing::Test {
     v1::PublishResponse resp;
     return stub().Publish(Ctx().get(), req, &resp);
   }
-
-  static BrokerNode* node_;
-  static TestGateway* gateway_;
 };
-
-BrokerNode* TopologyTest::node_ = nullptr;
-TestGateway* TopologyTest::gateway_ = nullptr;
 
 TEST_F(TopologyTest, DeclareQueueIsDurableByDefault) {
   std::string q = UniqueName("durable");
@@ -62,8 +44,8 @@ TEST_F(TopologyTest, DeclareQueueIsDurableByDefault) {
   ASSERT_TRUE(stub().DeclareQueue(Ctx().get(), req, &resp).ok());
   EXPECT_EQ(resp.name(), q);
   EXPECT_EQ(resp.message_count(), 0u);
-  auto listed = node_->Ctl({"list_queues", "-q", "--no-table-headers", "name",
-                            "durable"});
+  auto listed = node_->Ctl(
+      {"list_queues", "-q", "--no-table-headers", "name", "durable"});
   ASSERT_TRUE(listed.ok()) << listed.status();
   EXPECT_THAT(*listed, HasSubstr(q + "\ttrue"));
 }

@@ -61,18 +61,8 @@ const Value& Field(const Struct& s, const std::string& name) {
   return it == s.fields().end() ? *kMissing : it->second;
 }
 
-class BufCurlTest : public ::testing::Test {
+class BufCurlTest : public SharedGatewayTest {
  protected:
-  static void SetUpTestSuite() {
-    node_ = new BrokerNode(BrokerNode::Shared());
-    gateway_ = TestGateway::Start(node_->uri()).release();
-    ASSERT_TRUE(gateway_->WaitReady());
-  }
-  static void TearDownTestSuite() {
-    delete gateway_;
-    delete node_;
-  }
-
   // buf curl --protocol grpc --http2-prior-knowledge ARGS... URL
   static ProcessResult Buf(std::vector<std::string> args,
                            const std::string& path = "") {
@@ -97,13 +87,7 @@ class BufCurlTest : public ::testing::Test {
     EXPECT_TRUE(gateway_->stub().DeclareQueue(Ctx().get(), req, &resp).ok());
     return q;
   }
-
-  static BrokerNode* node_;
-  static TestGateway* gateway_;
 };
-
-BrokerNode* BufCurlTest::node_ = nullptr;
-TestGateway* BufCurlTest::gateway_ = nullptr;
 
 TEST_F(BufCurlTest, ListsServicesAndMethodsThroughReflection) {
   ProcessResult r = Buf({"--list-services"});

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "server/daemon/daemon.h"
+#include "tests/support/broker_node.h"
 #include "tests/support/wait.h"
 
 namespace amqpgw::testing {
@@ -27,7 +28,8 @@ std::unique_ptr<TestGateway> TestGateway::Start(
   });
   daemon::Options o;
   o.listen = "127.0.0.1:0";
-  o.http_listen = "127.0.0.1:0";  // never the fixed default: tests run in parallel
+  o.http_listen =
+      "127.0.0.1:0";  // never the fixed default: tests run in parallel
   o.broker = broker_uri;
   o.shutdown_grace = absl::Seconds(2);
   o.reconnect_max_delay = absl::Seconds(1);
@@ -40,8 +42,8 @@ std::unique_ptr<TestGateway> TestGateway::Start(
                  std::string(s.message()).c_str());
     std::abort();
   }
-  g->channel_ = ::grpc::CreateChannel(g->address(),
-                                      ::grpc::InsecureChannelCredentials());
+  g->channel_ =
+      ::grpc::CreateChannel(g->address(), ::grpc::InsecureChannelCredentials());
   g->stub_ = v1::Gateway::NewStub(g->channel_);
   return g;
 }
@@ -81,10 +83,27 @@ std::string TestGateway::Health() {
   ::grpc::health::v1::HealthCheckResponse resp;
   auto ctx = Ctx(absl::Seconds(5));
   ::grpc::Status s = health->Check(ctx.get(), req, &resp);
-  if (!s.ok()) return absl::StrCat("error ", s.error_code(), ": ", s.error_message());
+  if (!s.ok())
+    return absl::StrCat("error ", s.error_code(), ": ", s.error_message());
   return resp.status() == ::grpc::health::v1::HealthCheckResponse::SERVING
              ? "SERVING"
              : "NOT_SERVING";
+}
+
+BrokerNode* SharedGatewayTest::node_ = nullptr;
+TestGateway* SharedGatewayTest::gateway_ = nullptr;
+
+void SharedGatewayTest::SetUpTestSuite() {
+  node_ = new BrokerNode(BrokerNode::Shared());
+  gateway_ = TestGateway::Start(node_->uri()).release();
+  ASSERT_TRUE(gateway_->WaitReady());
+}
+
+void SharedGatewayTest::TearDownTestSuite() {
+  delete gateway_;
+  gateway_ = nullptr;
+  delete node_;
+  node_ = nullptr;
 }
 
 }  // namespace amqpgw::testing

@@ -2,11 +2,12 @@
 #ifndef AMQPGW_TESTS_SUPPORT_GATEWAY_FIXTURE_H_
 #define AMQPGW_TESTS_SUPPORT_GATEWAY_FIXTURE_H_
 
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
 #include <functional>
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/time/time.h"
 #include "amqpgw/v1/gateway.grpc.pb.h"
@@ -17,7 +18,8 @@ namespace amqpgw::testing {
 class TestGateway {
  public:
   // Starts a daemon on 127.0.0.1:0 (gRPC and HTTP) for `broker_uri`;
-  // `tweak` may change options first. Aborts the test binary when it cannot start.
+  // `tweak` may change options first. Aborts the test binary when it cannot
+  // start.
   static std::unique_ptr<TestGateway> Start(
       const std::string& broker_uri,
       const std::function<void(daemon::Options&)>& tweak = {});
@@ -40,6 +42,22 @@ class TestGateway {
   std::unique_ptr<daemon::Daemon> daemon_;
   std::shared_ptr<::grpc::Channel> channel_;
   std::unique_ptr<v1::Gateway::Stub> stub_;
+};
+
+class BrokerNode;
+
+// Base of test suites that share one gateway on the shared RabbitMQ node
+// (ctest's `rabbitmq` fixture): both set up once per suite. Suites that need
+// more in SetUpTestSuite call SharedGatewayTest::SetUpTestSuite() first.
+class SharedGatewayTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite();
+  static void TearDownTestSuite();
+
+  v1::Gateway::Stub& stub() { return gateway_->stub(); }
+
+  static BrokerNode* node_;
+  static TestGateway* gateway_;
 };
 
 // A ClientContext with a deadline `timeout` from now.
