@@ -100,7 +100,7 @@ class StreamTest : public SharedGatewayTest {
 
 TEST_F(StreamTest, TenThousandRoundTripInOrderWithTypedHeaders) {
   std::string q = NewQueue("roundtrip");
-  constexpr int kN = 10000;
+  constexpr int kN = 10000 / kLoadDivisor;
   v1::PublishBatchRequest batch;
   for (int i = 0; i < kN; ++i) {
     auto* m = batch.add_messages();
