@@ -304,8 +304,10 @@ absl::StatusOr<amqp::Properties> ToAmqpProperties(
       {"app_id", p.app_id(), &out.app_id},
   };
   for (const Short& s : shorts) {
-    absl::Status st = CheckShort(absl::StrCat(field, ".", s.name), s.value);
-    if (!st.ok()) return st;
+    // The field's name is built only for the error message.
+    if (s.value.size() > kMaxShortString) {
+      return CheckShort(absl::StrCat(field, ".", s.name), s.value);
+    }
     SetOptional(s.value, s.out);
   }
   switch (p.delivery_mode()) {
@@ -363,13 +365,18 @@ absl::StatusOr<amqp::Properties> ToAmqpProperties(
 absl::StatusOr<amqp::OutgoingMessage> ToOutgoingMessage(
     const v1::PublishRequest& r, absl::string_view field,
     const Limits& limits) {
+  // Field names ("messages[12].routing_key") are built only for an error:
+  // the checks run with short names first and again with the full ones when
+  // they fail (they have no side effects).
   auto name = [&](absl::string_view f) {
     return field.empty() ? std::string(f) : absl::StrCat(field, ".", f);
   };
-  absl::Status s = ValidateName(name("exchange"), r.exchange());
-  if (!s.ok()) return s;
-  s = ValidateName(name("routing_key"), r.routing_key());
-  if (!s.ok()) return s;
+  if (!ValidateName("exchange", r.exchange()).ok()) {
+    return ValidateName(name("exchange"), r.exchange());
+  }
+  if (!ValidateName("routing_key", r.routing_key()).ok()) {
+    return ValidateName(name("routing_key"), r.routing_key());
+  }
   if (r.body().size() > limits.max_message_bytes) {
     return Invalid(name("body"),
                    absl::StrCat(r.body().size(), " bytes is more than the "
@@ -377,8 +384,11 @@ absl::StatusOr<amqp::OutgoingMessage> ToOutgoingMessage(
                                 limits.max_message_bytes, ")"));
   }
   absl::StatusOr<amqp::Properties> props =
-      ToAmqpProperties(r.properties(), name("properties"), limits);
-  if (!props.ok()) return props.status();
+      ToAmqpProperties(r.properties(), "properties", limits);
+  if (!props.ok()) {
+    return ToAmqpProperties(r.properties(), name("properties"), limits)
+        .status();
+  }
   amqp::OutgoingMessage m;
   m.exchange = r.exchange();
   m.routing_key = r.routing_key();
