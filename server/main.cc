@@ -8,6 +8,7 @@
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/daemon/daemon.h"
 #include "server/daemon/options.h"
@@ -159,6 +160,13 @@ void ApplyEnvironment() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Debian builds Abseil without NDEBUG, so every absl::Mutex::Lock (gRPC's
+  // locks included: grpc_core::Mutex is an absl::Mutex) runs the debug-mode
+  // deadlock detector: a global graph of lock nodes under a global lock, and
+  // a stack trace per acquisition. It cost a large share of the daemon's CPU
+  // per call (bench/, perf: GraphCycles::GetId, UpdateStackTrace). Tests keep
+  // it on; the daemon turns it off before any lock is taken.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(
       "RabbitMQ behind gRPC.\n\n"
       "  amqpgwd --broker=amqp://guest:guest@127.0.0.1:5672/ "

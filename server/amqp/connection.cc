@@ -251,6 +251,14 @@ int Connection::fd() const {
   return broken_.ok() ? amqp_get_sockfd(state_) : -1;
 }
 
+void Connection::Cork(bool on) {
+  if (!broken_.ok()) return;
+  int value = on ? 1 : 0;
+  // Best effort: without it every message is simply its own segment.
+  setsockopt(amqp_get_sockfd(state_), IPPROTO_TCP, TCP_CORK, &value,
+             sizeof(value));
+}
+
 bool Connection::HasBufferedInput() const {
   return broken_.ok() &&
          (amqp_frames_enqueued(state_) || amqp_data_in_buffer(state_));

@@ -207,6 +207,14 @@ class Connection {
   absl::Status DeleteExchange(uint16_t channel, absl::string_view exchange,
                               bool if_unused);
 
+  // Batches writes: between Cork(true) and Cork(false) the kernel holds
+  // partial TCP segments (TCP_CORK), so that a run of publishes leaves in
+  // full segments instead of one segment per message (rabbitmq-c writes each
+  // message's body frame with its own send()). Cork(false) sends what is
+  // held at once; every Cork(true) must be followed by Cork(false) before the
+  // owner waits for input. No effect once the connection failed.
+  void Cork(bool on);
+
   // Sends connection.close and waits up to `timeout` for close-ok, discarding
   // other input. The connection is unusable afterwards.
   void Close(absl::Duration timeout);

@@ -41,21 +41,18 @@ std::string NewUuid() {
   uint64_t lo = absl::Uniform<uint64_t>(gen);
   hi = (hi & ~0xF000ull) | 0x4000ull;                       // version 4
   lo = (lo & ~(0xC000ull << 48)) | (0x8000ull << 48);       // variant 10
-  unsigned char b[16];
-  for (int i = 0; i < 8; ++i) b[i] = static_cast<unsigned char>(hi >> (56 - 8 * i));
-  for (int i = 0; i < 8; ++i) b[8 + i] = static_cast<unsigned char>(lo >> (56 - 8 * i));
-  std::string out;
-  out.reserve(36);
-  AppendHex(b, 4, &out);
-  out.push_back('-');
-  AppendHex(b + 4, 2, &out);
-  out.push_back('-');
-  AppendHex(b + 6, 2, &out);
-  out.push_back('-');
-  AppendHex(b + 8, 2, &out);
-  out.push_back('-');
-  AppendHex(b + 10, 6, &out);
-  return out;
+  // Formatted in place: one allocation (36 chars exceed the small-string
+  // buffer), no per-character appends.
+  char text[36];
+  int pos = 0;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) text[pos++] = '-';
+    uint64_t half = i < 8 ? hi : lo;
+    unsigned byte = static_cast<unsigned>(half >> (56 - 8 * (i % 8))) & 0xFF;
+    text[pos++] = kHex[byte >> 4];
+    text[pos++] = kHex[byte & 15];
+  }
+  return std::string(text, sizeof(text));
 }
 
 }  // namespace amqpgw::core

@@ -149,7 +149,11 @@ class Publisher : private ConnectionWorker::Observer {
   void OnBlocked(bool blocked, const std::string& reason) override;
 
   void Enqueue(std::shared_ptr<PublishBatch> batch);
+  // Publishes queued messages while the confirm window has room.
   void Flush();
+  void SendQueued(amqp::Connection* conn);
+  // Flush() once the tasks posted so far have run.
+  void ScheduleFlush();
   void Complete(const std::shared_ptr<PublishBatch>& batch, size_t index,
                 absl::Status status);
   void Expire(const std::shared_ptr<PublishBatch>& batch);
@@ -185,6 +189,7 @@ class Publisher : private ConnectionWorker::Observer {
   std::string checking_;  // exchange being checked, empty when none
   absl::flat_hash_set<std::string> known_exchanges_;
   bool blocked_ = false;
+  bool flush_scheduled_ = false;
   std::string blocked_reason_;
   bool draining_ = false;
   absl::Status drain_status_;

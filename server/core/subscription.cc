@@ -279,13 +279,21 @@ void Subscription::HandedOver(uint64_t delivery_id) {
   });
 }
 
-void Subscription::AckHandedOver() {
+void Subscription::AckHandedOver(bool all) {
   if (options_.ack_mode == AckMode::kClient) return;
   if (state_ != State::kActive && state_ != State::kCancelling) return;
   uint64_t handed = handed_.load();
   if (handed <= gen_base_) return;  // from a lost channel
   uint64_t tag = handed - gen_base_;
   if (tag <= acked_upto_tag_) return;
+  // Batched acks (multiple=true): one per quarter of the prefetch window
+  // while gRPC lags behind the broker, as a careful AMQP consumer does; at
+  // once when gRPC has caught up with every delivery received (nothing to
+  // batch with, and nothing stays unacked behind an idle stream). Fewer ack
+  // frames for the broker (and this thread) to process.
+  uint64_t received_tag = next_id_ - 1 - gen_base_;
+  uint64_t batch = std::max<uint64_t>(1, options_.prefetch / 4);
+  if (!all && tag < received_tag && tag - acked_upto_tag_ < batch) return;
   worker_->connection()->Ack(channel_, tag, /*multiple=*/true).IgnoreError();
   uint64_t n = tag - acked_upto_tag_;
   acked_upto_tag_ = tag;
@@ -397,7 +405,10 @@ void Subscription::Close(absl::Status status) {
       return;
     default:
       // Closing the channel cancels the consumer and requeues its unacked
-      // messages at once.
+      // messages at once: first ack those gRPC already took (AUTO, NONE),
+      // which batching may have held back.
+      AckHandedOver(/*all=*/true);
+      if (state_ == State::kEnded || state_ == State::kClosing) return;
       end_status_ = std::move(status);
       state_ = State::kClosing;
       worker_->connection()->CloseChannel(channel_).IgnoreError();

@@ -143,7 +143,8 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   void OpenChannel();
   void OnDeliver(amqp::Delivery& d);
   void OnChannelClosedByBroker(const amqp::Event& event);
-  void AckHandedOver();
+  // Acks (multiple=true) what was handed over, in batches unless `all`.
+  void AckHandedOver(bool all = false);
   void DoAck(std::vector<uint64_t> ids, AckAction action,
              absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done);
   void MaybeComplete();

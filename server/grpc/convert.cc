@@ -191,8 +191,13 @@ void ToProtoValue(const amqp::FieldValue& v, v1::FieldValue* out) {
   std::visit(Visitor{out}, v.value);
 }
 
-void SetString(const std::optional<std::string>& in, std::string* out) {
+// `field` is the proto's mutable_x accessor, called only when `in` has a
+// value: calling it allocates the field's string, and most properties are
+// unset (eight allocations per delivery saved, bench/profile.sh stream).
+template <typename MutableField>
+void SetString(const std::optional<std::string>& in, MutableField field) {
   if (!in.has_value()) return;
+  std::string* out = field();
   if (IsValidUtf8(*in)) {
     *out = *in;
   } else {
@@ -306,8 +311,10 @@ absl::StatusOr<amqp::Properties> ToAmqpProperties(
       {"app_id", p.app_id(), &out.app_id},
   };
   for (const Short& s : shorts) {
-    absl::Status st = CheckShort(absl::StrCat(field, ".", s.name), s.value);
-    if (!st.ok()) return st;
+    // The field's name is built only for the error message.
+    if (s.value.size() > kMaxShortString) {
+      return CheckShort(absl::StrCat(field, ".", s.name), s.value);
+    }
     SetOptional(s.value, s.out);
   }
   switch (p.delivery_mode()) {
@@ -365,13 +372,18 @@ absl::StatusOr<amqp::Properties> ToAmqpProperties(
 absl::StatusOr<amqp::OutgoingMessage> ToOutgoingMessage(
     const v1::PublishRequest& r, absl::string_view field,
     const Limits& limits) {
+  // Field names ("messages[12].routing_key") are built only for an error:
+  // the checks run with short names first and again with the full ones when
+  // they fail (they have no side effects).
   auto name = [&](absl::string_view f) {
     return field.empty() ? std::string(f) : absl::StrCat(field, ".", f);
   };
-  absl::Status s = ValidateName(name("exchange"), r.exchange());
-  if (!s.ok()) return s;
-  s = ValidateName(name("routing_key"), r.routing_key());
-  if (!s.ok()) return s;
+  if (!ValidateName("exchange", r.exchange()).ok()) {
+    return ValidateName(name("exchange"), r.exchange());
+  }
+  if (!ValidateName("routing_key", r.routing_key()).ok()) {
+    return ValidateName(name("routing_key"), r.routing_key());
+  }
   if (r.body().size() > limits.max_message_bytes) {
     return Invalid(name("body"),
                    absl::StrCat(r.body().size(), " bytes is more than the "
@@ -379,8 +391,11 @@ absl::StatusOr<amqp::OutgoingMessage> ToOutgoingMessage(
                                 limits.max_message_bytes, ")"));
   }
   absl::StatusOr<amqp::Properties> props =
-      ToAmqpProperties(r.properties(), name("properties"), limits);
-  if (!props.ok()) return props.status();
+      ToAmqpProperties(r.properties(), "properties", limits);
+  if (!props.ok()) {
+    return ToAmqpProperties(r.properties(), name("properties"), limits)
+        .status();
+  }
   amqp::OutgoingMessage m;
   m.exchange = r.exchange();
   m.routing_key = r.routing_key();
@@ -553,8 +568,9 @@ void ToProtoTable(const amqp::FieldTable& table, ProtoTable* out) {
 }
 
 void ToProtoProperties(const amqp::Properties& p, v1::MessageProperties* out) {
-  SetString(p.content_type, out->mutable_content_type());
-  SetString(p.content_encoding, out->mutable_content_encoding());
+  SetString(p.content_type, [out] { return out->mutable_content_type(); });
+  SetString(p.content_encoding,
+            [out] { return out->mutable_content_encoding(); });
   if (p.headers.has_value()) ToProtoTable(*p.headers, out->mutable_headers());
   if (p.delivery_mode.has_value()) {
     out->set_delivery_mode(*p.delivery_mode == 1   ? v1::TRANSIENT
@@ -562,8 +578,9 @@ void ToProtoProperties(const amqp::Properties& p, v1::MessageProperties* out) {
                                                    : v1::DELIVERY_MODE_UNSPECIFIED);
   }
   if (p.priority.has_value()) out->set_priority(*p.priority);
-  SetString(p.correlation_id, out->mutable_correlation_id());
-  SetString(p.reply_to, out->mutable_reply_to());
+  SetString(p.correlation_id,
+            [out] { return out->mutable_correlation_id(); });
+  SetString(p.reply_to, [out] { return out->mutable_reply_to(); });
   if (p.expiration.has_value()) {
     int64_t ms;
     if (absl::SimpleAtoi(*p.expiration, &ms) && ms >= 0) {
@@ -572,14 +589,14 @@ void ToProtoProperties(const amqp::Properties& p, v1::MessageProperties* out) {
                                            1000000);
     }
   }
-  SetString(p.message_id, out->mutable_message_id());
+  SetString(p.message_id, [out] { return out->mutable_message_id(); });
   if (p.timestamp.has_value()) {
     out->mutable_timestamp()->set_seconds(static_cast<int64_t>(std::min<uint64_t>(
         *p.timestamp, std::numeric_limits<int64_t>::max())));
   }
-  SetString(p.type, out->mutable_type());
-  SetString(p.user_id, out->mutable_user_id());
-  SetString(p.app_id, out->mutable_app_id());
+  SetString(p.type, [out] { return out->mutable_type(); });
+  SetString(p.user_id, [out] { return out->mutable_user_id(); });
+  SetString(p.app_id, [out] { return out->mutable_app_id(); });
 }
 
 void ToProtoDelivery(core::StreamDelivery&& d, v1::Delivery* out) {

@@ -151,7 +151,22 @@ void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
   // This thread holds the write: `this` stays alive until OnWriteDone.
   if (is_delivery) {
     // Converted here, on the thread that writes, not the broker's thread.
-    current_.Clear();
+    // The previous delivery's message objects are cleared, not freed: its
+    // Delivery and MessageProperties (and their strings' buffers) are reused,
+    // which saves several allocations per message (bench/profile.sh stream).
+    if (current_.has_delivery()) {
+      // Delivery::Clear() deletes its properties message: keep it aside.
+      v1::Delivery* d = current_.mutable_delivery();
+      v1::MessageProperties* props =
+          d->has_properties() ? d->release_properties() : nullptr;
+      d->Clear();
+      if (props != nullptr) {
+        props->Clear();
+        d->set_allocated_properties(props);
+      }
+    } else {
+      current_.Clear();
+    }
     current_delivery_id_ = delivery.delivery.delivery_id;
     ToProtoDelivery(std::move(delivery.delivery), current_.mutable_delivery());
     if (spans_ != nullptr) StartDeliverSpan(delivery.received);

@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# The gateway against direct AMQP, side by side, on one private RabbitMQ node.
+#
+#   bench/compare.sh [--reps R] [-n N] [--quick] [--out FILE] [--keep]
+#
+# Builds amqpgwd and the two load tools, starts its own RabbitMQ node and
+# daemon (nothing else on the machine is touched), runs every scenario R times
+# with the gateway and the direct rabbitmq-c runs alternating (the order
+# flips every repetition), and prints a Markdown table of medians with the
+# ratio gateway / direct and the issue's targets. Raw summary lines are
+# kept in the work folder (printed at the end) and, with --out, next to FILE.
+#
+# Options:
+#   --reps R          repetitions per scenario (default 3)
+#   -n N              messages per publish and stream run (default 100000)
+#   --sync-n N        messages per publish-sync run (default 3000)
+#   --py-n N          messages per Python run (default 20000)
+#   --idle-seconds S  how long 100 idle streams are watched (default 60)
+#   --quick           a smoke run: --reps 1 -n 20000 --sync-n 500
+#                     --py-n 5000 --idle-seconds 10
+#   --build DIR       build folder (default build); --no-build uses it as is
+#   --out FILE        also write the table (and FILE.raw, the raw lines)
+#   --keep            keep the work folder (broker logs, daemon log)
+# Environment: AMQPGWD_FLAGS adds flags to amqpgwd (e.g.
+# "--publisher_connections=2").
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+REPS=3 N=100000 SYNC_N=3000 PY_N=20000 IDLE_S=60
+BUILD=$ROOT/build DO_BUILD=1 OUT="" KEEP=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --reps) REPS=$2; shift 2 ;;
+    -n) N=$2; shift 2 ;;
+    --sync-n) SYNC_N=$2; shift 2 ;;
+    --py-n) PY_N=$2; shift 2 ;;
+    --idle-seconds) IDLE_S=$2; shift 2 ;;
+    --quick) REPS=1 N=20000 SYNC_N=500 PY_N=5000 IDLE_S=10; shift ;;
+    --build) BUILD=$(realpath -m "$2"); shift 2 ;;
+    --no-build) DO_BUILD=0; shift ;;
+    --out) OUT=$(realpath -m "$2"); shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+log() { echo "compare: $*" >&2; }
+
+"$ROOT/scripts/bootstrap.sh"
+if [ "$DO_BUILD" = 1 ]; then
+  if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
+  fi
+  log "building amqpgwd, amqpgw-bench, amqpgw-bench-direct"
+  # -j2: the machine is shared; the benchmark itself wants the cores.
+  cmake --build "$BUILD" -j2 \
+    --target amqpgwd amqpgw-bench amqpgw-bench-direct >/dev/null
+fi
+GWD=$BUILD/server/amqpgwd
+GBENCH=$BUILD/bench/amqpgw-bench
+DBENCH=$BUILD/bench/amqpgw-bench-direct
+NODE=$ROOT/tests/support/rabbitmq-node.sh
+PY=/usr/bin/python3  # Debian's, with python3-grpcio and python3-aio-pika
+
+WORK=$(mktemp -d /tmp/amqpgw-bench.XXXXXX)
+RAW=$WORK/results.txt
+: > "$RAW"
+GW_PID=""
+cleanup() {
+  if [ -n "$GW_PID" ] && kill -0 "$GW_PID" 2>/dev/null; then
+    kill -TERM "$GW_PID" 2>/dev/null || true
+    wait "$GW_PID" 2>/dev/null || true
+  fi
+  "$NODE" stop "$WORK/rabbitmq" >/dev/null 2>&1 || true
+  if [ "$KEEP" = 1 ]; then log "work folder kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "starting a private RabbitMQ node in $WORK/rabbitmq"
+URI=$("$NODE" start "$WORK/rabbitmq" | tail -n 1)
+BROKER_PID=$(cat "$WORK/rabbitmq/rabbitmq.pid")
+
+log "starting amqpgwd"
+# shellcheck disable=SC2086
+"$GWD" --broker="$URI" --listen=127.0.0.1:0 ${AMQPGWD_FLAGS:-} \
+  > "$WORK/amqpgwd.log" 2>&1 &
+GW_PID=$!
+PORT=""
+for _ in $(seq 1 300); do
+  PORT=$(grep -o 'gRPC; port [0-9]*' "$WORK/amqpgwd.log" | grep -o '[0-9]*$' || true)
+  [ -n "$PORT" ] && grep -q 'session: READY' "$WORK/amqpgwd.log" && break
+  kill -0 "$GW_PID" 2>/dev/null || { cat "$WORK/amqpgwd.log" >&2; exit 1; }
+  sleep 0.1  # polling a condition with a deadline
+done
+[ -n "$PORT" ] || { log "amqpgwd did not start"; cat "$WORK/amqpgwd.log" >&2; exit 1; }
+SERVER=127.0.0.1:$PORT
+sleep 1  # let start-up settle before reading the idle RSS
+IDLE_RSS_KB=$(awk '/^VmRSS:/ {print $2}' "/proc/$GW_PID/status")
+
+# Python stubs, generated at run time.
+mkdir -p "$WORK/py"
+/usr/bin/protoc -I"$ROOT/proto" --python_out="$WORK/py" --grpc_python_out="$WORK/py" \
+  --plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin amqpgw/v1/gateway.proto
+
+Q=amqpgw-bench
+COMMON_G=(--server "$SERVER" --queue "$Q" --gateway_pid "$GW_PID" --broker_pid "$BROKER_PID")
+COMMON_D=(--broker "$URI" --queue "$Q" --broker_pid "$BROKER_PID")
+
+# run SCENARIO COMMAND...: one measured run; its summary line goes to $RAW.
+run() {
+  local scenario=$1; shift
+  local line
+  if line=$("$@" 2> "$WORK/last.err" | tail -n 1) && [ -n "$line" ]; then
+    echo "scenario=$scenario $line" >> "$RAW"
+    log "$scenario: $(echo "$line" | grep -o 'tool=[^ ]*') $(echo "$line" | grep -o 'msgs_per_s=[^ ]*') $(echo "$line" | grep -o 'p50_us=[^ ]*' || true)"
+  else
+    echo "scenario=$scenario failed=1 cmd=$(basename "$1")" >> "$RAW"
+    log "$scenario: FAILED: $*"; cat "$WORK/last.err" >&2
+  fi
+}
+# The queue holds exactly N fresh messages (not timed).
+fill() {
+  "$DBENCH" publish "${COMMON_D[@]}" -n "$1" --window 1024 --purge >/dev/null
+}
+
+log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- Idle: resources with no traffic (first, on a fresh daemon). ---
+log "idle: 100 open streams for ${IDLE_S}s"
+run idle100 "$GBENCH" streams --server "$SERVER" --queue "$Q" --gateway_pid "$GW_PID" \
+  --streams 100 --duration "$IDLE_S"
+log "1000 open streams on 1000 queues"
+run streams1000 "$GBENCH" streams --server "$SERVER" --queue "$Q" --gateway_pid "$GW_PID" \
+  --streams 1000 --duration 10
+
+# --- Warm-up (not recorded): broker, daemon, both tools. ---
+log "warm-up"
+"$DBENCH" publish "${COMMON_D[@]}" -n 20000 --purge >/dev/null
+"$GBENCH" publish-batch "${COMMON_G[@]}" -n 20000 --purge >/dev/null
+"$GBENCH" publish "${COMMON_G[@]}" -n 5000 --concurrency 64 --purge >/dev/null
+
+for rep in $(seq 1 "$REPS"); do
+  log "repetition $rep of $REPS"
+  # Publishing: PublishBatch 256 and unary Publish x64 against a window of
+  # 256, persistent 100-byte messages, confirmed.
+  pub_g_batch() { run pub_batch "$GBENCH" publish-batch "${COMMON_G[@]}" -n "$N" --batch 256 --purge; }
+  pub_g_unary() { run pub_unary "$GBENCH" publish "${COMMON_G[@]}" -n "$N" --concurrency 64 --purge; }
+  pub_d() { run pub_direct "$DBENCH" publish "${COMMON_D[@]}" -n "$N" --window 256 --purge; }
+  sync_g() { run sync_gateway "$GBENCH" publish-sync "${COMMON_G[@]}" -n "$SYNC_N" --purge; }
+  sync_d() { run sync_direct "$DBENCH" publish-sync "${COMMON_D[@]}" -n "$SYNC_N" --purge; }
+  stream_g() { fill "$N"; run stream_gateway "$GBENCH" stream "${COMMON_G[@]}" -n "$N" --prefetch 1000 --ack auto; }
+  stream_d() { fill "$N"; run stream_direct "$DBENCH" stream "${COMMON_D[@]}" -n "$N" --prefetch 1000; }
+  py_g() {
+    fill "$PY_N"
+    run py_grpc env PYTHONPATH="$WORK/py" "$PY" "$ROOT/bench/python/grpc_stream.py" \
+      --server "$SERVER" --queue "$Q" -n "$PY_N" --prefetch 1000 --gateway_pid "$GW_PID"
+  }
+  py_d() {
+    fill "$PY_N"
+    run py_aiopika "$PY" "$ROOT/bench/python/aiopika_consume.py" \
+      --broker "$URI" --queue "$Q" -n "$PY_N" --prefetch 1000
+  }
+  if [ $((rep % 2)) = 1 ]; then
+    pub_g_batch; pub_d; pub_g_unary
+    sync_g; sync_d
+    stream_g; stream_d
+    py_g; py_d
+  else
+    pub_g_unary; pub_d; pub_g_batch
+    sync_d; sync_g
+    stream_d; stream_g
+    py_d; py_g
+  fi
+done
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+MACHINE="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), $(uname -sr)"
+TABLE=$("$PY" - "$RAW" <<PYEOF
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    kv = dict(p.split("=", 1) for p in line.split())
+    rows.setdefault(kv["scenario"], []).append(kv)
+
+def med(scenario, key):
+    vals = [float(r[key]) for r in rows.get(scenario, []) if key in r and "failed" not in r]
+    return statistics.median(vals) if vals else None
+
+def fmt(v, unit="", dec=0):
+    if v is None:
+        return "n/a"
+    return f"{v:,.{dec}f}{unit}"
+
+def verdict(ok):
+    return "n/a" if ok is None else ("met" if ok else "**missed**")
+
+out = []
+out.append("| Scenario | Gateway | Direct / baseline | Gateway vs direct | Target | |")
+out.append("| --- | ---: | ---: | ---: | --- | --- |")
+def ratio_row(name, g, d, target):
+    gv, dv = med(g, "msgs_per_s"), med(d, "msgs_per_s")
+    r = gv / dv if gv and dv else None
+    out.append(f"| {name} | {fmt(gv, ' msg/s')} | {fmt(dv, ' msg/s')} | {fmt(r, '', 2)} | >= {target} | {verdict(None if r is None else r >= target)} |")
+ratio_row("PublishBatch, batch 256, persistent 100 B (direct: confirm window 256)", "pub_batch", "pub_direct", 0.9)
+ratio_row("Publish, 64 concurrent callers (direct: window 256)", "pub_unary", "pub_direct", 0.8)
+gp, dp = med("sync_gateway", "p50_us"), med("sync_direct", "p50_us")
+diff = gp - dp if gp is not None and dp is not None else None
+out.append(f"| publish-sync p50 latency (direct: window 1) | {fmt(gp, ' us')} | {fmt(dp, ' us')} | {fmt(diff, ' us')} | <= +150 us | {verdict(None if diff is None else diff <= 150)} |")
+ratio_row("StreamMessages, prefetch 1000, AUTO ack (direct: basic.consume prefetch 1000, manual acks)", "stream_gateway", "stream_direct", 0.9)
+for name, s in (("PublishBatch", "pub_batch"), ("StreamMessages", "stream_gateway"), ("Publish x64 (no target)", "pub_unary")):
+    c = med(s, "gw_cpu_us_per_msg")
+    target = None if "no target" in name else 25
+    out.append(f"| Gateway CPU per message, {name} | {fmt(c, ' us', 1)} | | | {'<= 25 us' if target else ''} | {verdict(None if c is None or target is None else c <= target)} |")
+idle = med("idle100", "gw_cpu_pct")
+out.append(f"| Idle CPU, 100 open streams, ${IDLE_S} s | {fmt(idle, ' % of a core', 2)} | | | < 0.5 % | {verdict(None if idle is None else idle < 0.5)} |")
+rss_idle = ${IDLE_RSS_KB} / 1024
+out.append(f"| RSS idle (after start-up) | {fmt(rss_idle, ' MB', 1)} | | | < 40 MB | {verdict(rss_idle < 40)} |")
+r100 = med("idle100", "gw_rss_open_mb")
+out.append(f"| RSS with 100 open idle streams | {fmt(r100, ' MB', 1)} | | | < 40 MB | {verdict(None if r100 is None else r100 < 40)} |")
+r1000 = med("streams1000", "gw_rss_open_mb")
+out.append(f"| RSS with 1,000 open streams on 1,000 queues | {fmt(r1000, ' MB', 1)} | | | < 300 MB | {verdict(None if r1000 is None else r1000 < 300)} |")
+pg, pd = med("py_grpc", "msgs_per_s"), med("py_aiopika", "msgs_per_s")
+pr = pg / pd if pg and pd else None
+out.append(f"| Python: grpcio StreamMessages vs aio-pika consumer (prefetch 1000) | {fmt(pg, ' msg/s')} | {fmt(pd, ' msg/s')} | {fmt(pr, 'x', 1)} | >= 3x | {verdict(None if pr is None else pr >= 3)} |")
+out.append("")
+out.append("Medians per scenario (CPU in microseconds per message; latency per call):")
+out.append("")
+out.append("| Run | msg/s | p50 us | p99 us | p999 us | gateway CPU | broker CPU | client CPU | gateway peak RSS MB | runs |")
+out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for s in ("pub_batch", "pub_unary", "pub_direct", "sync_gateway", "sync_direct", "stream_gateway", "stream_direct", "py_grpc", "py_aiopika"):
+    if s not in rows:
+        continue
+    n = len([r for r in rows[s] if "failed" not in r])
+    bad = len(rows[s]) - n
+    cells = [fmt(med(s, "msgs_per_s")), fmt(med(s, "p50_us"), "", 0), fmt(med(s, "p99_us"), "", 0),
+             fmt(med(s, "p999_us"), "", 0), fmt(med(s, "gw_cpu_us_per_msg"), "", 1),
+             fmt(med(s, "broker_cpu_us_per_msg"), "", 1), fmt(med(s, "client_cpu_us_per_msg"), "", 1),
+             fmt(med(s, "gw_rss_peak_mb"), "", 1)]
+    out.append(f"| {s} | " + " | ".join(cells) + f" | {n}{' (' + str(bad) + ' failed)' if bad else ''} |")
+print("\n".join(out))
+PYEOF
+)
+
+{
+  echo "bench/compare.sh --reps $REPS -n $N --sync-n $SYNC_N --py-n $PY_N --idle-seconds $IDLE_S${AMQPGWD_FLAGS:+ (AMQPGWD_FLAGS=$AMQPGWD_FLAGS)}"
+  echo "Machine: $MACHINE; load average $LOAD_START at start, $LOAD_END at end"
+  echo "RabbitMQ $("$NODE" ctl "$WORK/rabbitmq" version 2>/dev/null | tail -n 1), amqpgwd defaults unless AMQPGWD_FLAGS"
+  echo
+  echo "$TABLE"
+} > "$WORK/table.md"
+echo
+cat "$WORK/table.md"
+echo
+echo "Raw summary lines:"
+cat "$RAW"
+if [ -n "$OUT" ]; then
+  cp "$WORK/table.md" "$OUT"
+  cp "$RAW" "$OUT.raw"
+  log "table written to $OUT (raw lines: $OUT.raw)"
+fi

@@ -1,0 +1,563 @@
+// amqpgw-bench: a gRPC load generator for amqpgwd. One key=value summary line
+// per run, the same keys as amqpgw-bench-direct, plus the gateway's CPU time
+// per message and peak RSS (from /proc of --gateway_pid).
+//
+// Publishing modes drive C concurrent calls from one thread through a
+// CompletionQueue (the client stays cheap, so that the broker and the gateway
+// get the machine). `stream` reads one StreamMessages call.
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "amqpgw/v1/gateway.grpc.pb.h"
+#include "bench/common.h"
+
+namespace amqpgw::bench {
+namespace {
+
+namespace v1 = ::amqpgw::v1;
+
+constexpr char kUsage[] =
+    R"(amqpgw-bench MODE [flags]: load through amqpgwd (gRPC).
+
+Modes:
+  publish        unary Publish, --concurrency C calls in flight
+  publish-batch  PublishBatch of --batch B messages, --concurrency C calls
+  publish-sync   one Publish at a time (latency p50/p99/p999)
+  stream         StreamMessages with --prefetch and --ack; --fill first
+                 publishes N messages (not timed)
+  streams        --streams K idle streams on K queues for --duration: the
+                 gateway's CPU and RSS with many open streams
+
+Flags:
+  --server HOST:PORT  the gateway (default 127.0.0.1:50051)
+  --queue NAME        durable queue, declared if missing (amqpgw-bench)
+  -n N                messages (default 100000; 100k and 1m work)
+  --size S            body bytes (default 100)
+  --transient         TRANSIENT delivery (default PERSISTENT)
+  --concurrency C     calls in flight (default 1; publish-sync: always 1)
+  --batch B           publish-batch: messages per call (default 256)
+  --prefetch P        stream: prefetch (default 1000)
+  --ack MODE          stream: auto, client or none (default auto)
+  --ack_batch K       stream --ack client: ids per Ack call (default P/4)
+  --fill              stream: publish N messages first (PublishBatch)
+  --purge             purge the queue before the run
+  --warmup M          publish modes: M messages first, not timed
+  --streams K         streams: how many (default 100)
+  --duration D        streams: seconds to measure (default 60)
+  --gateway_pid PID   report the gateway's CPU per message and peak RSS
+  --broker_pid PID    the same for the broker
+  --label TEXT        echoed in the summary
+)";
+
+struct Options {
+  std::string server;
+  std::string queue;
+  int64_t n;
+  int64_t size;
+  bool persistent;
+  int64_t concurrency;
+  int64_t batch;
+  int64_t prefetch;
+  std::string ack;
+  int64_t ack_batch;
+  bool fill;
+  bool purge;
+  int64_t warmup;
+  int64_t streams;
+  double duration;
+  pid_t gateway_pid;
+  pid_t broker_pid;
+  std::string label;
+};
+
+[[noreturn]] void Fatal(const std::string& what) {
+  std::fprintf(stderr, "amqpgw-bench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& server,
+                                           int index) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  args.SetMaxSendMessageSize(64 << 20);
+  // A distinct argument gives each channel its own connection.
+  args.SetInt("amqpgw.bench.channel", index);
+  return grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(),
+                                   args);
+}
+
+std::chrono::system_clock::time_point In(absl::Duration d) {
+  return absl::ToChronoTime(absl::Now() + d);
+}
+
+void CheckOk(const grpc::Status& s, const std::string& what) {
+  if (!s.ok()) {
+    Fatal(absl::StrCat(what, ": ", static_cast<int>(s.error_code()), " ",
+                       s.error_message()));
+  }
+}
+
+// Waits until the gateway is READY, then declares (and maybe purges) the queue.
+void Prepare(v1::Gateway::Stub& stub, const std::string& queue, bool purge,
+             bool durable = true) {
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(absl::Seconds(60)));
+    v1::ConnectRequest req;
+    req.mutable_wait()->set_seconds(55);
+    v1::ConnectResponse resp;
+    CheckOk(stub.Connect(&ctx, req, &resp), "Connect");
+    if (resp.connection().state() != v1::ConnectionInfo::READY) {
+      Fatal("the gateway is not READY: " + resp.connection().last_error());
+    }
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(absl::Seconds(30)));
+    v1::DeclareQueueRequest req;
+    req.set_name(queue);
+    req.set_durable(durable);
+    v1::DeclareQueueResponse resp;
+    CheckOk(stub.DeclareQueue(&ctx, req, &resp), "DeclareQueue " + queue);
+  }
+  if (purge) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(absl::Seconds(60)));
+    v1::PurgeQueueRequest req;
+    req.set_name(queue);
+    v1::PurgeQueueResponse resp;
+    CheckOk(stub.PurgeQueue(&ctx, req, &resp), "PurgeQueue");
+  }
+}
+
+v1::PublishRequest MakeMessage(const Options& o) {
+  v1::PublishRequest m;
+  m.set_routing_key(o.queue);
+  m.set_body(MakeBody(static_cast<size_t>(o.size)));
+  m.mutable_properties()->set_delivery_mode(o.persistent ? v1::PERSISTENT
+                                                         : v1::TRANSIENT);
+  return m;
+}
+
+struct PublishResult {
+  uint64_t ok = 0;
+  uint64_t errors = 0;
+  std::string first_error;
+};
+
+// Publishes `n` messages as calls of `batch` messages (batch 0: unary
+// Publish), `concurrency` calls in flight, from this thread.
+PublishResult DrivePublish(v1::Gateway::Stub& stub, const Options& o, int64_t n,
+                           int64_t batch, int64_t concurrency, Latencies* lat) {
+  const v1::PublishRequest message = MakeMessage(o);
+  v1::PublishBatchRequest batch_request;
+  for (int64_t i = 0; i < std::max<int64_t>(batch, 1); ++i) {
+    *batch_request.add_messages() = message;
+  }
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::PublishResponse response;
+    v1::PublishBatchResponse batch_response;
+    grpc::Status status;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<v1::PublishResponse>> one;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<v1::PublishBatchResponse>>
+        many;
+    int64_t started = 0;
+    int64_t count = 0;
+  };
+  grpc::CompletionQueue cq;
+  PublishResult result;
+  int64_t issued = 0, in_flight = 0;
+  auto start = [&]() {
+    int64_t count = batch > 0 ? std::min(batch, n - issued) : 1;
+    auto* call = new Call();
+    call->count = count;
+    call->ctx.set_deadline(In(absl::Seconds(120)));
+    call->started = NowNs();
+    if (batch > 0) {
+      if (count == batch) {
+        call->many = stub.AsyncPublishBatch(&call->ctx, batch_request, &cq);
+      } else {
+        v1::PublishBatchRequest last;
+        for (int64_t i = 0; i < count; ++i) *last.add_messages() = message;
+        call->many = stub.AsyncPublishBatch(&call->ctx, last, &cq);
+      }
+      call->many->Finish(&call->batch_response, &call->status, call);
+    } else {
+      call->one = stub.AsyncPublish(&call->ctx, message, &cq);
+      call->one->Finish(&call->response, &call->status, call);
+    }
+    issued += count;
+    ++in_flight;
+  };
+  while (issued < n && in_flight < concurrency) start();
+  void* tag;
+  bool ok;
+  while (in_flight > 0 && cq.Next(&tag, &ok)) {
+    auto* call = static_cast<Call*>(tag);
+    --in_flight;
+    if (lat != nullptr) lat->Add(NowNs() - call->started);
+    if (!call->status.ok()) {
+      result.errors += static_cast<uint64_t>(call->count);
+      if (result.first_error.empty()) {
+        result.first_error = call->status.error_message();
+      }
+    } else if (batch > 0) {
+      result.ok += call->batch_response.ok_count();
+      uint64_t bad =
+          static_cast<uint64_t>(call->count) - call->batch_response.ok_count();
+      result.errors += bad;
+      if (bad > 0 && result.first_error.empty()) {
+        for (const auto& r : call->batch_response.results()) {
+          if (r.code() != 0) {
+            result.first_error = r.error();
+            break;
+          }
+        }
+      }
+    } else {
+      ++result.ok;
+    }
+    delete call;
+    if (issued < n) start();
+  }
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return result;
+}
+
+int RunPublish(const Options& o, const std::string& mode) {
+  auto stub = v1::Gateway::NewStub(MakeChannel(o.server, 0));
+  Prepare(*stub, o.queue, o.purge);
+  int64_t batch = mode == "publish-batch" ? o.batch : 0;
+  int64_t concurrency = mode == "publish-sync" ? 1 : o.concurrency;
+  if (o.warmup > 0)
+    DrivePublish(*stub, o, o.warmup, batch, concurrency, nullptr);
+
+  ProcWatch gateway(o.gateway_pid), broker(o.broker_pid);
+  Latencies lat;
+  gateway.Start();
+  broker.Start();
+  double cpu0 = SelfCpuSeconds();
+  absl::Time start = absl::Now();
+  PublishResult r = DrivePublish(*stub, o, o.n, batch, concurrency, &lat);
+  absl::Duration elapsed = absl::Now() - start;
+  double client_cpu = SelfCpuSeconds() - cpu0;
+  gateway.Stop();
+  broker.Stop();
+
+  Summary s;
+  s.Set("tool", "gateway").Set("mode", mode);
+  if (!o.label.empty()) s.Set("label", o.label);
+  s.Set("n", o.n).Set("size", o.size).Set("persistent", o.persistent ? 1 : 0);
+  if (batch > 0) s.Set("batch", batch);
+  s.Set("concurrency", concurrency);
+  s.Set("ok", static_cast<int64_t>(r.ok))
+      .Set("errors", static_cast<int64_t>(r.errors));
+  AddThroughput(s, static_cast<uint64_t>(o.n), elapsed);
+  // Per call: for publish-batch the latency of a whole batch.
+  s.Set("p50_us", lat.PercentileUs(0.5), 1)
+      .Set("p99_us", lat.PercentileUs(0.99), 1)
+      .Set("p999_us", lat.PercentileUs(0.999), 1);
+  s.Set("client_cpu_us_per_msg", client_cpu * 1e6 / static_cast<double>(o.n),
+        2);
+  AddProcess(s, "gw", gateway, static_cast<uint64_t>(o.n), elapsed);
+  AddProcess(s, "broker", broker, static_cast<uint64_t>(o.n), elapsed);
+  s.Print();
+  if (r.errors > 0) {
+    std::fprintf(stderr, "amqpgw-bench: %llu errors, first: %s\n",
+                 static_cast<unsigned long long>(r.errors),
+                 r.first_error.c_str());
+    return 1;
+  }
+  return 0;
+}
+
+// Sends Ack calls for CLIENT streams without blocking the reader.
+class Acker {
+ public:
+  explicit Acker(v1::Gateway::Stub* stub) : stub_(stub) {}
+  ~Acker() { Wait(); }
+
+  void Ack(const std::string& subscription, std::vector<uint64_t> ids) {
+    struct Call {
+      grpc::ClientContext ctx;
+      v1::AckRequest req;
+      v1::AckResponse resp;
+    };
+    auto* call = new Call();
+    call->ctx.set_deadline(In(absl::Seconds(60)));
+    call->req.set_subscription_id(subscription);
+    for (uint64_t id : ids) call->req.add_delivery_ids(id);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++pending_;
+    }
+    stub_->async()->Ack(&call->ctx, &call->req, &call->resp,
+                        [this, call](grpc::Status s) {
+                          if (!s.ok()) Fatal("Ack: " + s.error_message());
+                          delete call;
+                          std::lock_guard<std::mutex> lock(mu_);
+                          if (--pending_ == 0) cv_.notify_all();
+                        });
+  }
+
+  void Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return pending_ == 0; });
+  }
+
+ private:
+  v1::Gateway::Stub* stub_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int pending_ = 0;
+};
+
+int RunStream(const Options& o) {
+  auto stub = v1::Gateway::NewStub(MakeChannel(o.server, 0));
+  Prepare(*stub, o.queue, o.purge);
+  if (o.fill) {
+    PublishResult r = DrivePublish(*stub, o, o.n, 1000, 2, nullptr);
+    if (r.errors > 0) Fatal("--fill: " + r.first_error);
+  }
+  v1::StreamMessagesRequest req;
+  req.set_queue(o.queue);
+  req.set_prefetch(static_cast<uint32_t>(o.prefetch));
+  req.set_max_messages(static_cast<uint64_t>(o.n));
+  req.set_ack_mode(o.ack == "client" ? v1::StreamMessagesRequest::CLIENT
+                   : o.ack == "none" ? v1::StreamMessagesRequest::NONE
+                                     : v1::StreamMessagesRequest::AUTO);
+
+  ProcWatch gateway(o.gateway_pid), broker(o.broker_pid);
+  Acker acker(stub.get());
+  gateway.Start();
+  broker.Start();
+  double cpu0 = SelfCpuSeconds();
+  absl::Time start = absl::Now();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(absl::Minutes(30)));
+  std::unique_ptr<grpc::ClientReader<v1::StreamMessagesResponse>> reader =
+      stub->StreamMessages(&ctx, req);
+  v1::StreamMessagesResponse event;
+  int64_t got = 0;
+  uint64_t bytes = 0;
+  std::string subscription;
+  std::vector<uint64_t> ids;
+  absl::Time last_delivery;
+  while (reader->Read(&event)) {
+    if (event.has_subscribed()) {
+      subscription = event.subscribed().subscription_id();
+      continue;
+    }
+    if (!event.has_delivery()) continue;
+    ++got;
+    bytes += event.delivery().body().size();
+    if (o.ack == "client") {
+      ids.push_back(event.delivery().delivery_id());
+      if (static_cast<int64_t>(ids.size()) >= o.ack_batch || got == o.n) {
+        acker.Ack(subscription, std::move(ids));
+        ids.clear();
+      }
+    }
+    if (got == o.n) last_delivery = absl::Now();
+  }
+  grpc::Status status = reader->Finish();
+  acker.Wait();
+  // Throughput up to the last delivery (as the direct tool); the gateway's
+  // CPU until the stream ended (its last acks included).
+  absl::Duration elapsed = (got == o.n ? last_delivery : absl::Now()) - start;
+  double client_cpu = SelfCpuSeconds() - cpu0;
+  gateway.Stop();
+  broker.Stop();
+  if (!status.ok()) {
+    Fatal(absl::StrCat("StreamMessages ended ",
+                       static_cast<int>(status.error_code()), ": ",
+                       status.error_message(), " after ", got, " deliveries"));
+  }
+
+  Summary s;
+  s.Set("tool", "gateway").Set("mode", "stream");
+  if (!o.label.empty()) s.Set("label", o.label);
+  s.Set("n", o.n).Set("size", o.size).Set("persistent", o.persistent ? 1 : 0);
+  s.Set("prefetch", o.prefetch).Set("ack", o.ack);
+  if (o.ack == "client") s.Set("ack_batch", o.ack_batch);
+  s.Set("ok", got).Set("errors", o.n - got);
+  AddThroughput(s, static_cast<uint64_t>(got), elapsed);
+  s.Set("client_cpu_us_per_msg", client_cpu * 1e6 / static_cast<double>(got),
+        2);
+  AddProcess(s, "gw", gateway, static_cast<uint64_t>(got), elapsed);
+  AddProcess(s, "broker", broker, static_cast<uint64_t>(got), elapsed);
+  s.Print();
+  return got == o.n ? 0 : 1;
+}
+
+// One idle stream: counts `subscribed`, ends when cancelled.
+class IdleStream : public grpc::ClientReadReactor<v1::StreamMessagesResponse> {
+ public:
+  IdleStream(v1::Gateway::Stub* stub, const std::string& queue,
+             std::atomic<int>* subscribed, std::atomic<int>* done)
+      : subscribed_(subscribed), done_(done) {
+    req_.set_queue(queue);
+    req_.set_prefetch(100);
+    stub->async()->StreamMessages(&ctx_, &req_, this);
+    StartRead(&event_);
+    StartCall();
+  }
+  void Cancel() { ctx_.TryCancel(); }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    if (event_.has_subscribed()) subscribed_->fetch_add(1);
+    StartRead(&event_);
+  }
+  void OnDone(const grpc::Status& s) override {
+    status_ = s;
+    done_->fetch_add(1);
+  }
+  const grpc::Status& status() const { return status_; }
+
+ private:
+  grpc::ClientContext ctx_;
+  v1::StreamMessagesRequest req_;
+  v1::StreamMessagesResponse event_;
+  std::atomic<int>* subscribed_;
+  std::atomic<int>* done_;
+  grpc::Status status_;
+};
+
+bool WaitUntil(const std::function<bool()>& cond, absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (!cond()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(10));  // polling with a deadline
+  }
+  return true;
+}
+
+int RunStreams(const Options& o) {
+  // 100 streams per HTTP/2 connection, like a fleet of clients would.
+  constexpr int kPerChannel = 100;
+  std::vector<std::unique_ptr<v1::Gateway::Stub>> stubs;
+  for (int64_t i = 0; i < (o.streams + kPerChannel - 1) / kPerChannel; ++i) {
+    stubs.push_back(
+        v1::Gateway::NewStub(MakeChannel(o.server, static_cast<int>(i))));
+  }
+  ProcWatch gateway(o.gateway_pid);
+  double rss_before = gateway.RssMb();
+  std::vector<std::string> queues;
+  for (int64_t i = 0; i < o.streams; ++i) {
+    queues.push_back(absl::StrCat(o.queue, "-idle-", i));
+    Prepare(*stubs[0], queues.back(), /*purge=*/false, /*durable=*/false);
+  }
+  std::atomic<int> subscribed{0}, done{0};
+  std::vector<std::unique_ptr<IdleStream>> streams;
+  absl::Time open_start = absl::Now();
+  for (int64_t i = 0; i < o.streams; ++i) {
+    streams.push_back(std::make_unique<IdleStream>(
+        stubs[static_cast<size_t>(i / kPerChannel)].get(), queues[i],
+        &subscribed, &done));
+  }
+  if (!WaitUntil([&] { return subscribed.load() == o.streams; },
+                 absl::Seconds(120))) {
+    Fatal(absl::StrCat("only ", subscribed.load(), " of ", o.streams,
+                       " streams subscribed (", done.load(), " ended)"));
+  }
+  absl::Duration open_time = absl::Now() - open_start;
+  absl::SleepFor(absl::Seconds(1));  // let the opening settle
+  gateway.Start();
+  absl::Time start = absl::Now();
+  absl::SleepFor(absl::Seconds(o.duration));
+  absl::Duration elapsed = absl::Now() - start;
+  gateway.Stop();
+  double rss_open = gateway.RssMb();
+  for (auto& s : streams) s->Cancel();
+  WaitUntil([&] { return done.load() == o.streams; }, absl::Seconds(60));
+  for (const std::string& q : queues) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(absl::Seconds(30)));
+    v1::DeleteQueueRequest req;
+    req.set_name(q);
+    v1::DeleteQueueResponse resp;
+    stubs[0]->DeleteQueue(&ctx, req, &resp);
+  }
+
+  Summary s;
+  s.Set("tool", "gateway").Set("mode", "streams");
+  if (!o.label.empty()) s.Set("label", o.label);
+  s.Set("streams", o.streams).Set("subscribed", subscribed.load());
+  s.Set("open_s", absl::ToDoubleSeconds(open_time), 2);
+  s.Set("duration_s", absl::ToDoubleSeconds(elapsed), 1);
+  if (gateway.enabled()) {
+    s.Set("gw_cpu_pct",
+          100.0 * gateway.cpu_seconds() / absl::ToDoubleSeconds(elapsed), 2);
+    s.Set("gw_rss_before_mb", rss_before, 1);
+    s.Set("gw_rss_open_mb", rss_open, 1);
+    s.Set("gw_rss_peak_mb", gateway.peak_rss_mb(), 1);
+  }
+  s.Print();
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  Flags f(argc, argv, kUsage);
+  Options o;
+  o.server = f.Str("server", "127.0.0.1:50051");
+  o.queue = f.Str("queue", "amqpgw-bench");
+  o.n = f.Int("n", 100000);
+  o.size = f.Int("size", 100);
+  o.persistent = !f.Bool("transient", false);
+  o.concurrency = f.Int("concurrency", 1);
+  o.batch = f.Int("batch", 256);
+  o.prefetch = f.Int("prefetch", 1000);
+  o.ack = f.Str("ack", "auto");
+  o.ack_batch = f.Int("ack_batch", std::max<int64_t>(1, o.prefetch / 4));
+  o.fill = f.Bool("fill", false);
+  o.purge = f.Bool("purge", false);
+  o.warmup = f.Int("warmup", 0);
+  o.streams = f.Int("streams", 100);
+  o.duration = f.Double("duration", 60);
+  o.gateway_pid = static_cast<pid_t>(f.Int("gateway_pid", 0));
+  o.broker_pid = static_cast<pid_t>(f.Int("broker_pid", 0));
+  o.label = f.Str("label", "");
+  f.CheckAllUsed();
+  if (o.ack != "auto" && o.ack != "client" && o.ack != "none") {
+    f.Die("--ack: auto, client or none");
+  }
+  if (o.n <= 0 || o.concurrency <= 0 || o.batch <= 0 || o.batch > 10000 ||
+      o.prefetch <= 0 || o.prefetch > 65535 || o.ack_batch <= 0 ||
+      o.streams <= 0) {
+    f.Die(
+        "-n, --concurrency, --batch (<= 10000), --prefetch, --ack_batch "
+        "and --streams must be positive");
+  }
+  const std::string& mode = f.mode();
+  if (mode == "publish" || mode == "publish-batch" || mode == "publish-sync") {
+    return RunPublish(o, mode);
+  }
+  if (mode == "stream") return RunStream(o);
+  if (mode == "streams") return RunStreams(o);
+  f.Die("unknown mode " + mode);
+}
+
+}  // namespace
+}  // namespace amqpgw::bench
+
+int main(int argc, char** argv) {
+  // As amqpgwd does: no debug-mode deadlock detection in Debian's Abseil
+  // (gRPC's locks are absl::Mutex), so the load generator stays cheap.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  return amqpgw::bench::Main(argc, argv);
+}
