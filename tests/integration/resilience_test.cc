@@ -131,6 +131,11 @@ TEST_F(ProxyTest, StalledLinkIsDetectedByHeartbeats) {
   const absl::Duration heartbeat = absl::Seconds(1);
   auto g = Start(heartbeat);
   std::string q = Declare(*g, "stall");
+  v1::PublishRequest pub;
+  pub.set_routing_key(q);
+  v1::PublishResponse resp;
+  // The link stalls while the session is in use (publisher set up).
+  ASSERT_TRUE(g->stub().Publish(Ctx().get(), pub, &resp).ok());
   absl::Time stalled_at = absl::Now();
   proxy_->StallAll();
   // The broker neither answers nor closes: only missed heartbeats tell.
@@ -142,9 +147,6 @@ TEST_F(ProxyTest, StalledLinkIsDetectedByHeartbeats) {
   ASSERT_TRUE(g->WaitReady(absl::Seconds(30)));
   EXPECT_THAT(Status(*g).connection().last_error(), HasSubstr("heartbeat"));
   // Publishing works again over new connections.
-  v1::PublishRequest pub;
-  pub.set_routing_key(q);
-  v1::PublishResponse resp;
   EXPECT_TRUE(g->stub().Publish(Ctx().get(), pub, &resp).ok());
   proxy_->CutAll();  // release the stalled sockets
 }
