@@ -85,7 +85,7 @@ BROKER_PID=$(cat "$WORK/rabbitmq/rabbitmq.pid")
 
 log "starting amqpgwd"
 # shellcheck disable=SC2086
-"$GWD" --broker="$URI" --listen=127.0.0.1:0 ${AMQPGWD_FLAGS:-} \
+"$GWD" --broker="$URI" --listen=127.0.0.1:0 --http_listen= ${AMQPGWD_FLAGS:-} \
   > "$WORK/amqpgwd.log" 2>&1 &
 GW_PID=$!
 PORT=""

@@ -50,7 +50,7 @@ if [ -z "$BROKER" ]; then
 fi
 
 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.%p" \
-  "$BUILD/server/amqpgwd" --broker="$BROKER" --listen=127.0.0.1:0 \
+  "$BUILD/server/amqpgwd" --broker="$BROKER" --listen=127.0.0.1:0 --http_listen= \
   > "$OUT/amqpgwd.log" 2>&1 &
 GW_PID=$!
 PORT=""

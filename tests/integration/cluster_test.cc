@@ -1,12 +1,12 @@
 // A 3-node RabbitMQ cluster on loopback with a quorum queue: the gateway,
 // given all three addresses, survives the loss of the node it is connected
 // to, during publish and consume, without losing a confirmed message.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <cstdio>
 #include <map>
 #include <set>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -17,12 +17,6 @@
 
 namespace amqpgw::testing {
 namespace {
-
-v1::GetStatusResponse Status(TestGateway& g) {
-  v1::GetStatusResponse r;
-  EXPECT_TRUE(g.stub().GetStatus(Ctx().get(), v1::GetStatusRequest(), &r).ok());
-  return r;
-}
 
 TEST(ClusterTest, NodeLossFailsOverWithoutLosingConfirmedMessages) {
   auto cluster = BrokerNode::StartCluster("cluster", 3);
@@ -37,7 +31,7 @@ TEST(ClusterTest, NodeLossFailsOverWithoutLosingConfirmedMessages) {
     o.reconnect_max_delay = absl::Milliseconds(500);
   });
   ASSERT_TRUE(g->WaitReady(absl::Seconds(60)));
-  v1::GetStatusResponse st = Status(*g);
+  v1::GetStatusResponse st = GatewayStatus(*g);
   EXPECT_EQ(st.connection().brokers_size(), 3);
 
   std::string q = UniqueName("quorum");
@@ -58,7 +52,7 @@ TEST(ClusterTest, NodeLossFailsOverWithoutLosingConfirmedMessages) {
                       absl::Seconds(60)));
 
   // Stop the node the gateway is on.
-  std::string on = Status(*g).connection().broker();
+  std::string on = GatewayStatus(*g).connection().broker();
   BrokerNode* victim = nullptr;
   for (auto& n : nodes) {
     if (on == absl::StrCat("127.0.0.1:", n.port())) victim = &n;
@@ -67,19 +61,23 @@ TEST(ClusterTest, NodeLossFailsOverWithoutLosingConfirmedMessages) {
   size_t before = traffic.confirmed().size();
   absl::Time stopped = absl::Now();
   ASSERT_TRUE(victim->Stop().ok());
-  ASSERT_TRUE(WaitFor([&] {
-    v1::GetStatusResponse s = Status(*g);
-    return s.connection().state() == v1::ConnectionInfo::READY &&
-           s.connection().broker() != on;
-  }, absl::Seconds(90)));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        v1::GetStatusResponse s = GatewayStatus(*g);
+        return s.connection().state() == v1::ConnectionInfo::READY &&
+               s.connection().broker() != on;
+      },
+      absl::Seconds(90)));
   absl::Duration ready_after = absl::Now() - stopped;
-  ASSERT_TRUE(WaitFor([&] { return traffic.confirmed().size() >= before + 500; },
-                      absl::Seconds(90)));
+  ASSERT_TRUE(
+      WaitFor([&] { return traffic.confirmed().size() >= before + 500; },
+              absl::Seconds(90)));
   absl::Duration publishing_after = absl::Now() - stopped;
-  std::printf("failover from %s to %s: READY after %s, 500 more confirms after %s\n",
-              on.c_str(), Status(*g).connection().broker().c_str(),
-              absl::FormatDuration(ready_after).c_str(),
-              absl::FormatDuration(publishing_after).c_str());
+  std::printf(
+      "failover from %s to %s: READY after %s, 500 more confirms after %s\n",
+      on.c_str(), GatewayStatus(*g).connection().broker().c_str(),
+      absl::FormatDuration(ready_after).c_str(),
+      absl::FormatDuration(publishing_after).c_str());
   traffic.Stop();
 
   std::set<int> confirmed = traffic.confirmed();
@@ -94,8 +92,10 @@ TEST(ClusterTest, NodeLossFailsOverWithoutLosingConfirmedMessages) {
   std::map<int, int> got = CountBodies(reader.deliveries());
   int lost = 0, duplicates = 0;
   for (int n : confirmed) {
-    if (!got.count(n)) ++lost;
-    else duplicates += got[n] - 1;
+    if (!got.count(n))
+      ++lost;
+    else
+      duplicates += got[n] - 1;
   }
   std::printf("[cluster failover] confirmed=%zu lost=%d duplicates=%d\n",
               confirmed.size(), lost, duplicates);

@@ -1,10 +1,10 @@
 // The session survives a broker restart by itself: health follows, calls made
 // during the outage wait for it, and Publish works again afterwards.
-#include <future>
-#include <thread>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <future>
+#include <thread>
 
 #include "tests/support/amqp_peer.h"
 #include "tests/support/broker_node.h"
@@ -13,12 +13,6 @@
 
 namespace amqpgw::testing {
 namespace {
-
-v1::GetStatusResponse Status(TestGateway& g) {
-  v1::GetStatusResponse r;
-  EXPECT_TRUE(g.stub().GetStatus(Ctx().get(), v1::GetStatusRequest(), &r).ok());
-  return r;
-}
 
 TEST(ReconnectTest, BrokerRestartIsSurvived) {
   auto node = BrokerNode::StartPrivate("restart");
@@ -40,7 +34,8 @@ TEST(ReconnectTest, BrokerRestartIsSurvived) {
 
   ASSERT_TRUE(node->Stop().ok());
   EXPECT_TRUE(WaitFor([&] {
-    return Status(*g).connection().state() == v1::ConnectionInfo::RECONNECTING;
+    return GatewayStatus(*g).connection().state() ==
+           v1::ConnectionInfo::RECONNECTING;
   }));
   EXPECT_TRUE(WaitFor([&] { return g->Health() == "NOT_SERVING"; }));
 
@@ -67,7 +62,7 @@ TEST(ReconnectTest, BrokerRestartIsSurvived) {
 
   pub.set_body("after");
   EXPECT_TRUE(g->stub().Publish(Ctx().get(), pub, &pub_resp).ok());
-  v1::GetStatusResponse st = Status(*g);
+  v1::GetStatusResponse st = GatewayStatus(*g);
   EXPECT_GE(st.connection().reconnects(), 1u);
   EXPECT_GE(st.counters().reconnects(), 1u);
 

@@ -2,6 +2,9 @@
 // confirmed message is lost: cut, stalled and slow links (through a test TCP
 // proxy), connections closed by the broker, broker crashes (kill -9), memory
 // alarms, and acks sent to the wrong gateway instance.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <cstdio>
 #include <future>
@@ -9,9 +12,6 @@
 #include <set>
 #include <string>
 #include <thread>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -26,14 +26,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-v1::GetStatusResponse Status(TestGateway& g) {
-  v1::GetStatusResponse r;
-  EXPECT_TRUE(g.stub().GetStatus(Ctx().get(), v1::GetStatusRequest(), &r).ok());
-  return r;
-}
-
 bool Ready(TestGateway& g) {
-  return Status(g).connection().state() == v1::ConnectionInfo::READY;
+  return GatewayStatus(g).connection().state() == v1::ConnectionInfo::READY;
 }
 
 std::string Declare(TestGateway& g, const std::string& prefix) {
@@ -87,7 +81,8 @@ class ProxyTest : public ::testing::Test {
     node_ = std::make_unique<BrokerNode>(BrokerNode::Shared());
     proxy_ = std::make_unique<TcpProxy>(node_->port());
   }
-  std::unique_ptr<TestGateway> Start(absl::Duration heartbeat = absl::Seconds(10)) {
+  std::unique_ptr<TestGateway> Start(
+      absl::Duration heartbeat = absl::Seconds(10)) {
     auto g = TestGateway::Start(proxy_->uri(), [&](daemon::Options& o) {
       o.heartbeat = heartbeat;
       o.reconnect_initial_delay = absl::Milliseconds(50);
@@ -109,7 +104,8 @@ TEST_F(ProxyTest, CutConnectionsRecoverWithoutLoss) {
   Traffic traffic(g->NewStub(), q, 20);
   for (int round = 0; round < 3; ++round) {
     size_t before = traffic.confirmed().size();
-    ASSERT_TRUE(WaitFor([&] { return traffic.confirmed().size() >= before + 200; }));
+    ASSERT_TRUE(
+        WaitFor([&] { return traffic.confirmed().size() >= before + 200; }));
     // Refuse reconnects for a moment, then let them through.
     proxy_->SetRefuse(true);
     proxy_->CutAll();
@@ -118,13 +114,14 @@ TEST_F(ProxyTest, CutConnectionsRecoverWithoutLoss) {
     ASSERT_TRUE(g->WaitReady(absl::Seconds(60))) << "round " << round;
   }
   size_t before = traffic.confirmed().size();
-  ASSERT_TRUE(WaitFor([&] { return traffic.confirmed().size() >= before + 200; }));
+  ASSERT_TRUE(
+      WaitFor([&] { return traffic.confirmed().size() >= before + 200; }));
   traffic.Stop();
   ExpectNothingLost(traffic.confirmed(), reader, "proxy cut x3");
   EXPECT_TRUE(reader.WaitEvent([](const v1::StreamMessagesResponse& e) {
     return e.has_status() && e.status().kind() == v1::StreamStatus::RESUMED;
   }));
-  EXPECT_GE(Status(*g).connection().reconnects(), 3u);
+  EXPECT_GE(GatewayStatus(*g).connection().reconnects(), 3u);
 }
 
 TEST_F(ProxyTest, StalledLinkIsDetectedByHeartbeats) {
@@ -145,7 +142,8 @@ TEST_F(ProxyTest, StalledLinkIsDetectedByHeartbeats) {
               absl::FormatDuration(detected).c_str(),
               absl::FormatDuration(heartbeat).c_str());
   ASSERT_TRUE(g->WaitReady(absl::Seconds(30)));
-  EXPECT_THAT(Status(*g).connection().last_error(), HasSubstr("heartbeat"));
+  EXPECT_THAT(GatewayStatus(*g).connection().last_error(),
+              HasSubstr("heartbeat"));
   // Publishing works again over new connections.
   EXPECT_TRUE(g->stub().Publish(Ctx().get(), pub, &resp).ok());
   proxy_->CutAll();  // release the stalled sockets
@@ -233,7 +231,7 @@ TEST(ResilienceTest, ConnectionsClosedByTheBrokerAreReopened) {
   Traffic traffic(g->NewStub(), q, 10);
   ASSERT_TRUE(WaitFor([&] { return traffic.confirmed().size() >= 100; }));
   // Close this gateway's connections (they carry its instance id).
-  std::string instance = Status(*g).instance_id();
+  std::string instance = GatewayStatus(*g).instance_id();
   auto listed = node.Ctl({"list_connections", "-q", "--no-table-headers", "pid",
                           "client_properties"});
   ASSERT_TRUE(listed.ok()) << listed.status();
@@ -246,12 +244,13 @@ TEST(ResilienceTest, ConnectionsClosedByTheBrokerAreReopened) {
   }
   EXPECT_GE(closed, 4);  // control, publisher, two consumers
   ASSERT_TRUE(WaitFor([&] {
-    return Status(*g).connection().last_error().find("closed by the test") !=
-           std::string::npos;
+    return GatewayStatus(*g).connection().last_error().find(
+               "closed by the test") != std::string::npos;
   }));
   ASSERT_TRUE(g->WaitReady());
   size_t before = traffic.confirmed().size();
-  ASSERT_TRUE(WaitFor([&] { return traffic.confirmed().size() >= before + 100; }));
+  ASSERT_TRUE(
+      WaitFor([&] { return traffic.confirmed().size() >= before + 100; }));
   traffic.Stop();
   ExpectNothingLost(traffic.confirmed(), reader, "close_connection");
 }
@@ -272,8 +271,9 @@ TEST(ResilienceTest, KillNineLoopLosesNoConfirmedMessage) {
   Traffic singles(g->NewStub(), q, 1, /*first=*/10000000);
   for (int round = 0; round < 3; ++round) {
     size_t before = batches.confirmed().size();
-    ASSERT_TRUE(WaitFor([&] { return batches.confirmed().size() >= before + 300; },
-                        absl::Seconds(60)));
+    ASSERT_TRUE(
+        WaitFor([&] { return batches.confirmed().size() >= before + 300; },
+                absl::Seconds(60)));
     ASSERT_TRUE(node->Kill().ok());
     absl::Time killed = absl::Now();
     ASSERT_TRUE(node->Start().ok());
@@ -282,13 +282,14 @@ TEST(ResilienceTest, KillNineLoopLosesNoConfirmedMessage) {
                 absl::FormatDuration(absl::Now() - killed).c_str());
   }
   size_t before = batches.confirmed().size();
-  ASSERT_TRUE(WaitFor([&] { return batches.confirmed().size() >= before + 300; }));
+  ASSERT_TRUE(
+      WaitFor([&] { return batches.confirmed().size() >= before + 300; }));
   batches.Stop();
   singles.Stop();
   std::set<int> all = batches.confirmed();
   for (int n : singles.confirmed()) all.insert(n);
   ExpectNothingLost(all, reader, "kill -9 x3");
-  EXPECT_GE(Status(*g).connection().reconnects(), 3u);
+  EXPECT_GE(GatewayStatus(*g).connection().reconnects(), 3u);
   g.reset();
   EXPECT_TRUE(node->Stop().ok());
 }
@@ -311,13 +312,15 @@ TEST(ResilienceTest, MemoryAlarmBlocksPublishingOnly) {
     auto ctx = Ctx(absl::Seconds(2));
     g->stub().Publish(ctx.get(), pub, &resp);
   }
-  ASSERT_TRUE(WaitFor([&] { return Status(*g).connection().blocked(); }));
-  EXPECT_FALSE(Status(*g).connection().blocked_reason().empty());
+  ASSERT_TRUE(
+      WaitFor([&] { return GatewayStatus(*g).connection().blocked(); }));
+  EXPECT_FALSE(GatewayStatus(*g).connection().blocked_reason().empty());
   // While blocked, publishes wait until their deadline, then UNAVAILABLE
   // saying the broker blocks publishers.
   auto ctx = Ctx(absl::Seconds(1));
   ::grpc::Status s = g->stub().Publish(ctx.get(), pub, &resp);
-  EXPECT_EQ(s.error_code(), ::grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_EQ(s.error_code(), ::grpc::StatusCode::UNAVAILABLE)
+      << s.error_message();
   EXPECT_THAT(s.error_message(), HasSubstr("blocking publishers"));
   // Other RPCs keep working.
   std::string other = Declare(*g, "alarm-other");
@@ -333,7 +336,8 @@ TEST(ResilienceTest, MemoryAlarmBlocksPublishingOnly) {
     return g->NewStub()->Publish(Ctx(absl::Seconds(60)).get(), pub, &r);
   });
   ASSERT_TRUE(node->Ctl({"set_vm_memory_high_watermark", "0.4"}).ok());
-  ASSERT_TRUE(WaitFor([&] { return !Status(*g).connection().blocked(); }));
+  ASSERT_TRUE(
+      WaitFor([&] { return !GatewayStatus(*g).connection().blocked(); }));
   ::grpc::Status later = waiting.get();
   EXPECT_TRUE(later.ok()) << later.error_message();
   EXPECT_TRUE(g->stub().Publish(Ctx().get(), pub, &resp).ok());
@@ -350,12 +354,10 @@ TEST(ResilienceTest, MemoryAlarmBlocksPublishingOnly) {
 
 TEST(ResilienceTest, AckAtTheWrongInstanceNamesTheRightOne) {
   BrokerNode node = BrokerNode::Shared();
-  auto a = TestGateway::Start(node.uri(), [](daemon::Options& o) {
-    o.instance_id = "gw-a";
-  });
-  auto b = TestGateway::Start(node.uri(), [](daemon::Options& o) {
-    o.instance_id = "gw-b";
-  });
+  auto a = TestGateway::Start(
+      node.uri(), [](daemon::Options& o) { o.instance_id = "gw-a"; });
+  auto b = TestGateway::Start(
+      node.uri(), [](daemon::Options& o) { o.instance_id = "gw-b"; });
   ASSERT_TRUE(a->WaitReady() && b->WaitReady());
   std::string q = Declare(*a, "scaleout");
   v1::PublishRequest pub;

@@ -106,4 +106,10 @@ void SharedGatewayTest::TearDownTestSuite() {
   node_ = nullptr;
 }
 
+v1::GetStatusResponse GatewayStatus(TestGateway& g) {
+  v1::GetStatusResponse r;
+  EXPECT_TRUE(g.stub().GetStatus(Ctx().get(), v1::GetStatusRequest(), &r).ok());
+  return r;
+}
+
 }  // namespace amqpgw::testing

@@ -60,6 +60,9 @@ class SharedGatewayTest : public ::testing::Test {
   static TestGateway* gateway_;
 };
 
+// GetStatus on `g`'s shared stub (a failed call fails the test).
+v1::GetStatusResponse GatewayStatus(TestGateway& g);
+
 // A ClientContext with a deadline `timeout` from now.
 std::unique_ptr<::grpc::ClientContext> Ctx(
     absl::Duration timeout = absl::Seconds(30));
