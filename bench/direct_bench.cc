@@ -45,6 +45,10 @@ Flags:
   --fill              stream: publish N messages first
   --purge             purge the queue before the run
   --warmup M          publish: M messages first, not timed
+  --gateway_props     publish: give every message what amqpgwd adds by
+                      default, a fresh message_id (a UUID) and a fresh
+                      `traceparent` header, to measure what they cost the
+                      broker
   --gateway_pid PID   (unused here; accepted so both tools take one command)
   --broker_pid PID    report the broker's CPU per message and peak RSS
   --label TEXT        echoed in the summary
@@ -63,6 +67,7 @@ struct Options {
   bool fill;
   bool purge;
   int64_t warmup;
+  bool gateway_props;
   pid_t broker_pid;
   std::string label;
 };
@@ -137,6 +142,24 @@ uint64_t PublishConfirmed(amqp_connection_state_t conn, const Options& o,
   props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
   props.delivery_mode = o.persistent ? 2 : 1;
   amqp_bytes_t rk = amqp_cstring_bytes(o.queue.c_str());
+  // --gateway_props: the same shapes as amqpgwd's, new values per message.
+  std::string message_id(36, '0'), traceparent(55, '0');
+  amqp_table_entry_t header;
+  uint64_t rng = 0x9e3779b97f4a7c15ULL;
+  if (o.gateway_props) {
+    props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_HEADERS_FLAG;
+    header.key = amqp_cstring_bytes("traceparent");
+    header.value.kind = AMQP_FIELD_KIND_UTF8;
+    props.headers.num_entries = 1;
+    props.headers.entries = &header;
+  }
+  auto fill_hex = [&rng](std::string& s, size_t from, size_t count) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (size_t i = 0; i < count; ++i) {
+      rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+      s[from + i] = kHex[rng & 15];
+    }
+  };
 
   std::deque<int64_t> sent_at;  // send times of unconfirmed, by sequence
   uint64_t first_unconfirmed = 1, next_seq = 1, failed = 0;
@@ -144,6 +167,18 @@ uint64_t PublishConfirmed(amqp_connection_state_t conn, const Options& o,
   while (confirmed < n) {
     while (static_cast<int64_t>(next_seq - 1) < n &&
            static_cast<int64_t>(next_seq - first_unconfirmed) < window) {
+      if (o.gateway_props) {
+        fill_hex(message_id, 0, 36);
+        for (size_t dash : {8, 13, 18, 23}) message_id[dash] = '-';
+        traceparent = "00-";
+        traceparent.resize(55, '0');
+        fill_hex(traceparent, 3, 32);
+        traceparent[35] = '-';
+        fill_hex(traceparent, 36, 16);
+        traceparent.replace(52, 3, "-00");
+        props.message_id = {message_id.size(), message_id.data()};
+        header.value.value.bytes = {traceparent.size(), traceparent.data()};
+      }
       sent_at.push_back(NowNs());
       int rc = amqp_basic_publish(conn, 1, amqp_empty_bytes, rk,
                                   /*mandatory=*/1, 0, &props, body_bytes);
@@ -329,6 +364,7 @@ int Main(int argc, char** argv) {
   o.fill = f.Bool("fill", false);
   o.purge = f.Bool("purge", false);
   o.warmup = f.Int("warmup", 0);
+  o.gateway_props = f.Bool("gateway_props", false);
   f.Int("gateway_pid", 0);
   o.broker_pid = static_cast<pid_t>(f.Int("broker_pid", 0));
   o.label = f.Str("label", "");

@@ -35,6 +35,10 @@ Modes:
   publish        unary Publish, --concurrency C calls in flight
   publish-batch  PublishBatch of --batch B messages, --concurrency C calls
   publish-sync   one Publish at a time (latency p50/p99/p999)
+  status-sync    one GetStatus at a time: the round trip of a gRPC call
+                 through the gateway without the broker (the floor under
+                 publish-sync's latency); --pause_us U idles U us between
+                 calls, as publish-sync idles while the broker confirms
   stream         StreamMessages with --prefetch and --ack; --fill first
                  publishes N messages (not timed)
   streams        --streams K idle streams on K queues for --duration: the
@@ -58,6 +62,7 @@ Flags:
   --duration D        streams: seconds to measure (default 60)
   --gateway_pid PID   report the gateway's CPU per message and peak RSS
   --broker_pid PID    the same for the broker
+  --pause_us U        status-sync: idle U microseconds between calls
   --label TEXT        echoed in the summary
 )";
 
@@ -80,6 +85,7 @@ struct Options {
   pid_t gateway_pid;
   pid_t broker_pid;
   std::string label;
+  int64_t pause_us;
 };
 
 [[noreturn]] void Fatal(const std::string& what) {
@@ -284,6 +290,50 @@ int RunPublish(const Options& o, const std::string& mode) {
     return 1;
   }
   return 0;
+}
+
+// N GetStatus calls one at a time, the way publish-sync calls Publish: what
+// a unary call through the gateway costs before the broker does anything.
+int RunStatusSync(const Options& o) {
+  auto stub = v1::Gateway::NewStub(MakeChannel(o.server, 0));
+  auto call = [&stub]() {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(absl::Seconds(30)));
+    v1::GetStatusResponse response;
+    return stub->GetStatus(&ctx, v1::GetStatusRequest(), &response);
+  };
+  for (int64_t i = 0; i < std::max<int64_t>(o.warmup, 100); ++i) call();
+  ProcWatch gateway(o.gateway_pid);
+  Latencies lat;
+  lat.Reserve(static_cast<size_t>(o.n));
+  int64_t errors = 0;
+  gateway.Start();
+  double cpu0 = SelfCpuSeconds();
+  absl::Time start = absl::Now();
+  for (int64_t i = 0; i < o.n; ++i) {
+    if (o.pause_us > 0) absl::SleepFor(absl::Microseconds(o.pause_us));
+    int64_t t0 = NowNs();
+    if (!call().ok()) ++errors;
+    lat.Add(NowNs() - t0);
+  }
+  absl::Duration elapsed = absl::Now() - start;
+  double client_cpu = SelfCpuSeconds() - cpu0;
+  gateway.Stop();
+
+  Summary s;
+  s.Set("tool", "gateway").Set("mode", "status-sync");
+  if (!o.label.empty()) s.Set("label", o.label);
+  s.Set("n", o.n).Set("pause_us", o.pause_us);
+  s.Set("ok", o.n - errors).Set("errors", errors);
+  AddThroughput(s, static_cast<uint64_t>(o.n), elapsed);
+  s.Set("p50_us", lat.PercentileUs(0.5), 1)
+      .Set("p99_us", lat.PercentileUs(0.99), 1)
+      .Set("p999_us", lat.PercentileUs(0.999), 1);
+  s.Set("client_cpu_us_per_msg", client_cpu * 1e6 / static_cast<double>(o.n),
+        2);
+  AddProcess(s, "gw", gateway, static_cast<uint64_t>(o.n), elapsed);
+  s.Print();
+  return errors == 0 ? 0 : 1;
 }
 
 // Sends Ack calls for CLIENT streams without blocking the reader.
@@ -532,6 +582,7 @@ int Main(int argc, char** argv) {
   o.gateway_pid = static_cast<pid_t>(f.Int("gateway_pid", 0));
   o.broker_pid = static_cast<pid_t>(f.Int("broker_pid", 0));
   o.label = f.Str("label", "");
+  o.pause_us = f.Int("pause_us", 0);
   f.CheckAllUsed();
   if (o.ack != "auto" && o.ack != "client" && o.ack != "none") {
     f.Die("--ack: auto, client or none");
@@ -547,6 +598,7 @@ int Main(int argc, char** argv) {
   if (mode == "publish" || mode == "publish-batch" || mode == "publish-sync") {
     return RunPublish(o, mode);
   }
+  if (mode == "status-sync") return RunStatusSync(o);
   if (mode == "stream") return RunStream(o);
   if (mode == "streams") return RunStreams(o);
   f.Die("unknown mode " + mode);

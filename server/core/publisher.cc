@@ -87,33 +87,33 @@ void Publisher::Cancel(std::shared_ptr<PublishBatch> batch, absl::Status why) {
 
 void Publisher::Drain(absl::Time deadline, absl::Status why,
                       absl::AnyInvocable<void() &&> done) {
-  worker_->Post([this, deadline, why = std::move(why),
-                 done = std::move(done)]() mutable {
-    draining_ = true;
-    drain_status_ = why;
-    for (Item& item : queue_) Complete(item.batch, item.index, why);
-    queue_.clear();
-    drain_done_ = std::move(done);
-    drain_timer_ = worker_->RunAt(deadline, [this] {
-      drain_timer_ = 0;
-      for (InFlight& f : inflight_) {
-        Complete(f.item.batch, f.item.index,
-                 absl::UnavailableError(absl::StrCat(
-                     drain_status_.message(),
-                     "; the broker did not confirm the message in time, it "
-                     "may or may not have been published")));
-      }
-      MaybeFinishDrain();
-    });
-    MaybeFinishDrain();
-  });
+  worker_->Post(
+      [this, deadline, why = std::move(why), done = std::move(done)]() mutable {
+        draining_ = true;
+        drain_status_ = why;
+        for (Item& item : queue_) Complete(item.batch, item.index, why);
+        queue_.clear();
+        drain_done_ = std::move(done);
+        drain_timer_ = worker_->RunAt(deadline, [this] {
+          drain_timer_ = 0;
+          for (InFlight& f : inflight_) {
+            Complete(f.item.batch, f.item.index,
+                     absl::UnavailableError(absl::StrCat(
+                         drain_status_.message(),
+                         "; the broker did not confirm the message in time, it "
+                         "may or may not have been published")));
+          }
+          MaybeFinishDrain();
+        });
+        MaybeFinishDrain();
+      });
 }
 
 void Publisher::MaybeFinishDrain() {
   if (!draining_ || !drain_done_) return;
   for (const InFlight& f : inflight_) {
-    if (!f.settled && f.item.batch->state_[f.item.index] !=
-                          PublishBatch::State::kDone) {
+    if (!f.settled &&
+        f.item.batch->state_[f.item.index] != PublishBatch::State::kDone) {
       return;
     }
   }
@@ -125,7 +125,8 @@ void Publisher::MaybeFinishDrain() {
 
 void Publisher::Enqueue(std::shared_ptr<PublishBatch> batch) {
   if (draining_) {
-    for (size_t i = 0; i < batch->size(); ++i) Complete(batch, i, drain_status_);
+    for (size_t i = 0; i < batch->size(); ++i)
+      Complete(batch, i, drain_status_);
     return;
   }
   if (batch->size() == 0) {
@@ -214,6 +215,12 @@ void Publisher::Flush() {
   if (confirm_state_ != ChannelState::kReady || blocked_) return;
   if (queue_.empty() || inflight_.size() >= options_.confirm_window) return;
   amqp::Connection* conn = worker_->connection();
+  if (queue_.size() == 1) {
+    // rabbitmq-c sends one message's frames as one segment (MSG_MORE):
+    // corking would only cost two system calls.
+    SendQueued(conn);
+    return;
+  }
   // Everything this Flush publishes leaves in full TCP segments, at once
   // when it returns: fewer segments for the broker to read and fewer
   // wake-ups on both sides.
@@ -317,8 +324,8 @@ void Publisher::Requeue(const std::string& blame_exchange,
     PublishBatch& b = *f.item.batch;
     size_t i = f.item.index;
     if (b.state_[i] == PublishBatch::State::kDone) continue;
-    bool blamed = !blame_exchange.empty() &&
-                  b.messages_[i].exchange == blame_exchange;
+    bool blamed =
+        !blame_exchange.empty() && b.messages_[i].exchange == blame_exchange;
     if (blamed ||
         (count_attempt && ++b.attempts_[i] >= options_.max_attempts)) {
       Complete(f.item.batch, i, cause);
@@ -364,8 +371,8 @@ void Publisher::OnConfirmChannelEvent(amqp::Event& event) {
       confirm_state_ = ChannelState::kClosed;
       known_exchanges_.clear();
       std::string blamed = BlamedExchange(event.reply_text);
-      absl::Status cause = amqp::ReplyToStatus(event.reply_code,
-                                               event.reply_text, "publish");
+      absl::Status cause =
+          amqp::ReplyToStatus(event.reply_code, event.reply_text, "publish");
       Requeue(blamed, cause, /*count_attempt=*/blamed.empty());
       OpenConfirmChannel();
       MaybeFinishDrain();

@@ -104,6 +104,7 @@ void Subscription::OnConnectionLost(const absl::Status& why) {
   gen_base_ = next_id_ - 1;
   unacked_.clear();
   acked_upto_tag_ = 0;
+  acked_id_.store(gen_base_, std::memory_order_release);
   delivered_ = completed_;
   if (retry_timer_ != 0) {
     worker_->CancelTimer(retry_timer_);
@@ -217,6 +218,8 @@ void Subscription::OnDeliver(amqp::Delivery& d) {
   stats_->delivered.fetch_add(1, std::memory_order_relaxed);
   stats_->delivered_bytes.fetch_add(d.body.size(), std::memory_order_relaxed);
   out.message = std::move(d);
+  // Before the sink sees it: HandedOver(id) must find id <= received_id_.
+  received_id_.store(out.delivery_id, std::memory_order_release);
   sink_->OnDelivery(std::move(out));
   if (options_.max_messages > 0 && delivered_ >= options_.max_messages &&
       state_ == State::kActive) {
@@ -234,6 +237,7 @@ void Subscription::OnChannelClosedByBroker(const amqp::Event& event) {
   gen_base_ = next_id_ - 1;
   unacked_.clear();
   acked_upto_tag_ = 0;
+  acked_id_.store(gen_base_, std::memory_order_release);
   delivered_ = completed_;
   if (was == State::kClosing) {
     End(end_status_);
@@ -272,6 +276,17 @@ void Subscription::HandedOver(uint64_t delivery_id) {
   while (delivery_id > prev &&
          !handed_.compare_exchange_weak(prev, delivery_id)) {
   }
+  // Wake the worker only when AckHandedOver would ack: a wake-up per
+  // delivery costs more than the delivery itself (bench/profile.sh stream).
+  // Skipping is safe: every id up to received_id_ is handed over later (or
+  // its stream ends, or its channel was lost), and the last one is caught up.
+  uint64_t acked = acked_id_.load(std::memory_order_acquire);
+  if (delivery_id <= acked) return;  // acked, or from a lost channel
+  uint64_t batch = std::max<uint64_t>(1, options_.prefetch / 4);
+  if (delivery_id < received_id_.load(std::memory_order_acquire) &&
+      delivery_id - acked < batch) {
+    return;
+  }
   if (handed_task_pending_.exchange(true)) return;
   worker_->Post([self = shared_from_this()] {
     self->handed_task_pending_.store(false);
@@ -297,6 +312,7 @@ void Subscription::AckHandedOver(bool all) {
   worker_->connection()->Ack(channel_, tag, /*multiple=*/true).IgnoreError();
   uint64_t n = tag - acked_upto_tag_;
   acked_upto_tag_ = tag;
+  acked_id_.store(handed, std::memory_order_release);
   completed_ += n;
   stats_->acked.fetch_add(n, std::memory_order_relaxed);
   MaybeComplete();

@@ -164,6 +164,11 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
 
   std::atomic<uint64_t> handed_{0};
   std::atomic<bool> handed_task_pending_{false};
+  // Written by the worker thread, read by HandedOver to decide whether an
+  // ack is due: the last delivery id given to the sink, and the id acked up
+  // to (AUTO/NONE; gen_base_ after a lost channel).
+  std::atomic<uint64_t> received_id_{0};
+  std::atomic<uint64_t> acked_id_{0};
 
   // Worker thread only.
   State state_ = State::kWaiting;

@@ -75,9 +75,14 @@ void PublishTracing::Inject(size_t index, amqp::OutgoingMessage& m) {
     parent = &*own;
   } else if (caller_.has_value()) {
     parent = &*caller_;
+  } else if (exporter_ == nullptr) {
+    // No trace to continue and none recorded here: no headers. A header
+    // table costs the broker ~20 us per message (bench/direct_bench.cc
+    // --gateway_props), about a sixth of its publish throughput.
+    return;
   } else {
     if (!root_.has_value()) {
-      root_ = trace::NewRootContext(/*sampled=*/exporter_ != nullptr);
+      root_ = trace::NewRootContext(/*sampled=*/true);
     }
     parent = &*root_;
     parent_is_span = false;

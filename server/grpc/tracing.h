@@ -47,7 +47,10 @@ class PublishTracing {
   PublishTracing(std::optional<trace::TraceContext> caller,
                  trace::SpanExporter* exporter, const char* rpc);
 
-  // Sets message `index`'s trace headers (and prepares its spans).
+  // Sets message `index`'s trace headers (and prepares its spans): the
+  // message's own valid `traceparent` wins, else the caller's context; a
+  // call with neither starts a new trace only when spans are recorded (an
+  // exporter), else its messages get no trace headers.
   void Inject(size_t index, amqp::OutgoingMessage& message);
   // True when at least one message has spans to export.
   bool recording() const { return !spans_.empty(); }
@@ -59,7 +62,8 @@ class PublishTracing {
   trace::SpanExporter* const exporter_;
   const char* const rpc_;
   absl::Time start_;
-  // The trace started for this call when the caller sent none.
+  // The trace started for this call when the caller sent none (with an
+  // exporter only).
   std::optional<trace::TraceContext> root_;
   // (message index, its publish span), for recorded messages.
   std::vector<std::pair<size_t, trace::Span>> spans_;

@@ -25,19 +25,34 @@ std::string Header(const amqp::OutgoingMessage& m, const char* key) {
   return s != nullptr ? *s : "<not a string>";
 }
 
-TEST(TracingTest, CallWithoutContextStartsATrace) {
+TEST(TracingTest, CallWithoutContextAndWithoutExporterAddsNoHeaders) {
   PublishTracing t(std::nullopt, nullptr, "Publish");
+  amqp::OutgoingMessage bare, with_headers;
+  with_headers.properties.headers = amqp::FieldTable{{"app", std::string("x")}};
+  t.Inject(0, bare);
+  t.Inject(1, with_headers);
+  EXPECT_FALSE(t.recording());
+  // No header table at all: it would cost the broker per message.
+  EXPECT_FALSE(bare.properties.headers.has_value());
+  EXPECT_EQ(Header(with_headers, "traceparent"), "");
+  EXPECT_EQ(Header(with_headers, "app"), "x");
+}
+
+TEST(TracingTest, CallWithoutContextStartsATraceWhenSpansAreRecorded) {
+  CollectingExporter exporter;
+  PublishTracing t(std::nullopt, &exporter, "Publish");
   amqp::OutgoingMessage a, b;
   t.Inject(0, a);
   t.Inject(1, b);
-  EXPECT_FALSE(t.recording());
+  EXPECT_TRUE(t.recording());
   auto ca = trace::ParseTraceparent(Header(a, "traceparent"));
   auto cb = trace::ParseTraceparent(Header(b, "traceparent"));
   ASSERT_TRUE(ca.has_value());
   ASSERT_TRUE(cb.has_value());
-  // One trace per call; not sampled when the gateway records nothing.
+  // One sampled trace per call; each message names its own publish span.
   EXPECT_EQ(ca->trace_id, cb->trace_id);
-  EXPECT_FALSE(ca->sampled());
+  EXPECT_TRUE(ca->sampled());
+  EXPECT_NE(ca->span_id, cb->span_id);
   EXPECT_EQ(amqp::FindField(*a.properties.headers, "tracestate"), nullptr);
 }
 

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "tests/support/amqp_peer.h"
@@ -181,6 +182,36 @@ TEST_F(StreamTest, AutoCancelMidStreamLeavesWhatWasNotHandedOver) {
   for (size_t i = 0; i < d.size(); ++i) {
     EXPECT_EQ(d[i].body(), absl::StrCat(kN - left + i));
   }
+}
+
+TEST_F(StreamTest, AutoStreamThatCaughtUpLeavesNothingUnacknowledged) {
+  // Acks are batched (one per quarter of the prefetch window while gRPC
+  // lags), but a stream that has written everything it received acks at
+  // once: nothing stays unacknowledged behind an open, idle stream.
+  std::string q = NewQueue("caughtup");
+  StreamReader reader(&stub(),
+                      Request(q, v1::StreamMessagesRequest::AUTO, 100));
+  ASSERT_TRUE(reader.WaitSubscribed());
+  auto unacked = [&]() -> std::string {
+    auto listed = node_->Ctl({"list_queues", "-q", "--no-table-headers", "name",
+                              "messages_unacknowledged"});
+    return listed.ok() ? *listed : listed.status().ToString();
+  };
+  PublishN(q, 37);  // a burst, fewer than a batch of 25 after the first
+  ASSERT_TRUE(reader.WaitDeliveries(37));
+  EXPECT_TRUE(WaitFor([&] { return absl::StrContains(unacked(), q + "\t0"); }))
+      << unacked();
+  // A trickle: one message at a time, each acked once written.
+  for (int i = 0; i < 3; ++i) {
+    PublishN(q, 1);
+    ASSERT_TRUE(reader.WaitDeliveries(38 + i));
+    EXPECT_TRUE(WaitFor([&] {
+      return absl::StrContains(unacked(), q + "\t0");
+    })) << unacked();
+  }
+  reader.Cancel();
+  reader.WaitDone();
+  EXPECT_EQ(Count(q), 0u);
 }
 
 TEST_F(StreamTest, ClientAcksRespectPrefetchAndUnackedAreRedelivered) {
