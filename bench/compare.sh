@@ -152,6 +152,15 @@ for rep in $(seq 1 "$REPS"); do
   pub_d() { run pub_direct "$DBENCH" publish "${COMMON_D[@]}" -n "$N" --window 256 --purge; }
   sync_g() { run sync_gateway "$GBENCH" publish-sync "${COMMON_G[@]}" -n "$SYNC_N" --purge; }
   sync_d() { run sync_direct "$DBENCH" publish-sync "${COMMON_D[@]}" -n "$SYNC_N" --purge; }
+  # The floor under publish-sync: a gRPC round trip through the gateway
+  # without the broker, back to back and with the threads idle in between
+  # (as they are while the broker confirms).
+  status_g() {
+    run status_hot "$GBENCH" status-sync --server "$SERVER" --gateway_pid "$GW_PID" -n "$SYNC_N"
+    run status_idle "$GBENCH" status-sync --server "$SERVER" --gateway_pid "$GW_PID" -n "$SYNC_N" --pause_us 700
+  }
+  # What the broker pays for the properties amqpgwd adds with tracing on.
+  pub_d_props() { run pub_direct_props "$DBENCH" publish "${COMMON_D[@]}" -n "$N" --window 256 --purge --gateway_props; }
   stream_g() { fill "$N"; run stream_gateway "$GBENCH" stream "${COMMON_G[@]}" -n "$N" --prefetch 1000 --ack auto; }
   stream_d() { fill "$N"; run stream_direct "$DBENCH" stream "${COMMON_D[@]}" -n "$N" --prefetch 1000; }
   py_g() {
@@ -165,13 +174,13 @@ for rep in $(seq 1 "$REPS"); do
       --broker "$URI" --queue "$Q" -n "$PY_N" --prefetch 1000
   }
   if [ $((rep % 2)) = 1 ]; then
-    pub_g_batch; pub_d; pub_g_unary
-    sync_g; sync_d
+    pub_g_batch; pub_d; pub_g_unary; pub_d_props
+    sync_g; sync_d; status_g
     stream_g; stream_d
     py_g; py_d
   else
-    pub_g_unary; pub_d; pub_g_batch
-    sync_d; sync_g
+    pub_d_props; pub_g_unary; pub_d; pub_g_batch
+    status_g; sync_d; sync_g
     stream_d; stream_g
     py_d; py_g
   fi
@@ -231,7 +240,7 @@ out.append("Medians per scenario (CPU in microseconds per message; latency per c
 out.append("")
 out.append("| Run | msg/s | p50 us | p99 us | p999 us | gateway CPU | broker CPU | client CPU | gateway peak RSS MB | runs |")
 out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-for s in ("pub_batch", "pub_unary", "pub_direct", "sync_gateway", "sync_direct", "stream_gateway", "stream_direct", "py_grpc", "py_aiopika"):
+for s in ("pub_batch", "pub_unary", "pub_direct", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "stream_gateway", "stream_direct", "py_grpc", "py_aiopika"):
     if s not in rows:
         continue
     n = len([r for r in rows[s] if "failed" not in r])

@@ -277,7 +277,8 @@ void Subscription::HandedOver(uint64_t delivery_id) {
          !handed_.compare_exchange_weak(prev, delivery_id)) {
   }
   // Wake the worker only when AckHandedOver would ack: a wake-up per
-  // delivery costs more than the delivery itself (bench/profile.sh stream).
+  // delivery cost more than the delivery's own work (perf of amqpgwd under
+  // `amqpgw-bench stream`).
   // Skipping is safe: every id up to received_id_ is handed over later (or
   // its stream ends, or its channel was lost), and the last one is caught up.
   uint64_t acked = acked_id_.load(std::memory_order_acquire);
