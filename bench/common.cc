@@ -242,6 +242,18 @@ void AddThroughput(Summary& s, uint64_t messages, absl::Duration elapsed) {
   s.Set("msgs_per_s", secs > 0 ? static_cast<double>(messages) / secs : 0.0, 0);
 }
 
+void AddLatencies(Summary& s, Latencies& lat) {
+  s.Set("p50_us", lat.PercentileUs(0.5), 1)
+      .Set("p99_us", lat.PercentileUs(0.99), 1)
+      .Set("p999_us", lat.PercentileUs(0.999), 1);
+}
+
+void AddClientCpu(Summary& s, double cpu_seconds, uint64_t messages) {
+  s.Set("client_cpu_us_per_msg",
+        messages > 0 ? cpu_seconds * 1e6 / static_cast<double>(messages) : 0.0,
+        2);
+}
+
 void AddProcess(Summary& s, const std::string& prefix, const ProcWatch& w,
                 uint64_t messages, absl::Duration elapsed) {
   if (!w.enabled()) return;

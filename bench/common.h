@@ -107,6 +107,10 @@ class Summary {
 
 // The common figures of a throughput run.
 void AddThroughput(Summary& s, uint64_t messages, absl::Duration elapsed);
+// p50_us, p99_us and p999_us of `lat`.
+void AddLatencies(Summary& s, Latencies& lat);
+// client_cpu_us_per_msg: this process's CPU seconds per message.
+void AddClientCpu(Summary& s, double cpu_seconds, uint64_t messages);
 // cpu_us_per_msg and peak RSS for one watched process, keys prefixed.
 void AddProcess(Summary& s, const std::string& prefix, const ProcWatch& w,
                 uint64_t messages, absl::Duration elapsed);

@@ -259,11 +259,8 @@ int RunPublish(const Options& o, int64_t window, const std::string& mode) {
   s.Set("ok", o.n - static_cast<int64_t>(failed))
       .Set("errors", static_cast<int64_t>(failed));
   AddThroughput(s, static_cast<uint64_t>(o.n), elapsed);
-  s.Set("p50_us", lat.PercentileUs(0.5), 1)
-      .Set("p99_us", lat.PercentileUs(0.99), 1)
-      .Set("p999_us", lat.PercentileUs(0.999), 1);
-  s.Set("client_cpu_us_per_msg", client_cpu * 1e6 / static_cast<double>(o.n),
-        2);
+  AddLatencies(s, lat);
+  AddClientCpu(s, client_cpu, static_cast<uint64_t>(o.n));
   AddProcess(s, "broker", broker, static_cast<uint64_t>(o.n), elapsed);
   s.Print();
   return failed == 0 ? 0 : 1;
@@ -341,8 +338,7 @@ int RunStream(const Options& o) {
       .Set("ack_batch", o.ack_batch);
   s.Set("ok", got).Set("errors", int64_t{0});
   AddThroughput(s, static_cast<uint64_t>(got), elapsed);
-  s.Set("client_cpu_us_per_msg", client_cpu * 1e6 / static_cast<double>(got),
-        2);
+  AddClientCpu(s, client_cpu, static_cast<uint64_t>(got));
   AddProcess(s, "broker", broker, static_cast<uint64_t>(got), elapsed);
   s.Print();
   return 0;

@@ -275,11 +275,8 @@ int RunPublish(const Options& o, const std::string& mode) {
       .Set("errors", static_cast<int64_t>(r.errors));
   AddThroughput(s, static_cast<uint64_t>(o.n), elapsed);
   // Per call: for publish-batch the latency of a whole batch.
-  s.Set("p50_us", lat.PercentileUs(0.5), 1)
-      .Set("p99_us", lat.PercentileUs(0.99), 1)
-      .Set("p999_us", lat.PercentileUs(0.999), 1);
-  s.Set("client_cpu_us_per_msg", client_cpu * 1e6 / static_cast<double>(o.n),
-        2);
+  AddLatencies(s, lat);
+  AddClientCpu(s, client_cpu, static_cast<uint64_t>(o.n));
   AddProcess(s, "gw", gateway, static_cast<uint64_t>(o.n), elapsed);
   AddProcess(s, "broker", broker, static_cast<uint64_t>(o.n), elapsed);
   s.Print();
@@ -326,11 +323,8 @@ int RunStatusSync(const Options& o) {
   s.Set("n", o.n).Set("pause_us", o.pause_us);
   s.Set("ok", o.n - errors).Set("errors", errors);
   AddThroughput(s, static_cast<uint64_t>(o.n), elapsed);
-  s.Set("p50_us", lat.PercentileUs(0.5), 1)
-      .Set("p99_us", lat.PercentileUs(0.99), 1)
-      .Set("p999_us", lat.PercentileUs(0.999), 1);
-  s.Set("client_cpu_us_per_msg", client_cpu * 1e6 / static_cast<double>(o.n),
-        2);
+  AddLatencies(s, lat);
+  AddClientCpu(s, client_cpu, static_cast<uint64_t>(o.n));
   AddProcess(s, "gw", gateway, static_cast<uint64_t>(o.n), elapsed);
   s.Print();
   return errors == 0 ? 0 : 1;
@@ -447,8 +441,7 @@ int RunStream(const Options& o) {
   if (o.ack == "client") s.Set("ack_batch", o.ack_batch);
   s.Set("ok", got).Set("errors", o.n - got);
   AddThroughput(s, static_cast<uint64_t>(got), elapsed);
-  s.Set("client_cpu_us_per_msg", client_cpu * 1e6 / static_cast<double>(got),
-        2);
+  AddClientCpu(s, client_cpu, static_cast<uint64_t>(got));
   AddProcess(s, "gw", gateway, static_cast<uint64_t>(got), elapsed);
   AddProcess(s, "broker", broker, static_cast<uint64_t>(got), elapsed);
   s.Print();
