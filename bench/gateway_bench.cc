@@ -299,6 +299,9 @@ int RunStatusSync(const Options& o) {
     v1::GetStatusResponse response;
     return stub->GetStatus(&ctx, v1::GetStatusRequest(), &response);
   };
+  if (grpc::Status first = call(); !first.ok()) {
+    Fatal(absl::StrCat("GetStatus: ", first.error_message()));
+  }
   for (int64_t i = 0; i < std::max<int64_t>(o.warmup, 100); ++i) call();
   ProcWatch gateway(o.gateway_pid);
   Latencies lat;
