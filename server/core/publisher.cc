@@ -79,12 +79,6 @@ void Publisher::Publish(std::shared_ptr<PublishBatch> batch) {
   });
 }
 
-void Publisher::Cancel(std::shared_ptr<PublishBatch> batch, absl::Status why) {
-  worker_->Post([this, batch = std::move(batch), why = std::move(why)] {
-    for (size_t i = 0; i < batch->size(); ++i) Complete(batch, i, why);
-  });
-}
-
 void Publisher::Drain(absl::Time deadline, absl::Status why,
                       absl::AnyInvocable<void() &&> done) {
   worker_->Post(
@@ -234,6 +228,13 @@ void Publisher::SendQueued(amqp::Connection* conn) {
     Item& item = queue_.front();
     PublishBatch& b = *item.batch;
     if (b.state_[item.index] == PublishBatch::State::kDone) {
+      queue_.pop_front();
+      continue;
+    }
+    if (b.cancelled_ && b.cancelled_()) {
+      Complete(item.batch, item.index,
+               absl::CancelledError("the client cancelled the call before "
+                                    "the message was sent; not published"));
       queue_.pop_front();
       continue;
     }

@@ -69,6 +69,14 @@ class PublishBatch {
   // Record Result::sent_at (costs a clock read per message). Set before
   // handing the batch to the session.
   void set_record_send_times(bool record) { record_send_times_ = record; }
+  // Asked on the publisher's thread before each message is sent: true means
+  // the caller gave up (the gRPC call was cancelled), and the message is not
+  // sent but completed with CANCELLED. Called only while the batch has
+  // unfinished messages, i.e. before `done`. Set before handing the batch to
+  // the session.
+  void set_cancelled(absl::AnyInvocable<bool() const> cancelled) {
+    cancelled_ = std::move(cancelled);
+  }
 
  private:
   friend class Publisher;
@@ -82,6 +90,7 @@ class PublishBatch {
   size_t remaining_;
   absl::Time deadline_;
   bool record_send_times_ = false;
+  absl::AnyInvocable<bool() const> cancelled_;
   Done done_;
   EventLoop::TimerId timer_ = 0;
 };
@@ -105,8 +114,6 @@ class Publisher : private ConnectionWorker::Observer {
 
   // Thread-safe. Queues every message of the batch.
   void Publish(std::shared_ptr<PublishBatch> batch);
-  // Thread-safe. Completes the batch's pending messages with `why`.
-  void Cancel(std::shared_ptr<PublishBatch> batch, absl::Status why);
   // Thread-safe. Fails queued messages with `why`, waits until the in-flight
   // ones are confirmed (or `deadline`), then runs `done` on the worker thread.
   // Publishing resumes at the next connection.

@@ -304,8 +304,7 @@ void Session::FinishTransition() {
   for (auto& d : deferred) std::move(d)();
 }
 
-absl::StatusOr<Publisher*> Session::Publish(
-    std::shared_ptr<PublishBatch> batch) {
+absl::Status Session::Publish(std::shared_ptr<PublishBatch> batch) {
   if (!enabled_.load()) return DisconnectedError();
   int64_t bytes = static_cast<int64_t>(batch->bytes());
   // (max_pending_bytes >= max_request_bytes: a batch alone always fits.)
@@ -325,7 +324,7 @@ absl::StatusOr<Publisher*> Session::Publish(
   }
   stats_.published_bytes.fetch_add(body_bytes, std::memory_order_relaxed);
   p->Publish(std::move(batch));
-  return p;
+  return absl::OkStatus();
 }
 
 void Session::RunTopology(

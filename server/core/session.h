@@ -111,11 +111,10 @@ class Session : private ConnectionWorker::Observer {
   // caller receives the reason), or after default_timeout when it has none.
   absl::Time Deadline(absl::Time caller_deadline) const;
 
-  // Publishes a batch; its done callback gets every result. Returns the
-  // publisher, to Cancel() the batch through, or (and then `done` is not
-  // called) FAILED_PRECONDITION after Disconnect, RESOURCE_EXHAUSTED when
-  // max_pending_bytes are already waiting.
-  absl::StatusOr<Publisher*> Publish(std::shared_ptr<PublishBatch> batch);
+  // Publishes a batch; its done callback gets every result. Fails (and then
+  // `done` is not called) with FAILED_PRECONDITION after Disconnect,
+  // RESOURCE_EXHAUSTED when max_pending_bytes are already waiting.
+  absl::Status Publish(std::shared_ptr<PublishBatch> batch);
 
   void DeclareQueue(
       amqp::QueueDeclareArgs args, absl::Time deadline,

@@ -29,19 +29,21 @@ namespace {
 
 // A unary reactor that passes cancellation to the publisher, so that a
 // cancelled call stops waiting for its confirms.
-class PublishReactor : public ServerUnaryReactor {
- public:
-  void OnCancel() override {
-    core::Publisher* p = publisher_.load();
-    if (p != nullptr) {
-      p->Cancel(batch_, absl::CancelledError("the client cancelled the call"));
-    }
-  }
-  void OnDone() override { delete this; }
-
-  std::shared_ptr<core::PublishBatch> batch_;
-  std::atomic<core::Publisher*> publisher_{nullptr};
-};
+// Hands `batch` to the session; `reactor` (the call's default reactor) is
+// finished by the batch's done callback, or here if the session refuses it.
+// A cancelled call's messages that were not sent yet are not published: the
+// publisher asks the context before sending each one. (A reactor of our own
+// with OnCancel would cost every call a hop through gRPC's executor thread
+// for OnDone: only gRPC's default reactor has its OnDone run inline.)
+ServerUnaryReactor* StartPublish(CallbackServerContext* ctx,
+                                 ServerUnaryReactor* reactor,
+                                 core::Session& session,
+                                 std::shared_ptr<core::PublishBatch> batch) {
+  batch->set_cancelled([ctx] { return ctx->IsCancelled(); });
+  absl::Status s = session.Publish(std::move(batch));
+  if (!s.ok()) reactor->Finish(ToGrpcStatus(s));
+  return reactor;
+}
 
 ServerUnaryReactor* Fail(CallbackServerContext* ctx, const absl::Status& s) {
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -292,12 +294,12 @@ ServerUnaryReactor* GatewayService::Publish(CallbackServerContext* ctx,
   if (tracing.recording()) {
     spans = std::make_unique<PublishTracing>(std::move(tracing));
   }
-  auto* reactor = new PublishReactor();
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
   std::string id = *m->properties.message_id;
   std::vector<amqp::OutgoingMessage> messages;
   messages.push_back(*std::move(m));
   bool record = spans != nullptr;
-  reactor->batch_ = std::make_shared<core::PublishBatch>(
+  auto batch = std::make_shared<core::PublishBatch>(
       std::move(messages), session_->Deadline(CallDeadline(ctx)),
       [reactor, response, id = std::move(id),
        spans = std::move(spans)](core::PublishBatch& b) {
@@ -309,14 +311,8 @@ ServerUnaryReactor* GatewayService::Publish(CallbackServerContext* ctx,
         }
         reactor->Finish(ToGrpcStatus(r.status));
       });
-  reactor->batch_->set_record_send_times(record);
-  absl::StatusOr<core::Publisher*> p = session_->Publish(reactor->batch_);
-  if (!p.ok()) {
-    reactor->Finish(ToGrpcStatus(p.status()));
-  } else {
-    reactor->publisher_.store(*p);
-  }
-  return reactor;
+  batch->set_record_send_times(record);
+  return StartPublish(ctx, reactor, *session_, std::move(batch));
 }
 
 ServerUnaryReactor* GatewayService::PublishBatch(
@@ -354,8 +350,8 @@ ServerUnaryReactor* GatewayService::PublishBatch(
     spans = std::make_unique<PublishTracing>(std::move(tracing));
   }
   bool record = spans != nullptr;
-  auto* reactor = new PublishReactor();
-  reactor->batch_ = std::make_shared<core::PublishBatch>(
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  auto batch = std::make_shared<core::PublishBatch>(
       std::move(messages), session_->Deadline(CallDeadline(ctx)),
       [reactor, response, ids,
        spans = std::move(spans)](core::PublishBatch& b) {
@@ -368,14 +364,8 @@ ServerUnaryReactor* GatewayService::PublishBatch(
         response->set_ok_count(ok);
         reactor->Finish(::grpc::Status::OK);
       });
-  reactor->batch_->set_record_send_times(record);
-  absl::StatusOr<core::Publisher*> p = session_->Publish(reactor->batch_);
-  if (!p.ok()) {
-    reactor->Finish(ToGrpcStatus(p.status()));
-  } else {
-    reactor->publisher_.store(*p);
-  }
-  return reactor;
+  batch->set_record_send_times(record);
+  return StartPublish(ctx, reactor, *session_, std::move(batch));
 }
 
 ::grpc::ServerWriteReactor<v1::StreamMessagesResponse>*

@@ -330,6 +330,20 @@ TEST(ResilienceTest, MemoryAlarmBlocksPublishingOnly) {
   EXPECT_TRUE(g->stub().InspectQueue(Ctx().get(), iq, &iq_resp).ok());
   EXPECT_GE(iq_resp.message_count(), 1u);
 
+  // A call cancelled while its message waits is not published.
+  {
+    uint64_t accepted = GatewayStatus(*g).counters().published();
+    auto cancelled_ctx = Ctx(absl::Seconds(60));
+    auto cancelled = std::async(std::launch::async, [&] {
+      v1::PublishResponse r;
+      return g->NewStub()->Publish(cancelled_ctx.get(), pub, &r);
+    });
+    ASSERT_TRUE(WaitFor(
+        [&] { return GatewayStatus(*g).counters().published() > accepted; }));
+    cancelled_ctx->TryCancel();
+    EXPECT_EQ(cancelled.get().error_code(), ::grpc::StatusCode::CANCELLED);
+  }
+
   // A long deadline waits for the alarm to clear.
   auto waiting = std::async(std::launch::async, [&] {
     v1::PublishResponse r;
@@ -342,7 +356,8 @@ TEST(ResilienceTest, MemoryAlarmBlocksPublishingOnly) {
   EXPECT_TRUE(later.ok()) << later.error_message();
   EXPECT_TRUE(g->stub().Publish(Ctx().get(), pub, &resp).ok());
   // 1 before the alarm, the one that hit the alarm, the one that waited, the
-  // one after; the one refused during the block was never sent.
+  // one after; the one refused during the block and the cancelled one were
+  // never sent.
   EXPECT_TRUE(WaitFor([&] {
     iq_resp.Clear();
     return g->stub().InspectQueue(Ctx().get(), iq, &iq_resp).ok() &&
