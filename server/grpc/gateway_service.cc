@@ -27,12 +27,12 @@ absl::Time CallDeadline(const CallbackServerContext* ctx) {
 
 namespace {
 
-// A unary reactor that passes cancellation to the publisher, so that a
-// cancelled call stops waiting for its confirms.
 // Hands `batch` to the session; `reactor` (the call's default reactor) is
 // finished by the batch's done callback, or here if the session refuses it.
 // A cancelled call's messages that were not sent yet are not published: the
-// publisher asks the context before sending each one. (A reactor of our own
+// publisher asks the context before sending each one (while the broker
+// blocks publishers they wait, counted in --max_pending_bytes, until it
+// unblocks or the deadline passes). (A reactor of our own
 // with OnCancel would cost every call a hop through gRPC's executor thread
 // for OnDone: only gRPC's default reactor has its OnDone run inline.)
 ServerUnaryReactor* StartPublish(CallbackServerContext* ctx,
