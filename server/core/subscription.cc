@@ -283,9 +283,8 @@ void Subscription::HandedOver(uint64_t delivery_id) {
   // its stream ends, or its channel was lost), and the last one is caught up.
   uint64_t acked = acked_id_.load(std::memory_order_acquire);
   if (delivery_id <= acked) return;  // acked, or from a lost channel
-  uint64_t batch = std::max<uint64_t>(1, options_.prefetch / 4);
-  if (delivery_id < received_id_.load(std::memory_order_acquire) &&
-      delivery_id - acked < batch) {
+  if (!AckDue(delivery_id, received_id_.load(std::memory_order_acquire),
+              acked)) {
     return;
   }
   if (handed_task_pending_.exchange(true)) return;
@@ -295,6 +294,17 @@ void Subscription::HandedOver(uint64_t delivery_id) {
   });
 }
 
+bool Subscription::AckDue(uint64_t handed, uint64_t received,
+                          uint64_t acked) const {
+  // Batched acks (multiple=true): one per quarter of the prefetch window
+  // while gRPC lags behind the broker, as a careful AMQP consumer does; at
+  // once when gRPC has caught up with every delivery received (nothing to
+  // batch with, and nothing stays unacked behind an idle stream). Fewer ack
+  // frames for the broker (and this thread) to process.
+  uint64_t batch = std::max<uint64_t>(1, options_.prefetch / 4);
+  return handed >= received || handed - acked >= batch;
+}
+
 void Subscription::AckHandedOver(bool all) {
   if (options_.ack_mode == AckMode::kClient) return;
   if (state_ != State::kActive && state_ != State::kCancelling) return;
@@ -302,14 +312,8 @@ void Subscription::AckHandedOver(bool all) {
   if (handed <= gen_base_) return;  // from a lost channel
   uint64_t tag = handed - gen_base_;
   if (tag <= acked_upto_tag_) return;
-  // Batched acks (multiple=true): one per quarter of the prefetch window
-  // while gRPC lags behind the broker, as a careful AMQP consumer does; at
-  // once when gRPC has caught up with every delivery received (nothing to
-  // batch with, and nothing stays unacked behind an idle stream). Fewer ack
-  // frames for the broker (and this thread) to process.
   uint64_t received_tag = next_id_ - 1 - gen_base_;
-  uint64_t batch = std::max<uint64_t>(1, options_.prefetch / 4);
-  if (!all && tag < received_tag && tag - acked_upto_tag_ < batch) return;
+  if (!all && !AckDue(tag, received_tag, acked_upto_tag_)) return;
   worker_->connection()->Ack(channel_, tag, /*multiple=*/true).IgnoreError();
   uint64_t n = tag - acked_upto_tag_;
   acked_upto_tag_ = tag;

@@ -147,6 +147,11 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   void AckHandedOver(bool all = false);
   void DoAck(std::vector<uint64_t> ids, AckAction action,
              absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done);
+  // Whether deliveries handed over up to `handed` should be acked now, given
+  // the last one received and the one acked up to (ids or tags, all in the
+  // same numbering). Pure: HandedOver asks it on gRPC's thread, AckHandedOver
+  // on the worker's.
+  bool AckDue(uint64_t handed, uint64_t received, uint64_t acked) const;
   void MaybeComplete();
   void Close(absl::Status status);
   void End(absl::Status status);
