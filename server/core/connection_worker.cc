@@ -177,6 +177,10 @@ void ConnectionWorker::OnIo() {
     if (!*got) break;
     Dispatch(event_);
     CheckConnection();
+    // Nothing left in rabbitmq-c's buffer: another read would only find the
+    // socket empty (a recv and a poll for nothing). The loop polls the
+    // socket next and calls again when more arrives.
+    if (conn_ == nullptr || !conn_->HasBufferedInput()) break;
   }
 }
 

@@ -81,14 +81,22 @@ void EventLoop::RunDueTimers() {
   }
 }
 
-bool EventLoop::RunTasks() {
+void EventLoop::RunTasks() {
+  // Tasks posted while a round runs (a task's follow-up, say) run in the next
+  // round of the same pass instead of after another trip through poll(); the
+  // bound keeps a stream of posts from starving the I/O source.
+  constexpr int kMaxRounds = 4;
   std::vector<Task> batch;
-  {
-    amqpgw::MutexLock lock(&mu_);
-    batch.swap(tasks_);
+  for (int round = 0; round < kMaxRounds; ++round) {
+    {
+      amqpgw::MutexLock lock(&mu_);
+      batch.swap(tasks_);
+    }
+    if (batch.empty()) break;
+    for (Task& t : batch) std::move(t)();
+    batch.clear();
+    if (stop_.load()) break;
   }
-  for (Task& t : batch) std::move(t)();
-  return !batch.empty();
 }
 
 void EventLoop::Run() {
@@ -96,7 +104,7 @@ void EventLoop::Run() {
   pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
   while (!stop_.load()) {
     RunDueTimers();
-    bool busy = RunTasks();
+    RunTasks();
     if (stop_.load()) break;
 
     // Input rabbitmq-c already holds is invisible to poll(); heartbeats need
@@ -109,11 +117,13 @@ void EventLoop::Run() {
          (tick != absl::InfiniteDuration() && now - last_io_ >= tick))) {
       last_io_ = now;
       io_->OnIo();
-      busy = true;
     }
 
+    // Sleep unless work is left: input the library still buffers (OnIo
+    // reads a bounded amount) or tasks posted since RunTasks. A poll() that
+    // cannot block costs a system call per trip for nothing.
     int timeout_ms = 0;
-    if (!busy) {
+    if (io_ == nullptr || !io_->HasBufferedInput()) {
       absl::Duration timeout = absl::InfiniteDuration();
       if (!timers_.empty()) timeout = timers_.begin()->first.first - now;
       if (tick != absl::InfiniteDuration()) {

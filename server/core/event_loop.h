@@ -75,8 +75,9 @@ class EventLoop {
   void Run();
   void Wake();
   void RunDueTimers();
-  // Runs posted tasks; false when there were none.
-  bool RunTasks();
+  // Runs posted tasks, and the tasks they post, for a bounded number of
+  // rounds.
+  void RunTasks();
 
   const std::string name_;
   int wake_fd_ = -1;

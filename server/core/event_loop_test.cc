@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -92,6 +93,54 @@ TEST(EventLoopTest, IdleLoopOnlyTicks) {
   // About 10 ticks in 500 ms; a busy loop would make thousands.
   EXPECT_GE(source.ticks.load(), 5);
   EXPECT_LE(source.ticks.load(), 40);
+}
+
+TEST(EventLoopTest, TasksPostedByTasksRunAfterThoseAlreadyQueued) {
+  EventLoop loop("test");
+  loop.Start(nullptr);
+  std::vector<std::string> order;
+  amqpgw::Notification done;
+  amqpgw::Notification release;
+  // Holds the loop so that both posts below are queued before either runs.
+  loop.Post([&] { release.WaitForNotification(); });
+  loop.Post([&] {
+    order.push_back("a");
+    loop.Post([&] {
+      order.push_back("a's follow-up");
+      loop.Post([&] {
+        order.push_back("its follow-up");
+        done.Notify();
+      });
+    });
+  });
+  loop.Post([&] { order.push_back("b"); });
+  release.Notify();
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(order, (std::vector<std::string>{"a", "b", "a's follow-up",
+                                             "its follow-up"}));
+}
+
+// A source whose input sits in a user-space buffer, never visible to poll():
+// the loop must keep calling OnIo() until it is drained, not sleep.
+class BufferedSource : public EventLoop::IoSource {
+ public:
+  int io_fd() override { return -1; }
+  bool HasBufferedInput() override { return buffered.load() > 0; }
+  void OnIo() override {
+    // Like ConnectionWorker::OnIo: a bounded amount per call.
+    if (buffered.load() > 0 && --buffered == 0) drained.Notify();
+  }
+  absl::Duration TickInterval() override { return absl::InfiniteDuration(); }
+  std::atomic<int> buffered{1000};
+  amqpgw::Notification drained;
+};
+
+TEST(EventLoopTest, BufferedInputIsDrainedWithoutWaitingForTheSocket) {
+  BufferedSource source;
+  EventLoop loop("test");
+  loop.Start(&source);
+  EXPECT_TRUE(source.drained.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  loop.Stop();
 }
 
 TEST(EventLoopTest, StopIsIdempotentAndDropsPendingTasks) {
