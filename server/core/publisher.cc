@@ -119,8 +119,9 @@ void Publisher::MaybeFinishDrain() {
 
 void Publisher::Enqueue(std::shared_ptr<PublishBatch> batch) {
   if (draining_) {
-    for (size_t i = 0; i < batch->size(); ++i)
+    for (size_t i = 0; i < batch->size(); ++i) {
       Complete(batch, i, drain_status_);
+    }
     return;
   }
   if (batch->size() == 0) {

@@ -77,8 +77,9 @@ void PublishTracing::Inject(size_t index, amqp::OutgoingMessage& m) {
     parent = &*caller_;
   } else if (exporter_ == nullptr) {
     // No trace to continue and none recorded here: no headers. A header
-    // table costs the broker ~20 us per message (bench/direct_bench.cc
-    // --gateway_props), about a sixth of its publish throughput.
+    // table costs the broker 6-22 us per message across compare.sh runs
+    // (bench/direct_bench.cc --gateway_props), up to a sixth of its publish
+    // throughput.
     return;
   } else {
     if (!root_.has_value()) {
