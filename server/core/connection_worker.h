@@ -59,6 +59,9 @@ class ConnectionWorker : private EventLoop::IoSource {
     BackoffPolicy backoff;
     // How long a graceful close waits for the broker's close-ok.
     absl::Duration close_timeout = absl::Seconds(2);
+    // EventLoop::IoSource::ReadPause: after reading, wait this long before
+    // reading the socket again (zero: at once).
+    absl::Duration read_pause = absl::ZeroDuration();
   };
 
   // Receives the events of one channel. Worker thread.
@@ -131,6 +134,7 @@ class ConnectionWorker : private EventLoop::IoSource {
   bool HasBufferedInput() override;
   void OnIo() override;
   absl::Duration TickInterval() override;
+  absl::Duration ReadPause() override { return options_.read_pause; }
 
   void TryConnect();
   void ScheduleConnect(absl::Duration delay);

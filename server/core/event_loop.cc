@@ -122,33 +122,33 @@ void EventLoop::Run() {
     // Sleep unless work is left: input the library still buffers (OnIo
     // reads a bounded amount) or tasks posted since RunTasks. A poll() that
     // cannot block costs a system call per trip for nothing.
-    int timeout_ms = 0;
+    // While the source's read pause runs its fd is left out of the poll set
+    // and the pause's end bounds the sleep.
+    bool io_paused = now < io_resume_;
+    absl::Duration timeout = absl::ZeroDuration();
     if (io_ == nullptr || !io_->HasBufferedInput()) {
-      absl::Duration timeout = absl::InfiniteDuration();
+      timeout = absl::InfiniteDuration();
       if (!timers_.empty()) timeout = timers_.begin()->first.first - now;
       if (tick != absl::InfiniteDuration()) {
         timeout = std::min(timeout, last_io_ + tick - now);
       }
-      timeout_ms = -1;
-      if (timeout != absl::InfiniteDuration()) {
-        timeout_ms = static_cast<int>(std::clamp<int64_t>(
-            absl::ToInt64Milliseconds(timeout + absl::Microseconds(999)), 0,
-            1 << 30));
-      }
+      if (io_paused) timeout = std::min(timeout, io_resume_ - now);
       // From here on a Post() writes the eventfd again.
       wake_pending_.store(false);
       amqpgw::MutexLock lock(&mu_);
-      if (!tasks_.empty()) timeout_ms = 0;
+      if (!tasks_.empty()) timeout = absl::ZeroDuration();
     }
     pollfd fds[2];
     fds[0] = {wake_fd_, POLLIN, 0};
     int nfds = 1;
-    int io_fd = io_ != nullptr ? io_->io_fd() : -1;
+    int io_fd = io_ != nullptr && !io_paused ? io_->io_fd() : -1;
     if (io_fd >= 0) {
       fds[1] = {io_fd, POLLIN, 0};
       nfds = 2;
     }
-    int r = poll(fds, nfds, timeout_ms);
+    timespec ts = absl::ToTimespec(std::max(timeout, absl::ZeroDuration()));
+    int r = ppoll(fds, nfds,
+                  timeout == absl::InfiniteDuration() ? nullptr : &ts, nullptr);
     if (r <= 0) continue;
     if (fds[0].revents & POLLIN) {
       uint64_t v;
@@ -158,6 +158,8 @@ void EventLoop::Run() {
     if (nfds == 2 && fds[1].revents != 0) {
       last_io_ = absl::Now();
       io_->OnIo();
+      absl::Duration pause = io_->ReadPause();
+      if (pause > absl::ZeroDuration()) io_resume_ = last_io_ + pause;
     }
   }
 }

@@ -4,7 +4,8 @@
 // Thread safety: Post() and Stop() may be called from any thread. RunAt(),
 // RunAfter() and Cancel() only from the loop thread (tasks and timers run
 // there). An idle loop uses no CPU: it wakes only for a posted task, a due
-// timer, input on the I/O source, or the source's tick interval.
+// timer, input on the I/O source, the source's tick interval, or the end of
+// the source's read pause after input.
 #ifndef AMQPGW_SERVER_CORE_EVENT_LOOP_H_
 #define AMQPGW_SERVER_CORE_EVENT_LOOP_H_
 
@@ -43,6 +44,11 @@ class EventLoop {
     // Longest time between OnIo() calls (for heartbeats);
     // absl::InfiniteDuration() for none.
     virtual absl::Duration TickInterval() = 0;
+    // After OnIo() ran because io_fd() was readable, the loop waits this
+    // long before it polls io_fd() again (tasks, timers and ticks go on):
+    // what arrives meanwhile is read in one go, at the price of up to this
+    // much delay. Zero (the default): poll it again at once.
+    virtual absl::Duration ReadPause() { return absl::ZeroDuration(); }
   };
 
   explicit EventLoop(std::string name);
@@ -95,6 +101,8 @@ class EventLoop {
   std::map<std::pair<absl::Time, TimerId>, absl::AnyInvocable<void()>> timers_;
   absl::flat_hash_map<TimerId, absl::Time> timer_deadlines_;
   absl::Time last_io_ = absl::InfinitePast();
+  // io_fd() is not polled before this time (IoSource::ReadPause).
+  absl::Time io_resume_ = absl::InfinitePast();
 };
 
 }  // namespace amqpgw::core

@@ -31,9 +31,11 @@ absl::Status Session::DisconnectedError() {
 }
 
 Session::Session(SessionOptions options) : options_(std::move(options)) {
-  auto make = [&](std::string name) {
+  auto make = [&](std::string name,
+                  absl::Duration read_pause = absl::ZeroDuration()) {
     ConnectionWorker::Options o;
     o.name = std::move(name);
+    o.read_pause = read_pause;
     o.brokers = options_.brokers;
     o.open = options_.open;
     o.open.connection_name = absl::StrCat("amqpgw ", options_.instance_id);
@@ -48,7 +50,8 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
   }
   std::vector<ConnectionWorker*> consumer_workers;
   for (int i = 0; i < std::max(1, options_.consumer_connections); ++i) {
-    consumer_workers.push_back(make(absl::StrCat("consumer-", i)));
+    consumer_workers.push_back(
+        make(absl::StrCat("consumer-", i), options_.consumer_read_pause));
   }
   Publisher::Options po;
   po.confirm_window = options_.confirm_window;

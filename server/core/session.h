@@ -42,6 +42,8 @@ struct SessionOptions {
   BackoffPolicy backoff;
   int publisher_connections = 1;
   int consumer_connections = 2;
+  // ConnectionWorker::Options::read_pause of the consumer connections.
+  absl::Duration consumer_read_pause = absl::ZeroDuration();
   uint32_t confirm_window = 1024;
   // Most bytes of messages accepted and not yet answered, over all callers;
   // beyond it Publish answers RESOURCE_EXHAUSTED instead of buffering more.

@@ -141,6 +141,9 @@ absl::Status ValidateOptions(const Options& o) {
       !(s = CheckRange("publisher_connections", o.publisher_connections, 1, 64))
            .ok() ||
       !(s = CheckRange("consumer_connections", o.consumer_connections, 1, 256))
+           .ok() ||
+      !(s = CheckDuration("consumer_read_pause", o.consumer_read_pause,
+                          absl::ZeroDuration(), absl::Milliseconds(100)))
            .ok()) {
     return s;
   }
@@ -264,6 +267,7 @@ absl::StatusOr<core::SessionOptions> ToSessionOptions(const Options& o) {
   out.backoff.max = o.reconnect_max_delay;
   out.publisher_connections = static_cast<int>(o.publisher_connections);
   out.consumer_connections = static_cast<int>(o.consumer_connections);
+  out.consumer_read_pause = o.consumer_read_pause;
   out.confirm_window = static_cast<uint32_t>(o.confirm_window);
   out.max_pending_bytes = o.max_pending_bytes;
   out.default_timeout = o.publish_timeout;

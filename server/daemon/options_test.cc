@@ -43,6 +43,10 @@ TEST(OptionsTest, EachBadValueNamesItsFlag) {
        "--publisher_connections"},
       {[](Options& o) { o.consumer_connections = 1000; },
        "--consumer_connections"},
+      {[](Options& o) { o.consumer_read_pause = absl::Seconds(1); },
+       "--consumer_read_pause"},
+      {[](Options& o) { o.consumer_read_pause = absl::Microseconds(-1); },
+       "--consumer_read_pause"},
       {[](Options& o) { o.instance_id = "a/b"; }, "--instance_id"},
       {[](Options& o) { o.log_level = "chatty"; }, "--log_level"},
   };
@@ -61,6 +65,7 @@ TEST(OptionsTest, BrokerListAndTuning) {
   o.broker = "amqp://u:secret@a:1/,amqps://b/";
   o.heartbeat = absl::Seconds(3);
   o.consumer_connections = 4;
+  o.consumer_read_pause = absl::Milliseconds(2);
   o.instance_id = "gw-1";
   auto s = ToSessionOptions(o);
   ASSERT_TRUE(s.ok());
@@ -68,6 +73,7 @@ TEST(OptionsTest, BrokerListAndTuning) {
   EXPECT_TRUE(s->brokers[1].tls);
   EXPECT_EQ(s->open.heartbeat, absl::Seconds(3));
   EXPECT_EQ(s->consumer_connections, 4);
+  EXPECT_EQ(s->consumer_read_pause, absl::Milliseconds(2));
   EXPECT_EQ(s->instance_id, "gw-1");
   // A bad URI's error never echoes the password.
   o.broker = "amqp://u:secret@a:bad/";
