@@ -51,10 +51,11 @@ ABSL_FLAG(int64_t, consumer_connections, kDefaults.consumer_connections,
           "AMQP connections (each with its own thread) carrying streams, one "
           "channel per stream");
 ABSL_FLAG(absl::Duration, consumer_read_pause, kDefaults.consumer_read_pause,
-          "after reading deliveries, a consumer connection waits this long "
-          "before reading again, so that a busy stream's deliveries travel "
-          "in batches (fewer wake-ups, more throughput, up to this much "
-          "latency); 0 reads at once; at most 100ms");
+          "after a read that found 16 or more deliveries, a consumer "
+          "connection waits this long before reading again, so that busy "
+          "streams' deliveries travel in batches (fewer wake-ups, more "
+          "throughput, up to this much latency); smaller reads are never "
+          "followed by a pause; 0 reads at once; at most 100ms");
 ABSL_FLAG(std::string, instance_id, kDefaults.instance_id,
           "this instance's name in subscription ids (default "
           "<hostname>:<port>)");

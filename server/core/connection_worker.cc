@@ -167,6 +167,7 @@ absl::Duration ConnectionWorker::TickInterval() {
 }
 
 void ConnectionWorker::OnIo() {
+  last_read_events_ = 0;
   // Bounded so that posted work is not starved by a busy socket.
   for (int n = 0; n < 2048 && conn_ != nullptr; ++n) {
     absl::StatusOr<bool> got = conn_->Read(&event_);
@@ -175,12 +176,21 @@ void ConnectionWorker::OnIo() {
       return;
     }
     if (!*got) break;
+    ++last_read_events_;
     Dispatch(event_);
     CheckConnection();
+    if (conn_ == nullptr) break;
     // Nothing left in rabbitmq-c's buffer: another read would only find the
     // socket empty (a recv and a poll for nothing). The loop polls the
-    // socket next and calls again when more arrives.
-    if (conn_ == nullptr || !conn_->HasBufferedInput()) break;
+    // socket next and calls again when more arrives. When a read pause will
+    // follow, the loop leaves the socket alone for a while, so read on
+    // until it is empty (one recv for nothing per pause): else a pause
+    // would let through at most one buffer (128 KiB) per pause.
+    if (!conn_->HasBufferedInput() &&
+        ReadPauseAfter(last_read_events_, read_window_, options_.read_pause) ==
+            absl::ZeroDuration()) {
+      break;
+    }
   }
 }
 

@@ -14,6 +14,7 @@
 #ifndef AMQPGW_SERVER_CORE_CONNECTION_WORKER_H_
 #define AMQPGW_SERVER_CORE_CONNECTION_WORKER_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -59,10 +60,29 @@ class ConnectionWorker : private EventLoop::IoSource {
     BackoffPolicy backoff;
     // How long a graceful close waits for the broker's close-ok.
     absl::Duration close_timeout = absl::Seconds(2);
-    // EventLoop::IoSource::ReadPause: after reading, wait this long before
-    // reading the socket again (zero: at once).
+    // EventLoop::IoSource::ReadPause: the longest wait, after a read that
+    // found many events, before the socket is read again (zero: never
+    // wait). See ReadPauseAfter().
     absl::Duration read_pause = absl::ZeroDuration();
   };
+
+  // A read that found fewer events than this is not followed by a pause:
+  // a connection whose streams have fewer messages in flight than this
+  // (prefetch 1, say) would otherwise wait for each delivery.
+  static constexpr int kReadPauseMinEvents = 16;
+  // A pause lasts at most this long per message of the connection's
+  // prefetch windows (set_read_window), so that it never holds back small
+  // windows: during a pause the broker sends only what the windows still
+  // allow, and with this bound the windows allow at least 500,000 msg/s.
+  static constexpr absl::Duration kReadPausePerWindowMessage =
+      absl::Microseconds(2);
+  // The pause after a read that dispatched `events` events on a connection
+  // whose streams' prefetch windows add up to `window` messages.
+  static absl::Duration ReadPauseAfter(int events, int64_t window,
+                                       absl::Duration read_pause) {
+    if (events < kReadPauseMinEvents) return absl::ZeroDuration();
+    return std::min(read_pause, window * kReadPausePerWindowMessage);
+  }
 
   // Receives the events of one channel. Worker thread.
   class ChannelHandler {
@@ -122,6 +142,9 @@ class ConnectionWorker : private EventLoop::IoSource {
   // Frees the number after channel.close-ok or a broker channel.close.
   void ReleaseChannel(uint16_t channel);
   size_t open_channels() const { return open_channels_; }
+  // The sum of the prefetch windows of the consumers on this connection
+  // (ReadPauseAfter); zero, the default, means no read pause.
+  void set_read_window(int64_t messages) { read_window_ = messages; }
   // Timers that also notice a connection that failed during `fn`.
   EventLoop::TimerId RunAfter(absl::Duration delay,
                               absl::AnyInvocable<void()> fn);
@@ -134,7 +157,9 @@ class ConnectionWorker : private EventLoop::IoSource {
   bool HasBufferedInput() override;
   void OnIo() override;
   absl::Duration TickInterval() override;
-  absl::Duration ReadPause() override { return options_.read_pause; }
+  absl::Duration ReadPause() override {
+    return ReadPauseAfter(last_read_events_, read_window_, options_.read_pause);
+  }
 
   void TryConnect();
   void ScheduleConnect(absl::Duration delay);
@@ -170,6 +195,9 @@ class ConnectionWorker : private EventLoop::IoSource {
   std::vector<uint16_t> free_channels_;
   uint16_t next_channel_ = 1;
   amqp::Event event_;  // reused for every read
+  // Events the last OnIo() dispatched (ReadPause).
+  int last_read_events_ = 0;
+  int64_t read_window_ = 0;  // set_read_window
 };
 
 }  // namespace amqpgw::core

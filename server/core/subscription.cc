@@ -50,6 +50,19 @@ void ConsumerHost::OnDisconnected(const absl::Status& why) {
   for (auto& sub : subs) sub->OnConnectionLost(why);
 }
 
+void ConsumerHost::Add(std::shared_ptr<Subscription> subscription) {
+  window_ += subscription->prefetch();
+  worker->set_read_window(window_);
+  Subscription* key = subscription.get();
+  subscriptions[key] = std::move(subscription);
+}
+
+void ConsumerHost::Remove(Subscription* subscription) {
+  if (subscriptions.erase(subscription) == 0) return;
+  window_ -= subscription->prefetch();
+  worker->set_read_window(window_);
+}
+
 // --- Subscription ---
 
 Subscription::Subscription(ConsumerPool* pool, ConsumerHost* host,
@@ -487,7 +500,7 @@ std::shared_ptr<Subscription> ConsumerPool::Subscribe(SubscribeOptions options,
   }
   stats_->active_streams.fetch_add(1, std::memory_order_relaxed);
   host->worker->Post([host, sub] {
-    host->subscriptions[sub.get()] = sub;
+    host->Add(sub);
     sub->Start();
   });
   return sub;
@@ -501,7 +514,7 @@ void ConsumerPool::Remove(Subscription* subscription) {
   ConsumerHost* host = subscription->host_;
   host->load.fetch_sub(1);
   stats_->active_streams.fetch_sub(1, std::memory_order_relaxed);
-  host->subscriptions.erase(subscription);
+  host->Remove(subscription);
 }
 
 void ConsumerPool::Ack(

@@ -89,12 +89,19 @@ class ConsumerHost : public ConnectionWorker::Observer {
   explicit ConsumerHost(ConnectionWorker* worker) : worker(worker) {}
   void OnConnected() override;
   void OnDisconnected(const absl::Status& why) override;
+  // Worker thread. Place and remove subscriptions; the worker learns the
+  // sum of their prefetch windows (ConnectionWorker::set_read_window).
+  void Add(std::shared_ptr<Subscription> subscription);
+  void Remove(Subscription* subscription);
 
   ConnectionWorker* const worker;
   // Subscriptions placed here (any thread reads it to place new ones).
   std::atomic<int> load{0};
   absl::flat_hash_map<Subscription*, std::shared_ptr<Subscription>>
       subscriptions;
+
+ private:
+  int64_t window_ = 0;  // sum of the subscriptions' prefetch
 };
 
 // One stream's consumer. Created by ConsumerPool::Subscribe; its state lives
