@@ -49,13 +49,11 @@ if [ $# -ne 2 ]; then
 fi
 A_FLAGS=$1 B_FLAGS=$2
 
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 if [ "$DO_BUILD" = 1 ]; then
   "$ROOT/scripts/bootstrap.sh"
-  if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  fi
-  cmake --build "$BUILD" -j2 \
-    --target amqpgwd amqpgw-bench amqpgw-bench-direct >/dev/null
+  bench_build "$BUILD" amqpgwd amqpgw-bench amqpgw-bench-direct
 fi
 GWD=$BUILD/server/amqpgwd
 GBENCH=$BUILD/bench/amqpgw-bench

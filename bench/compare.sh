@@ -48,15 +48,11 @@ done
 log() { echo "compare: $*" >&2; }
 
 "$ROOT/scripts/bootstrap.sh"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 if [ "$DO_BUILD" = 1 ]; then
-  if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
-  fi
   log "building amqpgwd, amqpgw-bench, amqpgw-bench-direct"
-  # -j2: the machine is shared; the benchmark itself wants the cores.
-  cmake --build "$BUILD" -j2 \
-    --target amqpgwd amqpgw-bench amqpgw-bench-direct >/dev/null
+  bench_build "$BUILD" amqpgwd amqpgw-bench amqpgw-bench-direct
 fi
 GWD=$BUILD/server/amqpgwd
 GBENCH=$BUILD/bench/amqpgw-bench

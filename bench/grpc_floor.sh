@@ -28,12 +28,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 if [ "$DO_BUILD" = 1 ]; then
   "$ROOT/scripts/bootstrap.sh"
-  if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  fi
-  cmake --build "$BUILD" -j2 --target amqpgw-bench amqpgw-grpc-floor >/dev/null
+  bench_build "$BUILD" amqpgw-bench amqpgw-grpc-floor
 fi
 GBENCH=$BUILD/bench/amqpgw-bench
 FLOOR=$BUILD/bench/amqpgw-grpc-floor
