@@ -12,7 +12,8 @@
 #
 # Options:
 #   --reps R          repetitions per scenario (default 3)
-#   -n N              messages per publish and stream run (default 100000)
+#   -n N              messages per publish and stream run (default 100000;
+#                     N/10 for the prefetch-10 streams)
 #   --sync-n N        messages per publish-sync run (default 3000)
 #   --py-n N          messages per Python run (default 20000)
 #   --idle-seconds S  how long 100 idle streams are watched (default 60)
@@ -40,11 +41,12 @@ while [ $# -gt 0 ]; do
     --no-build) DO_BUILD=0; shift ;;
     --out) OUT=$(realpath -m "$2"); shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 
+SMALL_N=$((N / 10))
 log() { echo "compare: $*" >&2; }
 
 "$ROOT/scripts/bootstrap.sh"
@@ -159,6 +161,10 @@ for rep in $(seq 1 "$REPS"); do
   pub_d_props() { run pub_direct_props "$DBENCH" publish "${COMMON_D[@]}" -n "$N" --window 256 --purge --gateway_props; }
   stream_g() { fill "$N"; run stream_gateway "$GBENCH" stream "${COMMON_G[@]}" -n "$N" --prefetch 1000 --ack auto; }
   stream_d() { fill "$N"; run stream_direct "$DBENCH" stream "${COMMON_D[@]}" -n "$N" --prefetch 1000; }
+  # A small window (no target): the consumer read pause must not hold it
+  # back.
+  small_g() { fill "$SMALL_N"; run stream10_gateway "$GBENCH" stream "${COMMON_G[@]}" -n "$SMALL_N" --prefetch 10 --ack auto; }
+  small_d() { fill "$SMALL_N"; run stream10_direct "$DBENCH" stream "${COMMON_D[@]}" -n "$SMALL_N" --prefetch 10; }
   py_g() {
     fill "$PY_N"
     run py_grpc env PYTHONPATH="$WORK/py" "$PY" "$ROOT/bench/python/grpc_stream.py" \
@@ -172,12 +178,12 @@ for rep in $(seq 1 "$REPS"); do
   if [ $((rep % 2)) = 1 ]; then
     pub_g_batch; pub_d; pub_g_unary; pub_d_props
     sync_g; sync_d; status_g
-    stream_g; stream_d
+    stream_g; stream_d; small_g; small_d
     py_g; py_d
   else
     pub_d_props; pub_g_unary; pub_d; pub_g_batch
     status_g; sync_d; sync_g
-    stream_d; stream_g
+    stream_d; stream_g; small_d; small_g
     py_d; py_g
   fi
 done
@@ -216,6 +222,9 @@ gp, dp = med("sync_gateway", "p50_us"), med("sync_direct", "p50_us")
 diff = gp - dp if gp is not None and dp is not None else None
 out.append(f"| publish-sync p50 latency (direct: window 1) | {fmt(gp, ' us')} | {fmt(dp, ' us')} | {fmt(diff, ' us')} | <= +150 us | {verdict(None if diff is None else diff <= 150)} |")
 ratio_row("StreamMessages, prefetch 1000, AUTO ack (direct: basic.consume prefetch 1000, manual acks)", "stream_gateway", "stream_direct", 0.9)
+sg, sd = med("stream10_gateway", "msgs_per_s"), med("stream10_direct", "msgs_per_s")
+sr = sg / sd if sg and sd else None
+out.append(f"| StreamMessages, prefetch 10, AUTO ack (no target) | {fmt(sg, ' msg/s')} | {fmt(sd, ' msg/s')} | {fmt(sr, '', 2)} | | n/a |")
 for name, s in (("PublishBatch", "pub_batch"), ("StreamMessages", "stream_gateway"), ("Publish x64 (no target)", "pub_unary")):
     c = med(s, "gw_cpu_us_per_msg")
     target = None if "no target" in name else 25
@@ -236,7 +245,7 @@ out.append("Medians per scenario (CPU in microseconds per message; latency per c
 out.append("")
 out.append("| Run | msg/s | p50 us | p99 us | p999 us | gateway CPU | broker CPU | client CPU | gateway peak RSS MB | runs |")
 out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-for s in ("pub_batch", "pub_unary", "pub_direct", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "stream_gateway", "stream_direct", "py_grpc", "py_aiopika"):
+for s in ("pub_batch", "pub_unary", "pub_direct", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "stream_gateway", "stream_direct", "stream10_gateway", "stream10_direct", "py_grpc", "py_aiopika"):
     if s not in rows:
         continue
     n = len([r for r in rows[s] if "failed" not in r])
