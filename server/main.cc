@@ -52,7 +52,8 @@ ABSL_FLAG(int64_t, consumer_connections, kDefaults.consumer_connections,
           "channel per stream");
 ABSL_FLAG(absl::Duration, consumer_read_pause, kDefaults.consumer_read_pause,
           "after a read that found 16 or more deliveries, a consumer "
-          "connection waits this long before reading again, so that busy "
+          "connection waits up to this long (at most 2us per message of its "
+          "streams' prefetch windows) before reading again, so that busy "
           "streams' deliveries travel in batches (fewer wake-ups, more "
           "throughput, up to this much latency); smaller reads are never "
           "followed by a pause; 0 reads at once; at most 100ms");

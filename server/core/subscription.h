@@ -97,6 +97,7 @@ class ConsumerHost : public ConnectionWorker::Observer {
   ConnectionWorker* const worker;
   // Subscriptions placed here (any thread reads it to place new ones).
   std::atomic<int> load{0};
+  // Changed only through Add and Remove.
   absl::flat_hash_map<Subscription*, std::shared_ptr<Subscription>>
       subscriptions;
 

@@ -33,10 +33,11 @@ struct Options {
   int64_t publisher_connections = 1;
   int64_t consumer_connections = 2;
   // After a consumer connection's thread has read many deliveries at once
-  // (ConnectionWorker::kReadPauseMinEvents), it waits this long before
-  // reading again, so that deliveries arriving meanwhile travel on in one
-  // batch (fewer thread wake-ups per delivery). Zero: read as soon as data
-  // arrives.
+  // (ConnectionWorker::kReadPauseMinEvents), it waits up to this long
+  // (ConnectionWorker::ReadPauseAfter: at most 2 us per message of its
+  // streams' prefetch windows) before reading again, so that deliveries
+  // arriving meanwhile travel on in one batch (fewer thread wake-ups per
+  // delivery). Zero: read as soon as data arrives.
   absl::Duration consumer_read_pause = absl::Milliseconds(2);
   // Prefix of subscription ids; default "<hostname>:<listen port>".
   std::string instance_id;
