@@ -133,10 +133,12 @@ void EventLoop::Run() {
         timeout = std::min(timeout, last_io_ + tick - now);
       }
       if (io_paused) timeout = std::min(timeout, io_resume_ - now);
-      // From here on a Post() writes the eventfd again.
+      // From here on a Post() or Stop() writes the eventfd again; what came
+      // before (its wake-up skipped as pending) is seen here: a task under
+      // the lock, a stop in stop_ (Stop() sets it before it wakes).
       wake_pending_.store(false);
       amqpgw::MutexLock lock(&mu_);
-      if (!tasks_.empty()) timeout = absl::ZeroDuration();
+      if (!tasks_.empty() || stop_.load()) timeout = absl::ZeroDuration();
     }
     pollfd fds[2];
     fds[0] = {wake_fd_, POLLIN, 0};

@@ -221,6 +221,38 @@ TEST(EventLoopTest, ReadPauseEndsAndWhatArrivedIsRead) {
   loop.Stop();
 }
 
+TEST(EventLoopTest, StopWakesALoopThatIsAboutToSleep) {
+  // Stop() right after a task ran lands, now and then, in the loop's last
+  // steps before it sleeps, while the wake-up of the task's Post() is still
+  // marked pending (so Stop's own wake-up is skipped): the loop must see
+  // the stop before it sleeps. CI caught a daemon shutdown hanging there.
+  // A spinning thread calls Stop() a varying few hundred nanoseconds after
+  // the task has run, to land in that window.
+  int stuck = 0;
+  for (int i = 0; i < 3000 && stuck == 0; ++i) {
+    EventLoop loop("test");
+    loop.Start(nullptr);
+    std::atomic<bool> ran{false};
+    amqpgw::Notification stopped;
+    std::thread stopper([&] {
+      absl::Time deadline = absl::Now() + absl::Seconds(10);
+      while (!ran.load() && absl::Now() < deadline) {
+      }
+      for (volatile int k = 0; k < (i % 100) * 4; k = k + 1) {
+      }
+      loop.Stop();
+      stopped.Notify();
+    });
+    loop.Post([&] { ran.store(true); });
+    if (!stopped.WaitForNotificationWithTimeout(absl::Seconds(10))) {
+      ++stuck;
+      loop.Post([] {});  // wakes the sleeping loop, so that the test ends
+    }
+    stopper.join();
+  }
+  EXPECT_EQ(stuck, 0) << "Stop() did not return: the loop slept through it";
+}
+
 TEST(EventLoopTest, StopIsIdempotentAndDropsPendingTasks) {
   EventLoop loop("test");
   loop.Start(nullptr);
