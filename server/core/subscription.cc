@@ -38,15 +38,15 @@ uint32_t DeliveryAttempt(const amqp::Delivery& d) {
 
 void ConsumerHost::OnConnected() {
   std::vector<std::shared_ptr<Subscription>> subs;
-  subs.reserve(subscriptions.size());
-  for (auto& [ptr, sub] : subscriptions) subs.push_back(sub);
+  subs.reserve(subscriptions_.size());
+  for (auto& [ptr, sub] : subscriptions_) subs.push_back(sub);
   for (auto& sub : subs) sub->OnConnected();
 }
 
 void ConsumerHost::OnDisconnected(const absl::Status& why) {
   std::vector<std::shared_ptr<Subscription>> subs;
-  subs.reserve(subscriptions.size());
-  for (auto& [ptr, sub] : subscriptions) subs.push_back(sub);
+  subs.reserve(subscriptions_.size());
+  for (auto& [ptr, sub] : subscriptions_) subs.push_back(sub);
   for (auto& sub : subs) sub->OnConnectionLost(why);
 }
 
@@ -54,13 +54,15 @@ void ConsumerHost::Add(std::shared_ptr<Subscription> subscription) {
   window_ += subscription->prefetch();
   worker->set_read_window(window_);
   Subscription* key = subscription.get();
-  subscriptions[key] = std::move(subscription);
+  subscriptions_[key] = std::move(subscription);
 }
 
 void ConsumerHost::Remove(Subscription* subscription) {
-  if (subscriptions.erase(subscription) == 0) return;
+  auto it = subscriptions_.find(subscription);
+  if (it == subscriptions_.end()) return;
   window_ -= subscription->prefetch();
   worker->set_read_window(window_);
+  subscriptions_.erase(it);  // may be the last reference to `subscription`
 }
 
 // --- Subscription ---

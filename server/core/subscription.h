@@ -97,11 +97,10 @@ class ConsumerHost : public ConnectionWorker::Observer {
   ConnectionWorker* const worker;
   // Subscriptions placed here (any thread reads it to place new ones).
   std::atomic<int> load{0};
-  // Changed only through Add and Remove.
-  absl::flat_hash_map<Subscription*, std::shared_ptr<Subscription>>
-      subscriptions;
 
  private:
+  absl::flat_hash_map<Subscription*, std::shared_ptr<Subscription>>
+      subscriptions_;
   int64_t window_ = 0;  // sum of the subscriptions' prefetch
 };
 
