@@ -82,13 +82,7 @@ start() {
   "$GWD" --broker="$URI" --listen=127.0.0.1:0 --http_listen= $2 > "$log" 2>&1 &
   PID[$1]=$!
   PIDS+=("$!")
-  for _ in $(seq 1 300); do
-    grep -q 'session: READY' "$log" && break
-    kill -0 "${PID[$1]}" 2>/dev/null || { cat "$log" >&2; exit 1; }
-    sleep 0.1  # polling a condition with a deadline
-  done
-  grep -q 'session: READY' "$log" || { echo "amqpgwd $1 did not start" >&2; exit 1; }
-  PORT[$1]=$(grep -o 'gRPC; port [0-9]*' "$log" | grep -o '[0-9]*$')
+  PORT[$1]=$(bench_gateway_port "$log" "${PID[$1]}")
 }
 start A "$A_FLAGS"
 start B "$B_FLAGS"

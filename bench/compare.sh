@@ -86,14 +86,7 @@ log "starting amqpgwd"
 "$GWD" --broker="$URI" --listen=127.0.0.1:0 --http_listen= ${AMQPGWD_FLAGS:-} \
   > "$WORK/amqpgwd.log" 2>&1 &
 GW_PID=$!
-PORT=""
-for _ in $(seq 1 300); do
-  PORT=$(grep -o 'gRPC; port [0-9]*' "$WORK/amqpgwd.log" | grep -o '[0-9]*$' || true)
-  [ -n "$PORT" ] && grep -q 'session: READY' "$WORK/amqpgwd.log" && break
-  kill -0 "$GW_PID" 2>/dev/null || { cat "$WORK/amqpgwd.log" >&2; exit 1; }
-  sleep 0.1  # polling a condition with a deadline
-done
-[ -n "$PORT" ] || { log "amqpgwd did not start"; cat "$WORK/amqpgwd.log" >&2; exit 1; }
+PORT=$(bench_gateway_port "$WORK/amqpgwd.log" "$GW_PID")
 SERVER=127.0.0.1:$PORT
 sleep 1  # let start-up settle before reading the idle RSS
 IDLE_RSS_KB=$(awk '/^VmRSS:/ {print $2}' "/proc/$GW_PID/status")

@@ -15,3 +15,23 @@ bench_build() {
   fi
   cmake --build "$build" -j2 --target "$@" >/dev/null
 }
+
+# bench_gateway_port LOG PID [TRIES]: waits (0.1 s a try, default 300)
+# until the amqpgwd that writes LOG listens and its broker session is READY,
+# and prints its gRPC port; fails, showing the log, if the daemon exits or
+# the time runs out.
+bench_gateway_port() {
+  local log=$1 pid=$2 tries=${3:-300} port=""
+  for _ in $(seq 1 "$tries"); do
+    port=$(grep -o 'gRPC; port [0-9]*' "$log" | grep -o '[0-9]*$' || true)
+    if [ -n "$port" ] && grep -q 'session: READY' "$log"; then
+      echo "$port"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1  # polling a condition with a deadline
+  done
+  echo "amqpgwd did not start (log: $log):" >&2
+  cat "$log" >&2
+  return 1
+}

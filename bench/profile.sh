@@ -38,6 +38,8 @@ esac
 OUT=${OUT:-$(mktemp -d /tmp/amqpgw-profile.XXXXXX)}
 mkdir -p "$OUT"
 NODE=$ROOT/tests/support/rabbitmq-node.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 GW_PID=""
 cleanup() {
   [ -n "$GW_PID" ] && kill -TERM "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
@@ -53,13 +55,7 @@ valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.%p" \
   "$BUILD/server/amqpgwd" --broker="$BROKER" --listen=127.0.0.1:0 --http_listen= \
   > "$OUT/amqpgwd.log" 2>&1 &
 GW_PID=$!
-PORT=""
-for _ in $(seq 1 600); do
-  PORT=$(grep -o 'gRPC; port [0-9]*' "$OUT/amqpgwd.log" | grep -o '[0-9]*$' || true)
-  [ -n "$PORT" ] && grep -q 'session: READY' "$OUT/amqpgwd.log" && break
-  sleep 0.1  # polling a condition with a deadline
-done
-[ -n "$PORT" ] || { cat "$OUT/amqpgwd.log" >&2; exit 1; }
+PORT=$(bench_gateway_port "$OUT/amqpgwd.log" "$GW_PID" 600)
 BENCH=$BUILD/bench/amqpgw-bench
 Q=amqpgw-profile
 fill() { "$BUILD/bench/amqpgw-bench-direct" publish --broker "$BROKER" --queue "$Q" \
