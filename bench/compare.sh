@@ -153,6 +153,8 @@ for rep in $(seq 1 "$REPS"); do
   # What the broker pays for the properties amqpgwd adds with tracing on.
   pub_d_props() { run pub_direct_props "$DBENCH" publish "${COMMON_D[@]}" -n "$N" --window 256 --purge --gateway_props; }
   stream_g() { fill "$N"; run stream_gateway "$GBENCH" stream "${COMMON_G[@]}" -n "$N" --prefetch 1000 --ack auto; }
+  # The same with up to 256 deliveries per response (max_batch).
+  streamb_g() { fill "$N"; run stream_batch_gateway "$GBENCH" stream "${COMMON_G[@]}" -n "$N" --prefetch 1000 --ack auto --max_batch 256; }
   stream_d() { fill "$N"; run stream_direct "$DBENCH" stream "${COMMON_D[@]}" -n "$N" --prefetch 1000; }
   # A small window (no target): the consumer read pause must not hold it
   # back.
@@ -171,12 +173,12 @@ for rep in $(seq 1 "$REPS"); do
   if [ $((rep % 2)) = 1 ]; then
     pub_g_batch; pub_d; pub_g_unary; pub_d_props
     sync_g; sync_d; status_g
-    stream_g; stream_d; small_g; small_d
+    stream_g; stream_d; streamb_g; small_g; small_d
     py_g; py_d
   else
     pub_d_props; pub_g_unary; pub_d; pub_g_batch
     status_g; sync_d; sync_g
-    stream_d; stream_g; small_d; small_g
+    streamb_g; stream_d; stream_g; small_d; small_g
     py_d; py_g
   fi
 done
@@ -215,10 +217,11 @@ gp, dp = med("sync_gateway", "p50_us"), med("sync_direct", "p50_us")
 diff = gp - dp if gp is not None and dp is not None else None
 out.append(f"| publish-sync p50 latency (direct: window 1) | {fmt(gp, ' us')} | {fmt(dp, ' us')} | {fmt(diff, ' us')} | <= +150 us | {verdict(None if diff is None else diff <= 150)} |")
 ratio_row("StreamMessages, prefetch 1000, AUTO ack (direct: basic.consume prefetch 1000, manual acks)", "stream_gateway", "stream_direct", 0.9)
+ratio_row("StreamMessages as above, max_batch 256 (up to 256 deliveries per response)", "stream_batch_gateway", "stream_direct", 0.9)
 sg, sd = med("stream10_gateway", "msgs_per_s"), med("stream10_direct", "msgs_per_s")
 sr = sg / sd if sg and sd else None
 out.append(f"| StreamMessages, prefetch 10, AUTO ack (no target) | {fmt(sg, ' msg/s')} | {fmt(sd, ' msg/s')} | {fmt(sr, '', 2)} | | n/a |")
-for name, s in (("PublishBatch", "pub_batch"), ("StreamMessages", "stream_gateway"), ("Publish x64 (no target)", "pub_unary")):
+for name, s in (("PublishBatch", "pub_batch"), ("StreamMessages", "stream_gateway"), ("StreamMessages, max_batch 256", "stream_batch_gateway"), ("Publish x64 (no target)", "pub_unary")):
     c = med(s, "gw_cpu_us_per_msg")
     target = None if "no target" in name else 25
     out.append(f"| Gateway CPU per message, {name} | {fmt(c, ' us', 1)} | | | {'<= 25 us' if target else ''} | {verdict(None if c is None or target is None else c <= target)} |")
@@ -238,7 +241,7 @@ out.append("Medians per scenario (CPU in microseconds per message; latency per c
 out.append("")
 out.append("| Run | msg/s | p50 us | p99 us | p999 us | gateway CPU | broker CPU | client CPU | gateway peak RSS MB | runs |")
 out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-for s in ("pub_batch", "pub_unary", "pub_direct", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "stream_gateway", "stream_direct", "stream10_gateway", "stream10_direct", "py_grpc", "py_aiopika"):
+for s in ("pub_batch", "pub_unary", "pub_direct", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "stream_gateway", "stream_batch_gateway", "stream_direct", "stream10_gateway", "stream10_direct", "py_grpc", "py_aiopika"):
     if s not in rows:
         continue
     n = len([r for r in rows[s] if "failed" not in r])

@@ -55,6 +55,8 @@ Flags:
   --prefetch P        stream: prefetch (default 1000)
   --ack MODE          stream: auto, client or none (default auto)
   --ack_batch K       stream --ack client: ids per Ack call (default P/4)
+  --max_batch B       stream: up to B deliveries per response (default 0:
+                      one each)
   --fill              stream: publish N messages first (PublishBatch)
   --purge             purge the queue before the run
   --warmup M          publish modes: M messages first, not timed
@@ -77,6 +79,7 @@ struct Options {
   int64_t prefetch;
   std::string ack;
   int64_t ack_batch;
+  int64_t max_batch;
   bool fill;
   bool purge;
   int64_t warmup;
@@ -385,6 +388,7 @@ int RunStream(const Options& o) {
   req.set_queue(o.queue);
   req.set_prefetch(static_cast<uint32_t>(o.prefetch));
   req.set_max_messages(static_cast<uint64_t>(o.n));
+  req.set_max_batch(static_cast<uint32_t>(o.max_batch));
   req.set_ack_mode(o.ack == "client" ? v1::StreamMessagesRequest::CLIENT
                    : o.ack == "none" ? v1::StreamMessagesRequest::NONE
                                      : v1::StreamMessagesRequest::AUTO);
@@ -401,6 +405,7 @@ int RunStream(const Options& o) {
       stub->StreamMessages(&ctx, req);
   v1::StreamMessagesResponse event;
   int64_t got = 0;
+  int64_t responses = 0;  // that carried deliveries
   uint64_t bytes = 0;
   std::string subscription;
   std::vector<uint64_t> ids;
@@ -410,17 +415,21 @@ int RunStream(const Options& o) {
       subscription = event.subscribed().subscription_id();
       continue;
     }
-    if (!event.has_delivery()) continue;
-    ++got;
-    bytes += event.delivery().body().size();
-    if (o.ack == "client") {
-      ids.push_back(event.delivery().delivery_id());
-      if (static_cast<int64_t>(ids.size()) >= o.ack_batch || got == o.n) {
-        acker.Ack(subscription, std::move(ids));
-        ids.clear();
+    auto take = [&](const v1::Delivery& d) {
+      ++got;
+      bytes += d.body().size();
+      if (o.ack == "client") {
+        ids.push_back(d.delivery_id());
+        if (static_cast<int64_t>(ids.size()) >= o.ack_batch || got == o.n) {
+          acker.Ack(subscription, std::move(ids));
+          ids.clear();
+        }
       }
-    }
-    if (got == o.n) last_delivery = absl::Now();
+      if (got == o.n) last_delivery = absl::Now();
+    };
+    if (event.has_delivery()) take(event.delivery());
+    for (const v1::Delivery& d : event.batch().deliveries()) take(d);
+    if (event.has_delivery() || event.has_batch()) ++responses;
   }
   grpc::Status status = reader->Finish();
   acker.Wait();
@@ -442,6 +451,11 @@ int RunStream(const Options& o) {
   s.Set("n", o.n).Set("size", o.size).Set("persistent", o.persistent ? 1 : 0);
   s.Set("prefetch", o.prefetch).Set("ack", o.ack);
   if (o.ack == "client") s.Set("ack_batch", o.ack_batch);
+  if (o.max_batch > 0) {
+    s.Set("max_batch", o.max_batch)
+        .Set("deliveries_per_response",
+             static_cast<double>(got) / std::max<int64_t>(1, responses), 1);
+  }
   s.Set("ok", got).Set("errors", o.n - got);
   AddThroughput(s, static_cast<uint64_t>(got), elapsed);
   AddClientCpu(s, client_cpu, static_cast<uint64_t>(got));
@@ -570,6 +584,7 @@ int Main(int argc, char** argv) {
   o.prefetch = f.Int("prefetch", 1000);
   o.ack = f.Str("ack", "auto");
   o.ack_batch = f.Int("ack_batch", std::max<int64_t>(1, o.prefetch / 4));
+  o.max_batch = f.Int("max_batch", 0);
   o.fill = f.Bool("fill", false);
   o.purge = f.Bool("purge", false);
   o.warmup = f.Int("warmup", 0);
@@ -585,10 +600,10 @@ int Main(int argc, char** argv) {
   }
   if (o.n <= 0 || o.concurrency <= 0 || o.batch <= 0 || o.batch > 10000 ||
       o.prefetch <= 0 || o.prefetch > 65535 || o.ack_batch <= 0 ||
-      o.streams <= 0) {
+      o.streams <= 0 || o.max_batch < 0 || o.max_batch > 65535) {
     f.Die(
         "-n, --concurrency, --batch (<= 10000), --prefetch, --ack_batch "
-        "and --streams must be positive");
+        "and --streams must be positive; --max_batch 0..65535");
   }
   const std::string& mode = f.mode();
   if (mode == "publish" || mode == "publish-batch" || mode == "publish-sync") {

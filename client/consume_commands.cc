@@ -25,6 +25,9 @@
 namespace amqpgw::cli {
 namespace {
 
+// Most deliveries per StreamMessages response that consume asks for.
+constexpr uint32_t kMaxBatch = 256;
+
 // Takes SIGINT and SIGTERM for the whole process on a thread of its own
 // (sigwait): the first calls `on_interrupt`, a second one exits at once
 // (130). Must be constructed before any other thread exists (gRPC's
@@ -173,6 +176,10 @@ int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
   }
   req.set_consumer_tag(args.Get("consumer-tag"));
   req.set_exclusive(args.GetBool("exclusive"));
+  // Deliveries that wait together come in one response (printed the same
+  // way): less CPU per message on both sides. A gateway older than
+  // max_batch ignores it and sends `delivery` events, handled alike.
+  req.set_max_batch(kMaxBatch);
   absl::Status st =
       ParseFieldArgs(args.GetAll("arg"), "arg", req.mutable_arguments());
   if (!st.ok()) return UsageError(cmd, st.message());
@@ -207,11 +214,17 @@ int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
                                         s.subscription_id(),
                                         [raw_ctx] { raw_ctx->TryCancel(); });
       }
-    } else if (ev.has_delivery()) {
-      const v1::Delivery& d = ev.delivery();
-      std::string line = json ? JsonDelivery(d, text) : HumanDelivery(d);
-      line += '\n';
-      if (std::fwrite(line.data(), 1, line.size(), stdout) != line.size() ||
+    } else if (ev.has_delivery() || ev.has_batch()) {
+      if (ev.has_delivery()) {  // from a gateway without max_batch
+        v1::Delivery lone = std::move(*ev.mutable_delivery());
+        *ev.mutable_batch()->add_deliveries() = std::move(lone);
+      }
+      std::string lines;
+      for (const v1::Delivery& d : ev.batch().deliveries()) {
+        lines += json ? JsonDelivery(d, text) : HumanDelivery(d);
+        lines += '\n';
+      }
+      if (std::fwrite(lines.data(), 1, lines.size(), stdout) != lines.size() ||
           std::fflush(stdout) != 0) {
         // A closed pipe (consume | head): stop; with --ack client the
         // unprinted messages go back to the queue.
@@ -219,8 +232,10 @@ int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
         ctx->TryCancel();
         break;
       }
-      ++received;
-      if (acker != nullptr) acker->Add(d.delivery_id());
+      for (const v1::Delivery& d : ev.batch().deliveries()) {
+        ++received;
+        if (acker != nullptr) acker->Add(d.delivery_id());
+      }
     } else if (ev.has_status()) {
       std::fprintf(stderr, "stream %s: %s\n",
                    v1::StreamStatus::Kind_Name(ev.status().kind()).c_str(),

@@ -173,7 +173,7 @@ void ConnectionWorker::OnIo() {
     absl::StatusOr<bool> got = conn_->Read(&event_);
     if (!got.ok()) {
       Lose(got.status());
-      return;
+      break;
     }
     if (!*got) break;
     ++last_read_events_;
@@ -192,6 +192,19 @@ void ConnectionWorker::OnIo() {
       break;
     }
   }
+  EndRead();
+}
+
+void ConnectionWorker::EndRead() {
+  // Handlers are looked up again: one may have released its channel since
+  // its event (and a lost connection released them all).
+  for (uint16_t ch : read_channels_) {
+    read_marked_[ch] = false;
+    if (ch < handlers_.size() && handlers_[ch] != nullptr) {
+      handlers_[ch]->OnReadDone();
+    }
+  }
+  read_channels_.clear();
 }
 
 void ConnectionWorker::Dispatch(amqp::Event& event) {
@@ -214,6 +227,13 @@ void ConnectionWorker::Dispatch(amqp::Event& event) {
     return;
   }
   if (event.channel < handlers_.size() && handlers_[event.channel] != nullptr) {
+    if (read_marked_.size() <= event.channel) {
+      read_marked_.resize(event.channel + 1, false);
+    }
+    if (!read_marked_[event.channel]) {
+      read_marked_[event.channel] = true;
+      read_channels_.push_back(event.channel);
+    }
     handlers_[event.channel]->OnChannelEvent(event);
   }
 }

@@ -89,6 +89,11 @@ class ConnectionWorker : private EventLoop::IoSource {
    public:
     virtual ~ChannelHandler() = default;
     virtual void OnChannelEvent(amqp::Event& event) = 0;
+    // Once at the end of a read that gave this handler one or more events
+    // (unless it released its channel meanwhile): work that is cheaper per
+    // read than per event (a consumer's gRPC write of several deliveries)
+    // goes here.
+    virtual void OnReadDone() {}
   };
 
   // Connection lifecycle. Worker thread.
@@ -168,6 +173,8 @@ class ConnectionWorker : private EventLoop::IoSource {
   // Lose()s the connection if a send failed during the last callback.
   void CheckConnection();
   void Dispatch(amqp::Event& event);
+  // Tells the handlers of read_channels_ OnReadDone; clears it.
+  void EndRead();
   void UpdateSnapshot(absl::AnyInvocable<void(WorkerSnapshot&)> update)
       ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -197,6 +204,10 @@ class ConnectionWorker : private EventLoop::IoSource {
   amqp::Event event_;  // reused for every read
   // Events the last OnIo() dispatched (ReadPause).
   int last_read_events_ = 0;
+  // Channels given an event by the current OnIo(), each once (marked by
+  // channel number in read_marked_), for EndRead.
+  std::vector<uint16_t> read_channels_;
+  std::vector<bool> read_marked_;
   int64_t read_window_ = 0;  // set_read_window
 };
 

@@ -236,6 +236,7 @@ void Subscription::OnDeliver(amqp::Delivery& d) {
   // Before the sink sees it: HandedOver(id) must find id <= received_id_.
   received_id_.store(out.delivery_id, std::memory_order_release);
   sink_->OnDelivery(std::move(out));
+  delivered_in_read_ = true;
   if (options_.max_messages > 0 && delivered_ >= options_.max_messages &&
       state_ == State::kActive) {
     state_ = State::kCancelling;
@@ -243,7 +244,16 @@ void Subscription::OnDeliver(amqp::Delivery& d) {
   }
 }
 
+void Subscription::OnReadDone() {
+  if (!delivered_in_read_) return;
+  delivered_in_read_ = false;
+  if (state_ != State::kEnded) sink_->OnDeliveriesRead();
+}
+
 void Subscription::OnChannelClosedByBroker(const amqp::Event& event) {
+  // The worker tells no OnReadDone to a released channel: deliveries of
+  // this read go to the stream now, as they would have without the close.
+  OnReadDone();
   worker_->ReleaseChannel(channel_);
   channel_ = 0;
   State was = state_;

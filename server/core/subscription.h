@@ -66,6 +66,10 @@ class SubscriptionSink {
   virtual void OnSubscribed(const std::string& subscription_id,
                             const std::string& consumer_tag) = 0;
   virtual void OnDelivery(StreamDelivery delivery) = 0;
+  // The read that brought one or more OnDelivery calls is over: a sink that
+  // held them back, to write several at once, writes them now. Comes after
+  // each such read unless OnPaused or OnEnd came first.
+  virtual void OnDeliveriesRead() {}
   // The connection was lost. Deliveries the sink still buffers will be
   // redelivered by the broker: the sink should drop them.
   virtual void OnPaused(const std::string& why) = 0;
@@ -147,6 +151,7 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   void OnConnected();
   void OnConnectionLost(const absl::Status& why);
   void OnChannelEvent(amqp::Event& event) override;
+  void OnReadDone() override;
   void OpenChannel();
   void OnDeliver(amqp::Delivery& d);
   void OnChannelClosedByBroker(const amqp::Event& event);
@@ -197,6 +202,7 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   EventLoop::TimerId subscribe_timer_ = 0;
   EventLoop::TimerId retry_timer_ = 0;
   int resubscribe_retries_ = 0;
+  bool delivered_in_read_ = false;  // OnDeliver since the last OnReadDone
 };
 
 // The consumer connections and the subscriptions on them.

@@ -519,6 +519,11 @@ absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
                                             "default 100), got ",
                                             r.prefetch()));
   }
+  if (r.max_batch() > 65535) {
+    return Invalid("max_batch", absl::StrCat("must be 1..65535 (0 for one "
+                                             "delivery per response), got ",
+                                             r.max_batch()));
+  }
   core::SubscribeOptions out;
   out.queue = r.queue();
   out.prefetch = r.prefetch() == 0 ? 100 : static_cast<uint16_t>(r.prefetch());

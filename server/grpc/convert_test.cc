@@ -205,6 +205,14 @@ TEST(ConvertTest, TopologyRequests) {
   s.set_prefetch(65536);
   EXPECT_THAT(std::string(ToSubscribeOptions(s).status().message()),
               HasSubstr("prefetch"));
+  s.set_prefetch(0);
+  s.set_max_batch(65535);
+  EXPECT_TRUE(ToSubscribeOptions(s).ok());
+  s.set_max_batch(65536);
+  EXPECT_EQ(ToSubscribeOptions(s).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(ToSubscribeOptions(s).status().message()),
+              HasSubstr("max_batch"));
 }
 
 }  // namespace

@@ -374,7 +374,8 @@ GatewayService::StreamMessages(CallbackServerContext* ctx,
   absl::StatusOr<core::SubscribeOptions> options = ToSubscribeOptions(*request);
   auto* reactor = new StreamReactor(
       options.ok() ? options->ack_mode : core::AckMode::kAuto, request->queue(),
-      options.ok() ? options->prefetch : 0, options_.spans);
+      options.ok() ? options->prefetch : 0,
+      options.ok() ? request->max_batch() : 0, options_.spans);
   if (absl::Status s = Authorize(ctx, Rpc::kStreamMessages); !s.ok()) {
     reactor->FinishNow(ToGrpcStatus(s));
     return reactor;

@@ -1,5 +1,6 @@
 #include "server/grpc/stream_reactor.h"
 
+#include <optional>
 #include <utility>
 
 #include "server/base/sync.h"
@@ -26,10 +27,12 @@ v1::StreamMessagesRequest::AckMode ToProtoAckMode(core::AckMode mode) {
 }  // namespace
 
 StreamReactor::StreamReactor(core::AckMode mode, std::string queue,
-                             uint32_t prefetch, trace::SpanExporter* spans)
+                             uint32_t prefetch, uint32_t max_batch,
+                             trace::SpanExporter* spans)
     : mode_(mode),
       queue_name_(std::move(queue)),
       prefetch_(prefetch),
+      max_batch_(max_batch),
       spans_(spans) {}
 
 void StreamReactor::Attach(std::shared_ptr<core::Subscription> subscription) {
@@ -63,7 +66,17 @@ void StreamReactor::OnSubscribed(const std::string& subscription_id,
 
 void StreamReactor::OnDelivery(core::StreamDelivery delivery) {
   absl::Time received = spans_ != nullptr ? absl::Now() : absl::InfinitePast();
-  Push(PendingDelivery{std::move(delivery), received});
+  // Queued only: OnDeliveriesRead starts the write once the read that
+  // brought it is over, so that one write carries all of the read's
+  // deliveries (max_batch) or they leave in one flush (buffer hints).
+  std::shared_ptr<Shared> s = shared_;
+  amqpgw::MutexLock lock(&s->mu);
+  s->queue.push_back(PendingDelivery{std::move(delivery), received});
+}
+
+void StreamReactor::OnDeliveriesRead() {
+  std::shared_ptr<Shared> s = shared_;  // Pump may end with `this` deleted
+  Pump(s);
 }
 
 void StreamReactor::OnPaused(const std::string& why) {
@@ -152,26 +165,7 @@ void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
   }
   // This thread holds the write: `this` stays alive until OnWriteDone.
   if (is_delivery) {
-    // Converted here, on the thread that writes, not the broker's thread.
-    // The previous delivery's message objects are cleared, not freed: its
-    // Delivery and MessageProperties (and their strings' buffers) are reused,
-    // which saves several allocations per message (bench/profile.sh stream).
-    if (current_.has_delivery()) {
-      // Delivery::Clear() deletes its properties message: keep it aside.
-      v1::Delivery* d = current_.mutable_delivery();
-      v1::MessageProperties* props =
-          d->has_properties() ? d->release_properties() : nullptr;
-      d->Clear();
-      if (props != nullptr) {
-        props->Clear();
-        d->set_allocated_properties(props);
-      }
-    } else {
-      current_.Clear();
-    }
-    current_delivery_id_ = delivery.delivery.delivery_id;
-    ToProtoDelivery(std::move(delivery.delivery), current_.mutable_delivery());
-    if (spans_ != nullptr) StartDeliverSpan(delivery.received);
+    TakeDeliveries(s, std::move(delivery), more);
     if (mode_ == core::AckMode::kNone && subscription != nullptr) {
       subscription->HandedOver(current_delivery_id_);
     }
@@ -188,8 +182,58 @@ void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
   StartWrite(&current_, options);
 }
 
-void StreamReactor::StartDeliverSpan(absl::Time received) {
-  v1::Delivery* d = current_.mutable_delivery();
+void StreamReactor::TakeDeliveries(const std::shared_ptr<Shared>& s,
+                                   PendingDelivery first, bool& more) {
+  // Converted here, on the thread that writes, not the broker's thread.
+  if (max_batch_ == 0) {
+    if (!current_.has_delivery()) current_.Clear();
+    ConvertDelivery(std::move(first), current_.mutable_delivery());
+    return;
+  }
+  if (!current_.has_batch()) current_.Clear();
+  auto* deliveries = current_.mutable_batch()->mutable_deliveries();
+  // The previous batch's Delivery objects are reused in place.
+  auto slot = [deliveries](int i) {
+    return i < deliveries->size() ? deliveries->Mutable(i) : deliveries->Add();
+  };
+  int n = 0;
+  size_t bytes = 0;
+  PendingDelivery next = std::move(first);
+  while (true) {
+    v1::Delivery* d = slot(n++);
+    ConvertDelivery(std::move(next), d);
+    bytes += d->ByteSizeLong();
+    amqpgw::MutexLock lock(&s->mu);
+    more = !s->queue.empty();
+    if (!more || n >= static_cast<int>(max_batch_) || bytes >= kMaxBatchBytes) {
+      break;
+    }
+    auto* queued = std::get_if<PendingDelivery>(&s->queue.front());
+    if (queued == nullptr) break;  // an event: it goes in a write of its own
+    next = std::move(*queued);
+    s->queue.pop_front();
+  }
+  while (deliveries->size() > n) deliveries->RemoveLast();
+}
+
+void StreamReactor::ConvertDelivery(PendingDelivery&& from, v1::Delivery* to) {
+  // The previous delivery's message objects are cleared, not freed: its
+  // Delivery and MessageProperties (and their strings' buffers) are reused,
+  // which saves several allocations per message (bench/profile.sh stream).
+  // Delivery::Clear() deletes its properties message: keep it aside.
+  v1::MessageProperties* props =
+      to->has_properties() ? to->release_properties() : nullptr;
+  to->Clear();
+  if (props != nullptr) {
+    props->Clear();
+    to->set_allocated_properties(props);
+  }
+  current_delivery_id_ = from.delivery.delivery_id;
+  ToProtoDelivery(std::move(from.delivery), to);
+  if (spans_ != nullptr) StartDeliverSpan(to, from.received);
+}
+
+void StreamReactor::StartDeliverSpan(v1::Delivery* d, absl::Time received) {
   if (!d->has_trace_context()) return;
   std::optional<trace::TraceContext> parent = trace::ParseTraceparent(
       d->trace_context().traceparent(), d->trace_context().tracestate());
@@ -216,18 +260,21 @@ void StreamReactor::StartDeliverSpan(absl::Time received) {
   span.Add("amqpgw.redelivered", d->redelivered());
   d->mutable_trace_context()->set_traceparent(
       parent->WithSpan(span.span_id).Traceparent());
-  current_span_ = std::move(span);
+  current_spans_.push_back(std::move(span));
 }
 
 void StreamReactor::OnWriteDone(bool ok) {
-  if (current_span_.has_value()) {
-    current_span_->end = absl::Now();
-    if (!ok) {
-      current_span_->error = true;
-      current_span_->status_message = "the stream broke before the write";
+  if (!current_spans_.empty()) {
+    absl::Time end = absl::Now();
+    for (trace::Span& span : current_spans_) {
+      span.end = end;
+      if (!ok) {
+        span.error = true;
+        span.status_message = "the stream broke before the write";
+      }
+      spans_->Export(std::move(span));
     }
-    spans_->Export(*std::move(current_span_));
-    current_span_.reset();
+    current_spans_.clear();
   }
   std::shared_ptr<Shared> s = shared_;
   std::shared_ptr<core::Subscription> subscription;

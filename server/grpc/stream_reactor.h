@@ -7,9 +7,9 @@
 
 #include <deque>
 #include <memory>
-#include <optional>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "amqpgw/v1/gateway.pb.h"
@@ -29,6 +29,12 @@ namespace amqpgw::grpc_api {
 // broker sends no more than that many unacknowledged messages and the
 // gateway acknowledges (AUTO, NONE) only once a message leaves the queue.
 //
+// Deliveries wait in the queue until the subscription's read that brought
+// them is over (OnDeliveriesRead), or a write in progress completes. With
+// max_batch >= 1 a write takes the deliveries waiting at the front of the
+// queue, up to max_batch of them and until they reach kMaxBatchBytes
+// encoded; it never waits for more.
+//
 // Tracing: each delivery's `trace_context` comes from its AMQP headers. With
 // a span exporter, a delivery of a sampled trace also gets a "deliver" span
 // (CONSUMER: from the broker's basic.deliver reaching the gateway to gRPC
@@ -38,9 +44,14 @@ class StreamReactor
     : public ::grpc::ServerWriteReactor<v1::StreamMessagesResponse>,
       public core::SubscriptionSink {
  public:
-  // `spans`: null when spans are off; else must outlive the reactor.
+  // A batch closes once its deliveries reach this many bytes encoded.
+  static constexpr size_t kMaxBatchBytes = 1 << 20;
+
+  // `max_batch`: 0 writes each delivery alone as a `delivery` event, else
+  // `batch` events of up to that many. `spans`: null when spans are off;
+  // else must outlive the reactor.
   StreamReactor(core::AckMode mode, std::string queue, uint32_t prefetch,
-                trace::SpanExporter* spans = nullptr);
+                uint32_t max_batch = 0, trace::SpanExporter* spans = nullptr);
 
   // Binds the subscription (for acks and cancellation). Call once, from the
   // handler, before returning the reactor.
@@ -52,6 +63,7 @@ class StreamReactor
   void OnSubscribed(const std::string& subscription_id,
                     const std::string& consumer_tag) override;
   void OnDelivery(core::StreamDelivery delivery) override;
+  void OnDeliveriesRead() override;
   void OnPaused(const std::string& why) override;
   void OnResumed() override;
   void OnEnd(const absl::Status& status) override;
@@ -88,24 +100,35 @@ class StreamReactor
   // subscription ended. Touches `this` only while it holds the write (or to
   // call Finish, as its last action).
   void Pump(const std::shared_ptr<Shared>& s);
-  // With spans on: starts current_span_ for the delivery in current_.
-  void StartDeliverSpan(absl::Time received);
+  // Converts `first` and, with max_batch_ >= 1, the deliveries queued behind
+  // it into current_; sets current_delivery_id_ to the last one's id and
+  // `more` to whether anything is still queued.
+  void TakeDeliveries(const std::shared_ptr<Shared>& s, PendingDelivery first,
+                      bool& more);
+  // Converts `from` into `to` (cleared for reuse); starts its span.
+  void ConvertDelivery(PendingDelivery&& from, v1::Delivery* to);
+  // With spans on: adds a deliver span for `d` to current_spans_ when its
+  // trace is sampled, and names the span as parent in d's trace context.
+  void StartDeliverSpan(v1::Delivery* d, absl::Time received);
 
   const core::AckMode mode_;
   const std::string queue_name_;
   const uint32_t prefetch_;
+  const uint32_t max_batch_;
   trace::SpanExporter* const spans_;
   // Written by OnSubscribed (subscription thread) before any delivery;
   // read by the writing thread for spans.
   std::string subscription_id_;
   const std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
   // The response being written: owned by the thread that set `writing`
-  // until StartWrite, then read by gRPC until OnWriteDone.
+  // until StartWrite, then read by gRPC until OnWriteDone. Its Delivery
+  // messages are cleared and reused by the next write, not freed.
   v1::StreamMessagesResponse current_;
+  // The id of current_'s last delivery; 0 for other events.
   uint64_t current_delivery_id_ = 0;
-  // The deliver span of current_, ended in OnWriteDone. Same ownership as
+  // The deliver spans of current_, ended in OnWriteDone. Same ownership as
   // current_.
-  std::optional<trace::Span> current_span_;
+  std::vector<trace::Span> current_spans_;
 };
 
 }  // namespace amqpgw::grpc_api

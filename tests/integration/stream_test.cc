@@ -351,6 +351,9 @@ TEST_F(StreamTest, BadRequestsAndMissingQueue) {
   cases.push_back(
       {Request("q", static_cast<v1::StreamMessagesRequest::AckMode>(9)),
        ::grpc::StatusCode::INVALID_ARGUMENT, "ack_mode"});
+  cases.push_back({Request("q", v1::StreamMessagesRequest::AUTO),
+                   ::grpc::StatusCode::INVALID_ARGUMENT, "max_batch"});
+  cases.back().req.set_max_batch(70000);
   std::string missing = UniqueName("missing");
   cases.push_back({Request(missing, v1::StreamMessagesRequest::AUTO),
                    ::grpc::StatusCode::NOT_FOUND, missing});
@@ -444,6 +447,112 @@ TEST_F(StreamTest, MaxMessagesEndsWithOk) {
   EXPECT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(reader.deliveries().size(), 10u);
   EXPECT_TRUE(WaitFor([&] { return Count(q) == 20; }));
+}
+
+// max_batch: every delivery arrives once, in order, only in `batch` events
+// of at most max_batch; a burst is packed (fewer writes than deliveries).
+TEST_F(StreamTest, BatchesCarryEveryDeliveryInOrder) {
+  std::string q = NewQueue("batch");
+  constexpr int kN = 5000 / kLoadDivisor;
+  PublishN(q, kN);
+  v1::StreamMessagesRequest req =
+      Request(q, v1::StreamMessagesRequest::AUTO, 1000, kN);
+  req.set_max_batch(64);
+  StreamReader reader(&stub(), req);
+  ::grpc::Status end = reader.WaitDone(absl::Seconds(120));
+  ASSERT_TRUE(end.ok()) << end.error_message();
+  int batches = 0;
+  for (const auto& e : reader.events()) {
+    EXPECT_FALSE(e.has_delivery()) << "a lone delivery with max_batch set";
+    if (!e.has_batch()) continue;
+    ++batches;
+    EXPECT_GE(e.batch().deliveries_size(), 1);
+    EXPECT_LE(e.batch().deliveries_size(), 64);
+  }
+  auto d = reader.deliveries();
+  ASSERT_EQ(d.size(), static_cast<size_t>(kN));
+  for (int i = 0; i < kN; ++i) {
+    ASSERT_EQ(d[i].body(), absl::StrCat(i));
+    ASSERT_EQ(d[i].delivery_id(), static_cast<uint64_t>(i + 1));
+  }
+  // A full queue arrives in bursts of up to 1000 (the prefetch window)
+  // while each write takes a thread hop: batches hold more than one.
+  EXPECT_LT(batches, kN);
+  EXPECT_TRUE(WaitFor([&] { return Count(q) == 0 && Consumers(q) == 0; }));
+}
+
+// CLIENT acks take the ids of batched deliveries; the prefetch window still
+// bounds what is outstanding.
+TEST_F(StreamTest, ClientAcksOfBatchedDeliveries) {
+  std::string q = NewQueue("batchclient");
+  PublishN(q, 60);
+  v1::StreamMessagesRequest req =
+      Request(q, v1::StreamMessagesRequest::CLIENT, 10, 60);
+  req.set_max_batch(4);
+  StreamReader reader(&stub(), req);
+  ASSERT_TRUE(reader.WaitSubscribed());
+  std::string sub = reader.subscription_id();
+  size_t acked = 0;
+  while (acked < 60) {
+    ASSERT_TRUE(reader.WaitDeliveries(acked + 1));
+    auto d = reader.deliveries();
+    EXPECT_LE(d.size() - acked, 10u);
+    std::vector<uint64_t> ids;
+    for (size_t i = acked; i < d.size(); ++i) {
+      EXPECT_EQ(d[i].body(), absl::StrCat(i));
+      ids.push_back(d[i].delivery_id());
+    }
+    v1::AckResponse resp;
+    ASSERT_TRUE(Ack(sub, ids, v1::AckRequest::ACK, &resp).ok());
+    EXPECT_EQ(resp.applied_count(), ids.size());
+    EXPECT_EQ(resp.stale_ids_size(), 0);
+    acked = d.size();
+  }
+  ::grpc::Status end = reader.WaitDone();
+  EXPECT_TRUE(end.ok()) << end.error_message();
+  for (const auto& e : reader.events()) {
+    if (e.has_batch()) {
+      EXPECT_LE(e.batch().deliveries_size(), 4);
+    }
+  }
+  EXPECT_TRUE(WaitFor([&] { return Count(q) == 0; }));
+}
+
+// Large messages: a batch closes once it reaches 1 MiB encoded, so it stays
+// under gRPC's default 4 MiB receive limit whatever max_batch says.
+TEST_F(StreamTest, BatchesOfLargeMessagesStayNearOneMebibyte) {
+  std::string q = NewQueue("batchbig");
+  constexpr int kN = 60;
+  const std::string body(200 * 1024, 'x');
+  for (int done = 0; done < kN; done += 10) {
+    v1::PublishBatchRequest batch;
+    for (int i = 0; i < 10; ++i) {
+      auto* m = batch.add_messages();
+      m->set_routing_key(q);
+      m->set_body(body);
+    }
+    v1::PublishBatchResponse resp;
+    ASSERT_TRUE(stub().PublishBatch(Ctx().get(), batch, &resp).ok());
+    ASSERT_EQ(resp.ok_count(), 10u);
+  }
+  v1::StreamMessagesRequest req =
+      Request(q, v1::StreamMessagesRequest::NONE, 100, kN);
+  req.set_max_batch(1000);
+  StreamReader reader(&stub(), req);
+  ::grpc::Status end = reader.WaitDone(absl::Seconds(120));
+  ASSERT_TRUE(end.ok()) << end.error_message();
+  EXPECT_EQ(reader.deliveries().size(), static_cast<size_t>(kN));
+  for (const auto& e : reader.events()) {
+    if (!e.has_batch()) continue;
+    // All but the last delivery were under the limit when it was added.
+    size_t before_last = 0;
+    for (int i = 0; i + 1 < e.batch().deliveries_size(); ++i) {
+      before_last += e.batch().deliveries(i).ByteSizeLong();
+    }
+    EXPECT_LT(before_last, size_t{1} << 20);
+    EXPECT_LE(e.batch().deliveries_size(), 6);  // 5 x 200 KiB < 1 MiB
+  }
+  EXPECT_TRUE(WaitFor([&] { return Count(q) == 0; }));
 }
 
 // Broker restart while a stream and PublishBatch calls run: every confirmed

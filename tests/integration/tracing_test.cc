@@ -8,6 +8,7 @@
 #include <httplib.h>
 
 #include <map>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -160,16 +161,20 @@ class TracingTest : public ::testing::Test {
 
   // Reads `n` deliveries from `q`.
   static std::vector<v1::Delivery> Consume(TestGateway* g, const std::string& q,
-                                           int n) {
+                                           int n, uint32_t max_batch = 0) {
     v1::StreamMessagesRequest req;
     req.set_queue(q);
     req.set_max_messages(n);
+    req.set_max_batch(max_batch);
     auto ctx = Ctx();
     auto reader = g->stub().StreamMessages(ctx.get(), req);
     std::vector<v1::Delivery> out;
     v1::StreamMessagesResponse event;
     while (reader->Read(&event)) {
       if (event.has_delivery()) out.push_back(event.delivery());
+      for (const v1::Delivery& d : event.batch().deliveries()) {
+        out.push_back(d);
+      }
     }
     EXPECT_TRUE(reader->Finish().ok());
     return out;
@@ -267,18 +272,27 @@ TEST_F(TracingTest, BatchMessagesShareTheCallersTrace) {
   v1::PublishBatchResponse resp;
   ASSERT_TRUE(traced_->stub().PublishBatch(ctx.get(), req, &resp).ok());
   ASSERT_EQ(resp.ok_count(), 3u);
-  for (const v1::Delivery& d : Consume(traced_, q, 3)) {
+  // Consumed in batches (max_batch): still one deliver span per message,
+  // each the parent named in its delivery's trace context.
+  std::set<std::string> delivered_parents;
+  for (const v1::Delivery& d : Consume(traced_, q, 3, /*max_batch=*/3)) {
     auto c = trace::ParseTraceparent(d.trace_context().traceparent());
     ASSERT_TRUE(c.has_value());
     EXPECT_EQ(c->trace_id, caller.trace_id);
+    delivered_parents.insert(c->span_id);
   }
+  EXPECT_EQ(delivered_parents.size(), 3u);
+  std::set<std::string> deliver_spans;
   EXPECT_TRUE(WaitFor([&] {
     int publishes = 0;
+    deliver_spans.clear();
     for (const auto& s : collector_->SpansOf(caller.trace_id)) {
       publishes += s.name == "publish" ? 1 : 0;
+      if (s.name == "deliver") deliver_spans.insert(s.span_id);
     }
-    return publishes == 3;
+    return publishes == 3 && deliver_spans.size() == 3;
   }));
+  EXPECT_EQ(deliver_spans, delivered_parents);
 }
 
 TEST_F(TracingTest, WithoutExporterTheContextStillCrossesTheGateway) {

@@ -22,7 +22,9 @@
 
 namespace amqpgw::testing {
 
-// A server stream read on a thread of its own.
+// A server stream read on a thread of its own. deliveries() has those of
+// `delivery` and of `batch` events alike, in order; events() has each event
+// as it came.
 class StreamReader {
  public:
   StreamReader(v1::Gateway::Stub* stub, v1::StreamMessagesRequest request,
@@ -35,6 +37,9 @@ class StreamReader {
         std::lock_guard<std::mutex> lock(mu_);
         events_.push_back(ev);
         if (ev.has_delivery()) deliveries_.push_back(ev.delivery());
+        for (const v1::Delivery& d : ev.batch().deliveries()) {
+          deliveries_.push_back(d);
+        }
         cv_.notify_all();
       }
       ::grpc::Status s = reader_->Finish();

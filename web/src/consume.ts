@@ -107,6 +107,20 @@ function renderDelivery(d: Delivery, client: boolean): HTMLElement {
   return el;
 }
 
+// Adds deliveries to the list, newest first; keeps the last MAX_SHOWN.
+function show(s: Stream, deliveries: Delivery[]): void {
+  const client = s.mode === StreamMessagesRequest_AckMode.CLIENT;
+  const list = byId("messages");
+  for (const d of deliveries) {
+    s.received++;
+    const el = renderDelivery(d, client);
+    if (client) s.pending.set(d.deliveryId, el);
+    list.prepend(el);
+  }
+  while (list.children.length > MAX_SHOWN) list.lastElementChild?.remove();
+  byId("messages-empty").hidden = true;
+}
+
 function onEvent(s: Stream, ev: StreamMessagesResponse): void {
   const e = ev.event;
   switch (e.oneofKind) {
@@ -115,17 +129,12 @@ function onEvent(s: Stream, ev: StreamMessagesResponse): void {
       setState("streaming", "streaming");
       log("ok", `consuming ${e.subscribed.queue} (consumer ${e.subscribed.consumerTag}, prefetch ${e.subscribed.prefetch})`);
       break;
-    case "delivery": {
-      s.received++;
-      const client = s.mode === StreamMessagesRequest_AckMode.CLIENT;
-      const el = renderDelivery(e.delivery, client);
-      if (client) s.pending.set(e.delivery.deliveryId, el);
-      const list = byId("messages");
-      list.prepend(el);
-      while (list.children.length > MAX_SHOWN) list.lastElementChild?.remove();
-      byId("messages-empty").hidden = true;
+    case "delivery":
+      show(s, [e.delivery]);
       break;
-    }
+    case "batch":
+      show(s, e.batch.deliveries);
+      break;
     case "status":
       if (e.status.kind === StreamStatus_Kind.RECONNECTING) {
         setState("paused", "reconnecting");
@@ -169,6 +178,9 @@ async function start(): Promise<void> {
     consumerTag: "",
     exclusive: false,
     arguments: {},
+    // Deliveries that wait together come in one response (fewer grpc-web
+    // frames for a busy queue); shown one by one all the same.
+    maxBatch: 100,
   }, { abort: s.abort.signal });
   try {
     for await (const ev of call.responses) onEvent(s, ev);
