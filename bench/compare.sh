@@ -165,6 +165,11 @@ for rep in $(seq 1 "$REPS"); do
     run py_grpc env PYTHONPATH="$WORK/py" "$PY" "$ROOT/bench/python/grpc_stream.py" \
       --server "$SERVER" --queue "$Q" -n "$PY_N" --prefetch 1000 --gateway_pid "$GW_PID"
   }
+  py_gb() {
+    fill "$PY_N"
+    run py_grpc_batch env PYTHONPATH="$WORK/py" "$PY" "$ROOT/bench/python/grpc_stream.py" \
+      --server "$SERVER" --queue "$Q" -n "$PY_N" --prefetch 1000 --max_batch 256 --gateway_pid "$GW_PID"
+  }
   py_d() {
     fill "$PY_N"
     run py_aiopika "$PY" "$ROOT/bench/python/aiopika_consume.py" \
@@ -174,12 +179,12 @@ for rep in $(seq 1 "$REPS"); do
     pub_g_batch; pub_d; pub_g_unary; pub_d_props
     sync_g; sync_d; status_g
     stream_g; stream_d; streamb_g; small_g; small_d
-    py_g; py_d
+    py_g; py_d; py_gb
   else
     pub_d_props; pub_g_unary; pub_d; pub_g_batch
     status_g; sync_d; sync_g
     streamb_g; stream_d; stream_g; small_d; small_g
-    py_d; py_g
+    py_gb; py_d; py_g
   fi
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -236,12 +241,15 @@ out.append(f"| RSS with 1,000 open streams on 1,000 queues | {fmt(r1000, ' MB', 
 pg, pd = med("py_grpc", "msgs_per_s"), med("py_aiopika", "msgs_per_s")
 pr = pg / pd if pg and pd else None
 out.append(f"| Python: grpcio StreamMessages vs aio-pika consumer (prefetch 1000) | {fmt(pg, ' msg/s')} | {fmt(pd, ' msg/s')} | {fmt(pr, 'x', 1)} | >= 3x | {verdict(None if pr is None else pr >= 3)} |")
+pb = med("py_grpc_batch", "msgs_per_s")
+pbr = pb / pd if pb and pd else None
+out.append(f"| Python as above, max_batch 256 | {fmt(pb, ' msg/s')} | {fmt(pd, ' msg/s')} | {fmt(pbr, 'x', 1)} | >= 3x | {verdict(None if pbr is None else pbr >= 3)} |")
 out.append("")
 out.append("Medians per scenario (CPU in microseconds per message; latency per call):")
 out.append("")
 out.append("| Run | msg/s | p50 us | p99 us | p999 us | gateway CPU | broker CPU | client CPU | gateway peak RSS MB | runs |")
 out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-for s in ("pub_batch", "pub_unary", "pub_direct", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "stream_gateway", "stream_batch_gateway", "stream_direct", "stream10_gateway", "stream10_direct", "py_grpc", "py_aiopika"):
+for s in ("pub_batch", "pub_unary", "pub_direct", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "stream_gateway", "stream_batch_gateway", "stream_direct", "stream10_gateway", "stream10_direct", "py_grpc", "py_grpc_batch", "py_aiopika"):
     if s not in rows:
         continue
     n = len([r for r in rows[s] if "failed" not in r])

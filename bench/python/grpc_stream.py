@@ -6,6 +6,7 @@ amqpgw-bench. Needs the generated stubs on PYTHONPATH (bench/compare.sh
 makes them with protoc) and Debian's python3-grpcio (/usr/bin/python3).
 
   grpc_stream.py --server HOST:PORT --queue Q -n N [--prefetch P]
+                 [--max_batch B]
 """
 import argparse
 import os
@@ -30,6 +31,7 @@ def main():
     p.add_argument("--queue", default="amqpgw-bench")
     p.add_argument("-n", type=int, default=100000)
     p.add_argument("--prefetch", type=int, default=1000)
+    p.add_argument("--max_batch", type=int, default=0)
     p.add_argument("--gateway_pid", type=int, default=0)
     p.add_argument("--label", default="")
     a = p.parse_args()
@@ -45,22 +47,31 @@ def main():
     stream = gw.StreamMessages(
         pb.StreamMessagesRequest(queue=a.queue, prefetch=a.prefetch,
                                  ack_mode=pb.StreamMessagesRequest.AUTO,
-                                 max_messages=a.n),
+                                 max_messages=a.n, max_batch=a.max_batch),
         timeout=1800)
     last = start
     for event in stream:
         if event.HasField("delivery"):
             got += 1
             size += len(event.delivery.body)
-            if got == a.n:
-                last = time.monotonic()
+        elif event.HasField("batch"):
+            for d in event.batch.deliveries:
+                got += 1
+                size += len(d.body)
+        else:
+            continue
+        if got == a.n:
+            last = time.monotonic()
     elapsed = (last if got == a.n else time.monotonic()) - start
     client_cpu = time.process_time() - cpu0
     gw_cpu = cpu_seconds(a.gateway_pid) - gw_cpu0
     items = [("tool", "python-grpcio"), ("mode", "stream")]
     if a.label:
         items.append(("label", a.label))
-    items += [("n", a.n), ("prefetch", a.prefetch), ("ack", "auto"),
+    items += [("n", a.n), ("prefetch", a.prefetch), ("ack", "auto")]
+    if a.max_batch:
+        items.append(("max_batch", a.max_batch))
+    items += [
               ("ok", got), ("errors", a.n - got),
               ("elapsed_s", f"{elapsed:.3f}"),
               ("msgs_per_s", f"{got / elapsed:.0f}"),

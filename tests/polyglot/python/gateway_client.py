@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""amqpgw from Python: Publish, PublishBatch, a CLIENT-ack stream and a typed
-header round trip, with stubs generated at run time (protoc +
-grpc_python_plugin). Run with Debian's /usr/bin/python3 (python3-grpcio).
+"""amqpgw from Python: Publish, PublishBatch, a CLIENT-ack stream, a typed
+header round trip and a stream of batches (max_batch), with stubs generated
+at run time (protoc + grpc_python_plugin). Run with Debian's /usr/bin/python3
+(python3-grpcio).
 
     /usr/bin/python3 gateway_client.py --server 127.0.0.1:50051 --queue demo
 """
@@ -93,6 +94,30 @@ def run(server, queue):
     assert h["meta"].table_value.fields["region"].string_value == "eu"
     assert [d.delivery_id for d in received] == [1, 2, 3, 4]
     # Everything acked: the queue is empty once the stream is gone.
+    left = gw.InspectQueue(pb.InspectQueueRequest(name=queue), timeout=10)
+    assert left.message_count == 0, left
+
+    gw.PublishBatch(pb.PublishBatchRequest(messages=[
+        pb.PublishRequest(routing_key=queue, body=f"m{i}".encode())
+        for i in range(500)]), timeout=30)
+    # --- snippet: batches (README: "Calling from other languages") ---
+    # For throughput: several deliveries per response (max_batch), one Ack
+    # call per batch.
+    stream = gw.StreamMessages(pb.StreamMessagesRequest(
+        queue=queue, ack_mode=pb.StreamMessagesRequest.CLIENT,
+        prefetch=1000, max_batch=256, max_messages=500), timeout=30)
+    bodies = []
+    for event in stream:
+        if event.HasField("subscribed"):
+            subscription = event.subscribed.subscription_id
+        elif event.HasField("batch"):
+            bodies += [d.body for d in event.batch.deliveries]
+            gw.Ack(pb.AckRequest(
+                subscription_id=subscription,
+                delivery_ids=[d.delivery_id for d in event.batch.deliveries]),
+                timeout=10)
+    # --- end of snippet ---
+    assert bodies == [f"m{i}".encode() for i in range(500)], bodies[:5]
     left = gw.InspectQueue(pb.InspectQueueRequest(name=queue), timeout=10)
     assert left.message_count == 0, left
     gw.DeleteQueue(pb.DeleteQueueRequest(name=queue), timeout=10)
