@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# An A/B of two amqpgwd configurations on StreamMessages, with the direct
-# rabbitmq-c consumer as the reference, all on one private RabbitMQ node.
+# An A/B of two amqpgwd configurations (or two sets of amqpgw-bench flags) on
+# StreamMessages, with the direct rabbitmq-c consumer as the reference, all
+# on one private RabbitMQ node.
 #
 #   bench/ab_stream.sh [--reps R] [-n N] [--prefetch P] [--ack MODE]
-#                      [--size S] [--no-direct] [--build DIR | --no-build]
-#                      -- A_FLAGS B_FLAGS
+#                      [--size S] [--a-bench F] [--b-bench F] [--no-direct]
+#                      [--build DIR | --no-build] -- A_FLAGS B_FLAGS
 #
 # Starts its own RabbitMQ node and two daemons, one with A_FLAGS and one with
 # B_FLAGS (amqpgwd flags, one shell word each side; quote several), then per
@@ -20,13 +21,16 @@
 #   --prefetch P   StreamMessages and direct prefetch (default 1000)
 #   --ack MODE     auto, client or none for the gateway runs (default auto)
 #   --size S       body bytes (default 100)
+#   --a-bench F    more amqpgw-bench flags for A's runs (one shell word),
+#   --b-bench F    and for B's, e.g. --b-bench "--max_batch 256"
 #   --no-direct    skip the direct runs
 #   --build DIR    build folder (default build); --no-build uses it as is
-# Example: bench/ab_stream.sh -- "" --consumer_read_pause=0
+# Examples: bench/ab_stream.sh -- "" --consumer_read_pause=0
+#           bench/ab_stream.sh --b-bench "--max_batch 256" -- "" ""
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-REPS=3 N=100000 PREFETCH=1000 ACK=auto SIZE=100 DIRECT=1
+REPS=3 N=100000 PREFETCH=1000 ACK=auto SIZE=100 DIRECT=1 A_BENCH="" B_BENCH=""
 BUILD=$ROOT/build DO_BUILD=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -35,11 +39,13 @@ while [ $# -gt 0 ]; do
     --prefetch) PREFETCH=$2; shift 2 ;;
     --ack) ACK=$2; shift 2 ;;
     --size) SIZE=$2; shift 2 ;;
+    --a-bench) A_BENCH=$2; shift 2 ;;
+    --b-bench) B_BENCH=$2; shift 2 ;;
     --no-direct) DIRECT=0; shift ;;
     --build) BUILD=$(realpath -m "$2"); shift 2 ;;
     --no-build) DO_BUILD=0; shift ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "ab_stream.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -74,7 +80,7 @@ trap 'exit 130' INT TERM
 URI=$("$NODE" start "$WORK/rabbitmq" | tail -n 1)
 BROKER_PID=$(cat "$WORK/rabbitmq/rabbitmq.pid")
 
-declare -A PID PORT
+declare -A PID PORT BENCH_FLAGS=([A]="$A_BENCH" [B]="$B_BENCH")
 # start NAME FLAGS: a daemon on a free port; waits until its session is READY.
 start() {
   local log=$WORK/$1.log
@@ -86,8 +92,8 @@ start() {
 }
 start A "$A_FLAGS"
 start B "$B_FLAGS"
-echo "A: amqpgwd ${A_FLAGS:-(defaults)}"
-echo "B: amqpgwd ${B_FLAGS:-(defaults)}"
+echo "A: amqpgwd ${A_FLAGS:-(defaults)}${A_BENCH:+; amqpgw-bench $A_BENCH}"
+echo "B: amqpgwd ${B_FLAGS:-(defaults)}${B_BENCH:+; amqpgw-bench $B_BENCH}"
 echo "$N deliveries of $SIZE B, prefetch $PREFETCH, ack $ACK (direct: manual)"
 
 Q=amqpgw-ab
@@ -101,14 +107,15 @@ vcs() {
 }
 pick() {
   echo "$1" | tr ' ' '\n' |
-    grep -E '^(msgs_per_s|client_cpu_us_per_msg|gw_cpu_us_per_msg|broker_cpu_us_per_msg)=' |
+    grep -E '^(msgs_per_s|client_cpu_us_per_msg|gw_cpu_us_per_msg|broker_cpu_us_per_msg|deliveries_per_response)=' |
     tr '\n' ' '
 }
 gateway_run() {
   local pid=${PID[$1]} v0 v1 line
   fill
   v0=$(vcs "$pid")
-  line=$("$GBENCH" stream --server "127.0.0.1:${PORT[$1]}" --queue "$Q" -n "$N" \
+  # shellcheck disable=SC2086
+  line=$("$GBENCH" stream ${BENCH_FLAGS[$1]} --server "127.0.0.1:${PORT[$1]}" --queue "$Q" -n "$N" \
     --size "$SIZE" --prefetch "$PREFETCH" --ack "$ACK" --gateway_pid "$pid" \
     --broker_pid "$BROKER_PID" | tail -n 1)
   v1=$(vcs "$pid")
