@@ -89,12 +89,13 @@ class StreamTest : public SharedGatewayTest {
 
   static v1::StreamMessagesRequest Request(
       const std::string& q, v1::StreamMessagesRequest::AckMode mode,
-      uint32_t prefetch = 100, uint64_t max = 0) {
+      uint32_t prefetch = 100, uint64_t max = 0, uint32_t max_batch = 0) {
     v1::StreamMessagesRequest r;
     r.set_queue(q);
     r.set_ack_mode(mode);
     r.set_prefetch(prefetch);
     r.set_max_messages(max);
+    r.set_max_batch(max_batch);
     return r;
   }
 };
@@ -351,9 +352,8 @@ TEST_F(StreamTest, BadRequestsAndMissingQueue) {
   cases.push_back(
       {Request("q", static_cast<v1::StreamMessagesRequest::AckMode>(9)),
        ::grpc::StatusCode::INVALID_ARGUMENT, "ack_mode"});
-  cases.push_back({Request("q", v1::StreamMessagesRequest::AUTO),
+  cases.push_back({Request("q", v1::StreamMessagesRequest::AUTO, 100, 0, 70000),
                    ::grpc::StatusCode::INVALID_ARGUMENT, "max_batch"});
-  cases.back().req.set_max_batch(70000);
   std::string missing = UniqueName("missing");
   cases.push_back({Request(missing, v1::StreamMessagesRequest::AUTO),
                    ::grpc::StatusCode::NOT_FOUND, missing});
@@ -455,10 +455,8 @@ TEST_F(StreamTest, BatchesCarryEveryDeliveryInOrder) {
   std::string q = NewQueue("batch");
   constexpr int kN = 5000 / kLoadDivisor;
   PublishN(q, kN);
-  v1::StreamMessagesRequest req =
-      Request(q, v1::StreamMessagesRequest::AUTO, 1000, kN);
-  req.set_max_batch(64);
-  StreamReader reader(&stub(), req);
+  StreamReader reader(&stub(), Request(q, v1::StreamMessagesRequest::AUTO,
+                                       1000, kN, /*max_batch=*/64));
   ::grpc::Status end = reader.WaitDone(absl::Seconds(120));
   ASSERT_TRUE(end.ok()) << end.error_message();
   int batches = 0;
@@ -486,10 +484,8 @@ TEST_F(StreamTest, BatchesCarryEveryDeliveryInOrder) {
 TEST_F(StreamTest, ClientAcksOfBatchedDeliveries) {
   std::string q = NewQueue("batchclient");
   PublishN(q, 60);
-  v1::StreamMessagesRequest req =
-      Request(q, v1::StreamMessagesRequest::CLIENT, 10, 60);
-  req.set_max_batch(4);
-  StreamReader reader(&stub(), req);
+  StreamReader reader(&stub(), Request(q, v1::StreamMessagesRequest::CLIENT,
+                                       10, 60, /*max_batch=*/4));
   ASSERT_TRUE(reader.WaitSubscribed());
   std::string sub = reader.subscription_id();
   size_t acked = 0;
@@ -535,10 +531,8 @@ TEST_F(StreamTest, BatchesOfLargeMessagesStayNearOneMebibyte) {
     ASSERT_TRUE(stub().PublishBatch(Ctx().get(), batch, &resp).ok());
     ASSERT_EQ(resp.ok_count(), 10u);
   }
-  v1::StreamMessagesRequest req =
-      Request(q, v1::StreamMessagesRequest::NONE, 100, kN);
-  req.set_max_batch(1000);
-  StreamReader reader(&stub(), req);
+  StreamReader reader(&stub(), Request(q, v1::StreamMessagesRequest::NONE,
+                                       100, kN, /*max_batch=*/1000));
   ::grpc::Status end = reader.WaitDone(absl::Seconds(120));
   ASSERT_TRUE(end.ok()) << end.error_message();
   EXPECT_EQ(reader.deliveries().size(), static_cast<size_t>(kN));
