@@ -455,8 +455,8 @@ TEST_F(StreamTest, BatchesCarryEveryDeliveryInOrder) {
   std::string q = NewQueue("batch");
   constexpr int kN = 5000 / kLoadDivisor;
   PublishN(q, kN);
-  StreamReader reader(&stub(), Request(q, v1::StreamMessagesRequest::AUTO,
-                                       1000, kN, /*max_batch=*/64));
+  StreamReader reader(&stub(), Request(q, v1::StreamMessagesRequest::AUTO, 1000,
+                                       kN, /*max_batch=*/64));
   ::grpc::Status end = reader.WaitDone(absl::Seconds(120));
   ASSERT_TRUE(end.ok()) << end.error_message();
   int batches = 0;
@@ -484,8 +484,8 @@ TEST_F(StreamTest, BatchesCarryEveryDeliveryInOrder) {
 TEST_F(StreamTest, ClientAcksOfBatchedDeliveries) {
   std::string q = NewQueue("batchclient");
   PublishN(q, 60);
-  StreamReader reader(&stub(), Request(q, v1::StreamMessagesRequest::CLIENT,
-                                       10, 60, /*max_batch=*/4));
+  StreamReader reader(&stub(), Request(q, v1::StreamMessagesRequest::CLIENT, 10,
+                                       60, /*max_batch=*/4));
   ASSERT_TRUE(reader.WaitSubscribed());
   std::string sub = reader.subscription_id();
   size_t acked = 0;
@@ -531,8 +531,8 @@ TEST_F(StreamTest, BatchesOfLargeMessagesStayNearOneMebibyte) {
     ASSERT_TRUE(stub().PublishBatch(Ctx().get(), batch, &resp).ok());
     ASSERT_EQ(resp.ok_count(), 10u);
   }
-  StreamReader reader(&stub(), Request(q, v1::StreamMessagesRequest::NONE,
-                                       100, kN, /*max_batch=*/1000));
+  StreamReader reader(&stub(), Request(q, v1::StreamMessagesRequest::NONE, 100,
+                                       kN, /*max_batch=*/1000));
   ::grpc::Status end = reader.WaitDone(absl::Seconds(120));
   ASSERT_TRUE(end.ok()) << end.error_message();
   EXPECT_EQ(reader.deliveries().size(), static_cast<size_t>(kN));
