@@ -72,10 +72,10 @@ def main():
     if a.max_batch:
         items.append(("max_batch", a.max_batch))
     items += [
-              ("ok", got), ("errors", a.n - got),
-              ("elapsed_s", f"{elapsed:.3f}"),
-              ("msgs_per_s", f"{got / elapsed:.0f}"),
-              ("client_cpu_us_per_msg", f"{client_cpu * 1e6 / max(got, 1):.2f}")]
+        ("ok", got), ("errors", a.n - got),
+        ("elapsed_s", f"{elapsed:.3f}"),
+        ("msgs_per_s", f"{got / elapsed:.0f}"),
+        ("client_cpu_us_per_msg", f"{client_cpu * 1e6 / max(got, 1):.2f}")]
     if a.gateway_pid:
         items.append(("gw_cpu_us_per_msg", f"{gw_cpu * 1e6 / max(got, 1):.2f}"))
     print(" ".join(f"{k}={v}" for k, v in items), flush=True)
