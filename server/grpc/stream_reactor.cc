@@ -134,7 +134,6 @@ void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
   ::grpc::Status status;
   PendingDelivery delivery;
   bool is_delivery = false;
-  bool more = false;
   v1::StreamMessagesResponse event;
   std::shared_ptr<core::Subscription> subscription;
   {
@@ -155,7 +154,6 @@ void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
         event = std::move(std::get<v1::StreamMessagesResponse>(item));
       }
       s->queue.pop_front();
-      more = !s->queue.empty();
       subscription = s->subscription;
     }
   }
@@ -165,7 +163,7 @@ void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
   }
   // This thread holds the write: `this` stays alive until OnWriteDone.
   if (is_delivery) {
-    TakeDeliveries(s, std::move(delivery), more);
+    TakeDeliveries(s, std::move(delivery));
     if (mode_ == core::AckMode::kNone && subscription != nullptr) {
       subscription->HandedOver(current_delivery_id_);
     }
@@ -177,13 +175,22 @@ void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
   // next write that has no hint, at the latest the queue's last), so that a
   // burst of deliveries leaves in few HTTP/2 frames and sendmsg calls
   // instead of one each (bench/compare.sh: gateway CPU per delivery).
+  // Asked after the conversion, under the lock that OnWriteDone takes
+  // before it reads current_spans_: what this thread wrote happens before
+  // (gRPC's own hand-off from StartWrite to OnWriteDone is invisible to
+  // ThreadSanitizer, gRPC being uninstrumented).
+  bool more;
+  {
+    amqpgw::MutexLock lock(&s->mu);
+    more = !s->queue.empty();
+  }
   ::grpc::WriteOptions options;
   if (more) options.set_buffer_hint();
   StartWrite(&current_, options);
 }
 
 void StreamReactor::TakeDeliveries(const std::shared_ptr<Shared>& s,
-                                   PendingDelivery first, bool& more) {
+                                   PendingDelivery first) {
   // Converted here, on the thread that writes, not the broker's thread.
   if (max_batch_ == 0) {
     if (!current_.has_delivery()) current_.Clear();
@@ -204,8 +211,8 @@ void StreamReactor::TakeDeliveries(const std::shared_ptr<Shared>& s,
     ConvertDelivery(std::move(next), d);
     bytes += d->ByteSizeLong();
     amqpgw::MutexLock lock(&s->mu);
-    more = !s->queue.empty();
-    if (!more || n >= static_cast<int>(max_batch_) || bytes >= kMaxBatchBytes) {
+    if (s->queue.empty() || n >= static_cast<int>(max_batch_) ||
+        bytes >= kMaxBatchBytes) {
       break;
     }
     auto* queued = std::get_if<PendingDelivery>(&s->queue.front());
@@ -264,26 +271,26 @@ void StreamReactor::StartDeliverSpan(v1::Delivery* d, absl::Time received) {
 }
 
 void StreamReactor::OnWriteDone(bool ok) {
-  if (!current_spans_.empty()) {
-    absl::Time end = absl::Now();
-    for (trace::Span& span : current_spans_) {
-      span.end = end;
-      if (!ok) {
-        span.error = true;
-        span.status_message = "the stream broke before the write";
-      }
-      spans_->Export(std::move(span));
-    }
-    current_spans_.clear();
-  }
+  absl::Time end = absl::Now();
   std::shared_ptr<Shared> s = shared_;
   std::shared_ptr<core::Subscription> subscription;
   uint64_t handed = 0;
+  std::vector<trace::Span> spans;
   {
     amqpgw::MutexLock lock(&s->mu);
+    // Taken before the write is released: the next one refills the vector.
+    spans.swap(current_spans_);
     s->writing = false;
     subscription = s->subscription;
     if (ok && mode_ == core::AckMode::kAuto) handed = current_delivery_id_;
+  }
+  for (trace::Span& span : spans) {
+    span.end = end;
+    if (!ok) {
+      span.error = true;
+      span.status_message = "the stream broke before the write";
+    }
+    spans_->Export(std::move(span));
   }
   if (subscription != nullptr) {
     if (handed != 0) subscription->HandedOver(handed);

@@ -101,10 +101,8 @@ class StreamReactor
   // call Finish, as its last action).
   void Pump(const std::shared_ptr<Shared>& s);
   // Converts `first` and, with max_batch_ >= 1, the deliveries queued behind
-  // it into current_; sets current_delivery_id_ to the last one's id and
-  // `more` to whether anything is still queued.
-  void TakeDeliveries(const std::shared_ptr<Shared>& s, PendingDelivery first,
-                      bool& more);
+  // it into current_; sets current_delivery_id_ to the last one's id.
+  void TakeDeliveries(const std::shared_ptr<Shared>& s, PendingDelivery first);
   // Converts `from` into `to` (cleared for reuse); starts its span.
   void ConvertDelivery(PendingDelivery&& from, v1::Delivery* to);
   // With spans on: adds a deliver span for `d` to current_spans_ when its
@@ -127,7 +125,7 @@ class StreamReactor
   // The id of current_'s last delivery; 0 for other events.
   uint64_t current_delivery_id_ = 0;
   // The deliver spans of current_, ended in OnWriteDone. Same ownership as
-  // current_.
+  // current_; OnWriteDone takes them under shared_->mu.
   std::vector<trace::Span> current_spans_;
 };
 
