@@ -160,16 +160,14 @@ for rep in $(seq 1 "$REPS"); do
   # back.
   small_g() { fill "$SMALL_N"; run stream10_gateway "$GBENCH" stream "${COMMON_G[@]}" -n "$SMALL_N" --prefetch 10 --ack auto; }
   small_d() { fill "$SMALL_N"; run stream10_direct "$DBENCH" stream "${COMMON_D[@]}" -n "$SMALL_N" --prefetch 10; }
-  py_g() {
+  # py_grpc_run SCENARIO [grpc_stream.py flags]
+  py_grpc_run() {
     fill "$PY_N"
-    run py_grpc env PYTHONPATH="$WORK/py" "$PY" "$ROOT/bench/python/grpc_stream.py" \
-      --server "$SERVER" --queue "$Q" -n "$PY_N" --prefetch 1000 --gateway_pid "$GW_PID"
+    run "$1" env PYTHONPATH="$WORK/py" "$PY" "$ROOT/bench/python/grpc_stream.py" \
+      --server "$SERVER" --queue "$Q" -n "$PY_N" --prefetch 1000 --gateway_pid "$GW_PID" "${@:2}"
   }
-  py_gb() {
-    fill "$PY_N"
-    run py_grpc_batch env PYTHONPATH="$WORK/py" "$PY" "$ROOT/bench/python/grpc_stream.py" \
-      --server "$SERVER" --queue "$Q" -n "$PY_N" --prefetch 1000 --max_batch 256 --gateway_pid "$GW_PID"
-  }
+  py_g() { py_grpc_run py_grpc; }
+  py_gb() { py_grpc_run py_grpc_batch --max_batch 256; }
   py_d() {
     fill "$PY_N"
     run py_aiopika "$PY" "$ROOT/bench/python/aiopika_consume.py" \

@@ -191,7 +191,8 @@ void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
 
 void StreamReactor::TakeDeliveries(const std::shared_ptr<Shared>& s,
                                    PendingDelivery first) {
-  // Converted here, on the thread that writes, not the broker's thread.
+  // Converted by the thread that starts the write: the consumer thread at
+  // the end of a read that found gRPC idle, else gRPC's in OnWriteDone.
   if (max_batch_ == 0) {
     if (!current_.has_delivery()) current_.Clear();
     ConvertDelivery(std::move(first), current_.mutable_delivery());
