@@ -141,6 +141,9 @@ for rep in $(seq 1 "$REPS"); do
   pub_g_batch() { run pub_batch "$GBENCH" publish-batch "${COMMON_G[@]}" -n "$N" --batch 256 --purge; }
   pub_g_unary() { run pub_unary "$GBENCH" publish "${COMMON_G[@]}" -n "$N" --concurrency 64 --purge; }
   pub_d() { run pub_direct "$DBENCH" publish "${COMMON_D[@]}" -n "$N" --window 256 --purge; }
+  # The most 64 callers can get: direct with the same 64 messages in flight
+  # (each caller waits for its confirm).
+  pub_d64() { run pub_direct64 "$DBENCH" publish "${COMMON_D[@]}" -n "$N" --window 64 --purge; }
   sync_g() { run sync_gateway "$GBENCH" publish-sync "${COMMON_G[@]}" -n "$SYNC_N" --purge; }
   sync_d() { run sync_direct "$DBENCH" publish-sync "${COMMON_D[@]}" -n "$SYNC_N" --purge; }
   # The floor under publish-sync: a gRPC round trip through the gateway
@@ -174,12 +177,12 @@ for rep in $(seq 1 "$REPS"); do
       --broker "$URI" --queue "$Q" -n "$PY_N" --prefetch 1000
   }
   if [ $((rep % 2)) = 1 ]; then
-    pub_g_batch; pub_d; pub_g_unary; pub_d_props
+    pub_g_batch; pub_d; pub_g_unary; pub_d64; pub_d_props
     sync_g; sync_d; status_g
     stream_g; stream_d; streamb_g; small_g; small_d
     py_g; py_d; py_gb
   else
-    pub_d_props; pub_g_unary; pub_d; pub_g_batch
+    pub_d_props; pub_d64; pub_g_unary; pub_d; pub_g_batch
     status_g; sync_d; sync_g
     streamb_g; stream_d; stream_g; small_d; small_g
     py_gb; py_d; py_g
@@ -210,20 +213,25 @@ def verdict(ok):
 out = []
 out.append("| Scenario | Gateway | Direct / baseline | Gateway vs direct | Target | |")
 out.append("| --- | ---: | ---: | ---: | --- | --- |")
-def ratio_row(name, g, d, target):
+def ratio_row(name, g, d, target=None):
     gv, dv = med(g, "msgs_per_s"), med(d, "msgs_per_s")
     r = gv / dv if gv and dv else None
+    if target is None:
+        out.append(f"| {name} | {fmt(gv, ' msg/s')} | {fmt(dv, ' msg/s')} | {fmt(r, '', 2)} | | n/a |")
+        return
     out.append(f"| {name} | {fmt(gv, ' msg/s')} | {fmt(dv, ' msg/s')} | {fmt(r, '', 2)} | >= {target} | {verdict(None if r is None else r >= target)} |")
 ratio_row("PublishBatch, batch 256, persistent 100 B (direct: confirm window 256)", "pub_batch", "pub_direct", 0.9)
 ratio_row("Publish, 64 concurrent callers (direct: window 256)", "pub_unary", "pub_direct", 0.8)
+ratio_row("Direct with 64 in flight (window 64) vs window 256: the ceiling for 64 callers (no target)", "pub_direct64", "pub_direct")
+ratio_row("Publish, 64 concurrent callers vs direct window 64 (no target)", "pub_unary", "pub_direct64")
 gp, dp = med("sync_gateway", "p50_us"), med("sync_direct", "p50_us")
 diff = gp - dp if gp is not None and dp is not None else None
 out.append(f"| publish-sync p50 latency (direct: window 1) | {fmt(gp, ' us')} | {fmt(dp, ' us')} | {fmt(diff, ' us')} | <= +150 us | {verdict(None if diff is None else diff <= 150)} |")
+si = med("status_idle", "p50_us")
+out.append(f"| GetStatus p50 with idle threads between calls: a gRPC round trip through the gateway without the broker, the floor under publish-sync's difference (no target) | {fmt(si, ' us')} | | | | n/a |")
 ratio_row("StreamMessages, prefetch 1000, AUTO ack (direct: basic.consume prefetch 1000, manual acks)", "stream_gateway", "stream_direct", 0.9)
 ratio_row("StreamMessages as above, max_batch 256 (up to 256 deliveries per response)", "stream_batch_gateway", "stream_direct", 0.9)
-sg, sd = med("stream10_gateway", "msgs_per_s"), med("stream10_direct", "msgs_per_s")
-sr = sg / sd if sg and sd else None
-out.append(f"| StreamMessages, prefetch 10, AUTO ack (no target) | {fmt(sg, ' msg/s')} | {fmt(sd, ' msg/s')} | {fmt(sr, '', 2)} | | n/a |")
+ratio_row("StreamMessages, prefetch 10, AUTO ack (no target)", "stream10_gateway", "stream10_direct")
 for name, s in (("PublishBatch", "pub_batch"), ("StreamMessages", "stream_gateway"), ("StreamMessages, max_batch 256", "stream_batch_gateway"), ("Publish x64 (no target)", "pub_unary")):
     c = med(s, "gw_cpu_us_per_msg")
     target = None if "no target" in name else 25
@@ -247,7 +255,7 @@ out.append("Medians per scenario (CPU in microseconds per message; latency per c
 out.append("")
 out.append("| Run | msg/s | p50 us | p99 us | p999 us | gateway CPU | broker CPU | client CPU | gateway peak RSS MB | runs |")
 out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-for s in ("pub_batch", "pub_unary", "pub_direct", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "stream_gateway", "stream_batch_gateway", "stream_direct", "stream10_gateway", "stream10_direct", "py_grpc", "py_grpc_batch", "py_aiopika"):
+for s in ("pub_batch", "pub_unary", "pub_direct", "pub_direct64", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "stream_gateway", "stream_batch_gateway", "stream_direct", "stream10_gateway", "stream10_direct", "py_grpc", "py_grpc_batch", "py_aiopika"):
     if s not in rows:
         continue
     n = len([r for r in rows[s] if "failed" not in r])
