@@ -175,10 +175,12 @@ void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
   // next write that has no hint, at the latest the queue's last), so that a
   // burst of deliveries leaves in few HTTP/2 frames and sendmsg calls
   // instead of one each (bench/compare.sh: gateway CPU per delivery).
-  // Asked after the conversion, under the lock that OnWriteDone takes
-  // before it reads current_spans_: what this thread wrote happens before
+  // Asked last, under the lock that OnWriteDone takes before it reads
+  // current_spans_: everything this thread did to current_, current_spans_
+  // and current_delivery_id_ happens before it, and before the next writer
   // (gRPC's own hand-off from StartWrite to OnWriteDone is invisible to
-  // ThreadSanitizer, gRPC being uninstrumented).
+  // ThreadSanitizer, gRPC being uninstrumented). So this lock stays even
+  // where TakeDeliveries has just looked at the queue.
   bool more;
   {
     amqpgw::MutexLock lock(&s->mu);
