@@ -11,7 +11,7 @@ PACKAGES=(
   grpc-proto libabsl-dev librabbitmq-dev libspdlog-dev libfmt-dev
   libcpp-httplib-dev libssl-dev
   # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev
+  libgtest-dev libgmock-dev libbenchmark-dev clang clang-format libclang-rt-14-dev
   rabbitmq-server amqp-tools openssl procps iproute2
   python3-grpcio python3-protobuf python3-pika python3-aio-pika python3-yaml
   chromium

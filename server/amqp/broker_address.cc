@@ -140,9 +140,8 @@ absl::StatusOr<BrokerAddress> ParseBrokerUri(absl::string_view uri) {
   if (!port_text.empty()) {
     int port = 0;
     if (!absl::SimpleAtoi(port_text, &port) || port <= 0 || port > 65535) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("broker URI port must be 1..65535, got '", port_text,
-                       "'"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "broker URI port must be 1..65535, got '", port_text, "'"));
     }
     a.port = port;
   }
@@ -158,7 +157,8 @@ absl::StatusOr<std::vector<BrokerAddress>> ParseBrokerList(
     absl::string_view uris) {
   std::vector<BrokerAddress> out;
   int index = 0;
-  for (absl::string_view part : absl::StrSplit(uris, ',', absl::SkipWhitespace())) {
+  for (absl::string_view part :
+       absl::StrSplit(uris, ',', absl::SkipWhitespace())) {
     auto a = ParseBrokerUri(part);
     if (!a.ok()) {
       return absl::InvalidArgumentError(

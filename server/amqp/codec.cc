@@ -61,12 +61,14 @@ absl::StatusOr<std::string> EncodeProperties(const Properties& properties) {
   if (!s.ok()) return s;
   for (size_t size = 4096;; size *= 2) {
     std::string buf(size, '\0');
-    int res = amqp_encode_properties(AMQP_BASIC_CLASS, &p, internal::Bytes(buf));
+    int res =
+        amqp_encode_properties(AMQP_BASIC_CLASS, &p, internal::Bytes(buf));
     if (res >= 0) {
       buf.resize(static_cast<size_t>(res));
       return buf;
     }
-    if ((res != AMQP_STATUS_TABLE_TOO_BIG && res != AMQP_STATUS_BAD_AMQP_DATA) ||
+    if ((res != AMQP_STATUS_TABLE_TOO_BIG &&
+         res != AMQP_STATUS_BAD_AMQP_DATA) ||
         size >= kMaxEncodedSize) {
       return absl::InvalidArgumentError(
           absl::StrCat("cannot encode properties: ", amqp_error_string2(res)));

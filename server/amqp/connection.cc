@@ -99,12 +99,12 @@ absl::Status LoginError(const amqp_rpc_reply_t& reply) {
           reply.library_error == AMQP_STATUS_SOCKET_ERROR) {
         // RabbitMQ closes the socket on bad credentials unless the client
         // announces authentication_failure_close (we do), so this is rare.
-        return absl::UnavailableError(
-            absl::StrCat("login failed: ", amqp_error_string2(reply.library_error),
-                         " (wrong credentials or vhost?)"));
+        return absl::UnavailableError(absl::StrCat(
+            "login failed: ", amqp_error_string2(reply.library_error),
+            " (wrong credentials or vhost?)"));
       }
-      return absl::UnavailableError(
-          absl::StrCat("login failed: ", amqp_error_string2(reply.library_error)));
+      return absl::UnavailableError(absl::StrCat(
+          "login failed: ", amqp_error_string2(reply.library_error)));
     default:
       return absl::UnavailableError("login failed");
   }
@@ -114,28 +114,50 @@ absl::Status LoginError(const amqp_rpc_reply_t& reply) {
 
 const char* EventTypeName(Event::Type type) {
   switch (type) {
-    case Event::Type::kOther: return "other";
-    case Event::Type::kChannelOpenOk: return "channel.open-ok";
-    case Event::Type::kChannelClose: return "channel.close";
-    case Event::Type::kChannelCloseOk: return "channel.close-ok";
-    case Event::Type::kConfirmSelectOk: return "confirm.select-ok";
-    case Event::Type::kBasicQosOk: return "basic.qos-ok";
-    case Event::Type::kBasicConsumeOk: return "basic.consume-ok";
-    case Event::Type::kBasicCancelOk: return "basic.cancel-ok";
-    case Event::Type::kBasicCancel: return "basic.cancel";
-    case Event::Type::kBasicDeliver: return "basic.deliver";
-    case Event::Type::kBasicAck: return "basic.ack";
-    case Event::Type::kBasicNack: return "basic.nack";
-    case Event::Type::kBasicReturn: return "basic.return";
-    case Event::Type::kQueueDeclareOk: return "queue.declare-ok";
-    case Event::Type::kQueueDeleteOk: return "queue.delete-ok";
-    case Event::Type::kQueuePurgeOk: return "queue.purge-ok";
-    case Event::Type::kQueueBindOk: return "queue.bind-ok";
-    case Event::Type::kQueueUnbindOk: return "queue.unbind-ok";
-    case Event::Type::kExchangeDeclareOk: return "exchange.declare-ok";
-    case Event::Type::kExchangeDeleteOk: return "exchange.delete-ok";
-    case Event::Type::kConnectionBlocked: return "connection.blocked";
-    case Event::Type::kConnectionUnblocked: return "connection.unblocked";
+    case Event::Type::kOther:
+      return "other";
+    case Event::Type::kChannelOpenOk:
+      return "channel.open-ok";
+    case Event::Type::kChannelClose:
+      return "channel.close";
+    case Event::Type::kChannelCloseOk:
+      return "channel.close-ok";
+    case Event::Type::kConfirmSelectOk:
+      return "confirm.select-ok";
+    case Event::Type::kBasicQosOk:
+      return "basic.qos-ok";
+    case Event::Type::kBasicConsumeOk:
+      return "basic.consume-ok";
+    case Event::Type::kBasicCancelOk:
+      return "basic.cancel-ok";
+    case Event::Type::kBasicCancel:
+      return "basic.cancel";
+    case Event::Type::kBasicDeliver:
+      return "basic.deliver";
+    case Event::Type::kBasicAck:
+      return "basic.ack";
+    case Event::Type::kBasicNack:
+      return "basic.nack";
+    case Event::Type::kBasicReturn:
+      return "basic.return";
+    case Event::Type::kQueueDeclareOk:
+      return "queue.declare-ok";
+    case Event::Type::kQueueDeleteOk:
+      return "queue.delete-ok";
+    case Event::Type::kQueuePurgeOk:
+      return "queue.purge-ok";
+    case Event::Type::kQueueBindOk:
+      return "queue.bind-ok";
+    case Event::Type::kQueueUnbindOk:
+      return "queue.unbind-ok";
+    case Event::Type::kExchangeDeclareOk:
+      return "exchange.declare-ok";
+    case Event::Type::kExchangeDeleteOk:
+      return "exchange.delete-ok";
+    case Event::Type::kConnectionBlocked:
+      return "connection.blocked";
+    case Event::Type::kConnectionUnblocked:
+      return "connection.unblocked";
   }
   return "?";
 }
@@ -150,7 +172,8 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   amqp_socket_t* socket = nullptr;
   if (address.tls) {
     socket = amqp_ssl_socket_new(state);
-    if (socket == nullptr) return absl::InternalError("cannot create TLS socket");
+    if (socket == nullptr)
+      return absl::InternalError("cannot create TLS socket");
     amqp_ssl_socket_set_verify_peer(socket, options.tls.verify_peer ? 1 : 0);
     amqp_ssl_socket_set_verify_hostname(socket,
                                         options.tls.verify_hostname ? 1 : 0);
@@ -164,10 +187,9 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
         amqp_ssl_socket_set_key(socket, options.tls.cert_file.c_str(),
                                 options.tls.key_file.c_str()) !=
             AMQP_STATUS_OK) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("cannot load broker client certificate '",
-                       options.tls.cert_file, "' / key '",
-                       options.tls.key_file, "'"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot load broker client certificate '", options.tls.cert_file,
+          "' / key '", options.tls.key_file, "'"));
     }
   } else {
     socket = amqp_tcp_socket_new(state);
@@ -178,8 +200,9 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   int res = amqp_socket_open_noblock(socket, address.host.c_str(), address.port,
                                      &timeout);
   if (res != AMQP_STATUS_OK) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot connect to ", address.HostPort(), ": ", amqp_error_string2(res)));
+    return absl::UnavailableError(absl::StrCat("cannot connect to ",
+                                               address.HostPort(), ": ",
+                                               amqp_error_string2(res)));
   }
   amqp_set_handshake_timeout(state, &timeout);
   amqp_set_rpc_timeout(state, &timeout);
@@ -198,8 +221,7 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   amqp_table_entry_t props[] = {
       Utf8Entry("product", "amqpgw"),
       Utf8Entry("version", AMQPGW_VERSION),
-      Utf8Entry("connection_name",
-                                      options.connection_name.c_str()),
+      Utf8Entry("connection_name", options.connection_name.c_str()),
       TableEntry("capabilities", caps_table),
   };
   amqp_table_t props_table{static_cast<int>(std::size(props)), props};
@@ -223,8 +245,8 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   conn->server_info_.platform = LookupString(server, "platform");
   conn->server_info_.cluster_name = LookupString(server, "cluster_name");
   conn->heartbeat_ = absl::Seconds(amqp_get_heartbeat(state));
-  conn->channel_max_ = static_cast<uint16_t>(
-      std::min(amqp_get_channel_max(state), 65535));
+  conn->channel_max_ =
+      static_cast<uint16_t>(std::min(amqp_get_channel_max(state), 65535));
   if (conn->channel_max_ == 0) conn->channel_max_ = 65535;
   conn->frame_max_ = static_cast<uint32_t>(amqp_get_frame_max(state));
 
@@ -267,12 +289,13 @@ bool Connection::HasBufferedInput() const {
 absl::Status Connection::Failed(int amqp_status, absl::string_view doing) {
   if (broken_.ok()) {
     if (amqp_status == AMQP_STATUS_HEARTBEAT_TIMEOUT) {
-      broken_ = ConnectionLostError(absl::StrCat(
-          "no heartbeat from ", address_.HostPort(), " for ",
-          absl::FormatDuration(heartbeat_ * 2)));
+      broken_ = ConnectionLostError(
+          absl::StrCat("no heartbeat from ", address_.HostPort(), " for ",
+                       absl::FormatDuration(heartbeat_ * 2)));
     } else {
-      broken_ = ConnectionLostError(absl::StrCat(
-          doing, " on ", address_.HostPort(), ": ", amqp_error_string2(amqp_status)));
+      broken_ = ConnectionLostError(
+          absl::StrCat(doing, " on ", address_.HostPort(), ": ",
+                       amqp_error_string2(amqp_status)));
     }
   }
   return broken_;
@@ -331,9 +354,9 @@ absl::StatusOr<bool> Connection::HandleFrame(const void* raw, Event* event) {
     case AMQP_FRAME_BODY: {
       auto it = pending_.find(frame.channel);
       if (it == pending_.end() || !it->second->have_header) {
-        return ConnectionLostError(absl::StrCat(
-            "protocol error: unexpected content body on channel ",
-            frame.channel));
+        return ConnectionLostError(
+            absl::StrCat("protocol error: unexpected content body on channel ",
+                         frame.channel));
       }
       it->second->body()->append(
           static_cast<const char*>(frame.payload.body_fragment.bytes),
@@ -370,8 +393,8 @@ absl::StatusOr<bool> Connection::HandleMethod(uint16_t channel, uint32_t id,
       int code = m->reply_code;
       amqp_connection_close_ok_t ok{};
       amqp_send_method(state_, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
-      return ConnectionLostError(absl::StrCat(
-          "closed by the broker (", code, " ", text, ")"));
+      return ConnectionLostError(
+          absl::StrCat("closed by the broker (", code, " ", text, ")"));
     }
     case AMQP_CONNECTION_BLOCKED_METHOD: {
       auto* m = static_cast<amqp_connection_blocked_t*>(decoded);
@@ -394,7 +417,8 @@ absl::StatusOr<bool> Connection::HandleMethod(uint16_t channel, uint32_t id,
       event->method_id = m->method_id;
       pending_.erase(channel);
       amqp_channel_close_ok_t ok{};
-      int res = amqp_send_method(state_, channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+      int res =
+          amqp_send_method(state_, channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
       if (res != AMQP_STATUS_OK) return Failed(res, "channel.close-ok");
       return true;
     }
@@ -524,7 +548,8 @@ absl::Status Connection::Consume(uint16_t channel, const ConsumeArgs& args) {
   m.consumer_tag = Bytes(args.consumer_tag);
   m.no_ack = args.no_ack;
   m.exclusive = args.exclusive;
-  absl::Status s = internal::ToAmqpTable(args.arguments, &scratch_->pool, &m.arguments);
+  absl::Status s =
+      internal::ToAmqpTable(args.arguments, &scratch_->pool, &m.arguments);
   if (!s.ok()) return s;
   return SendMethod(channel, AMQP_BASIC_CONSUME_METHOD, &m, "basic.consume");
 }
@@ -557,8 +582,8 @@ absl::Status Connection::Publish(uint16_t channel,
                                  const OutgoingMessage& message) {
   if (!broken_.ok()) return broken_;
   amqp_basic_properties_t props;
-  absl::Status s = internal::ToAmqpProperties(message.properties,
-                                              &scratch_->pool, &props);
+  absl::Status s =
+      internal::ToAmqpProperties(message.properties, &scratch_->pool, &props);
   if (!s.ok()) {
     recycle_amqp_pool(&scratch_->pool);
     return s;
@@ -579,7 +604,8 @@ absl::Status Connection::DeclareQueue(uint16_t channel,
   m.durable = args.durable;
   m.exclusive = args.exclusive;
   m.auto_delete = args.auto_delete;
-  absl::Status s = internal::ToAmqpTable(args.arguments, &scratch_->pool, &m.arguments);
+  absl::Status s =
+      internal::ToAmqpTable(args.arguments, &scratch_->pool, &m.arguments);
   if (!s.ok()) return s;
   return SendMethod(channel, AMQP_QUEUE_DECLARE_METHOD, &m, "queue.declare");
 }
@@ -604,7 +630,8 @@ absl::Status Connection::BindQueue(uint16_t channel, const BindArgs& args) {
   m.queue = Bytes(args.queue);
   m.exchange = Bytes(args.exchange);
   m.routing_key = Bytes(args.routing_key);
-  absl::Status s = internal::ToAmqpTable(args.arguments, &scratch_->pool, &m.arguments);
+  absl::Status s =
+      internal::ToAmqpTable(args.arguments, &scratch_->pool, &m.arguments);
   if (!s.ok()) return s;
   return SendMethod(channel, AMQP_QUEUE_BIND_METHOD, &m, "queue.bind");
 }
@@ -614,7 +641,8 @@ absl::Status Connection::UnbindQueue(uint16_t channel, const BindArgs& args) {
   m.queue = Bytes(args.queue);
   m.exchange = Bytes(args.exchange);
   m.routing_key = Bytes(args.routing_key);
-  absl::Status s = internal::ToAmqpTable(args.arguments, &scratch_->pool, &m.arguments);
+  absl::Status s =
+      internal::ToAmqpTable(args.arguments, &scratch_->pool, &m.arguments);
   if (!s.ok()) return s;
   return SendMethod(channel, AMQP_QUEUE_UNBIND_METHOD, &m, "queue.unbind");
 }
@@ -628,7 +656,8 @@ absl::Status Connection::DeclareExchange(uint16_t channel,
   m.durable = args.durable;
   m.auto_delete = args.auto_delete;
   m.internal = args.internal;
-  absl::Status s = internal::ToAmqpTable(args.arguments, &scratch_->pool, &m.arguments);
+  absl::Status s =
+      internal::ToAmqpTable(args.arguments, &scratch_->pool, &m.arguments);
   if (!s.ok()) return s;
   return SendMethod(channel, AMQP_EXCHANGE_DECLARE_METHOD, &m,
                     "exchange.declare");

@@ -23,10 +23,12 @@ absl::Status ToAmqpTableAt(const FieldTable& table, amqp_pool_t* pool,
   if (table.empty()) return absl::OkStatus();
   out->entries = static_cast<amqp_table_entry_t*>(
       amqp_pool_alloc(pool, sizeof(amqp_table_entry_t) * table.size()));
-  if (out->entries == nullptr) return absl::ResourceExhaustedError("out of memory");
+  if (out->entries == nullptr)
+    return absl::ResourceExhaustedError("out of memory");
   for (size_t i = 0; i < table.size(); ++i) {
     out->entries[i].key = Bytes(table[i].first);
-    absl::Status s = ToAmqpValue(table[i].second, pool, depth, &out->entries[i].value);
+    absl::Status s =
+        ToAmqpValue(table[i].second, pool, depth, &out->entries[i].value);
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
@@ -134,7 +136,8 @@ FieldValue FromAmqpValue(const amqp_field_value_t& v, int depth) {
     case AMQP_FIELD_KIND_F64:
       return FieldValue(v.value.f64);
     case AMQP_FIELD_KIND_DECIMAL:
-      return FieldValue(Decimal{v.value.decimal.decimals, v.value.decimal.value});
+      return FieldValue(
+          Decimal{v.value.decimal.decimals, v.value.decimal.value});
     case AMQP_FIELD_KIND_UTF8:
       return FieldValue(String(v.value.bytes));
     case AMQP_FIELD_KIND_BYTES:
@@ -236,8 +239,10 @@ Properties FromAmqpProperties(const amqp_basic_properties_t& p) {
   GetString(p, AMQP_BASIC_CONTENT_TYPE_FLAG, p.content_type, &out.content_type);
   GetString(p, AMQP_BASIC_CONTENT_ENCODING_FLAG, p.content_encoding,
             &out.content_encoding);
-  if (p._flags & AMQP_BASIC_HEADERS_FLAG) out.headers = FromAmqpTable(p.headers);
-  if (p._flags & AMQP_BASIC_DELIVERY_MODE_FLAG) out.delivery_mode = p.delivery_mode;
+  if (p._flags & AMQP_BASIC_HEADERS_FLAG)
+    out.headers = FromAmqpTable(p.headers);
+  if (p._flags & AMQP_BASIC_DELIVERY_MODE_FLAG)
+    out.delivery_mode = p.delivery_mode;
   if (p._flags & AMQP_BASIC_PRIORITY_FLAG) out.priority = p.priority;
   GetString(p, AMQP_BASIC_CORRELATION_ID_FLAG, p.correlation_id,
             &out.correlation_id);

@@ -37,7 +37,8 @@ TEST(ReplyTest, MapsBrokerCodes) {
 TEST(ReplyTest, KeepsTheBrokerTextWithContext) {
   absl::Status s = ReplyToStatus(404, "NOT_FOUND - no queue 'q' in vhost '/'",
                                  "inspect queue 'q'");
-  EXPECT_EQ(s.message(), "inspect queue 'q': NOT_FOUND - no queue 'q' in vhost '/'");
+  EXPECT_EQ(s.message(),
+            "inspect queue 'q': NOT_FOUND - no queue 'q' in vhost '/'");
   EXPECT_THAT(std::string(ReplyToStatus(406, "").message()),
               ::testing::HasSubstr("406"));
 }

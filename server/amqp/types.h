@@ -52,9 +52,8 @@ struct FieldValue {
   Variant value;
 
   FieldValue() = default;
-  template <typename T,
-            typename = std::enable_if_t<
-                !std::is_same_v<std::decay_t<T>, FieldValue>>>
+  template <typename T, typename = std::enable_if_t<
+                            !std::is_same_v<std::decay_t<T>, FieldValue>>>
   FieldValue(T&& v) : value(std::forward<T>(v)) {}  // NOLINT: implicit
 
   bool operator==(const FieldValue& o) const { return value == o.value; }

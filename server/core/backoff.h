@@ -3,7 +3,6 @@
 #define AMQPGW_SERVER_CORE_BACKOFF_H_
 
 #include <cstdint>
-
 #include <random>
 
 #include "absl/time/time.h"

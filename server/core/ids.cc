@@ -39,8 +39,8 @@ std::string NewUuid() {
   thread_local absl::BitGen gen;  // seeded from the OS
   uint64_t hi = absl::Uniform<uint64_t>(gen);
   uint64_t lo = absl::Uniform<uint64_t>(gen);
-  hi = (hi & ~0xF000ull) | 0x4000ull;                       // version 4
-  lo = (lo & ~(0xC000ull << 48)) | (0x8000ull << 48);       // variant 10
+  hi = (hi & ~0xF000ull) | 0x4000ull;                  // version 4
+  lo = (lo & ~(0xC000ull << 48)) | (0x8000ull << 48);  // variant 10
   // Formatted in place: one allocation (36 chars exceed the small-string
   // buffer), no per-character appends.
   char text[36];

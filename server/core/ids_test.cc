@@ -1,9 +1,9 @@
 #include "server/core/ids.h"
 
-#include <set>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <set>
 
 namespace amqpgw::core {
 namespace {
@@ -16,7 +16,8 @@ TEST(IdsTest, UuidsAreVersion4AndUnique) {
     EXPECT_EQ(u[8], '-');
     EXPECT_EQ(u[13], '-');
     EXPECT_EQ(u[14], '4');
-    EXPECT_THAT(std::string("89ab"), ::testing::HasSubstr(std::string(1, u[19])));
+    EXPECT_THAT(std::string("89ab"),
+                ::testing::HasSubstr(std::string(1, u[19])));
     EXPECT_TRUE(seen.insert(u).second);
   }
 }

@@ -73,8 +73,8 @@ absl::StatusOr<amqp::FieldTable> ToAmqpTableAt(const ProtoTable& table,
     std::string sub = absl::StrCat(field, "[\"", SanitizeUtf8(*key), "\"]");
     if (key->empty()) return Invalid(field, "empty key");
     if (key->size() > kMaxShortString) {
-      return Invalid(sub, absl::StrCat("key longer than 255 bytes (",
-                                       key->size(), ")"));
+      return Invalid(
+          sub, absl::StrCat("key longer than 255 bytes (", key->size(), ")"));
     }
     if (!IsValidUtf8(*key)) return Invalid(sub, "key is not valid UTF-8");
     absl::StatusOr<amqp::FieldValue> value =
@@ -119,9 +119,9 @@ absl::StatusOr<amqp::FieldValue> ToAmqpValue(const v1::FieldValue& v,
       amqp::FieldArray a;
       a.reserve(v.array_value().values_size());
       for (int i = 0; i < v.array_value().values_size(); ++i) {
-        absl::StatusOr<amqp::FieldValue> e = ToAmqpValue(
-            v.array_value().values(i), absl::StrCat(field, "[", i, "]"),
-            depth + 1);
+        absl::StatusOr<amqp::FieldValue> e =
+            ToAmqpValue(v.array_value().values(i),
+                        absl::StrCat(field, "[", i, "]"), depth + 1);
         if (!e.ok()) return e.status();
         a.push_back(*std::move(e));
       }
@@ -131,9 +131,9 @@ absl::StatusOr<amqp::FieldValue> ToAmqpValue(const v1::FieldValue& v,
       if (v.decimal_value().scale() > 255) {
         return Invalid(field, "decimal scale must be 0..255");
       }
-      return amqp::FieldValue(amqp::Decimal{
-          static_cast<uint8_t>(v.decimal_value().scale()),
-          v.decimal_value().value()});
+      return amqp::FieldValue(
+          amqp::Decimal{static_cast<uint8_t>(v.decimal_value().scale()),
+                        v.decimal_value().value()});
     case v1::FieldValue::kNullValue:
     case v1::FieldValue::KIND_NOT_SET:
       return amqp::FieldValue(amqp::Void{});
@@ -143,8 +143,8 @@ absl::StatusOr<amqp::FieldValue> ToAmqpValue(const v1::FieldValue& v,
 
 absl::Status CheckShort(absl::string_view field, const std::string& value) {
   if (value.size() > kMaxShortString) {
-    return Invalid(field, absl::StrCat("longer than 255 bytes (",
-                                       value.size(), ")"));
+    return Invalid(field,
+                   absl::StrCat("longer than 255 bytes (", value.size(), ")"));
   }
   return absl::OkStatus();
 }
@@ -172,9 +172,8 @@ void ToProtoValue(const amqp::FieldValue& v, v1::FieldValue* out) {
     }
     void operator()(const amqp::Bytes& b) { out->set_bytes_value(b.data); }
     void operator()(const amqp::Timestamp& t) {
-      out->mutable_timestamp_value()->set_seconds(
-          static_cast<int64_t>(std::min<uint64_t>(
-              t.seconds, std::numeric_limits<int64_t>::max())));
+      out->mutable_timestamp_value()->set_seconds(static_cast<int64_t>(
+          std::min<uint64_t>(t.seconds, std::numeric_limits<int64_t>::max())));
     }
     void operator()(const amqp::Decimal& d) {
       out->mutable_decimal_value()->set_scale(d.scale);
@@ -280,8 +279,8 @@ absl::Status ValidateName(absl::string_view field, absl::string_view value,
                           bool allow_empty) {
   if (!allow_empty && value.empty()) return Invalid(field, "must not be empty");
   if (value.size() > kMaxShortString) {
-    return Invalid(field, absl::StrCat("longer than 255 bytes (", value.size(),
-                                       ")"));
+    return Invalid(field,
+                   absl::StrCat("longer than 255 bytes (", value.size(), ")"));
   }
   if (!IsValidUtf8(value)) return Invalid(field, "not valid UTF-8");
   return absl::OkStatus();
@@ -340,7 +339,8 @@ absl::StatusOr<amqp::Properties> ToAmqpProperties(
   if (p.has_expiration()) {
     const auto& d = p.expiration();
     if (d.seconds() < 0 || d.nanos() < 0) {
-      return Invalid(absl::StrCat(field, ".expiration"), "must not be negative");
+      return Invalid(absl::StrCat(field, ".expiration"),
+                     "must not be negative");
     }
     int64_t ms = d.seconds() * 1000 + d.nanos() / 1000000;
     if (d.seconds() > kMaxExpirationMs / 1000 || ms > kMaxExpirationMs) {
@@ -385,10 +385,10 @@ absl::StatusOr<amqp::OutgoingMessage> ToOutgoingMessage(
     return ValidateName(name("routing_key"), r.routing_key());
   }
   if (r.body().size() > limits.max_message_bytes) {
-    return Invalid(name("body"),
-                   absl::StrCat(r.body().size(), " bytes is more than the "
-                                "daemon's --max_message_bytes (",
-                                limits.max_message_bytes, ")"));
+    return Invalid(name("body"), absl::StrCat(r.body().size(),
+                                              " bytes is more than the "
+                                              "daemon's --max_message_bytes (",
+                                              limits.max_message_bytes, ")"));
   }
   absl::StatusOr<amqp::Properties> props =
       ToAmqpProperties(r.properties(), "properties", limits);
@@ -412,7 +412,8 @@ absl::StatusOr<amqp::QueueDeclareArgs> ToQueueDeclareArgs(
     const v1::DeclareQueueRequest& r) {
   absl::Status s = ValidateName("name", r.name());
   if (!s.ok()) return s;
-  absl::StatusOr<amqp::FieldTable> args = ToAmqpTable(r.arguments(), "arguments");
+  absl::StatusOr<amqp::FieldTable> args =
+      ToAmqpTable(r.arguments(), "arguments");
   if (!args.ok()) return args.status();
   amqp::QueueDeclareArgs out;
   out.name = r.name();
@@ -451,7 +452,8 @@ absl::StatusOr<amqp::ExchangeDeclareArgs> ToExchangeDeclareArgs(
   if (!s.ok()) return s;
   s = ValidateName("custom_type", r.custom_type());
   if (!s.ok()) return s;
-  absl::StatusOr<amqp::FieldTable> args = ToAmqpTable(r.arguments(), "arguments");
+  absl::StatusOr<amqp::FieldTable> args =
+      ToAmqpTable(r.arguments(), "arguments");
   if (!args.ok()) return args.status();
   amqp::ExchangeDeclareArgs out;
   out.name = r.name();
@@ -495,7 +497,8 @@ absl::StatusOr<amqp::BindArgs> ToBindArgs(const BindRequest& r) {
   }
   s = ValidateName("routing_key", r.routing_key());
   if (!s.ok()) return s;
-  absl::StatusOr<amqp::FieldTable> args = ToAmqpTable(r.arguments(), "arguments");
+  absl::StatusOr<amqp::FieldTable> args =
+      ToAmqpTable(r.arguments(), "arguments");
   if (!args.ok()) return args.status();
   amqp::BindArgs out;
   out.queue = r.queue();
@@ -506,7 +509,8 @@ absl::StatusOr<amqp::BindArgs> ToBindArgs(const BindRequest& r) {
 }
 
 template absl::StatusOr<amqp::BindArgs> ToBindArgs(const v1::BindQueueRequest&);
-template absl::StatusOr<amqp::BindArgs> ToBindArgs(const v1::UnbindQueueRequest&);
+template absl::StatusOr<amqp::BindArgs> ToBindArgs(
+    const v1::UnbindQueueRequest&);
 
 absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
     const v1::StreamMessagesRequest& r) {
@@ -545,7 +549,8 @@ absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
   out.max_messages = r.max_messages();
   out.consumer_tag = r.consumer_tag();
   out.exclusive = r.exclusive();
-  absl::StatusOr<amqp::FieldTable> args = ToAmqpTable(r.arguments(), "arguments");
+  absl::StatusOr<amqp::FieldTable> args =
+      ToAmqpTable(r.arguments(), "arguments");
   if (!args.ok()) return args.status();
   out.arguments = *std::move(args);
   return out;
@@ -578,13 +583,13 @@ void ToProtoProperties(const amqp::Properties& p, v1::MessageProperties* out) {
             [out] { return out->mutable_content_encoding(); });
   if (p.headers.has_value()) ToProtoTable(*p.headers, out->mutable_headers());
   if (p.delivery_mode.has_value()) {
-    out->set_delivery_mode(*p.delivery_mode == 1   ? v1::TRANSIENT
-                           : *p.delivery_mode == 2 ? v1::PERSISTENT
-                                                   : v1::DELIVERY_MODE_UNSPECIFIED);
+    out->set_delivery_mode(*p.delivery_mode == 1 ? v1::TRANSIENT
+                           : *p.delivery_mode == 2
+                               ? v1::PERSISTENT
+                               : v1::DELIVERY_MODE_UNSPECIFIED);
   }
   if (p.priority.has_value()) out->set_priority(*p.priority);
-  SetString(p.correlation_id,
-            [out] { return out->mutable_correlation_id(); });
+  SetString(p.correlation_id, [out] { return out->mutable_correlation_id(); });
   SetString(p.reply_to, [out] { return out->mutable_reply_to(); });
   if (p.expiration.has_value()) {
     int64_t ms;
@@ -596,8 +601,8 @@ void ToProtoProperties(const amqp::Properties& p, v1::MessageProperties* out) {
   }
   SetString(p.message_id, [out] { return out->mutable_message_id(); });
   if (p.timestamp.has_value()) {
-    out->mutable_timestamp()->set_seconds(static_cast<int64_t>(std::min<uint64_t>(
-        *p.timestamp, std::numeric_limits<int64_t>::max())));
+    out->mutable_timestamp()->set_seconds(static_cast<int64_t>(
+        std::min<uint64_t>(*p.timestamp, std::numeric_limits<int64_t>::max())));
   }
   SetString(p.type, [out] { return out->mutable_type(); });
   SetString(p.user_id, [out] { return out->mutable_user_id(); });

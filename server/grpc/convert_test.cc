@@ -52,7 +52,10 @@ TEST(ConvertTest, InvalidUtf8FromTheBrokerBecomesBytes) {
   EXPECT_FALSE(IsValidUtf8("\xc3\x28"));
   EXPECT_TRUE(IsValidUtf8("h\xc3\xa9llo"));
   EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));  // a surrogate
-  EXPECT_EQ(SanitizeUtf8("a\xff" "b"), "a\xEF\xBF\xBD" "b");
+  EXPECT_EQ(SanitizeUtf8("a\xff"
+                         "b"),
+            "a\xEF\xBF\xBD"
+            "b");
 }
 
 TEST(ConvertTest, PropertiesBothWays) {
@@ -112,7 +115,9 @@ TEST(ConvertTest, ValidationNamesTheField) {
              static_cast<v1::DeliveryMode>(3));
        },
        "m.properties.delivery_mode: unknown value 3"},
-      {[](auto& r) { r.mutable_properties()->set_app_id(std::string(300, 'a')); },
+      {[](auto& r) {
+         r.mutable_properties()->set_app_id(std::string(300, 'a'));
+       },
        "m.properties.app_id: longer than 255"},
       {[](auto& r) {
          (*r.mutable_properties()->mutable_headers())[std::string(256, 'k')] =

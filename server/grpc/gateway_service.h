@@ -36,17 +36,19 @@ class GatewayService final : public v1::Gateway::CallbackService {
   ::grpc::ServerUnaryReactor* Connect(::grpc::CallbackServerContext* ctx,
                                       const v1::ConnectRequest* request,
                                       v1::ConnectResponse* response) override;
-  ::grpc::ServerUnaryReactor* Disconnect(::grpc::CallbackServerContext* ctx,
-                                         const v1::DisconnectRequest* request,
-                                         v1::DisconnectResponse* response) override;
-  ::grpc::ServerUnaryReactor* GetStatus(::grpc::CallbackServerContext* ctx,
-                                        const v1::GetStatusRequest* request,
-                                        v1::GetStatusResponse* response) override;
+  ::grpc::ServerUnaryReactor* Disconnect(
+      ::grpc::CallbackServerContext* ctx, const v1::DisconnectRequest* request,
+      v1::DisconnectResponse* response) override;
+  ::grpc::ServerUnaryReactor* GetStatus(
+      ::grpc::CallbackServerContext* ctx, const v1::GetStatusRequest* request,
+      v1::GetStatusResponse* response) override;
   ::grpc::ServerUnaryReactor* DeclareQueue(
-      ::grpc::CallbackServerContext* ctx, const v1::DeclareQueueRequest* request,
+      ::grpc::CallbackServerContext* ctx,
+      const v1::DeclareQueueRequest* request,
       v1::DeclareQueueResponse* response) override;
   ::grpc::ServerUnaryReactor* InspectQueue(
-      ::grpc::CallbackServerContext* ctx, const v1::InspectQueueRequest* request,
+      ::grpc::CallbackServerContext* ctx,
+      const v1::InspectQueueRequest* request,
       v1::InspectQueueResponse* response) override;
   ::grpc::ServerUnaryReactor* DeleteQueue(
       ::grpc::CallbackServerContext* ctx, const v1::DeleteQueueRequest* request,
@@ -62,9 +64,9 @@ class GatewayService final : public v1::Gateway::CallbackService {
       ::grpc::CallbackServerContext* ctx,
       const v1::DeleteExchangeRequest* request,
       v1::DeleteExchangeResponse* response) override;
-  ::grpc::ServerUnaryReactor* BindQueue(::grpc::CallbackServerContext* ctx,
-                                        const v1::BindQueueRequest* request,
-                                        v1::BindQueueResponse* response) override;
+  ::grpc::ServerUnaryReactor* BindQueue(
+      ::grpc::CallbackServerContext* ctx, const v1::BindQueueRequest* request,
+      v1::BindQueueResponse* response) override;
   ::grpc::ServerUnaryReactor* UnbindQueue(
       ::grpc::CallbackServerContext* ctx, const v1::UnbindQueueRequest* request,
       v1::UnbindQueueResponse* response) override;
@@ -72,7 +74,8 @@ class GatewayService final : public v1::Gateway::CallbackService {
                                       const v1::PublishRequest* request,
                                       v1::PublishResponse* response) override;
   ::grpc::ServerUnaryReactor* PublishBatch(
-      ::grpc::CallbackServerContext* ctx, const v1::PublishBatchRequest* request,
+      ::grpc::CallbackServerContext* ctx,
+      const v1::PublishBatchRequest* request,
       v1::PublishBatchResponse* response) override;
   ::grpc::ServerWriteReactor<v1::StreamMessagesResponse>* StreamMessages(
       ::grpc::CallbackServerContext* ctx,

@@ -53,11 +53,12 @@ TEST(DaemonProcessTest, EnvironmentTwinIsReadAndChecked) {
 
 TEST(DaemonProcessTest, SigtermShutsDownCleanly) {
   BrokerNode node = BrokerNode::Shared();
-  Child child = Child::Spawn({"--listen=127.0.0.1:0",
-                              "--http_listen=127.0.0.1:0",
-                              "--shutdown_grace=2s"},
-                             {"AMQPGW_BROKER=" + node.uri()});
-  ASSERT_TRUE(child.ReadUntil("session: READY", absl::Seconds(30))) << child.err;
+  Child child =
+      Child::Spawn({"--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+                    "--shutdown_grace=2s"},
+                   {"AMQPGW_BROKER=" + node.uri()});
+  ASSERT_TRUE(child.ReadUntil("session: READY", absl::Seconds(30)))
+      << child.err;
   // The password never appears in the logs.
   EXPECT_THAT(child.err, ::testing::Not(HasSubstr("guest:guest")));
   kill(child.pid, SIGTERM);

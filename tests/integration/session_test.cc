@@ -1,8 +1,8 @@
 // Connect, Disconnect, GetStatus and health against a real RabbitMQ node.
-#include <thread>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <thread>
 
 #include "tests/support/broker_node.h"
 #include "tests/support/gateway_fixture.h"
@@ -47,7 +47,8 @@ TEST(SessionTest, DisconnectRefusesCallsUntilConnect) {
   ASSERT_TRUE(ev.has_subscribed());
 
   v1::DisconnectResponse disc;
-  ASSERT_TRUE(g->stub().Disconnect(Ctx().get(), v1::DisconnectRequest(), &disc).ok());
+  ASSERT_TRUE(
+      g->stub().Disconnect(Ctx().get(), v1::DisconnectRequest(), &disc).ok());
   EXPECT_EQ(disc.connection().state(), v1::ConnectionInfo::DISCONNECTED);
   while (reader->Read(&ev)) {
   }
@@ -71,7 +72,8 @@ TEST(SessionTest, DisconnectRefusesCallsUntilConnect) {
             ::grpc::StatusCode::FAILED_PRECONDITION);
 
   // Disconnect is idempotent.
-  ASSERT_TRUE(g->stub().Disconnect(Ctx().get(), v1::DisconnectRequest(), &disc).ok());
+  ASSERT_TRUE(
+      g->stub().Disconnect(Ctx().get(), v1::DisconnectRequest(), &disc).ok());
 
   v1::ConnectResponse conn;
   ASSERT_TRUE(g->stub().Connect(Ctx().get(), v1::ConnectRequest(), &conn).ok());
@@ -82,9 +84,8 @@ TEST(SessionTest, DisconnectRefusesCallsUntilConnect) {
 
 TEST(SessionTest, ConnectOnDemand) {
   BrokerNode node = BrokerNode::Shared();
-  auto g = TestGateway::Start(node.uri(), [](daemon::Options& o) {
-    o.connect_on_start = false;
-  });
+  auto g = TestGateway::Start(
+      node.uri(), [](daemon::Options& o) { o.connect_on_start = false; });
   EXPECT_EQ(Status(*g).state(), v1::ConnectionInfo::DISCONNECTED);
   EXPECT_EQ(g->Health(), "NOT_SERVING");
   v1::ConnectRequest req;

@@ -38,24 +38,38 @@ std::string RenderTable(const amqp_table_t& t) {
 std::string Render(const amqp_field_value_t& v) {
   std::string k(1, static_cast<char>(v.kind));
   switch (v.kind) {
-    case AMQP_FIELD_KIND_BOOLEAN: return k + ":" + (v.value.boolean ? "1" : "0");
-    case AMQP_FIELD_KIND_I8: return k + ":" + std::to_string(v.value.i8);
-    case AMQP_FIELD_KIND_U8: return k + ":" + std::to_string(v.value.u8);
-    case AMQP_FIELD_KIND_I16: return k + ":" + std::to_string(v.value.i16);
-    case AMQP_FIELD_KIND_U16: return k + ":" + std::to_string(v.value.u16);
-    case AMQP_FIELD_KIND_I32: return k + ":" + std::to_string(v.value.i32);
-    case AMQP_FIELD_KIND_U32: return k + ":" + std::to_string(v.value.u32);
-    case AMQP_FIELD_KIND_I64: return k + ":" + std::to_string(v.value.i64);
+    case AMQP_FIELD_KIND_BOOLEAN:
+      return k + ":" + (v.value.boolean ? "1" : "0");
+    case AMQP_FIELD_KIND_I8:
+      return k + ":" + std::to_string(v.value.i8);
+    case AMQP_FIELD_KIND_U8:
+      return k + ":" + std::to_string(v.value.u8);
+    case AMQP_FIELD_KIND_I16:
+      return k + ":" + std::to_string(v.value.i16);
+    case AMQP_FIELD_KIND_U16:
+      return k + ":" + std::to_string(v.value.u16);
+    case AMQP_FIELD_KIND_I32:
+      return k + ":" + std::to_string(v.value.i32);
+    case AMQP_FIELD_KIND_U32:
+      return k + ":" + std::to_string(v.value.u32);
+    case AMQP_FIELD_KIND_I64:
+      return k + ":" + std::to_string(v.value.i64);
     case AMQP_FIELD_KIND_U64:
-    case AMQP_FIELD_KIND_TIMESTAMP: return k + ":" + std::to_string(v.value.u64);
-    case AMQP_FIELD_KIND_F32: return absl::StrCat(k, ":", v.value.f32);
-    case AMQP_FIELD_KIND_F64: return absl::StrCat(k, ":", v.value.f64);
+    case AMQP_FIELD_KIND_TIMESTAMP:
+      return k + ":" + std::to_string(v.value.u64);
+    case AMQP_FIELD_KIND_F32:
+      return absl::StrCat(k, ":", v.value.f32);
+    case AMQP_FIELD_KIND_F64:
+      return absl::StrCat(k, ":", v.value.f64);
     case AMQP_FIELD_KIND_DECIMAL:
       return absl::StrCat(k, ":", v.value.decimal.decimals, ",",
                           v.value.decimal.value);
-    case AMQP_FIELD_KIND_UTF8: return k + ":" + Str(v.value.bytes);
-    case AMQP_FIELD_KIND_BYTES: return k + ":" + Hex(v.value.bytes);
-    case AMQP_FIELD_KIND_TABLE: return k + ":" + RenderTable(v.value.table);
+    case AMQP_FIELD_KIND_UTF8:
+      return k + ":" + Str(v.value.bytes);
+    case AMQP_FIELD_KIND_BYTES:
+      return k + ":" + Hex(v.value.bytes);
+    case AMQP_FIELD_KIND_TABLE:
+      return k + ":" + RenderTable(v.value.table);
     case AMQP_FIELD_KIND_ARRAY: {
       std::string out = k + ":[";
       for (int i = 0; i < v.value.array.num_entries; ++i) {
@@ -64,8 +78,10 @@ std::string Render(const amqp_field_value_t& v) {
       }
       return out + "]";
     }
-    case AMQP_FIELD_KIND_VOID: return k + ":";
-    default: return k + ":?";
+    case AMQP_FIELD_KIND_VOID:
+      return k + ":";
+    default:
+      return k + ":?";
   }
 }
 
@@ -76,7 +92,8 @@ absl::StatusOr<std::unique_ptr<AmqpPeer>> AmqpPeer::Connect(int port) {
   amqp_socket_t* socket = amqp_tcp_socket_new(conn);
   if (amqp_socket_open(socket, "127.0.0.1", port) != AMQP_STATUS_OK) {
     amqp_destroy_connection(conn);
-    return absl::UnavailableError(absl::StrCat("peer: cannot connect to ", port));
+    return absl::UnavailableError(
+        absl::StrCat("peer: cannot connect to ", port));
   }
   amqp_rpc_reply_t r = amqp_login(conn, "/", 0, 131072, 0,
                                   AMQP_SASL_METHOD_PLAIN, "guest", "guest");
@@ -185,18 +202,18 @@ absl::StatusOr<std::optional<PeerMessage>> AmqpPeer::Get(
 }
 
 absl::StatusOr<uint32_t> AmqpPeer::MessageCount(const std::string& queue) {
-  amqp_queue_declare_ok_t* ok = amqp_queue_declare(
-      conn_, 1, amqp_cstring_bytes(queue.c_str()), /*passive=*/1, 0, 0, 0,
-      amqp_empty_table);
+  amqp_queue_declare_ok_t* ok =
+      amqp_queue_declare(conn_, 1, amqp_cstring_bytes(queue.c_str()),
+                         /*passive=*/1, 0, 0, 0, amqp_empty_table);
   absl::Status s = Check("queue.declare passive");
   if (!s.ok()) return s;
   return ok->message_count;
 }
 
 absl::StatusOr<uint32_t> AmqpPeer::ConsumerCount(const std::string& queue) {
-  amqp_queue_declare_ok_t* ok = amqp_queue_declare(
-      conn_, 1, amqp_cstring_bytes(queue.c_str()), /*passive=*/1, 0, 0, 0,
-      amqp_empty_table);
+  amqp_queue_declare_ok_t* ok =
+      amqp_queue_declare(conn_, 1, amqp_cstring_bytes(queue.c_str()),
+                         /*passive=*/1, 0, 0, 0, amqp_empty_table);
   absl::Status s = Check("queue.declare passive");
   if (!s.ok()) return s;
   return ok->consumer_count;

@@ -106,7 +106,8 @@ absl::Status BrokerNode::Load() {
   if (!in) return absl::NotFoundError(dir_ + "/node.env");
   std::string line;
   while (std::getline(in, line)) {
-    std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
+    std::pair<std::string, std::string> kv =
+        absl::StrSplit(line, absl::MaxSplits('=', 1));
     if (kv.first == "URI") uri_ = kv.second;
     if (kv.first == "NODE") node_name_ = kv.second;
     if (kv.first == "AMQP_PORT") (void)absl::SimpleAtoi(kv.second, &port_);

@@ -2,6 +2,8 @@
 #ifndef AMQPGW_TESTS_SUPPORT_STREAM_READER_H_
 #define AMQPGW_TESTS_SUPPORT_STREAM_READER_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -13,8 +15,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/time/time.h"
 #include "amqpgw/v1/gateway.grpc.pb.h"
@@ -66,8 +66,9 @@ class StreamReader {
                  [&] { return !subscription_id_locked().empty() || done_; });
     return !subscription_id_locked().empty();
   }
-  bool WaitEvent(const std::function<bool(const v1::StreamMessagesResponse&)>& f,
-                 absl::Duration timeout = absl::Seconds(60)) {
+  bool WaitEvent(
+      const std::function<bool(const v1::StreamMessagesResponse&)>& f,
+      absl::Duration timeout = absl::Seconds(60)) {
     std::unique_lock<std::mutex> lock(mu_);
     return cv_.wait_for(lock, absl::ToChronoSeconds(timeout), [&] {
       for (const auto& e : events_) {
