@@ -100,7 +100,7 @@ ABSL_FLAG(std::string, http_listen, kDefaults.http_listen,
           "picks a free port); empty disables it");
 ABSL_FLAG(std::string, cors_origins, kDefaults.cors_origins,
           "comma-separated origins (https://host[:port]) allowed to call "
-          "grpc-web cross-origin; * allows any site (see README); "
+          "grpc-web cross-origin; * allows any site (see docs/browser.md); "
           "same-origin needs nothing");
 ABSL_FLAG(std::string, web_root, kDefaults.web_root,
           "serve the browser view from this folder instead of the copy "

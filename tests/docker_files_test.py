@@ -258,8 +258,10 @@ for key in env:
     flag = key[len("AMQPGW_"):].lower()
     check(flag in flags, "compose: %s is not a daemon flag" % key)
 
+check("docker compose -f docker/compose.yaml up" in read("docs/operations.md"),
+      "docs/operations.md must explain `docker compose -f docker/compose.yaml up`")
 check("docker compose -f docker/compose.yaml up" in read("README.md"),
-      "README must explain `docker compose -f docker/compose.yaml up`")
+      "README must point to `docker compose -f docker/compose.yaml up`")
 
 for n in notes:
     print("NOTE: " + n)

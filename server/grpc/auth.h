@@ -56,7 +56,7 @@ enum class Rpc : uint8_t {
 const char* RpcName(Rpc rpc);
 const char* RoleName(Role role);
 
-// The role table (README "Authentication"):
+// The role table (docs/security.md, "Authentication"):
 //   any role:        Connect, GetStatus, DeclareQueue, InspectQueue,
 //                    DeclareExchange, BindQueue, UnbindQueue
 //   publish, admin:  Publish, PublishBatch

@@ -463,7 +463,7 @@ void WebServer::HandleGrpcWeb(const httplib::Request& req,
                       &out);
         } else if (out.empty() && streaming &&
                    absl::Now() - last_write >= keepalive) {
-          // Keep-alive: an empty message (see README).
+          // Keep-alive: an empty message (docs/browser.md).
           AppendFrame(kDataFrame, "", &out);
         }
         if (!out.empty()) {

@@ -79,7 +79,7 @@ class WebServer {
     size_t max_request_bytes = 64 << 20;
     // Most HTTP connections served at once (one thread each); more wait.
     size_t max_connections = 1024;
-    // An idle server stream gets an empty message this often (see README).
+    // An idle server stream gets an empty message this often (docs/browser.md).
     absl::Duration keepalive_interval = absl::Seconds(15);
     // How often a waiting stream checks that its browser is still there.
     absl::Duration liveness_check_interval = absl::Milliseconds(200);

@@ -103,7 +103,7 @@ TEST_F(PublishTest, MessageReachesTheBrokerWithPropertiesAndTypedHeaders) {
           Pair("s", "S:héllo"), Pair("x", "x:0102"), Pair("t", "T:1700000001"),
           Pair("tab", "F:{n=l:1}"), Pair("arr", "A:[l:1,S:two]"),
           // No `traceparent`: the call had no trace context and the
-          // gateway records no spans (README "Tracing").
+          // gateway records no spans (docs/operations.md, "Tracing").
           Pair("dec", "D:2,12345"), Pair("nul", "V:")));
 }
 

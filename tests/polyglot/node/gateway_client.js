@@ -20,7 +20,7 @@ const { values: args } = parseArgs({
 
 async function main() {
   const queue = args.queue;
-  // --- snippet (README: "Calling from other languages") ---
+  // --- snippet (docs/clients.md) ---
   const def = protoLoader.loadSync('amqpgw/v1/gateway.proto', {
     includeDirs: [args.proto], keepCase: true, longs: String, enums: String,
     defaults: true, oneofs: true,

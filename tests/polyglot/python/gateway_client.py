@@ -42,7 +42,7 @@ def run(server, queue):
     from amqpgw.v1 import gateway_pb2 as pb
     from amqpgw.v1 import gateway_pb2_grpc as rpc
 
-    # --- snippet (README: "Calling from other languages") ---
+    # --- snippet (docs/clients.md) ---
     gw = rpc.GatewayStub(grpc.insecure_channel(server))
     gw.DeclareQueue(pb.DeclareQueueRequest(name=queue, durable=False), timeout=10)
 
@@ -100,7 +100,7 @@ def run(server, queue):
     gw.PublishBatch(pb.PublishBatchRequest(messages=[
         pb.PublishRequest(routing_key=queue, body=f"m{i}".encode())
         for i in range(500)]), timeout=30)
-    # --- snippet: batches (README: "Calling from other languages") ---
+    # --- snippet: batches (docs/clients.md) ---
     # For throughput: several deliveries per response (max_batch), one Ack
     # call per batch.
     stream = gw.StreamMessages(pb.StreamMessagesRequest(
