@@ -312,7 +312,7 @@ void ConnectionWorker::TryConnect() {
   UpdateSnapshot(
       [](WorkerSnapshot& s) { s.state = WorkerSnapshot::State::kRetryWait; });
   spdlog::info("{}: next connection attempt in {}", options_.name,
-               absl::FormatDuration(delay));
+               absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1))));
   ScheduleConnect(delay);
 }
 

@@ -90,7 +90,10 @@ void Session::Stop() {
   if (!started_) return;
   started_ = false;
   amqpgw::Notification done;
-  Disconnect([&](ConnectionInfo) { done.Notify(); });
+  // Not UNAVAILABLE: to the connections' observers that would be a loss to
+  // recover from.
+  DisconnectFor(absl::CancelledError("the daemon is shutting down"),
+                [&](ConnectionInfo) { done.Notify(); });
   done.WaitForNotification();
   for (auto& w : workers_) w->Stop();
 }
@@ -128,13 +131,14 @@ void Session::OnWorkerStateChange() {
     now = ComputeState();
     if (now == state_) return;
     if (now == SessionState::kReady) {
-      ready_since_connect_ = true;
-      ready_since_ = absl::Now();
-      if (was_ready_) {
+      // READY again without a Connect in between: a loss was recovered. (A
+      // Connect after Disconnect starts afresh and is not a reconnect.)
+      if (ready_since_connect_) {
         ++reconnects_;
         stats_.reconnects.fetch_add(1, std::memory_order_relaxed);
       }
-      was_ready_ = true;
+      ready_since_connect_ = true;
+      ready_since_ = absl::Now();
       ready_waiters.swap(waiters_);
     }
     state_ = now;
@@ -235,20 +239,27 @@ void Session::DoConnect(absl::Time deadline,
 }
 
 void Session::Disconnect(absl::AnyInvocable<void(ConnectionInfo) &&> done) {
+  DisconnectFor(DisconnectedError(), std::move(done));
+}
+
+void Session::DisconnectFor(absl::Status why,
+                            absl::AnyInvocable<void(ConnectionInfo) &&> done) {
   {
     amqpgw::MutexLock lock(&mu_);
     if (transition_busy_) {
-      deferred_.push_back([this, done = std::move(done)]() mutable {
-        DoDisconnect(std::move(done));
-      });
+      deferred_.push_back(
+          [this, why = std::move(why), done = std::move(done)]() mutable {
+            DoDisconnect(std::move(why), std::move(done));
+          });
       return;
     }
     transition_busy_ = true;
   }
-  DoDisconnect(std::move(done));
+  DoDisconnect(std::move(why), std::move(done));
 }
 
-void Session::DoDisconnect(absl::AnyInvocable<void(ConnectionInfo) &&> done) {
+void Session::DoDisconnect(absl::Status why,
+                           absl::AnyInvocable<void(ConnectionInfo) &&> done) {
   {
     amqpgw::MutexLock lock(&mu_);
     transition_busy_ = true;
@@ -258,7 +269,7 @@ void Session::DoDisconnect(absl::AnyInvocable<void(ConnectionInfo) &&> done) {
     FinishTransition();
     return;
   }
-  spdlog::info("session: disconnecting");
+  spdlog::info("session: disconnecting ({})", std::string(why.message()));
   OnWorkerStateChange();
   // Waiting Connect calls get the state as it is.
   std::vector<Waiter> waiters;
@@ -268,8 +279,7 @@ void Session::DoDisconnect(absl::AnyInvocable<void(ConnectionInfo) &&> done) {
   }
   for (Waiter& w : waiters) std::move(w.done)(Info());
 
-  consumers_->CancelAll(absl::UnavailableError(
-      "the gateway disconnected from the broker (Disconnect or shutdown)"));
+  consumers_->CancelAll(absl::UnavailableError(why.message()));
   // Publishers first (their confirms), then every connection.
   struct Progress {
     std::atomic<int> publishers;
@@ -280,9 +290,9 @@ void Session::DoDisconnect(absl::AnyInvocable<void(ConnectionInfo) &&> done) {
   progress->publishers = static_cast<int>(publishers_.size());
   progress->workers = static_cast<int>(workers_.size());
   progress->done = std::move(done);
-  auto close_all = [this, progress] {
+  auto close_all = [this, progress, why] {
     for (auto& w : workers_) {
-      w->Disable(DisconnectedError(), [this, progress] {
+      w->Disable(why, [this, progress] {
         if (--progress->workers > 0) return;
         std::move(progress->done)(Info());
         FinishTransition();
@@ -291,7 +301,7 @@ void Session::DoDisconnect(absl::AnyInvocable<void(ConnectionInfo) &&> done) {
   };
   absl::Time drain_deadline = absl::Now() + options_.drain_timeout;
   for (auto& p : publishers_) {
-    p->Drain(drain_deadline, DisconnectedError(), [progress, close_all] {
+    p->Drain(drain_deadline, why, [progress, close_all] {
       if (--progress->publishers == 0) close_all();
     });
   }
@@ -427,7 +437,8 @@ void Session::PurgeQueue(
 void Session::DeclareExchange(amqp::ExchangeDeclareArgs args,
                               absl::Time deadline,
                               absl::AnyInvocable<void(absl::Status) &&> done) {
-  std::string what = absl::StrCat("declare exchange '", args.name, "'");
+  std::string what = absl::StrCat(args.passive ? "check" : "declare",
+                                  " exchange '", args.name, "'");
   auto shared = std::make_shared<amqp::ExchangeDeclareArgs>(std::move(args));
   RunTopology(
       std::move(what),

@@ -168,7 +168,11 @@ class Session : private ConnectionWorker::Observer {
       absl::AnyInvocable<void(absl::StatusOr<amqp::Event>) &&> done);
   void DoConnect(absl::Time deadline,
                  absl::AnyInvocable<void(ConnectionInfo) &&> done);
-  void DoDisconnect(absl::AnyInvocable<void(ConnectionInfo) &&> done);
+  // Disconnect, with `why` for the log, the streams and the calls it ends.
+  void DisconnectFor(absl::Status why,
+                     absl::AnyInvocable<void(ConnectionInfo) &&> done);
+  void DoDisconnect(absl::Status why,
+                    absl::AnyInvocable<void(ConnectionInfo) &&> done);
   // Runs the next Connect/Disconnect deferred while one was in progress.
   void FinishTransition();
   static absl::Status DisconnectedError();
@@ -191,7 +195,6 @@ class Session : private ConnectionWorker::Observer {
   mutable amqpgw::Mutex mu_;
   SessionState state_ ABSL_GUARDED_BY(mu_) = SessionState::kDisconnected;
   absl::Time ready_since_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  bool was_ready_ ABSL_GUARDED_BY(mu_) = false;
   // READY at least once since the last Connect: a loss is RECONNECTING.
   bool ready_since_connect_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t reconnects_ ABSL_GUARDED_BY(mu_) = 0;
