@@ -85,29 +85,117 @@ std::string LookupString(const amqp_table_t* table, absl::string_view key) {
   return "";
 }
 
-absl::Status LoginError(const amqp_rpc_reply_t& reply) {
-  switch (reply.reply_type) {
-    case AMQP_RESPONSE_SERVER_EXCEPTION:
-      if (reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-        auto* m = static_cast<amqp_connection_close_t*>(reply.reply.decoded);
-        return ReplyToStatus(m->reply_code, String(m->reply_text),
-                             "broker refused the connection");
-      }
-      return absl::UnavailableError("broker refused the connection");
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-      if (reply.library_error == AMQP_STATUS_CONNECTION_CLOSED ||
-          reply.library_error == AMQP_STATUS_SOCKET_ERROR) {
-        // RabbitMQ closes the socket on bad credentials unless the client
-        // announces authentication_failure_close (we do), so this is rare.
-        return absl::UnavailableError(absl::StrCat(
-            "login failed: ", amqp_error_string2(reply.library_error),
-            " (wrong credentials or vhost?)"));
-      }
+// Why the TCP connection (and, for amqps, the TLS handshake) to `address`
+// could not be opened.
+absl::Status SocketOpenError(const BrokerAddress& address, int status,
+                             absl::Duration timeout) {
+  const std::string where = address.HostPort();
+  switch (status) {
+    case AMQP_STATUS_TIMEOUT:
       return absl::UnavailableError(absl::StrCat(
-          "login failed: ", amqp_error_string2(reply.library_error)));
+          "no answer from ", where, " within ", absl::FormatDuration(timeout),
+          address.tls ? " while opening the TCP connection or during the TLS "
+                        "handshake"
+                      : " while opening the TCP connection",
+          " (host down, or a firewall dropping packets?)"));
+    case AMQP_STATUS_SOCKET_ERROR:
+      return absl::UnavailableError(
+          absl::StrCat("the TCP connection to ", where,
+                       " failed: refused or unreachable (is RabbitMQ "
+                       "listening on that port?)"));
+    case AMQP_STATUS_HOSTNAME_RESOLUTION_FAILED:
+      return absl::UnavailableError(
+          absl::StrCat("cannot resolve the host name '", address.host, "'"));
+    case AMQP_STATUS_SSL_CONNECTION_FAILED:
+      return absl::UnavailableError(absl::StrCat(
+          "TLS handshake with ", where, " failed: ", amqp_error_string2(status),
+          " (a plain AMQP port? amqps:// needs the broker's TLS listener, "
+          "usually 5671)"));
     default:
-      return absl::UnavailableError("login failed");
+      // TLS certificate checks say what failed ("SSL peer cert verification
+      // failed", "SSL hostname verification failed").
+      return absl::UnavailableError(absl::StrCat(
+          "cannot connect to ", where, ": ", amqp_error_string2(status)));
   }
+}
+
+// The steps of amqp_login after the socket is open. rabbitmq-c keeps the
+// server properties of connection.start and the limits of connection.tune,
+// so a failed login still shows how far it got.
+enum class LoginStep { kHandshake, kLogin, kOpenVhost };
+
+LoginStep StepReached(amqp_connection_state_t state) {
+  const amqp_table_t* server = amqp_get_server_properties(state);
+  if (server == nullptr || server->num_entries == 0) {
+    return LoginStep::kHandshake;  // no connection.start yet
+  }
+  // channel_max is 0 until connection.tune is handled (we ask for > 0).
+  if (amqp_get_channel_max(state) == 0) return LoginStep::kLogin;
+  return LoginStep::kOpenVhost;
+}
+
+absl::Status LoginError(amqp_connection_state_t state,
+                        const amqp_rpc_reply_t& reply,
+                        const BrokerAddress& address, absl::Duration timeout) {
+  if (reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION) {
+    if (reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+      auto* m = static_cast<amqp_connection_close_t*>(reply.reply.decoded);
+      return ReplyToStatus(m->reply_code, String(m->reply_text),
+                           "broker refused the connection");
+    }
+    return absl::UnavailableError("broker refused the connection");
+  }
+  if (reply.reply_type != AMQP_RESPONSE_LIBRARY_EXCEPTION) {
+    return absl::UnavailableError("login failed");
+  }
+  const int error = reply.library_error;
+  const std::string where = address.HostPort();
+  // Where it stopped, what it waited for there ("no ..."), and what a
+  // closed connection there usually means.
+  std::string step;
+  std::string awaited;
+  std::string closed_why;
+  const LoginStep reached = StepReached(state);
+  switch (reached) {
+    case LoginStep::kHandshake:
+      step = "during the AMQP handshake";
+      awaited = "connection.start";
+      closed_why = address.tls ? "is it an AMQP port?"
+                               : "is it an AMQP port? a TLS port needs "
+                                 "amqps://";
+      break;
+    case LoginStep::kLogin:
+      step = "during login";
+      awaited = "reply to the credentials";
+      closed_why = "wrong credentials?";
+      break;
+    case LoginStep::kOpenVhost:
+      step = absl::StrCat("while opening vhost '", address.vhost, "'");
+      awaited = "connection.open-ok";
+      closed_why = "does the vhost exist, and may this user use it?";
+      break;
+  }
+  if (error == AMQP_STATUS_TIMEOUT) {
+    // The TCP connection is up, so the broker's host is; the broker is
+    // frozen (paused, swapping, overloaded) or the port is not AMQP.
+    return absl::UnavailableError(absl::StrCat(
+        "the broker at ", where, " did not answer within ",
+        absl::FormatDuration(timeout), " ", step, " (no ", awaited,
+        "); it accepted the TCP connection, so it is there but not "
+        "responding (stopped or overloaded",
+        reached == LoginStep::kHandshake ? ", or not an AMQP port" : "", "?)"));
+  }
+  if (error == AMQP_STATUS_CONNECTION_CLOSED ||
+      error == AMQP_STATUS_SOCKET_ERROR) {
+    // RabbitMQ closes the socket on bad credentials unless the client
+    // announces authentication_failure_close (we do), so this is rare.
+    return absl::UnavailableError(absl::StrCat("the broker at ", where,
+                                               " closed the connection ", step,
+                                               " (", closed_why, ")"));
+  }
+  return absl::UnavailableError(absl::StrCat("connection to ", where,
+                                             " failed ", step, ": ",
+                                             amqp_error_string2(error)));
 }
 
 }  // namespace
@@ -200,9 +288,7 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   int res = amqp_socket_open_noblock(socket, address.host.c_str(), address.port,
                                      &timeout);
   if (res != AMQP_STATUS_OK) {
-    return absl::UnavailableError(absl::StrCat("cannot connect to ",
-                                               address.HostPort(), ": ",
-                                               amqp_error_string2(res)));
+    return SocketOpenError(address, res, options.connect_timeout);
   }
   amqp_set_handshake_timeout(state, &timeout);
   amqp_set_rpc_timeout(state, &timeout);
@@ -234,7 +320,9 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
       state, address.vhost.c_str(), options.channel_max,
       static_cast<int>(options.frame_max), heartbeat_s, &props_table,
       AMQP_SASL_METHOD_PLAIN, address.user.c_str(), address.password.c_str());
-  if (reply.reply_type != AMQP_RESPONSE_NORMAL) return LoginError(reply);
+  if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
+    return LoginError(state, reply, address, options.connect_timeout);
+  }
   // Later sends are non-blocking from the protocol's point of view; only
   // Close() uses an RPC and sets its own timeout.
   amqp_set_rpc_timeout(state, nullptr);

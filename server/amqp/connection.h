@@ -163,7 +163,10 @@ const char* EventTypeName(Event::Type type);
 class Connection {
  public:
   // Connects, logs in and negotiates limits. Errors: UNAVAILABLE for network
-  // and protocol failures, PERMISSION_DENIED for refused credentials or vhost.
+  // and protocol failures, saying at which step (TCP connect, TLS handshake,
+  // AMQP handshake, login, opening the vhost) and whether the broker did not
+  // answer in time or closed the connection; PERMISSION_DENIED for refused
+  // credentials or vhost.
   static absl::StatusOr<std::unique_ptr<Connection>> Open(
       const BrokerAddress& address, const OpenOptions& options);
 
