@@ -197,11 +197,22 @@ ServerUnaryReactor* GatewayService::DeleteQueue(
   }
   absl::Status s = ValidateName("name", request->name(), false);
   if (!s.ok()) return Fail(ctx, s);
+  // The broker answers delete-ok whether or not the queue existed: ask
+  // first (passive declare on the session's own channel), then delete.
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  session_->DeleteQueue(request->name(), request->if_unused(),
-                        request->if_empty(),
-                        session_->Deadline(CallDeadline(ctx)),
-                        FinishWithMessageCount(reactor, response));
+  const absl::Time deadline = session_->Deadline(CallDeadline(ctx));
+  session_->InspectQueue(request->name(), deadline,
+                         [this, reactor, request, response,
+                          deadline](absl::StatusOr<core::QueueInfo> r) {
+                           if (!r.ok() && !absl::IsNotFound(r.status())) {
+                             return reactor->Finish(ToGrpcStatus(r.status()));
+                           }
+                           response->set_existed(r.ok());
+                           session_->DeleteQueue(
+                               request->name(), request->if_unused(),
+                               request->if_empty(), deadline,
+                               FinishWithMessageCount(reactor, response));
+                         });
   return reactor;
 }
 
@@ -243,10 +254,22 @@ ServerUnaryReactor* GatewayService::DeleteExchange(
   }
   absl::Status s = ValidateName("name", request->name(), false);
   if (!s.ok()) return Fail(ctx, s);
+  // As DeleteQueue: a passive declare says whether it existed.
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  session_->DeleteExchange(request->name(), request->if_unused(),
-                           session_->Deadline(CallDeadline(ctx)),
-                           FinishCall(reactor));
+  const absl::Time deadline = session_->Deadline(CallDeadline(ctx));
+  amqp::ExchangeDeclareArgs check;
+  check.name = request->name();
+  check.passive = true;
+  session_->DeclareExchange(
+      std::move(check), deadline,
+      [this, reactor, request, response, deadline](absl::Status s) {
+        if (!s.ok() && !absl::IsNotFound(s)) {
+          return reactor->Finish(ToGrpcStatus(s));
+        }
+        response->set_existed(s.ok());
+        session_->DeleteExchange(request->name(), request->if_unused(),
+                                 deadline, FinishCall(reactor));
+      });
   return reactor;
 }
 

@@ -244,5 +244,52 @@ TEST_F(TopologyTest, QueueArgumentsReachTheBroker) {
   EXPECT_EQ(iq_resp.message_count(), 2u);  // x-max-length dropped the oldest
 }
 
+// The broker answers delete-ok whether or not the entity existed; the
+// gateway checks first and says which in `existed`.
+TEST_F(TopologyTest, DeletesSayWhetherTheQueueOrExchangeExisted) {
+  const std::string q = UniqueName("del");
+  v1::DeleteQueueRequest dq;
+  dq.set_name(q);
+  v1::DeleteQueueResponse dq_resp;
+  ASSERT_TRUE(stub().DeleteQueue(Ctx().get(), dq, &dq_resp).ok());
+  ASSERT_TRUE(dq_resp.has_existed());
+  EXPECT_FALSE(dq_resp.existed());
+  EXPECT_EQ(dq_resp.message_count(), 0u);
+  // The check did not create it.
+  v1::InspectQueueRequest iq;
+  iq.set_name(q);
+  v1::InspectQueueResponse iq_resp;
+  EXPECT_EQ(stub().InspectQueue(Ctx().get(), iq, &iq_resp).error_code(),
+            ::grpc::StatusCode::NOT_FOUND);
+
+  v1::DeclareQueueRequest decl;
+  decl.set_name(q);
+  v1::DeclareQueueResponse decl_resp;
+  ASSERT_TRUE(stub().DeclareQueue(Ctx().get(), decl, &decl_resp).ok());
+  ASSERT_TRUE(Publish("", q, "m").ok());
+  ASSERT_TRUE(stub().DeleteQueue(Ctx().get(), dq, &dq_resp).ok());
+  EXPECT_TRUE(dq_resp.existed());
+  EXPECT_EQ(dq_resp.message_count(), 1u);
+  EXPECT_EQ(stub().InspectQueue(Ctx().get(), iq, &iq_resp).error_code(),
+            ::grpc::StatusCode::NOT_FOUND);
+
+  const std::string ex = UniqueName("delx");
+  v1::DeleteExchangeRequest dx;
+  dx.set_name(ex);
+  v1::DeleteExchangeResponse dx_resp;
+  ASSERT_TRUE(stub().DeleteExchange(Ctx().get(), dx, &dx_resp).ok());
+  ASSERT_TRUE(dx_resp.has_existed());
+  EXPECT_FALSE(dx_resp.existed());
+  v1::DeclareExchangeRequest dex;
+  dex.set_name(ex);
+  dex.set_type(v1::FANOUT);
+  v1::DeclareExchangeResponse dex_resp;
+  ASSERT_TRUE(stub().DeclareExchange(Ctx().get(), dex, &dex_resp).ok());
+  ASSERT_TRUE(stub().DeleteExchange(Ctx().get(), dx, &dx_resp).ok());
+  EXPECT_TRUE(dx_resp.existed());
+  // Gone: publishing to it is NOT_FOUND.
+  EXPECT_EQ(Publish(ex, "k", "m").error_code(), ::grpc::StatusCode::NOT_FOUND);
+}
+
 }  // namespace
 }  // namespace amqpgw::testing
