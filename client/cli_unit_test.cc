@@ -5,7 +5,9 @@
 
 #include "client/args.h"
 #include "client/client.h"
+#include "client/commands.h"
 #include "client/delivery_format.h"
+#include "client/hints.h"
 #include "client/progress.h"
 #include "client/values.h"
 #include "google/protobuf/struct.pb.h"
@@ -14,8 +16,11 @@
 namespace amqpgw::cli {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 using ::testing::Not;
+using ::testing::StartsWith;
 
 std::vector<const FlagSpec*> Ptrs(const std::vector<FlagSpec>& specs) {
   std::vector<const FlagSpec*> out;
@@ -235,6 +240,188 @@ TEST(GlobalOptionsTest, TlsFlagsAreChecked) {
   EXPECT_EQ(ok->timeout, absl::ZeroDuration());
   EXPECT_EQ(ok->server, "h:1");
   EXPECT_EQ(ok->token, "abc");
+}
+
+TEST(PluralTest, OneIsSingularEverythingElsePlural) {
+  EXPECT_EQ(Plural(1, "message"), "1 message");
+  EXPECT_EQ(Plural(0, "message"), "0 messages");
+  EXPECT_EQ(Plural(2, "message"), "2 messages");
+  EXPECT_EQ(Plural(12345, "message"), "12,345 messages");
+  EXPECT_EQ(Plural(1, "delivery", "deliveries"), "1 delivery");
+  EXPECT_EQ(Plural(3, "delivery", "deliveries"), "3 deliveries");
+  EXPECT_THAT(Progress::Line(1, -1, absl::Seconds(1)), HasSubstr("1 message "));
+}
+
+// Each rule of the hint table against a message the gateway (or RabbitMQ
+// through it) really sends.
+TEST(HintTest, GatewayWordsGetTheCliWayOut) {
+  using Code = ::grpc::StatusCode;
+  struct Case {
+    Code code;
+    std::string message;
+    std::string hint;
+  } cases[] = {
+      {Code::FAILED_PRECONDITION,
+       "disconnected from the broker by a Disconnect call; call Connect",
+       "run 'amqpgw connect'"},
+      {Code::NOT_FOUND,
+       "exchange 'orders' does not exist; declare it first "
+       "(DeclareExchange) or publish to an existing one",
+       "amqpgw exchange declare orders"},
+      {Code::NOT_FOUND,
+       "bind queue 'q1' to exchange 'nox': NOT_FOUND - no exchange 'nox' in "
+       "vhost '/'",
+       "amqpgw exchange declare nox"},
+      {Code::NOT_FOUND,
+       "purge queue 'jobs': NOT_FOUND - no queue 'jobs' in vhost '/'",
+       "amqpgw queue declare jobs"},
+      {Code::FAILED_PRECONDITION,
+       "NO_ROUTE: no queue named 'jobs' exists (the default exchange routes "
+       "by queue name); declare and bind a queue, or set allow_unroutable to "
+       "let the broker drop such messages",
+       "(amqpgw queue declare jobs), or add --allow-unroutable"},
+      {Code::FAILED_PRECONDITION,
+       "NO_ROUTE: no queue is bound to exchange 'events' for routing key "
+       "'a.b'; declare and bind a queue, or set allow_unroutable to let the "
+       "broker drop such messages",
+       "amqpgw bind QUEUE events ROUTING_KEY), or add --allow-unroutable"},
+      {Code::FAILED_PRECONDITION,
+       "declare queue 'q2': PRECONDITION_FAILED - inequivalent arg "
+       "'x-max-length' for queue 'q2' in vhost '/': received none but "
+       "current is the value '1' of type 'long'",
+       "queue q2 already exists with another 'x-max-length'"},
+      {Code::FAILED_PRECONDITION,
+       "declare exchange 'e1': PRECONDITION_FAILED - inequivalent arg 'type' "
+       "for exchange 'e1' in vhost '/': received 'topic' but current is "
+       "'fanout'",
+       "amqpgw exchange delete e1"},
+      {Code::FAILED_PRECONDITION,
+       "delete queue 'q': PRECONDITION_FAILED - queue 'q' in vhost '/' in use",
+       "without --if-unused"},
+      {Code::FAILED_PRECONDITION,
+       "delete queue 'q': PRECONDITION_FAILED - queue 'q' in vhost '/' not "
+       "empty",
+       "without --if-empty"},
+      {Code::PERMISSION_DENIED,
+       "declare exchange 'amq.x': ACCESS_REFUSED - exchange name 'amq.x' "
+       "contains reserved prefix 'amq.*'",
+       "pick another name"},
+      {Code::UNAUTHENTICATED,
+       "this gateway requires a token: send the metadata 'authorization: "
+       "Bearer <token>'",
+       "--token TOKEN or AMQPGW_TOKEN"},
+      {Code::PERMISSION_DENIED,
+       "the token's role 'consume' may not call Publish",
+       "whose role allows this command"},
+      {Code::NOT_FOUND,
+       "no subscription 'abc' on this gateway: the stream ended (its "
+       "unacknowledged messages went back to the queue) or never existed",
+       "'amqpgw consume QUEUE --ack client'"},
+      {Code::UNAVAILABLE,
+       "publish: broker unreachable within the deadline (not connected yet)",
+       "'amqpgw status'"},
+      {Code::DEADLINE_EXCEEDED, "Deadline Exceeded", "--timeout 2m"},
+      {Code::INVALID_ARGUMENT,
+       "properties.headers[\"k\"]: key longer than 255 bytes (300)",
+       "--header"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_THAT(HintFor(c.code, c.message), HasSubstr(c.hint)) << c.message;
+  }
+  // The code must match too, and unknown messages get no hint.
+  EXPECT_EQ(HintFor(::grpc::StatusCode::INTERNAL, "call Connect"), "");
+  EXPECT_EQ(HintFor(::grpc::StatusCode::NOT_FOUND, "something else"), "");
+}
+
+TEST(HintTest, NamesAreShellQuotedWhenNeeded) {
+  EXPECT_EQ(ShellQuote("orders.eu-1"), "orders.eu-1");
+  EXPECT_EQ(ShellQuote("my queue"), "'my queue'");
+  EXPECT_EQ(ShellQuote("it's"), "'it'\\''s'");
+  EXPECT_EQ(ShellQuote(""), "''");
+  EXPECT_THAT(HintFor(::grpc::StatusCode::NOT_FOUND,
+                      "NOT_FOUND - no queue 'my queue' in vhost '/'"),
+              HasSubstr("amqpgw queue declare 'my queue'"));
+}
+
+TEST(HintTest, ADaemonThatDoesNotAnswerIsSaidInPlainWords) {
+  const ::grpc::Status refused(
+      ::grpc::StatusCode::UNAVAILABLE,
+      "failed to connect to all addresses; last error: UNKNOWN: "
+      "ipv4:127.0.0.1:50051: Failed to connect to remote host: Connection "
+      "refused");
+  std::string text = DescribeRpcError(refused, "127.0.0.1:50051", "");
+  EXPECT_THAT(text, StartsWith("amqpgw: UNAVAILABLE: nothing answers at "
+                               "127.0.0.1:50051 (the default address)"));
+  EXPECT_THAT(text,
+              AllOf(HasSubstr("is amqpgwd running?"),
+                    HasSubstr("--server HOST:PORT"), HasSubstr("AMQPGW_SERVER"),
+                    Not(HasSubstr("failed to connect to all"))));
+  EXPECT_THAT(DescribeRpcError(refused, "gw:1", "AMQPGW_SERVER"),
+              HasSubstr("nothing answers at gw:1 (from AMQPGW_SERVER)"));
+
+  const ::grpc::Status dns(::grpc::StatusCode::UNAVAILABLE,
+                           "DNS resolution failed for nosuch.invalid:1: C-ares "
+                           "status is not ARES_SUCCESS");
+  EXPECT_THAT(*DescribeUnreachable(dns, "nosuch.invalid:1", "--server"),
+              StartsWith("cannot resolve the host of nosuch.invalid:1 (from "
+                         "--server)"));
+  const ::grpc::Status http1(
+      ::grpc::StatusCode::UNAVAILABLE,
+      "failed to connect to all addresses; last error: UNAVAILABLE: "
+      "ipv4:127.0.0.1:8080: Failed parsing HTTP/2");
+  EXPECT_THAT(*DescribeUnreachable(http1, "127.0.0.1:8080", "--server"),
+              AllOf(StartsWith("no gRPC server answers at 127.0.0.1:8080"),
+                    HasSubstr("not its HTTP port")));
+  const ::grpc::Status plain_tls(
+      ::grpc::StatusCode::UNAVAILABLE,
+      "failed to connect to all addresses; last error: UNKNOWN: "
+      "ipv4:127.0.0.1:1: Ssl handshake failed: SSL_ERROR_SSL: "
+      "error:0A00010B:SSL routines::wrong version number");
+  EXPECT_THAT(*DescribeUnreachable(plain_tls, "127.0.0.1:1", ""),
+              HasSubstr("drop --tls"));
+  const ::grpc::Status untrusted(
+      ::grpc::StatusCode::UNAVAILABLE,
+      "failed to connect to all addresses; last error: UNKNOWN: "
+      "ipv4:127.0.0.1:1: Ssl handshake failed: SSL_ERROR_SSL: "
+      "error:0A000086:SSL routines::certificate verify failed");
+  EXPECT_THAT(*DescribeUnreachable(untrusted, "127.0.0.1:1", ""),
+              HasSubstr("--tls_ca FILE"));
+
+  // The gateway's own UNAVAILABLE (it answered) keeps its words.
+  const ::grpc::Status broker(
+      ::grpc::StatusCode::UNAVAILABLE,
+      "publish: broker unreachable within the deadline (not connected yet)");
+  EXPECT_FALSE(DescribeUnreachable(broker, "127.0.0.1:50051", "").has_value());
+  EXPECT_EQ(DescribeRpcError(broker, "127.0.0.1:50051", "", "ack"),
+            "amqpgw: ack failed: UNAVAILABLE: publish: broker unreachable "
+            "within the deadline (not connected yet)\n  hint: amqpgwd cannot "
+            "reach RabbitMQ now: 'amqpgw status' shows its last error");
+}
+
+TEST(SuggestTest, ClosestCommandsForWhatWasTyped) {
+  EXPECT_THAT(SuggestCommands({"purge", "q"}), ElementsAre("queue purge"));
+  EXPECT_THAT(SuggestCommands({"pubish", "q", "x"}), ElementsAre("publish"));
+  EXPECT_THAT(SuggestCommands({"consmue", "q"}), ElementsAre("consume"));
+  EXPECT_THAT(SuggestCommands({"stats"}), ElementsAre("status"));
+  EXPECT_THAT(SuggestCommands({"delete", "x"}),
+              ElementsAre("queue delete", "exchange delete"));
+  EXPECT_THAT(SuggestCommands({"queues", "declare", "x"}),
+              ElementsAre("queue declare"));
+  EXPECT_THAT(SuggestCommands({"queue", "purgee", "q"}),
+              ElementsAre("queue purge"));
+  EXPECT_THAT(SuggestCommands({"frobnicate"}), IsEmpty());
+  EXPECT_THAT(SuggestCommands({"queue", "explode"}), IsEmpty());
+
+  EXPECT_EQ(UnknownCommandLine({"purge", "q"}),
+            "amqpgw: no command 'purge'. Did you mean 'amqpgw queue purge'? "
+            "Run 'amqpgw help' for every command.");
+  EXPECT_EQ(UnknownCommandLine({"delete", "x"}),
+            "amqpgw: no command 'delete'. Did you mean 'amqpgw queue delete' "
+            "or 'amqpgw exchange delete'? Run 'amqpgw help' for every "
+            "command.");
+  EXPECT_EQ(UnknownCommandLine({"queue", "explode", "x"}),
+            "amqpgw queue: no subcommand 'explode'. Run 'amqpgw queue --help' "
+            "for its subcommands.");
 }
 
 }  // namespace

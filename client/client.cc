@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "client/hints.h"
 #include "client/values.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -91,7 +92,10 @@ const std::vector<FlagSpec>& GlobalFlags() {
 absl::StatusOr<GlobalOptions> ResolveGlobalOptions(const ParsedArgs& args) {
   GlobalOptions o;
   std::string server = FlagOrEnv(args, "server");
-  if (!server.empty()) o.server = server;
+  if (!server.empty()) {
+    o.server = server;
+    o.server_from = args.Has("server") ? "--server" : "AMQPGW_SERVER";
+  }
   std::string timeout = FlagOrEnv(args, "timeout", &o.timeout_given);
   if (o.timeout_given) {
     absl::StatusOr<absl::Duration> d = ParseDurationArg(timeout);
@@ -199,10 +203,12 @@ std::string CodeName(::grpc::StatusCode code) {
   return name.empty() ? absl::StrCat("CODE_", static_cast<int>(code)) : name;
 }
 
-int ReportRpcError(const ::grpc::Status& status) {
-  std::fprintf(stderr, "amqpgw: %s: %s\n",
-               CodeName(status.error_code()).c_str(),
-               status.error_message().c_str());
+int ReportRpcError(const Client& client, const ::grpc::Status& status,
+                   absl::string_view context) {
+  std::fprintf(stderr, "%s\n",
+               DescribeRpcError(status, client.options().server,
+                                client.options().server_from, context)
+                   .c_str());
   return kExitRpcError;
 }
 

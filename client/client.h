@@ -27,6 +27,8 @@ constexpr int kExitUsage = 2;
 
 struct GlobalOptions {
   std::string server = "127.0.0.1:50051";
+  // Where `server` came from: "--server", "AMQPGW_SERVER", or "" (default).
+  std::string server_from;
   // Deadline of each call; zero means none.
   absl::Duration timeout = absl::Seconds(30);
   // --timeout (or AMQPGW_TIMEOUT) was given: consume only has a deadline then.
@@ -79,8 +81,12 @@ class Client {
 
 // "NOT_FOUND", "UNAVAILABLE", ...
 std::string CodeName(::grpc::StatusCode code);
-// Prints "amqpgw: CODE: message" on stderr; returns kExitRpcError.
-int ReportRpcError(const ::grpc::Status& status);
+// Prints DescribeRpcError (client/hints.h) on stderr: "amqpgw: CODE:
+// message" and the CLI's hint, or plain words when no daemon answered at
+// --server. `context` names what failed when it is not the command itself
+// ("ack"). Returns kExitRpcError.
+int ReportRpcError(const Client& client, const ::grpc::Status& status,
+                   absl::string_view context = "");
 
 // One line of JSON with the proto's field names; every field printed.
 std::string ToJsonLine(const google::protobuf::Message& message,

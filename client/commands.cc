@@ -1,5 +1,6 @@
 #include "client/commands.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "absl/strings/match.h"
@@ -83,7 +84,90 @@ std::string CommandList(absl::string_view group) {
   return out;
 }
 
+// Edit distance with adjacent transpositions ("consmue" is 1 from
+// "consume").
+size_t Distance(absl::string_view a, absl::string_view b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1,
+                                     std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] =
+          std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+// How far `typed` is from `name`: 0 for the same or a prefix of three
+// characters or more, else the edit distance.
+size_t Closeness(absl::string_view typed, absl::string_view name) {
+  if (typed.size() >= 3 && absl::StartsWith(name, typed)) return 0;
+  return Distance(typed, name);
+}
+
 }  // namespace
+
+std::vector<std::string> SuggestCommands(
+    const std::vector<std::string>& words) {
+  if (words.empty()) return {};
+  const bool in_group = IsCommandGroup(words[0]) && words.size() > 1;
+  const std::string& typed = in_group ? words[1] : words[0];
+  const std::string two =
+      words.size() > 1 ? absl::StrCat(words[0], " ", words[1]) : "";
+  // Up to a third of the word may be wrong.
+  const size_t most = std::max<size_t>(1, typed.size() / 3);
+  std::vector<std::pair<size_t, std::string>> found;
+  for (const Command& c : AllCommands()) {
+    std::vector<absl::string_view> parts = absl::StrSplit(c.name, ' ');
+    if (in_group && (parts.size() != 2 || parts[0] != words[0])) continue;
+    // "purge" finds "queue purge"; "queues declare" finds "queue declare".
+    size_t score =
+        std::min(Closeness(typed, c.name), Closeness(typed, parts.back()));
+    if (!in_group && !two.empty()) {
+      score = std::min(score, Distance(two, c.name));
+    }
+    if (score <= most) found.push_back({score, c.name});
+  }
+  std::stable_sort(
+      found.begin(), found.end(),
+      [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<std::string> out;
+  for (const auto& [score, name] : found) {
+    if (out.size() == 3 || score > found.front().first) break;
+    out.push_back(name);
+  }
+  return out;
+}
+
+std::string UnknownCommandLine(const std::vector<std::string>& words) {
+  const bool in_group = IsCommandGroup(words[0]) && words.size() > 1;
+  std::string out = in_group
+                        ? absl::StrCat("amqpgw ", words[0], ": no subcommand '",
+                                       words[1], "'.")
+                        : absl::StrCat("amqpgw: no command '", words[0], "'.");
+  std::vector<std::string> similar = SuggestCommands(words);
+  if (!similar.empty()) {
+    absl::StrAppend(&out, " Did you mean ");
+    for (size_t i = 0; i < similar.size(); ++i) {
+      absl::StrAppend(&out,
+                      i == 0                    ? ""
+                      : i + 1 == similar.size() ? " or "
+                                                : ", ",
+                      "'amqpgw ", similar[i], "'");
+    }
+    absl::StrAppend(&out, "?");
+  }
+  absl::StrAppend(&out, in_group ? absl::StrCat(" Run 'amqpgw ", words[0],
+                                                " --help' for its subcommands.")
+                                 : " Run 'amqpgw help' for every command.");
+  return out;
+}
 
 const std::vector<Command>& AllCommands() {
   static const auto* commands = [] {

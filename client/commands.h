@@ -38,6 +38,15 @@ const Command* FindCommand(const std::vector<std::string>& words, size_t* used);
 // True for "queue" and "exchange", whose subcommands are words of their own.
 bool IsCommandGroup(absl::string_view word);
 
+// Commands close to what was typed, for "did you mean ...?": `words` are
+// the arguments from the (unknown) command word on, e.g. {"purge", "q"} or
+// {"queue", "remove"}. Names such as "queue purge", closest first (at most
+// three); empty when nothing is close.
+std::vector<std::string> SuggestCommands(const std::vector<std::string>& words);
+// The one line for an unknown command or subcommand: what was not found,
+// the closest commands, and where the full list is.
+std::string UnknownCommandLine(const std::vector<std::string>& words);
+
 std::string MainHelp();
 std::string CommandHelp(const Command& command);
 std::string GroupHelp(absl::string_view group);

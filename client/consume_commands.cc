@@ -198,8 +198,10 @@ int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
   std::unique_ptr<Acker> acker;
   auto reader = client.gateway().StreamMessages(ctx.get(), req);
   v1::StreamMessagesResponse ev;
+  bool subscribed = false;
   while (reader->Read(&ev)) {
     if (ev.has_subscribed()) {
+      subscribed = true;
       const v1::Subscribed& s = ev.subscribed();
       std::fprintf(
           stderr,
@@ -252,23 +254,26 @@ int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
   }
   const bool interrupted = signals.interrupted();
   double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  std::string summary = absl::StrCat(
-      interrupted ? "interrupted: " : "", "received ", WithThousands(received),
-      received == 1 ? " message" : " messages", " from ", req.queue(), " in ",
-      absl::StrFormat("%.2f", seconds), " s");
-  if (client_acks)
-    absl::StrAppend(&summary, " (acked ", WithThousands(acked), ")");
-  std::fprintf(stderr, "%s\n", summary.c_str());
+  // A stream refused before `subscribed` (no such queue, no daemon) ends
+  // with the error alone: "received 0 messages" would suggest it ran.
+  if (subscribed || interrupted) {
+    std::string summary = absl::StrCat(
+        interrupted ? "interrupted: " : "", "received ",
+        Plural(static_cast<int64_t>(received), "message"), " from ",
+        req.queue(), " in ", absl::StrFormat("%.2f", seconds), " s");
+    if (client_acks)
+      absl::StrAppend(&summary, " (acked ", WithThousands(acked), ")");
+    std::fprintf(stderr, "%s\n", summary.c_str());
+  }
   if (!ack_error.ok()) {
-    std::fprintf(stderr, "amqpgw: Ack failed: ");
-    return ReportRpcError(ack_error);
+    return ReportRpcError(client, ack_error, "ack");
   }
   if (status.ok()) return kExitOk;
   if (status.error_code() == ::grpc::StatusCode::CANCELLED &&
       (interrupted || output_failed)) {
     return kExitOk;
   }
-  return ReportRpcError(status);
+  return ReportRpcError(client, status);
 }
 
 int RunAck(const Command& cmd, const ParsedArgs& args, Client& client) {
@@ -293,15 +298,15 @@ int RunAck(const Command& cmd, const ParsedArgs& args, Client& client) {
   v1::AckResponse resp;
   auto ctx = client.NewContext();
   ::grpc::Status s = client.gateway().Ack(ctx.get(), req, &resp);
-  if (!s.ok()) return ReportRpcError(s);
+  if (!s.ok()) return ReportRpcError(client, s);
   if (client.options().json) {
     PrintJson(resp);
     return kExitOk;
   }
   std::printf(
-      "%s applied to %u deliveries",
+      "%s applied to %s",
       absl::AsciiStrToLower(v1::AckRequest::Action_Name(req.action())).c_str(),
-      resp.applied_count());
+      Plural(resp.applied_count(), "delivery", "deliveries").c_str());
   if (resp.stale_ids_size() > 0) {
     std::printf(
         "; stale (delivered before a reconnect, or already "

@@ -1,8 +1,10 @@
 // amqpgw: the command-line client of amqpgwd. Parses the global flags, finds
 // the subcommand, parses its flags and runs it. See `amqpgw help`.
+#include <grpc/support/log.h>
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -23,7 +25,16 @@ std::vector<const FlagSpec*> Specs(const std::vector<FlagSpec>& a,
 }
 
 int MainUsageError(const std::string& message) {
-  std::fprintf(stderr, "amqpgw: %s\n\n%s", message.c_str(), MainHelp().c_str());
+  std::fprintf(stderr,
+               "amqpgw: %s\nRun 'amqpgw help' for the commands and global "
+               "flags.\n",
+               message.c_str());
+  return kExitUsage;
+}
+
+// One line, not the whole help: the closest commands and where the rest is.
+int UnknownCommand(const std::vector<std::string>& words) {
+  std::fprintf(stderr, "%s\n", UnknownCommandLine(words).c_str());
   return kExitUsage;
 }
 
@@ -43,8 +54,7 @@ int Help(const std::vector<std::string>& words) {
     std::fputs(GroupHelp(words[0]).c_str(), stdout);
     return kExitOk;
   }
-  return MainUsageError(absl::StrCat(
-      "no command '", words[0], words.size() > 1 ? " " + words[1] : "", "'"));
+  return UnknownCommand(words);
 }
 
 int Main(const std::vector<std::string>& args) {
@@ -61,7 +71,8 @@ int Main(const std::vector<std::string>& args) {
   }
   if (rest.empty()) {
     if (global.help) return Help({});
-    return MainUsageError("missing COMMAND");
+    std::fprintf(stderr, "amqpgw: missing COMMAND\n\n%s", MainHelp().c_str());
+    return kExitUsage;
   }
   if (rest[0] == "help") return Help({rest.begin() + 1, rest.end()});
 
@@ -76,14 +87,12 @@ int Main(const std::vector<std::string>& args) {
         std::fputs(help.c_str(), stdout);
         return kExitOk;
       }
-      std::fprintf(stderr, "amqpgw %s: %s\n\n%s", rest[0].c_str(),
-                   rest.size() == 1
-                       ? "missing SUBCOMMAND"
-                       : absl::StrCat("no subcommand '", rest[1], "'").c_str(),
-                   help.c_str());
+      if (rest.size() > 1) return UnknownCommand(rest);
+      std::fprintf(stderr, "amqpgw %s: missing SUBCOMMAND\n\n%s",
+                   rest[0].c_str(), help.c_str());
       return kExitUsage;
     }
-    return MainUsageError(absl::StrCat("no command '", rest[0], "'"));
+    return UnknownCommand(rest);
   }
   ParsedArgs parsed;
   st = ParseArgs({rest.begin() + words, rest.end()},
@@ -114,5 +123,10 @@ int main(int argc, char** argv) {
   // A closed stdout (amqpgw consume q | head) is an error to handle, not a
   // signal that kills.
   signal(SIGPIPE, SIG_IGN);
+  // gRPC's own log lines (a failed TLS handshake, say) would repeat in its
+  // words what the CLI reports in its own; GRPC_VERBOSITY=... shows them.
+  if (std::getenv("GRPC_VERBOSITY") == nullptr) {
+    gpr_set_log_function([](gpr_log_func_args*) {});
+  }
   return amqpgw::cli::Main(std::vector<std::string>(argv + 1, argv + argc));
 }

@@ -5,18 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/values.h"
 
 namespace amqpgw::cli {
-
-std::string WithThousands(int64_t n) {
-  std::string digits = absl::StrCat(n < 0 ? -n : n);
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return n < 0 ? "-" + out : out;
-}
 
 Progress::Progress(FILE* out, bool enabled, int64_t total)
     : out_(out), enabled_(enabled), total_(total), start_(absl::Now()) {}
@@ -35,7 +26,7 @@ std::string Progress::Line(int64_t done, int64_t total,
                         WithThousands(done), "/", WithThousands(total), " ",
                         absl::StrFormat("%3.0f%%", fraction * 100));
   } else {
-    line = absl::StrCat(WithThousands(done), " messages");
+    line = Plural(done, "message");
   }
   absl::StrAppend(&line, "  ", WithThousands(std::llround(rate)), " msg/s");
   if (total > 0 && rate > 0 && done < total) {

@@ -37,9 +37,6 @@ class Progress {
   bool drawn_ = false;
 };
 
-// "12,345".
-std::string WithThousands(int64_t n);
-
 }  // namespace amqpgw::cli
 
 #endif  // AMQPGW_CLIENT_PROGRESS_H_

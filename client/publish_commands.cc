@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "client/commands.h"
+#include "client/hints.h"
 #include "client/progress.h"
 #include "client/values.h"
 
@@ -167,10 +168,9 @@ class BatchSender {
         } else {
           ++failed_;
           if (failures_.size() < kJsonFailures) {
-            failures_.push_back(
-                {first_index_ + i + 1,
-                 CodeName(static_cast<::grpc::StatusCode>(r.code())),
-                 r.error()});
+            failures_.push_back({first_index_ + i + 1,
+                                 static_cast<::grpc::StatusCode>(r.code()),
+                                 r.error()});
           }
         }
       }
@@ -195,7 +195,7 @@ class BatchSender {
       for (size_t i = 0; i < failures_.size(); ++i) {
         absl::StrAppend(&out, i > 0 ? "," : "",
                         "{\"message\":", failures_[i].number, ",\"code\":\"",
-                        failures_[i].code,
+                        CodeName(failures_[i].code),
                         "\",\"error\":", JsonString(failures_[i].error), "}");
       }
       absl::StrAppend(&out, "]");
@@ -210,11 +210,17 @@ class BatchSender {
       for (size_t i = 0; i < failures_.size() && i < kListedFailures; ++i) {
         std::fprintf(stderr, "message %lld: %s: %s\n",
                      static_cast<long long>(failures_[i].number),
-                     failures_[i].code.c_str(), failures_[i].error.c_str());
+                     CodeName(failures_[i].code).c_str(),
+                     failures_[i].error.c_str());
       }
       if (failed_ > static_cast<int64_t>(kListedFailures)) {
         std::fprintf(stderr, "... and %s more failed\n",
                      WithThousands(failed_ - kListedFailures).c_str());
+      }
+      // One hint, for the first failure: the rest are usually alike.
+      if (!failures_.empty()) {
+        std::string hint = HintFor(failures_[0].code, failures_[0].error);
+        if (!hint.empty()) std::fprintf(stderr, "  hint: %s\n", hint.c_str());
       }
       std::printf("sent %s, failed %s in %.2f s (%s msg/s)\n",
                   WithThousands(sent_).c_str(), WithThousands(failed_).c_str(),
@@ -222,12 +228,13 @@ class BatchSender {
     }
     std::fflush(stdout);
     if (!rpc_error_.ok()) {
-      std::fprintf(stderr,
-                   "amqpgw: %s: %s (stopped; the last chunk of %s messages "
-                   "may or may not have been published)\n",
-                   CodeName(rpc_error_.error_code()).c_str(),
-                   rpc_error_.error_message().c_str(),
-                   WithThousands(not_sent_).c_str());
+      ReportRpcError(client_, rpc_error_);
+      // A call that never reached a gateway published nothing.
+      const bool unsent = DescribeUnreachable(rpc_error_, "", "").has_value();
+      std::fprintf(stderr, "amqpgw: stopped; the last chunk of %s %s\n",
+                   Plural(not_sent_, "message").c_str(),
+                   unsent ? "never reached the gateway"
+                          : "may or may not have been published");
     }
     return rpc_error_.ok() && failed_ == 0 ? kExitOk : kExitRpcError;
   }
@@ -235,7 +242,7 @@ class BatchSender {
  private:
   struct Failure {
     int64_t number;  // 1-based: the line number with --lines
-    std::string code;
+    ::grpc::StatusCode code;
     std::string error;
   };
 
@@ -279,7 +286,7 @@ int PublishOne(const Command& cmd, const ParsedArgs& args, Client& client,
   v1::PublishResponse resp;
   auto ctx = client.NewContext();
   ::grpc::Status s = client.gateway().Publish(ctx.get(), req, &resp);
-  if (!s.ok()) return ReportRpcError(s);
+  if (!s.ok()) return ReportRpcError(client, s);
   if (client.options().json) {
     PrintJson(resp);
   } else {

@@ -70,7 +70,7 @@ int RunConnect(const Command& cmd, const ParsedArgs& args, Client& client) {
   }
   v1::ConnectResponse resp;
   ::grpc::Status s = client.gateway().Connect(ctx.get(), req, &resp);
-  if (!s.ok()) return ReportRpcError(s);
+  if (!s.ok()) return ReportRpcError(client, s);
   return PrintConnection(client, resp.connection(), resp);
 }
 
@@ -79,7 +79,7 @@ int RunDisconnect(const Command&, const ParsedArgs&, Client& client) {
   auto ctx = client.NewContext();
   ::grpc::Status s =
       client.gateway().Disconnect(ctx.get(), v1::DisconnectRequest(), &resp);
-  if (!s.ok()) return ReportRpcError(s);
+  if (!s.ok()) return ReportRpcError(client, s);
   return PrintConnection(client, resp.connection(), resp);
 }
 
@@ -88,7 +88,7 @@ int RunStatus(const Command&, const ParsedArgs&, Client& client) {
   auto ctx = client.NewContext();
   ::grpc::Status s =
       client.gateway().GetStatus(ctx.get(), v1::GetStatusRequest(), &resp);
-  if (!s.ok()) return ReportRpcError(s);
+  if (!s.ok()) return ReportRpcError(client, s);
   if (client.options().json) {
     PrintJson(resp);
     return kExitOk;
@@ -124,7 +124,7 @@ int RunHealth(const Command&, const ParsedArgs& args, Client& client) {
   ::grpc::health::v1::HealthCheckResponse resp;
   auto ctx = client.NewContext();
   ::grpc::Status s = client.health().Check(ctx.get(), req, &resp);
-  if (!s.ok()) return ReportRpcError(s);
+  if (!s.ok()) return ReportRpcError(client, s);
   if (client.options().json) {
     PrintJson(resp);
   } else {

@@ -16,6 +16,10 @@ const FlagSpec kArgFlag = {
                  kFieldTypes),
     true};
 
+const FlagSpec kIfExistsFlag = {
+    "if-exists", "",
+    "exit 0 when it did not exist (idempotent deletes in scripts)"};
+
 int PrintQueue(const Client& client, const google::protobuf::Message& resp,
                const std::string& name, uint32_t messages, uint32_t consumers) {
   if (client.options().json) {
@@ -62,7 +66,7 @@ int RunQueueDeclare(const Command& cmd, const ParsedArgs& args,
   v1::DeclareQueueResponse resp;
   auto ctx = client.NewContext();
   ::grpc::Status s = client.gateway().DeclareQueue(ctx.get(), req, &resp);
-  if (!s.ok()) return ReportRpcError(s);
+  if (!s.ok()) return ReportRpcError(client, s);
   return PrintQueue(client, resp, resp.name(), resp.message_count(),
                     resp.consumer_count());
 }
@@ -73,9 +77,32 @@ int RunQueueInspect(const Command&, const ParsedArgs& args, Client& client) {
   v1::InspectQueueResponse resp;
   auto ctx = client.NewContext();
   ::grpc::Status s = client.gateway().InspectQueue(ctx.get(), req, &resp);
-  if (!s.ok()) return ReportRpcError(s);
+  if (!s.ok()) return ReportRpcError(client, s);
   return PrintQueue(client, resp, resp.name(), resp.message_count(),
                     resp.consumer_count());
+}
+
+// What a delete found: the line to print and the exit code. A gateway
+// older than the `existed` field leaves it unset: then only "deleted".
+int PrintDeleted(const Client& client, const ParsedArgs& args,
+                 const google::protobuf::Message& resp, bool has_existed,
+                 bool existed, const std::string& what,
+                 const std::string& deleted_line) {
+  if (has_existed && !existed) {
+    const bool if_exists = args.GetBool("if-exists");
+    if (client.options().json) {
+      PrintJson(resp);
+    } else if (if_exists) {
+      std::printf("%s did not exist\n", what.c_str());
+    } else {
+      std::fprintf(stderr,
+                   "amqpgw: %s did not exist\n  hint: --if-exists makes "
+                   "that a success (exit code 0)\n",
+                   what.c_str());
+    }
+    return if_exists ? kExitOk : kExitRpcError;
+  }
+  return PrintDone(client, resp, deleted_line);
 }
 
 int RunQueueDelete(const Command&, const ParsedArgs& args, Client& client) {
@@ -86,10 +113,12 @@ int RunQueueDelete(const Command&, const ParsedArgs& args, Client& client) {
   v1::DeleteQueueResponse resp;
   auto ctx = client.NewContext();
   ::grpc::Status s = client.gateway().DeleteQueue(ctx.get(), req, &resp);
-  if (!s.ok()) return ReportRpcError(s);
-  return PrintDone(client, resp,
-                   absl::StrCat("deleted queue ", req.name(), " (",
-                                resp.message_count(), " messages)"));
+  if (!s.ok()) return ReportRpcError(client, s);
+  return PrintDeleted(
+      client, args, resp, resp.has_existed(), resp.existed(),
+      absl::StrCat("queue ", req.name()),
+      absl::StrCat("deleted queue ", req.name(), " (",
+                   Plural(resp.message_count(), "message"), ")"));
 }
 
 int RunQueuePurge(const Command&, const ParsedArgs& args, Client& client) {
@@ -98,10 +127,11 @@ int RunQueuePurge(const Command&, const ParsedArgs& args, Client& client) {
   v1::PurgeQueueResponse resp;
   auto ctx = client.NewContext();
   ::grpc::Status s = client.gateway().PurgeQueue(ctx.get(), req, &resp);
-  if (!s.ok()) return ReportRpcError(s);
-  return PrintDone(client, resp,
-                   absl::StrCat("purged ", resp.message_count(),
-                                " messages from ", req.name()));
+  if (!s.ok()) return ReportRpcError(client, s);
+  return PrintDone(
+      client, resp,
+      absl::StrCat("purged ", Plural(resp.message_count(), "message"), " from ",
+                   req.name()));
 }
 
 int RunExchangeDeclare(const Command& cmd, const ParsedArgs& args,
@@ -129,7 +159,7 @@ int RunExchangeDeclare(const Command& cmd, const ParsedArgs& args,
   v1::DeclareExchangeResponse resp;
   auto ctx = client.NewContext();
   ::grpc::Status s = client.gateway().DeclareExchange(ctx.get(), req, &resp);
-  if (!s.ok()) return ReportRpcError(s);
+  if (!s.ok()) return ReportRpcError(client, s);
   return PrintDone(
       client, resp,
       absl::StrCat("declared exchange ", req.name(), " (", type,
@@ -143,8 +173,10 @@ int RunExchangeDelete(const Command&, const ParsedArgs& args, Client& client) {
   v1::DeleteExchangeResponse resp;
   auto ctx = client.NewContext();
   ::grpc::Status s = client.gateway().DeleteExchange(ctx.get(), req, &resp);
-  if (!s.ok()) return ReportRpcError(s);
-  return PrintDone(client, resp, absl::StrCat("deleted exchange ", req.name()));
+  if (!s.ok()) return ReportRpcError(client, s);
+  return PrintDeleted(client, args, resp, resp.has_existed(), resp.existed(),
+                      absl::StrCat("exchange ", req.name()),
+                      absl::StrCat("deleted exchange ", req.name()));
 }
 
 template <typename Request>
@@ -162,7 +194,7 @@ int RunBind(const Command& cmd, const ParsedArgs& args, Client& client) {
   v1::BindQueueResponse resp;
   auto ctx = client.NewContext();
   ::grpc::Status s = client.gateway().BindQueue(ctx.get(), req, &resp);
-  if (!s.ok()) return ReportRpcError(s);
+  if (!s.ok()) return ReportRpcError(client, s);
   return PrintDone(
       client, resp,
       absl::StrCat("bound queue ", req.queue(), " to exchange ", req.exchange(),
@@ -176,7 +208,7 @@ int RunUnbind(const Command& cmd, const ParsedArgs& args, Client& client) {
   v1::UnbindQueueResponse resp;
   auto ctx = client.NewContext();
   ::grpc::Status s = client.gateway().UnbindQueue(ctx.get(), req, &resp);
-  if (!s.ok()) return ReportRpcError(s);
+  if (!s.ok()) return ReportRpcError(client, s);
   return PrintDone(
       client, resp,
       absl::StrCat("unbound queue ", req.queue(), " from exchange ",
@@ -222,11 +254,14 @@ std::vector<Command> TopologyCommands() {
       "queue delete",
       "NAME",
       "delete a queue",
-      "Deletes a queue and prints how many messages went with it. Deleting a "
-      "queue that does not exist succeeds.",
+      "Deletes a queue and prints how many messages went with it. A queue "
+      "that does not exist is reported (\"queue NAME did not exist\") with "
+      "exit code 1, or 0 with --if-exists.",
       {{"if-unused", "", "only when it has no consumers"},
-       {"if-empty", "", "only when it has no messages"}},
-      {"amqpgw queue delete orders", "amqpgw queue delete orders --if-empty"},
+       {"if-empty", "", "only when it has no messages"},
+       kIfExistsFlag},
+      {"amqpgw queue delete orders", "amqpgw queue delete orders --if-empty",
+       "amqpgw queue delete scratch --if-exists"},
       1,
       1,
       RunQueueDelete,
@@ -266,9 +301,12 @@ std::vector<Command> TopologyCommands() {
       "exchange delete",
       "NAME",
       "delete an exchange",
-      "Deletes an exchange.",
-      {{"if-unused", "", "only when it has no bindings"}},
-      {"amqpgw exchange delete events"},
+      "Deletes an exchange. An exchange that does not exist is reported "
+      "(\"exchange NAME did not exist\") with exit code 1, or 0 with "
+      "--if-exists.",
+      {{"if-unused", "", "only when no queue is bound to it"}, kIfExistsFlag},
+      {"amqpgw exchange delete events",
+       "amqpgw exchange delete scratch --if-exists"},
       1,
       1,
       RunExchangeDelete,

@@ -402,6 +402,24 @@ std::string HumanBody(absl::string_view body) {
                       " bytes> base64:", absl::Base64Escape(body));
 }
 
+std::string WithThousands(int64_t n) {
+  std::string digits = absl::StrCat(n < 0 ? -n : n);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return n < 0 ? "-" + out : out;
+}
+
+std::string Plural(int64_t n, absl::string_view singular,
+                   absl::string_view plural) {
+  if (n == 1) return absl::StrCat("1 ", singular);
+  return absl::StrCat(
+      WithThousands(n), " ",
+      plural.empty() ? absl::StrCat(singular, "s") : std::string(plural));
+}
+
 std::string FormatTimestamp(const google::protobuf::Timestamp& t) {
   absl::Time time =
       absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());

@@ -65,6 +65,15 @@ std::string HumanBody(absl::string_view body);
 // A JSON string literal (quotes and escapes included).
 std::string JsonString(absl::string_view s);
 
+// "12,345".
+std::string WithThousands(int64_t n);
+// A count and its noun, the noun plural unless the count is 1:
+// Plural(1, "message") is "1 message", Plural(1234, "message") "1,234
+// messages", Plural(2, "delivery", "deliveries") "2 deliveries". Every count
+// the CLI prints with a noun goes through here.
+std::string Plural(int64_t n, absl::string_view singular,
+                   absl::string_view plural = "");
+
 std::string FormatTimestamp(const google::protobuf::Timestamp& t);
 std::string FormatDuration(const google::protobuf::Duration& d);
 

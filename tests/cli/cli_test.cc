@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -425,10 +426,8 @@ TEST_F(CliTest, BadUsageExitsTwoWithUsageOnStderr) {
     std::string expect;
   } cases[] = {
       {{}, "missing COMMAND"},
-      {{"frobnicate"}, "no command 'frobnicate'"},
       {{"publish"}, "expected arguments ROUTING_KEY [BODY], got 0"},
       {{"queue"}, "missing SUBCOMMAND"},
-      {{"queue", "explode", "x"}, "no subcommand 'explode'"},
       {{"queue", "inspect", "a", "b"}, "expected arguments NAME, got 2"},
       {{"publish", queue_, "x", "--header", "n:int=abc"},
        "--header 'n:int=abc': 'abc' is not a 64-bit integer"},
@@ -461,32 +460,150 @@ TEST_F(CliTest, BadUsageExitsTwoWithUsageOnStderr) {
   EXPECT_EQ(Inspect(queue_).message_count(), 0u);
 }
 
-TEST_F(CliTest, GrpcErrorsExitOneWithTheCodeName) {
-  ProcessResult r = Cli({"queue", "inspect", UniqueName("absent")});
+TEST_F(CliTest, UnknownCommandsGetOneLineWithTheClosest) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string expect;
+  } cases[] = {
+      {{"purge", queue_}, "Did you mean 'amqpgw queue purge'?"},
+      {{"pubish", queue_, "x"}, "Did you mean 'amqpgw publish'?"},
+      {{"delete", queue_},
+       "Did you mean 'amqpgw queue delete' or 'amqpgw exchange delete'?"},
+      {{"frobnicate"}, "amqpgw: no command 'frobnicate'."},
+      {{"help", "frobnicate"}, "amqpgw: no command 'frobnicate'."},
+      {{"queue", "purgee", queue_},
+       "amqpgw queue: no subcommand 'purgee'. Did you mean 'amqpgw queue "
+       "purge'?"},
+      {{"queue", "explode", "x"}, "Run 'amqpgw queue --help'"},
+  };
+  for (const Case& c : cases) {
+    ProcessResult r = Cli(c.args);
+    const std::string what = absl::StrJoin(c.args, " ");
+    EXPECT_EQ(r.exit_code, 2) << what << "\n" << r.err;
+    EXPECT_THAT(r.err, HasSubstr(c.expect)) << what;
+    EXPECT_THAT(r.err, HasSubstr("help' for")) << what;
+    // One line: not the whole help.
+    EXPECT_EQ(Lines(r.err).size(), 1u) << what << "\n" << r.err;
+    EXPECT_EQ(r.out, "") << what;
+  }
+  ProcessResult r = Cli({"frobnicate"});
+  EXPECT_THAT(r.err, HasSubstr("Run 'amqpgw help' for every command."));
+  // Nothing was purged or deleted.
+  Publish(queue_, "still here");
+  EXPECT_EQ(Cli({"purge", queue_}).exit_code, 2);
+  EXPECT_EQ(Inspect(queue_).message_count(), 1u);
+}
+
+TEST_F(CliTest, GrpcErrorsExitOneWithTheCodeNameAndTheCliWayOut) {
+  const std::string absent = UniqueName("absent");
+  ProcessResult r = Cli({"queue", "inspect", absent});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, StartsWith("amqpgw: NOT_FOUND: "));
+  EXPECT_THAT(r.err, HasSubstr("\n  hint: declare it first: amqpgw queue "
+                               "declare " +
+                               absent + "\n"));
 
-  r = Cli({"publish", "rk", "x", "--exchange", UniqueName("absent")});
+  r = Cli({"publish", "rk", "x", "--exchange", absent});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, StartsWith("amqpgw: NOT_FOUND: "));
+  EXPECT_THAT(r.err, HasSubstr("hint: declare it first: amqpgw exchange "
+                               "declare " +
+                               absent));
 
-  r = Cli({"publish", UniqueName("nobody-bound"), "x"});
+  const std::string nobody = UniqueName("nobody-bound");
+  r = Cli({"publish", nobody, "x"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, AllOf(StartsWith("amqpgw: FAILED_PRECONDITION: "),
-                           HasSubstr("NO_ROUTE")));
+                           HasSubstr("NO_ROUTE"),
+                           HasSubstr("hint: declare the queue (amqpgw queue "
+                                     "declare " +
+                                     nobody + ")"),
+                           HasSubstr("--allow-unroutable")));
 
-  r = Cli({"consume", UniqueName("absent"), "--max", "1"});
+  // A batch gives the hint once, after the failures.
+  r = Cli({"publish", "rk", "--lines", "--exchange", absent}, "a\nb\n");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_THAT(r.err, HasSubstr("amqpgw: NOT_FOUND: "));
+  EXPECT_THAT(r.err, HasSubstr("message 2: NOT_FOUND"));
+  EXPECT_THAT(r.err, HasSubstr("  hint: declare it first: amqpgw exchange "
+                               "declare " +
+                               absent));
+  EXPECT_EQ(r.err.find("hint:"), r.err.rfind("hint:")) << r.err;
+
+  r = Cli({"consume", absent, "--max", "1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, StartsWith("amqpgw: NOT_FOUND: "));
+  // It never ran: no "received 0 messages" summary.
+  EXPECT_THAT(r.err, Not(HasSubstr("received")));
+  EXPECT_THAT(r.err, HasSubstr("amqpgw queue declare " + absent));
 
   r = Cli({"exchange", "declare", "amq.mine"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, StartsWith("amqpgw: PERMISSION_DENIED: "));
+  EXPECT_THAT(r.err, HasSubstr("hint: names starting with amq. belong to the "
+                               "broker"));
 
-  // No daemon there at all.
-  r = RunProcess(CliOptions("127.0.0.1:1", {"status"}));
+  // Broker errors from the broker's own words: a queue that exists with
+  // other settings.
+  r = Cli({"queue", "declare", queue_, "--transient", "--arg",
+           "x-max-length:int=5"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_THAT(r.err, StartsWith("amqpgw: UNAVAILABLE: "));
+  EXPECT_THAT(r.err, AllOf(StartsWith("amqpgw: FAILED_PRECONDITION: "),
+                           HasSubstr("hint: queue " + queue_ +
+                                     " already exists with another "
+                                     "'x-max-length'"),
+                           HasSubstr("amqpgw queue delete " + queue_)));
+
+  r = Cli({"ack", "nosuch-subscription", "1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("hint: subscription ids come from a running "
+                               "'amqpgw consume QUEUE --ack client'"));
+}
+
+TEST_F(CliTest, NoDaemonThereIsSaidInPlainWords) {
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"status"},
+        std::vector<std::string>{"publish", queue_, "x"},
+        std::vector<std::string>{"consume", queue_, "--max", "1"}}) {
+    ProcessResult r = RunProcess(CliOptions("127.0.0.1:1", args));
+    const std::string what = absl::StrJoin(args, " ");
+    EXPECT_EQ(r.exit_code, 1) << what;
+    EXPECT_THAT(r.err, StartsWith("amqpgw: UNAVAILABLE: nothing answers at "
+                                  "127.0.0.1:1 (from --server): connection "
+                                  "refused\n"))
+        << what;
+    EXPECT_THAT(r.err, AllOf(HasSubstr("is amqpgwd running?"),
+                             HasSubstr("--server HOST:PORT"),
+                             HasSubstr("AMQPGW_SERVER")))
+        << what;
+    // Not gRPC's transport text, nor a summary of a consume that never ran.
+    EXPECT_THAT(r.err,
+                AllOf(Not(HasSubstr("failed to connect to all")),
+                      Not(HasSubstr("ipv4:")), Not(HasSubstr("received"))))
+        << what;
+  }
+  // A batch that never reached a gateway says so.
+  ProcessResult r = RunProcess(
+      CliOptions("127.0.0.1:1", {"publish", queue_, "--lines"}, "a\nb\n"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("nothing answers at 127.0.0.1:1"));
+  EXPECT_THAT(r.err, HasSubstr("the last chunk of 2 messages never reached "
+                               "the gateway"));
+
+  // The address from the environment, or the default, is named as such.
+  Subprocess::Options o;
+  o.argv = {AMQPGW_CLI_BINARY, "status"};
+  o.unset_env_prefixes = {"AMQPGW_"};
+  o.env = {"AMQPGW_SERVER=127.0.0.1:1"};
+  r = RunProcess(o);
+  EXPECT_THAT(r.err, HasSubstr("nothing answers at 127.0.0.1:1 (from "
+                               "AMQPGW_SERVER)"));
+  // Something that is not gRPC: RabbitMQ's AMQP port.
+  r = RunProcess(CliOptions(absl::StrCat("127.0.0.1:", node_->port()),
+                            {"status", "--timeout", "10s"}));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, AllOf(StartsWith("amqpgw: UNAVAILABLE: no gRPC server "
+                                      "answers at 127.0.0.1:"),
+                           HasSubstr("its --listen")));
 }
 
 TEST_F(CliTest, HelpListsEveryCommandWithExamples) {
@@ -536,7 +653,7 @@ TEST_F(CliTest, TopologyCommands) {
               ElementsAre(::testing::MatchesRegex("queue +messages +consumers"),
                           ::testing::MatchesRegex(q + " +1 +0")));
   r = Cli({"queue", "purge", q});
-  EXPECT_THAT(r.out, HasSubstr("purged 1 messages"));
+  EXPECT_EQ(r.out, "purged 1 message from " + q + "\n");
   r = Cli({"unbind", q, exchange, "order.*"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = Cli({"publish", "order.created", "hi", "--exchange", exchange});
@@ -547,10 +664,12 @@ TEST_F(CliTest, TopologyCommands) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   r = Cli({"queue", "delete", q, "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(ParseJson(r.out).fields().at("existed").bool_value()) << r.out;
   r = Cli({"queue", "inspect", q});
   EXPECT_EQ(r.exit_code, 1);
   r = Cli({"exchange", "delete", exchange});
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "deleted exchange " + exchange + "\n");
 
   // Typed arguments reach the broker: a queue of at most one message.
   std::string limited = UniqueName("cli-limited");
@@ -586,7 +705,7 @@ TEST_F(CliTest, AckAcknowledgesDeliveriesOfAnOpenClientStream) {
   EXPECT_EQ(ParseJson(r.out).fields().at("applied_count").number_value(), 1);
   r = Cli({"ack", sub, "1", "2"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_THAT(r.out, AllOf(HasSubstr("ack applied to 1 deliveries"),
+  EXPECT_THAT(r.out, AllOf(HasSubstr("ack applied to 1 delivery;"),
                            HasSubstr("stale (delivered before a reconnect, or "
                                      "already acknowledged): 1")));
   r = Cli({"ack", sub, "99"});
@@ -646,6 +765,7 @@ TEST_F(CliTest, DisconnectConnectAndStatus) {
   r = cli({"publish", queue_, "x"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, StartsWith("amqpgw: FAILED_PRECONDITION: "));
+  EXPECT_THAT(r.err, HasSubstr("\n  hint: run 'amqpgw connect'"));
   r = cli({"health"});
   EXPECT_EQ(r.exit_code, 1);
 
@@ -662,6 +782,61 @@ TEST_F(CliTest, DisconnectConnectAndStatus) {
                   .struct_value()
                   .fields()
                   .count("published"));
+  // Connect after Disconnect is a fresh start, not a reconnect after a loss.
+  EXPECT_EQ(GatewayStatus(*g).connection().reconnects(), 0u);
+  EXPECT_EQ(GatewayStatus(*g).counters().reconnects(), 0u);
+  EXPECT_THAT(cli({"status"}).out, ::testing::ContainsRegex("reconnects +0"));
+}
+
+TEST_F(CliTest, DeletesSayWhetherItExisted) {
+  const std::string q = UniqueName("cli-del");
+  const std::string x = UniqueName("cli-delx");
+  // Missing: said on stderr, exit 1, and nothing gets created.
+  ProcessResult r = Cli({"queue", "delete", q});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_THAT(r.err, StartsWith("amqpgw: queue " + q + " did not exist\n"));
+  EXPECT_THAT(r.err, HasSubstr("--if-exists"));
+  r = Cli({"exchange", "delete", x});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, StartsWith("amqpgw: exchange " + x + " did not exist\n"));
+  // --if-exists: the same words on stdout, exit 0.
+  r = Cli({"queue", "delete", q, "--if-exists"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "queue " + q + " did not exist\n");
+  r = Cli({"exchange", "delete", x, "--if-exists"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "exchange " + x + " did not exist\n");
+  // --json carries it too.
+  r = Cli({"queue", "delete", q, "--json", "--if-exists"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(ParseJson(r.out).fields().at("existed").bool_value()) << r.out;
+  EXPECT_EQ(Cli({"queue", "inspect", q}).exit_code, 1);
+
+  // Present: deleted, with its messages counted.
+  queues_.push_back(q);
+  ASSERT_EQ(Cli({"queue", "declare", q, "--transient"}).exit_code, 0);
+  Publish(q, "one");
+  r = Cli({"queue", "delete", q});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "deleted queue " + q + " (1 message)\n");
+  EXPECT_EQ(Cli({"queue", "inspect", q}).exit_code, 1);
+  ASSERT_EQ(Cli({"exchange", "declare", x, "--transient"}).exit_code, 0);
+  r = Cli({"exchange", "delete", x, "--if-exists"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "deleted exchange " + x + "\n");
+  r = Cli({"exchange", "delete", x});
+  EXPECT_EQ(r.exit_code, 1);
+
+  // A condition not met fails before anything is deleted, with the way out.
+  ASSERT_EQ(Cli({"queue", "declare", q, "--transient"}).exit_code, 0);
+  Publish(q, "two");
+  r = Cli({"queue", "delete", q, "--if-empty"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, AllOf(StartsWith("amqpgw: FAILED_PRECONDITION: "),
+                           HasSubstr("hint: it holds messages; without "
+                                     "--if-empty")));
+  EXPECT_EQ(Inspect(q).message_count(), 1u);
 }
 
 TEST_F(CliTest, ServerFromTheEnvironment) {
@@ -676,6 +851,90 @@ TEST_F(CliTest, ServerFromTheEnvironment) {
             "--server",        "127.0.0.1:1"};
   r = RunProcess(o);
   EXPECT_THAT(r.err, HasSubstr("UNAVAILABLE"));
+}
+
+// The node's Erlang VM stopped (SIGSTOP) or resumed (SIGCONT): frozen, its
+// sockets stay open and the kernel still accepts TCP connections, but
+// nothing answers, as with a broker that hangs.
+void SignalNode(const BrokerNode& node, int sig) {
+  std::ifstream in(node.dir() + "/rabbitmq.pid");
+  pid_t pid = 0;
+  in >> pid;
+  ASSERT_GT(pid, 0) << node.dir();
+  ASSERT_EQ(kill(pid, sig), 0);
+}
+
+TEST(CliFrozenBrokerTest, StatusSaysTheBrokerDidNotAnswerAndAtWhichStep) {
+  auto node = BrokerNode::StartPrivate("cli-frozen");
+  ASSERT_TRUE(node.ok()) << node.status();
+  // Resumed and stopped whatever happens below.
+  struct Cleanup {
+    BrokerNode& node;
+    ~Cleanup() {
+      SignalNode(node, SIGCONT);
+      (void)node.Stop();
+    }
+  } cleanup{*node};
+  auto g = TestGateway::Start(node->uri(), [](daemon::Options& o) {
+    o.heartbeat = absl::Seconds(2);
+    o.connect_timeout = absl::Seconds(1);
+    o.reconnect_max_delay = absl::Milliseconds(500);
+  });
+  ASSERT_TRUE(g->WaitReady());
+  auto cli = [&](std::vector<std::string> args) {
+    Subprocess::Options o;
+    o.argv = {AMQPGW_CLI_BINARY, "--server", g->address()};
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    o.unset_env_prefixes = {"AMQPGW_"};
+    return RunProcess(o, absl::Seconds(60));
+  };
+
+  SignalNode(*node, SIGSTOP);
+  // Heartbeats notice the loss; then every attempt gets a TCP connection
+  // from the kernel and no AMQP answer.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return GatewayStatus(*g).connection().last_error().find(
+                   "did not answer") != std::string::npos;
+      },
+      absl::Seconds(60)))
+      << GatewayStatus(*g).connection().last_error();
+  ProcessResult r = cli({"status"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("state +RECONNECTING"));
+  EXPECT_THAT(r.out, AllOf(HasSubstr("did not answer within 1s during the "
+                                     "AMQP handshake"),
+                           HasSubstr("accepted the TCP connection"),
+                           Not(HasSubstr("login"))))
+      << r.out;
+  // A call waits for the broker until its deadline, then fails with a way
+  // out: the gateway's reason (UNAVAILABLE, "did not answer") and 'amqpgw
+  // status', or, when the gateway's answer comes too late (its connection
+  // thread is inside a connection attempt of up to --connect_timeout),
+  // DEADLINE_EXCEEDED and --timeout.
+  r = cli({"queue", "declare", UniqueName("frozen"), "--timeout", "3s"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, ::testing::AnyOf(
+                         AllOf(StartsWith("amqpgw: UNAVAILABLE: "),
+                               HasSubstr("did not answer"),
+                               HasSubstr("hint: amqpgwd cannot reach RabbitMQ "
+                                         "now: 'amqpgw status'")),
+                         AllOf(StartsWith("amqpgw: DEADLINE_EXCEEDED: "),
+                               HasSubstr("hint: no answer within --timeout"))))
+      << r.err;
+
+  SignalNode(*node, SIGCONT);
+  ASSERT_TRUE(g->WaitReady(absl::Seconds(60)));
+  // The loss counts as a reconnect ...
+  const uint64_t reconnects = GatewayStatus(*g).connection().reconnects();
+  EXPECT_GE(reconnects, 1u);
+  EXPECT_EQ(GatewayStatus(*g).counters().reconnects(), reconnects);
+  // ... Disconnect and Connect do not.
+  ASSERT_EQ(cli({"disconnect"}).exit_code, 0);
+  r = cli({"connect", "--wait", "30s"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(GatewayStatus(*g).connection().reconnects(), reconnects);
+  EXPECT_EQ(GatewayStatus(*g).counters().reconnects(), reconnects);
 }
 
 // --- TLS and bearer tokens, against small gRPC servers of the test's own
