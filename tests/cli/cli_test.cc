@@ -3,11 +3,16 @@
 // --lines), typed headers, consume (human, --json, client acks, Ctrl-C),
 // topology, session, health, ack, usage errors and exit codes, and the
 // client side of TLS and bearer tokens.
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <grpcpp/ext/health_check_service_server_builder_option.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <map>
@@ -15,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -935,6 +941,156 @@ TEST(CliFrozenBrokerTest, StatusSaysTheBrokerDidNotAnswerAndAtWhichStep) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(GatewayStatus(*g).connection().reconnects(), reconnects);
   EXPECT_EQ(GatewayStatus(*g).counters().reconnects(), reconnects);
+}
+
+// --- scripts/run.sh as a newcomer runs it. ---
+
+int FreeLoopbackPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+// The words after --target in the `cmake --build` line of `log`.
+std::vector<std::string> BuildTargets(const std::string& log) {
+  for (const std::string& line : Lines(log)) {
+    std::vector<std::string> words = absl::StrSplit(line, ' ');
+    if (words.empty() || words[0] != "--build") continue;
+    std::vector<std::string> targets;
+    bool in = false;
+    for (const std::string& w : words) {
+      if (absl::StartsWith(w, "-")) {
+        in = w == "--target";
+        continue;
+      }
+      if (in) targets.push_back(w);
+    }
+    return targets;
+  }
+  return {};
+}
+
+// On a fresh clone, scripts/run.sh must build the CLI its banner shows as
+// well as the daemon (checked through the targets it asks cmake for, so the
+// test stays cheap), and the banner's lines must work as printed.
+TEST(RunShTest, BuildsDaemonAndCliAndItsBannerLinesWork) {
+  BrokerNode node = BrokerNode::Shared();
+  const std::string dir =
+      absl::StrCat(AMQPGW_TEST_TMP_DIR, "/", UniqueName("run-sh"));
+  ASSERT_TRUE(RunCommand("mkdir -p " + dir).ok());
+  // A cmake on PATH that notes what run.sh asks for, then runs the real one.
+  {
+    std::ofstream wrapper(dir + "/cmake");
+    wrapper << "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '" << dir
+            << "/cmake.log'\nexec '" << AMQPGW_CMAKE_COMMAND << "' \"$@\"\n";
+  }
+  ASSERT_EQ(chmod((dir + "/cmake").c_str(), 0755), 0);
+  const char* path = std::getenv("PATH");
+  Subprocess::Options o;
+  o.argv = {AMQPGW_SOURCE_DIR "/scripts/run.sh", "--build-only"};
+  o.unset_env_prefixes = {"AMQPGW_"};
+  o.env = {absl::StrCat("PATH=", dir, ":", path != nullptr ? path : ""),
+           "AMQPGW_BUILD_DIR=" AMQPGW_BUILD_ROOT};
+  o.cwd = dir;
+  ProcessResult r = RunProcess(o, absl::Minutes(20));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("run: built " AMQPGW_BUILD_ROOT
+                               "/server/amqpgwd and " AMQPGW_BUILD_ROOT
+                               "/client/amqpgw"));
+  std::ifstream log_file(dir + "/cmake.log");
+  std::stringstream log;
+  log << log_file.rdbuf();
+  EXPECT_THAT(BuildTargets(log.str()),
+              ::testing::IsSupersetOf({"amqpgwd", "amqpgw"}))
+      << log.str();
+
+  // Started for real, on the shared node, stopped with SIGTERM.
+  const int port = FreeLoopbackPort();
+  ASSERT_GT(port, 0);
+  const std::string server = absl::StrCat("127.0.0.1:", port);
+  o.argv = {AMQPGW_SOURCE_DIR "/scripts/run.sh", "--listen=" + server,
+            "--http_listen="};
+  o.env = {"AMQPGW_BUILD_DIR=" AMQPGW_BUILD_ROOT,
+           "AMQPGW_BROKER=" + node.uri()};
+  std::unique_ptr<Subprocess> run = Subprocess::Start(o);
+  ASSERT_NE(run, nullptr);
+  ASSERT_TRUE(run->WaitOutput(
+      [](const std::string&, const std::string& err) {
+        return err.find("session: READY") != std::string::npos;
+      },
+      absl::Minutes(10)))
+      << run->err();
+  const std::string banner = run->err();
+  EXPECT_THAT(banner,
+              HasSubstr("CLI:     " AMQPGW_BUILD_ROOT "/client/amqpgw"));
+  EXPECT_THAT(banner, Not(HasSubstr("grpcurl")));
+  // The lines after "Try it", up to the blank line, then the reflection
+  // example.
+  std::vector<std::string> tries;
+  std::string reflection;
+  bool in_tries = false;
+  for (const std::string& line : Lines(banner)) {
+    std::string trimmed(absl::StripLeadingAsciiWhitespace(line));
+    if (absl::StartsWith(trimmed, "Try it")) {
+      in_tries = true;
+    } else if (in_tries && trimmed.empty()) {
+      in_tries = false;
+    } else if (in_tries) {
+      tries.push_back(trimmed);
+    } else if (absl::StrContains(trimmed, "buf curl")) {
+      reflection = trimmed;
+    }
+  }
+  ASSERT_EQ(tries.size(), 3u) << banner;
+  EXPECT_THAT(tries[0], HasSubstr("queue declare hello"));
+  EXPECT_THAT(tries[1], HasSubstr("publish hello"));
+  EXPECT_THAT(tries[2], HasSubstr("consume hello --max 1"));
+  auto shell = [&](const std::string& line, const std::string& cwd,
+                   std::vector<std::string> env) {
+    Subprocess::Options sh;
+    sh.argv = {"/bin/sh", "-c", line};
+    sh.cwd = cwd;
+    sh.unset_env_prefixes = {"AMQPGW_"};
+    sh.env = std::move(env);
+    return RunProcess(sh, absl::Seconds(60));
+  };
+  const std::string cli = AMQPGW_CLI_BINARY " --server " + server;
+  (void)shell(cli + " queue delete hello --if-exists", dir, {});
+  // As printed, from any folder.
+  for (const std::string& line : tries) {
+    ProcessResult t = shell(line, dir, {});
+    EXPECT_EQ(t.exit_code, 0) << line << "\n" << t.out << t.err;
+    if (absl::StrContains(line, "consume")) {
+      EXPECT_THAT(t.out, HasSubstr("| Hello, RabbitMQ")) << t.out;
+    }
+  }
+  (void)shell(cli + " queue delete hello --if-exists", dir, {});
+  // The reflection example, offline, with the npm packages of the tests.
+  const std::string tmp = dir + "/npm";
+  ProcessResult b =
+      shell(reflection, AMQPGW_SOURCE_DIR "/tests/polyglot/node",
+            {"npm_config_offline=true", "npm_config_cache=" + tmp + "/cache",
+             "BUF_CACHE_DIR=" + tmp + "/buf", "XDG_CONFIG_HOME=" + tmp});
+  EXPECT_EQ(b.exit_code, 0) << reflection << "\n" << b.err;
+  EXPECT_THAT(b.out, HasSubstr("amqpgw.v1.Gateway/Publish")) << reflection;
+
+  // SIGTERM to run.sh (as a supervisor sends it) reaches the daemon, and its
+  // log says it is shutting down.
+  run->Signal(SIGTERM);
+  ProcessResult end = run->Wait(absl::Seconds(60));
+  EXPECT_EQ(end.exit_code, 0) << run->err();
+  EXPECT_THAT(run->err(), HasSubstr("] stopped"));
+  EXPECT_THAT(run->err(), HasSubstr("(the daemon is shutting down)"));
+  EXPECT_THAT(run->err(), Not(HasSubstr("Disconnect call")));
 }
 
 // --- TLS and bearer tokens, against small gRPC servers of the test's own
