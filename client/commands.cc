@@ -221,7 +221,9 @@ std::string MainHelp() {
       FlagLines(GlobalFlags()),
       "\n"
       "Exit codes: 0 success; 1 a gRPC error (its code name and message on "
-      "stderr);\n2 bad usage (the problem and the usage on stderr).\n"
+      "stderr,\nwith a hint when the CLI knows a way out), or a queue or "
+      "exchange to delete\nthat did not exist (unless --if-exists); 2 bad "
+      "usage (the problem on stderr).\n"
       "\n"
       "Examples:\n"
       "  amqpgw queue declare orders\n"

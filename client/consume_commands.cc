@@ -336,8 +336,8 @@ std::vector<Command> ConsumeCommands() {
       "\"body\" is base64 with \"body_encoding\": \"base64\", or the text "
       "itself with \"body_encoding\": \"text\" when --text is given and the "
       "body is valid UTF-8.\n\n"
-      "Acknowledgements: auto (the gateway acks once gRPC took the message "
-      "for this stream), client (amqpgw acks each message after writing it "
+      "Acknowledgements: auto (the gateway acks each message once it handed "
+      "it to this stream), client (amqpgw acks each message after writing it "
       "to stdout: at-least-once even through a pipe), none (at-most-once). "
       "The stream ends after --max messages (exit 0); Ctrl-C (SIGINT) or "
       "SIGTERM cancels it cleanly, prints the summary and exits 0; unacked "
@@ -366,9 +366,10 @@ std::vector<Command> ConsumeCommands() {
       "ack",
       "SUBSCRIPTION_ID DELIVERY_ID...",
       "ack deliveries of a CLIENT-mode stream",
-      "Acknowledges deliveries of an open CLIENT-mode stream (its "
-      "subscription id is in its `subscribed` event; consume prints it on "
-      "stderr). ACK by default, or --requeue / --reject. Ids that can no "
+      "Acknowledges deliveries of a running 'amqpgw consume QUEUE --ack "
+      "client' (or another CLIENT-mode stream): its subscription id is "
+      "printed on stderr when it starts, 'subscribed to QUEUE (subscription "
+      "ID, ...)'. ACK by default, or --requeue / --reject. Ids that can no "
       "longer be acknowledged (delivered before a reconnect, or already "
       "acknowledged) are reported as stale, not as an error.",
       {{"requeue", "", "basic.nack requeue=true: deliver the messages again"},

@@ -125,6 +125,8 @@ int RunHealth(const Command&, const ParsedArgs& args, Client& client) {
   auto ctx = client.NewContext();
   ::grpc::Status s = client.health().Check(ctx.get(), req, &resp);
   if (!s.ok()) return ReportRpcError(client, s);
+  const bool serving =
+      resp.status() == ::grpc::health::v1::HealthCheckResponse::SERVING;
   if (client.options().json) {
     PrintJson(resp);
   } else {
@@ -132,10 +134,13 @@ int RunHealth(const Command&, const ParsedArgs& args, Client& client) {
                 ::grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
                     resp.status())
                     .c_str());
+    if (!serving) {
+      std::fprintf(stderr,
+                   "  hint: amqpgwd runs, but its broker session is not READY: "
+                   "'amqpgw status' says why\n");
+    }
   }
-  return resp.status() == ::grpc::health::v1::HealthCheckResponse::SERVING
-             ? kExitOk
-             : kExitRpcError;
+  return serving ? kExitOk : kExitRpcError;
 }
 
 int RunVersion(const Command&, const ParsedArgs&, Client&) {
@@ -168,8 +173,9 @@ std::vector<Command> SessionCommands() {
       "",
       "close the broker session",
       "Closes the daemon's broker session gracefully: outstanding confirms "
-      "are drained, open streams end with UNAVAILABLE, and broker RPCs answer "
-      "FAILED_PRECONDITION until 'amqpgw connect'. Idempotent.",
+      "are drained, open streams end with UNAVAILABLE, and commands that need "
+      "the broker fail (FAILED_PRECONDITION, exit 1) until 'amqpgw connect'. "
+      "Idempotent.",
       {},
       {"amqpgw disconnect"},
       0,

@@ -134,9 +134,9 @@ absl::StatusOr<uint16_t> ConnectionWorker::OpenChannel(
   } else if (next_channel_ <= conn_->channel_max()) {
     ch = next_channel_++;
   } else {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("all ", conn_->channel_max(), " channels of connection ",
-                     options_.name, " are in use"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "all ", conn_->channel_max(), " channels of the gateway's ",
+        options_.name, " connection to the broker are in use"));
   }
   if (handlers_.size() <= ch) handlers_.resize(ch + 1, nullptr);
   handlers_[ch] = handler;

@@ -163,7 +163,8 @@ ConnectionInfo Session::Info() const {
     WorkerSnapshot s = w->Snapshot();
     if (!s.last_error.empty() && s.last_error_time > last_error_time) {
       last_error_time = s.last_error_time;
-      info.last_error = absl::StrCat(w->name(), ": ", s.last_error);
+      // "publisher-0 connection: ...": which of the gateway's connections.
+      info.last_error = absl::StrCat(w->name(), " connection: ", s.last_error);
     }
     if (s.blocked) {
       info.blocked = true;

@@ -83,9 +83,10 @@ void StreamReactor::OnPaused(const std::string& why) {
   v1::StreamMessagesResponse r;
   r.mutable_status()->set_kind(v1::StreamStatus::RECONNECTING);
   r.mutable_status()->set_message(
-      SanitizeUtf8("broker connection lost (" + why +
-                   "); resubscribing. Unacknowledged messages will be "
-                   "redelivered; Ack answers their old ids as stale."));
+      SanitizeUtf8(why +
+                   "; resubscribing when the broker is back. Unacknowledged "
+                   "messages will be redelivered; Ack answers their old ids "
+                   "as stale."));
   std::shared_ptr<Shared> s = shared_;
   {
     amqpgw::MutexLock lock(&s->mu);

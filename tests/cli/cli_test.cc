@@ -740,6 +740,16 @@ TEST_F(CliTest, HealthExitCodes) {
   r = RunProcess(CliOptions(lonely->address(), {"health"}));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.out, "NOT_SERVING\n");
+  EXPECT_THAT(r.err, HasSubstr("hint: amqpgwd runs, but its broker session is "
+                               "not READY: 'amqpgw status' says why"));
+  // Its status says what is wrong, in words a RabbitMQ user knows.
+  ASSERT_TRUE(WaitFor([&] {
+    return !GatewayStatus(*lonely).connection().last_error().empty();
+  }));
+  r = RunProcess(CliOptions(lonely->address(), {"status"}));
+  EXPECT_THAT(r.out, AllOf(HasSubstr(" connection: the TCP connection to "
+                                     "127.0.0.1:1 failed"),
+                           HasSubstr("is RabbitMQ listening on that port?")));
   r = RunProcess(CliOptions(lonely->address(), {"status", "--json"}));
   EXPECT_EQ(r.exit_code, 0) << r.err;
   std::string state = ParseJson(r.out)
