@@ -4,7 +4,7 @@
 import { RpcError } from "@protobuf-ts/runtime-rpc";
 import { gateway, within } from "./api";
 import { button, byId, h, input, optionalNumber, select } from "./dom";
-import { formatBody, propertyRows } from "./format";
+import { formatBody, plural, propertyRows } from "./format";
 import {
   AckRequest_Action, type Delivery, StreamMessagesRequest_AckMode, type StreamMessagesResponse,
   StreamStatus_Kind,
@@ -71,7 +71,7 @@ async function ack(ids: string[], action: AckRequest_Action): Promise<void> {
       }
       if (verb === "acked") s.acked += response.appliedCount;
     }
-    if (ids.length > 1) log("ok", `${verb} ${ids.length} messages`);
+    if (ids.length > 1) log("ok", `${verb} ${plural(ids.length, "message")}`);
   } catch (e) {
     reportError("consume-error", "Ack", e);
   }
@@ -185,7 +185,7 @@ async function start(): Promise<void> {
   try {
     for await (const ev of call.responses) onEvent(s, ev);
     setState("stopped", "ended");
-    log("ok", `stream on ${queue} ended after ${s.received} messages`);
+    log("ok", `stream on ${queue} ended after ${plural(s.received, "message")}`);
   } catch (e) {
     if (s.stopping || (e instanceof RpcError && e.code === "CANCELLED" && s.abort.signal.aborted)) {
       setState("stopped", "stopped");

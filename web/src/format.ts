@@ -5,6 +5,13 @@ import {
   DeliveryMode, type FieldValue, type MessageProperties,
 } from "./gen/amqpgw/v1/gateway";
 
+// "1 message", "2 messages", "3 deliveries" (with `plural`): every count
+// shown with a noun.
+export function plural(n: number | bigint | string, singular: string,
+  pluralForm = `${singular}s`): string {
+  return `${n} ${String(n) === "1" ? singular : pluralForm}`;
+}
+
 export function timestampToDate(t: Timestamp | undefined): Date | undefined {
   if (t === undefined) return undefined;
   return new Date(Number(t.seconds) * 1000 + Math.floor(t.nanos / 1e6));

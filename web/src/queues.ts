@@ -5,7 +5,7 @@
 import { RpcError } from "@protobuf-ts/runtime-rpc";
 import { gateway, within } from "./api";
 import { button, byId, confirmButton, h, input, optionalNumber, select } from "./dom";
-import { intField, stringField } from "./format";
+import { intField, plural, stringField } from "./format";
 import { type FieldValue, QueueType } from "./gen/amqpgw/v1/gateway";
 import { clearError, log, reportError, toast } from "./log";
 
@@ -209,7 +209,7 @@ async function purge(name: string): Promise<void> {
   clearError("queues-error");
   try {
     const { response } = await gateway().purgeQueue({ name }, within(15000));
-    log("ok", `purged ${response.messageCount} messages from ${name}`);
+    log("ok", `purged ${plural(response.messageCount, "message")} from ${name}`);
     toast("ok", `purged ${response.messageCount} from ${name}`);
   } catch (e) {
     reportError("queues-error", "PurgeQueue", e);
@@ -223,7 +223,12 @@ async function remove(name: string): Promise<void> {
     const { response } = await gateway().deleteQueue(
       { name, ifUnused: false, ifEmpty: false }, within(15000));
     forget(name);
-    log("ok", `deleted queue ${name} (${response.messageCount} messages with it)`);
+    if (response.existed === false) {
+      log("ok", `queue ${name} did not exist`);
+      toast("info", `queue ${name} did not exist`);
+      return;
+    }
+    log("ok", `deleted queue ${name} (${plural(response.messageCount, "message")} with it)`);
     toast("ok", `queue ${name} deleted`);
   } catch (e) {
     reportError("queues-error", "DeleteQueue", e);
