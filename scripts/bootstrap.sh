@@ -12,7 +12,7 @@ PACKAGES=(
   libcpp-httplib-dev libssl-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev clang clang-format libclang-rt-14-dev
-  rabbitmq-server amqp-tools openssl procps iproute2
+  rabbitmq-server amqp-tools openssl procps iproute2 haproxy
   python3-grpcio python3-protobuf python3-pika python3-aio-pika python3-yaml
   chromium
 )
