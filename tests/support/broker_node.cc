@@ -78,12 +78,16 @@ absl::StatusOr<BrokerNode> BrokerNode::StartPrivate(
 }
 
 absl::StatusOr<std::vector<BrokerNode>> BrokerNode::StartCluster(
-    const std::string& name, int n) {
+    const std::string& name, int n, const std::string& extra_conf) {
   std::string cookie = UniqueName("cookie");
   std::vector<BrokerNode> nodes(n);
   for (int i = 0; i < n; ++i) {
     nodes[i].dir_ = absl::StrCat(AMQPGW_TEST_TMP_DIR, "/", UniqueName(name));
     nodes[i].env_ = absl::StrCat("AMQPGW_NODE_COOKIE=", cookie, " ");
+    if (!extra_conf.empty()) {
+      absl::StrAppend(&nodes[i].env_, "RABBITMQ_EXTRA_CONF=", Quote(extra_conf),
+                      " ");
+    }
     absl::Status s = nodes[i].Start();
     if (!s.ok()) return s;
   }

@@ -20,8 +20,9 @@ class BrokerNode {
   static absl::StatusOr<BrokerNode> StartPrivate(
       const std::string& name, const std::string& extra_conf = "");
   // Starts `n` nodes and clusters them (the first is the seed).
+  // `extra_conf` lines are added to every node's rabbitmq.conf.
   static absl::StatusOr<std::vector<BrokerNode>> StartCluster(
-      const std::string& name, int n);
+      const std::string& name, int n, const std::string& extra_conf = "");
 
   const std::string& dir() const { return dir_; }
   // amqp://guest:guest@127.0.0.1:PORT/

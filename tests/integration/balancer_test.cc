@@ -1,0 +1,316 @@
+// Several amqpgwd processes behind a real HAProxy with docker/haproxy.cfg
+// (tests/support/gateway_rig.h): what the balancer must do for them, and a
+// smoke run of three gateways on the 3-node RabbitMQ cluster with quorum
+// queues through a gateway's SIGKILL and a broker node's stop.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "server/metrics/rpc_metrics.h"
+#include "tests/support/broker_node.h"
+#include "tests/support/gateway_fixture.h"
+#include "tests/support/gateway_rig.h"
+#include "tests/support/load.h"
+#include "tests/support/stream_reader.h"
+#include "tests/support/tcp_proxy.h"
+#include "tests/support/wait.h"
+
+namespace amqpgw::testing {
+namespace {
+
+using ::testing::AnyOf;
+using ::testing::Eq;
+
+// Quick failure detection, so that the tests wait seconds, not minutes.
+const std::vector<std::string> kFastFlags = {
+    "--heartbeat=2s", "--reconnect_initial_delay=50ms",
+    "--reconnect_max_delay=500ms", "--shutdown_grace=2s"};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string Join(const std::map<std::string, int>& m) {
+  std::vector<std::string> parts;
+  for (const auto& [k, v] : m) parts.push_back(absl::StrCat(k, "=", v));
+  return absl::StrJoin(parts, " ");
+}
+
+// HAProxy's health check is grpc.health.v1 (SERVING only while the broker
+// session is READY), calls are balanced per request over one client
+// connection, and a client that vanishes without a word (no RST_STREAM)
+// ends its stream on the gateway (option abortonclose).
+TEST(BalancerTest, HealthChecksRoundRobinAndVanishedClients) {
+  BrokerNode node = BrokerNode::Shared();
+  auto rig = GatewayRig::Start(
+      {{node.uri(), node.uri(), "amqp://guest:guest@127.0.0.1:1/"},
+       kFastFlags});
+  ASSERT_TRUE(rig.ok()) << rig.status();
+  GatewayRig& r = **rig;
+  // gw3 has no broker: NOT_SERVING, so HAProxy keeps it DOWN.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return r.Status(0) == "UP" && r.Status(1) == "UP" &&
+               r.Status(2) == "DOWN";
+      },
+      absl::Seconds(60), absl::Milliseconds(100)))
+      << r.Status(0) << " " << r.Status(1) << " " << r.Status(2);
+
+  // One channel, one HTTP/2 connection to HAProxy: calls alternate between
+  // the two gateways that are UP, none reaches gw3.
+  auto stub = r.NewStub();
+  std::map<std::string, int> served;
+  for (int i = 0; i < 10; ++i) {
+    v1::GetStatusResponse st;
+    ::grpc::Status s = stub->GetStatus(Ctx().get(), {}, &st);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ++served[st.instance_id()];
+  }
+  EXPECT_EQ(served, (std::map<std::string, int>{{"gw1", 5}, {"gw2", 5}}))
+      << Join(served);
+
+  // A client behind a TCP proxy opens a stream; cutting the proxy closes
+  // its connection to HAProxy without a RST_STREAM.
+  std::string q = UniqueName("lb-vanish");
+  v1::DeclareQueueRequest dq;
+  dq.set_name(q);
+  dq.set_durable(false);
+  dq.set_auto_delete(false);
+  v1::DeclareQueueResponse dq_resp;
+  ASSERT_TRUE(stub->DeclareQueue(Ctx().get(), dq, &dq_resp).ok());
+  TcpProxy proxy(r.haproxy().grpc_port());
+  ::grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  auto proxied = v1::Gateway::NewStub(
+      ::grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", proxy.port()),
+                                  ::grpc::InsecureChannelCredentials(), args));
+  v1::StreamMessagesRequest sreq;
+  sreq.set_queue(q);
+  sreq.set_prefetch(10);
+  StreamReader reader(proxied.get(), sreq, absl::Seconds(120));
+  ASSERT_TRUE(reader.WaitSubscribed());
+  int holder = r.GatewayOf(reader.subscription_id());
+  ASSERT_THAT(holder, AnyOf(Eq(0), Eq(1))) << reader.subscription_id();
+  GatewayProcess& g = r.gateway(holder);
+  ASSERT_TRUE(WaitFor([&] { return g.Metric("amqpgw_streams_active") == 1; },
+                      absl::Seconds(10)));
+  proxy.CutAll();
+  EXPECT_TRUE(WaitFor([&] { return g.Metric("amqpgw_streams_active") == 0; },
+                      absl::Seconds(30)))
+      << "the stream stayed open on " << g.instance_id()
+      << " after its client vanished";
+  EXPECT_FALSE(reader.WaitDone(absl::Seconds(30)).ok());
+  v1::DeleteQueueRequest del;
+  del.set_name(q);
+  v1::DeleteQueueResponse del_resp;
+  EXPECT_TRUE(stub->DeleteQueue(Ctx().get(), del, &del_resp).ok());
+}
+
+// Three gateways behind HAProxy on the 3-node cluster, configured as
+// docker/compose.cluster.yaml configures it (docker/cluster/definitions.json
+// loaded at boot: the gateways' user, quorum queues by default). Publishers
+// (unary Publish with confirms) and AUTO-ack StreamMessages consumers go
+// through the balancer; one gateway is SIGKILLed and one broker node
+// stopped mid-run. Every confirmed message must be consumed (duplicates are
+// counted, not failed); the only errors allowed are those of calls that
+// were on the killed gateway, and they are bounded by what it held.
+TEST(BalancerTest, ClusterSurvivesAGatewayKillAndANodeStop) {
+  const std::string definitions =
+      absl::StrCat(AMQPGW_SOURCE_DIR, "/docker/cluster/definitions.json");
+  auto cluster = BrokerNode::StartCluster(
+      "lb", 3, absl::StrCat("load_definitions = ", definitions));
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  std::vector<BrokerNode>& nodes = *cluster;
+  // The nodes stop however the test ends (after the gateways, declared
+  // later, are gone).
+  struct StopNodes {
+    std::vector<BrokerNode>& nodes;
+    ~StopNodes() {
+      for (auto& n : nodes) n.Stop().IgnoreError();
+    }
+  } stop_nodes{nodes};
+
+  // The user and password the compose gateways use (docker/cluster/).
+  std::string userinfo;
+  for (absl::string_view line :
+       absl::StrSplit(ReadFile(absl::StrCat(AMQPGW_SOURCE_DIR,
+                                            "/docker/cluster/broker-1.uri")),
+                      '\n')) {
+    if (absl::ConsumePrefix(&line, "amqp://") && userinfo.empty()) {
+      userinfo = std::string(line.substr(0, line.find('@')));
+    }
+  }
+  ASSERT_FALSE(userinfo.empty());
+  // Gateway i starts on node i and fails over to the others, in turn.
+  std::vector<std::string> brokers;
+  for (int i = 0; i < 3; ++i) {
+    std::vector<std::string> uris;
+    for (int k = 0; k < 3; ++k) {
+      uris.push_back(absl::StrCat(
+          "amqp://", userinfo, "@127.0.0.1:", nodes[(i + k) % 3].port(), "/"));
+    }
+    brokers.push_back(absl::StrJoin(uris, ","));
+  }
+  auto rig_or = GatewayRig::Start({brokers, kFastFlags});
+  ASSERT_TRUE(rig_or.ok()) << rig_or.status();
+  GatewayRig& rig = **rig_or;
+  ASSERT_TRUE(rig.WaitAllUp(absl::Seconds(90)))
+      << rig.Status(0) << " " << rig.Status(1) << " " << rig.Status(2);
+
+  // No type given: the vhost's default (definitions.json) makes it quorum.
+  auto stub = rig.NewStub();
+  std::string q = UniqueName("lb-smoke");
+  v1::DeclareQueueRequest dq;
+  dq.set_name(q);
+  v1::DeclareQueueResponse dq_resp;
+  ::grpc::Status declared = stub->DeclareQueue(Ctx().get(), dq, &dq_resp);
+  ASSERT_TRUE(declared.ok()) << declared.error_message();
+  auto types = nodes[0].Ctl({"list_queues", "-q", "name", "type"});
+  ASSERT_TRUE(types.ok()) << types.status();
+  EXPECT_THAT(*types, ::testing::HasSubstr(absl::StrCat(q, "\tquorum")));
+
+  // Consumers first, so that each gateway holds streams.
+  const int kConsumers = 4;
+  v1::StreamMessagesRequest sreq;
+  sreq.set_queue(q);
+  sreq.set_prefetch(50);
+  sreq.set_ack_mode(v1::StreamMessagesRequest::AUTO);
+  ConsumerPool consumers([&] { return rig.NewStub(); }, sreq, kConsumers);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const std::string& in : consumers.Instances()) {
+          if (in.empty()) return false;
+        }
+        return true;
+      },
+      absl::Seconds(60)));
+  // The victim: the gateway holding the most streams.
+  std::map<int, int> streams_on;
+  for (const std::string& in : consumers.Instances()) {
+    ++streams_on[rig.GatewayOf(in)];
+  }
+  int victim = streams_on.begin()->first;
+  for (const auto& [g, n] : streams_on) {
+    if (n > streams_on[victim]) victim = g;
+  }
+  ASSERT_GE(victim, 0);
+  const std::string victim_id = rig.gateway(victim).instance_id();
+  const int victim_streams = streams_on[victim];
+  // The node stopped later is where another gateway starts.
+  const int stopped_node = (victim + 1) % 3;
+
+  const int kTotal = 3000 / kLoadDivisor;
+  const int kPublishers = 4;
+  PublisherPool publishers([&] { return rig.NewStub(); },
+                           {q, kPublishers, kTotal, absl::Seconds(60)});
+  ASSERT_TRUE(
+      WaitFor([&] { return publishers.confirmed_count() >= kTotal / 3; },
+              absl::Seconds(120)));
+  rig.KillGateway(victim);
+  absl::Time killed = absl::Now();
+  size_t confirmed_at_kill = publishers.confirmed_count();
+  EXPECT_TRUE(rig.WaitStatus(victim, "DOWN", absl::Seconds(30)));
+  absl::Duration down_after = absl::Now() - killed;
+
+  ASSERT_TRUE(
+      WaitFor([&] { return publishers.confirmed_count() >= 2 * kTotal / 3; },
+              absl::Seconds(120)));
+  size_t confirmed_at_stop = publishers.confirmed_count();
+  ASSERT_TRUE(nodes[stopped_node].Stop().ok());
+
+  ASSERT_TRUE(publishers.WaitDone(absl::Seconds(300)));
+  std::set<int> confirmed = publishers.Confirmed();
+  auto lost = [&] {
+    std::map<int, int> got = consumers.Counts();
+    int missing = 0;
+    for (int n : confirmed) missing += got.count(n) == 0 ? 1 : 0;
+    return missing;
+  };
+  EXPECT_TRUE(WaitFor([&] { return lost() == 0; }, absl::Seconds(180)))
+      << lost() << " confirmed messages never consumed";
+  // Every consumer has a stream again, none on the killed gateway.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        for (const std::string& in : consumers.Instances()) {
+          if (in.empty() || in == victim_id) return false;
+        }
+        return true;
+      },
+      absl::Seconds(60)));
+  consumers.Stop();
+
+  std::map<int, int> got = consumers.Counts();
+  int duplicates = 0, unconfirmed_delivered = 0;
+  for (const auto& [n, times] : got) {
+    if (confirmed.count(n)) {
+      duplicates += times - 1;
+    } else {
+      ++unconfirmed_delivered;
+    }
+  }
+  std::map<::grpc::StatusCode, int> errors = publishers.Errors();
+  int publish_errors = 0, publish_unavailable = 0;
+  for (const auto& [code, n] : errors) {
+    publish_errors += n;
+    if (code == ::grpc::StatusCode::UNAVAILABLE) publish_unavailable += n;
+  }
+  std::map<std::string, int> victim_ends, innocent_ends;
+  for (const ConsumerPool::End& e : consumers.Ends()) {
+    std::string key = absl::StrCat(metrics::RpcMetrics::CodeName(e.code), ":",
+                                   e.message.substr(0, 60));
+    (e.instance == victim_id ? victim_ends : innocent_ends)[key]++;
+  }
+  int victim_end_count = 0;
+  for (const auto& [k, n] : victim_ends) victim_end_count += n;
+  std::printf(
+      "[balancer smoke] published=%d confirmed=%zu (%zu at the kill of %s, "
+      "DOWN in HAProxy after %s; %zu at the stop of node %d) lost=%d "
+      "duplicates=%d "
+      "unconfirmed_but_delivered=%d publish_errors=%d (UNAVAILABLE %d) "
+      "streams_on_victim=%d victim_stream_ends={%s} innocent_stream_ends={%s} "
+      "status_events={%s} streams_subscribed=%d\n",
+      kTotal, confirmed.size(), confirmed_at_kill, victim_id.c_str(),
+      absl::FormatDuration(absl::Trunc(down_after, absl::Milliseconds(100)))
+          .c_str(),
+      confirmed_at_stop, stopped_node, lost(), duplicates,
+      unconfirmed_delivered, publish_errors, publish_unavailable,
+      victim_streams, Join(victim_ends).c_str(), Join(innocent_ends).c_str(),
+      Join(consumers.StatusEvents()).c_str(), consumers.subscribed());
+  for (const std::string& e : publishers.ErrorSamples()) {
+    std::printf("  publish error: %s\n", e.c_str());
+  }
+
+  EXPECT_EQ(lost(), 0);
+  // Calls in flight on the killed gateway fail UNAVAILABLE: at most one per
+  // publisher thread (each has one call in flight). Nothing else fails.
+  EXPECT_EQ(publish_errors, publish_unavailable) << Join([&] {
+    std::map<std::string, int> m;
+    for (const auto& [c, n] : errors) m[metrics::RpcMetrics::CodeName(c)] = n;
+    return m;
+  }());
+  EXPECT_LE(publish_unavailable, kPublishers);
+  // Streams end only on the killed gateway, each at most once; the others
+  // go on through the node's stop (RECONNECTING, RESUMED).
+  EXPECT_TRUE(innocent_ends.empty()) << Join(innocent_ends);
+  EXPECT_LE(victim_end_count, victim_streams);
+  // Every number was either confirmed or failed.
+  EXPECT_EQ(static_cast<int>(confirmed.size()) + publish_errors, kTotal);
+}
+
+}  // namespace
+}  // namespace amqpgw::testing
