@@ -214,26 +214,29 @@ TEST(BalancerTest, ClusterSurvivesAGatewayKillAndANodeStop) {
   // The node stopped later is where another gateway starts.
   const int stopped_node = (victim + 1) % 3;
 
-  const int kTotal = 3000 / kLoadDivisor;
+  // Three phases of kPhase confirmed messages each, whatever the speed:
+  // before the kill, between HAProxy's noticing it and the node's stop,
+  // and after the stop.
+  const int kPhase = 1000 / kLoadDivisor;
   const int kPublishers = 4;
   PublisherPool publishers([&] { return rig.NewStub(); },
-                           {q, kPublishers, kTotal, absl::Seconds(60)});
-  ASSERT_TRUE(
-      WaitFor([&] { return publishers.confirmed_count() >= kTotal / 3; },
-              absl::Seconds(120)));
+                           {q, kPublishers, 1 << 30, absl::Seconds(60)});
+  auto confirmed_reach = [&](size_t n) {
+    return WaitFor([&] { return publishers.confirmed_count() >= n; },
+                   absl::Seconds(180));
+  };
+  ASSERT_TRUE(confirmed_reach(kPhase));
   rig.KillGateway(victim);
   absl::Time killed = absl::Now();
   size_t confirmed_at_kill = publishers.confirmed_count();
   EXPECT_TRUE(rig.WaitStatus(victim, "DOWN", absl::Seconds(30)));
   absl::Duration down_after = absl::Now() - killed;
 
-  ASSERT_TRUE(
-      WaitFor([&] { return publishers.confirmed_count() >= 2 * kTotal / 3; },
-              absl::Seconds(120)));
+  ASSERT_TRUE(confirmed_reach(publishers.confirmed_count() + kPhase));
   size_t confirmed_at_stop = publishers.confirmed_count();
   ASSERT_TRUE(nodes[stopped_node].Stop().ok());
-
-  ASSERT_TRUE(publishers.WaitDone(absl::Seconds(300)));
+  ASSERT_TRUE(confirmed_reach(confirmed_at_stop + kPhase));
+  publishers.Stop();  // calls in flight finish first
   std::set<int> confirmed = publishers.Confirmed();
   auto lost = [&] {
     std::map<int, int> got = consumers.Counts();
@@ -284,7 +287,8 @@ TEST(BalancerTest, ClusterSurvivesAGatewayKillAndANodeStop) {
       "unconfirmed_but_delivered=%d publish_errors=%d (UNAVAILABLE %d) "
       "streams_on_victim=%d victim_stream_ends={%s} innocent_stream_ends={%s} "
       "status_events={%s} streams_subscribed=%d\n",
-      kTotal, confirmed.size(), confirmed_at_kill, victim_id.c_str(),
+      publishers.attempted(), confirmed.size(), confirmed_at_kill,
+      victim_id.c_str(),
       absl::FormatDuration(absl::Trunc(down_after, absl::Milliseconds(100)))
           .c_str(),
       confirmed_at_stop, stopped_node, lost(), duplicates,
@@ -308,8 +312,6 @@ TEST(BalancerTest, ClusterSurvivesAGatewayKillAndANodeStop) {
   // go on through the node's stop (RECONNECTING, RESUMED).
   EXPECT_TRUE(innocent_ends.empty()) << Join(innocent_ends);
   EXPECT_LE(victim_end_count, victim_streams);
-  // Every number was either confirmed or failed.
-  EXPECT_EQ(static_cast<int>(confirmed.size()) + publish_errors, kTotal);
 }
 
 }  // namespace

@@ -65,6 +65,13 @@ size_t PublisherPool::confirmed_count() {
   return confirmed_.size();
 }
 
+int PublisherPool::attempted() {
+  amqpgw::MutexLock lock(&mu_);
+  int failed = 0;
+  for (const auto& [code, n] : errors_) failed += n;
+  return static_cast<int>(confirmed_.size()) + failed;
+}
+
 std::set<int> PublisherPool::Confirmed() {
   amqpgw::MutexLock lock(&mu_);
   return confirmed_;

@@ -33,7 +33,8 @@ using StubFactory = std::function<std::unique_ptr<v1::Gateway::Stub>()>;
 // number) to the default exchange with routing key `queue`, from `threads`
 // threads, each with a stub (a connection) of its own and one call in
 // flight; thread t sends t, t + threads, ... A failed call is counted and
-// its number is not sent again.
+// its number is not sent again. A large `total` and Stop() give traffic
+// for as long as a test needs.
 class PublisherPool {
  public:
   struct Options {
@@ -53,6 +54,8 @@ class PublisherPool {
   // Waits until every number was sent (or Stop()).
   bool WaitDone(absl::Duration timeout);
   size_t confirmed_count() ABSL_LOCKS_EXCLUDED(mu_);
+  // Calls that ended (confirmed or failed).
+  int attempted() ABSL_LOCKS_EXCLUDED(mu_);
   std::set<int> Confirmed() ABSL_LOCKS_EXCLUDED(mu_);
   // Failed calls by status code.
   std::map<::grpc::StatusCode, int> Errors() ABSL_LOCKS_EXCLUDED(mu_);
