@@ -13,6 +13,9 @@ import sys
 
 import yaml
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from daemon_flags import daemon_flags  # noqa: E402
+
 ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else ".")
 failures = []
 passes = 0
@@ -246,12 +249,10 @@ for s in gateway.get("secrets", []):
           "compose: gateway secret %s is not defined" % s)
 
 # Every AMQPGW_* variable must be a flag the daemon reads.
-main_cc = read("server/main.cc")
-flags_block = main_cc[main_cc.find("kFlagNames"):]
-flags_block = flags_block[:flags_block.find("};")]
-flags = set(re.findall(r'"(\w+)"', flags_block))
+flags = daemon_flags(ROOT)
 check("listen" in flags and "broker_file" in flags,
-      "server/main.cc: could not read kFlagNames")
+      "could not read the daemon's flags (server/daemon/flags.cc or "
+      "server/main.cc)")
 env = gateway.get("environment", {})
 for key in env:
     check(key.startswith("AMQPGW_"), "compose: unexpected variable %s" % key)
