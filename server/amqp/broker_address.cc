@@ -1,22 +1,17 @@
 #include "server/amqp/broker_address.h"
 
-#include <cctype>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "server/base/hex.h"
+#include "server/base/host_port.h"
 
 namespace amqpgw::amqp {
 namespace {
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 absl::StatusOr<std::string> PercentDecode(absl::string_view in,
                                           absl::string_view what) {
@@ -27,28 +22,26 @@ absl::StatusOr<std::string> PercentDecode(absl::string_view in,
       out.push_back(in[i]);
       continue;
     }
-    int hi = i + 2 < in.size() ? HexValue(in[i + 1]) : -1;
-    int lo = i + 2 < in.size() ? HexValue(in[i + 2]) : -1;
-    if (hi < 0 || lo < 0) {
+    int byte = i + 2 < in.size() ? HexByte(in[i + 1], in[i + 2]) : -1;
+    if (byte < 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("bad percent-encoding in the ", what));
     }
-    out.push_back(static_cast<char>(hi * 16 + lo));
+    out.push_back(static_cast<char>(byte));
     i += 2;
   }
   return out;
 }
 
 std::string PercentEncode(absl::string_view in) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
-  for (unsigned char c : in) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
+  for (char c : in) {
+    if (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' ||
+        c == '_' || c == '.' || c == '~') {
+      out.push_back(c);
     } else {
       out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
+      AppendHex(absl::string_view(&c, 1), &out, /*upper=*/true);
     }
   }
   return out;
@@ -57,10 +50,7 @@ std::string PercentEncode(absl::string_view in) {
 }  // namespace
 
 std::string BrokerAddress::HostPort() const {
-  if (host.find(':') != std::string::npos) {
-    return absl::StrCat("[", host, "]:", port);
-  }
-  return absl::StrCat(host, ":", port);
+  return amqpgw::HostPort{host, port}.ToString();
 }
 
 std::string BrokerAddress::Redacted() const {
@@ -112,38 +102,23 @@ absl::StatusOr<BrokerAddress> ParseBrokerUri(absl::string_view uri) {
       a.password.clear();
     }
   }
-  absl::string_view port_text;
-  if (absl::ConsumePrefix(&authority, "[")) {
-    size_t close = authority.find(']');
-    if (close == absl::string_view::npos) {
-      return absl::InvalidArgumentError("broker URI: unterminated [IPv6] host");
-    }
-    a.host = std::string(authority.substr(0, close));
-    absl::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (!absl::ConsumePrefix(&after, ":")) {
-        return absl::InvalidArgumentError("broker URI: junk after [IPv6] host");
-      }
-      port_text = after;
-    }
-  } else {
-    size_t colon = authority.rfind(':');
-    if (colon != absl::string_view::npos) {
-      port_text = authority.substr(colon + 1);
-      authority = authority.substr(0, colon);
-    }
-    a.host = std::string(authority);
+  std::optional<absl::string_view> port_text;
+  if (absl::Status split = SplitHostPort(authority, &a.host, &port_text);
+      !split.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("broker URI: ", split.message()));
   }
   if (a.host.empty()) {
     return absl::InvalidArgumentError("broker URI has no host");
   }
-  if (!port_text.empty()) {
-    int port = 0;
-    if (!absl::SimpleAtoi(port_text, &port) || port <= 0 || port > 65535) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "broker URI port must be 1..65535, got '", port_text, "'"));
+  if (port_text.has_value() && !port_text->empty()) {
+    std::optional<int> port = ParsePort(*port_text, /*min_port=*/1);
+    if (!port.has_value()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("broker URI port must be 1..65535, got '",
+                       port_text->substr(0, 20), "'"));
     }
-    a.port = port;
+    a.port = *port;
   }
   if (!path.empty()) {
     auto v = PercentDecode(path, "vhost");

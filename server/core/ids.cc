@@ -6,20 +6,9 @@
 #include <cstring>
 
 #include "absl/random/random.h"
+#include "server/base/hex.h"
 
 namespace amqpgw::core {
-namespace {
-
-constexpr char kHex[] = "0123456789abcdef";
-
-void AppendHex(const unsigned char* p, int n, std::string* out) {
-  for (int i = 0; i < n; ++i) {
-    out->push_back(kHex[p[i] >> 4]);
-    out->push_back(kHex[p[i] & 15]);
-  }
-}
-
-}  // namespace
 
 std::string SecureRandomHex(int bytes) {
   unsigned char buf[64];
@@ -31,7 +20,7 @@ std::string SecureRandomHex(int bytes) {
   }
   std::string out;
   out.reserve(bytes * 2);
-  AppendHex(buf, bytes, &out);
+  AppendHex(absl::string_view(reinterpret_cast<const char*>(buf), bytes), &out);
   return out;
 }
 
@@ -49,8 +38,8 @@ std::string NewUuid() {
     if (i == 4 || i == 6 || i == 8 || i == 10) text[pos++] = '-';
     uint64_t half = i < 8 ? hi : lo;
     unsigned byte = static_cast<unsigned>(half >> (56 - 8 * (i % 8))) & 0xFF;
-    text[pos++] = kHex[byte >> 4];
-    text[pos++] = kHex[byte & 15];
+    text[pos++] = kLowerHexDigits[byte >> 4];
+    text[pos++] = kLowerHexDigits[byte & 15];
   }
   return std::string(text, sizeof(text));
 }

@@ -3,11 +3,10 @@
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "server/base/hex.h"
 
 namespace amqpgw::trace {
 namespace {
-
-constexpr char kHex[] = "0123456789abcdef";
 
 bool IsLowerHex(absl::string_view s) {
   for (char c : s) {
@@ -20,8 +19,6 @@ bool AllZero(absl::string_view s) {
   return s.find_first_not_of('0') == absl::string_view::npos;
 }
 
-int HexValue(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
-
 std::string RandomHex(int bytes) {
   thread_local absl::BitGen gen;  // seeded from the OS
   std::string out;
@@ -29,7 +26,7 @@ std::string RandomHex(int bytes) {
   while (static_cast<int>(out.size()) < bytes * 2) {
     uint64_t v = absl::Uniform<uint64_t>(gen);
     for (int i = 0; i < 16 && static_cast<int>(out.size()) < bytes * 2; ++i) {
-      out.push_back(kHex[v & 15]);
+      out.push_back(kLowerHexDigits[v & 15]);
       v >>= 4;
     }
   }
@@ -40,9 +37,10 @@ std::string RandomHex(int bytes) {
 }  // namespace
 
 std::string TraceContext::Traceparent() const {
-  return absl::StrCat("00-", trace_id, "-", span_id, "-",
-                      std::string(1, kHex[flags >> 4]),
-                      std::string(1, kHex[flags & 15]));
+  std::string out = absl::StrCat("00-", trace_id, "-", span_id, "-");
+  char flag_byte = static_cast<char>(flags);
+  AppendHex(absl::string_view(&flag_byte, 1), &out);
+  return out;
 }
 
 TraceContext TraceContext::WithSpan(std::string span) const {
@@ -74,7 +72,7 @@ std::optional<TraceContext> ParseTraceparent(absl::string_view tp,
   TraceContext c;
   c.trace_id = std::string(trace_id);
   c.span_id = std::string(span_id);
-  c.flags = static_cast<uint8_t>(HexValue(flags[0]) * 16 + HexValue(flags[1]));
+  c.flags = static_cast<uint8_t>(HexByte(flags[0], flags[1]));
   tracestate = absl::StripAsciiWhitespace(tracestate);
   bool printable = tracestate.size() <= 512;
   for (char ch : tracestate) {

@@ -4,6 +4,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "server/base/hex.h"
 
 namespace amqpgw::web {
 namespace {
@@ -25,13 +26,6 @@ uint32_t ReadBigEndian32(const char* p) {
   const auto* u = reinterpret_cast<const unsigned char*>(p);
   return (uint32_t{u[0]} << 24) | (uint32_t{u[1]} << 16) |
          (uint32_t{u[2]} << 8) | uint32_t{u[3]};
-}
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 }  // namespace
@@ -216,15 +210,13 @@ absl::StatusOr<std::string> Base64DecodeChunks(absl::string_view text) {
 }
 
 std::string PercentEncode(absl::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
   out.reserve(text.size());
   for (char c : text) {
     auto u = static_cast<unsigned char>(c);
     if (u < 0x20 || u > 0x7E || u == '%') {
       out.push_back('%');
-      out.push_back(kHex[u >> 4]);
-      out.push_back(kHex[u & 15]);
+      AppendHex(absl::string_view(&c, 1), &out, /*upper=*/true);
     } else {
       out.push_back(c);
     }
@@ -237,10 +229,9 @@ std::string PercentDecode(absl::string_view text) {
   out.reserve(text.size());
   for (size_t i = 0; i < text.size(); ++i) {
     if (text[i] == '%' && i + 2 < text.size()) {
-      int hi = HexValue(text[i + 1]);
-      int lo = HexValue(text[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out.push_back(static_cast<char>(hi * 16 + lo));
+      int byte = HexByte(text[i + 1], text[i + 2]);
+      if (byte >= 0) {
+        out.push_back(static_cast<char>(byte));
         i += 2;
         continue;
       }

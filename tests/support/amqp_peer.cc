@@ -5,6 +5,7 @@
 #include <amqp_tcp_socket.h>
 
 #include "absl/strings/str_cat.h"
+#include "server/base/hex.h"
 
 namespace amqpgw::testing {
 namespace {
@@ -13,16 +14,7 @@ std::string Str(amqp_bytes_t b) {
   return std::string(static_cast<const char*>(b.bytes), b.len);
 }
 
-std::string Hex(amqp_bytes_t b) {
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  auto* p = static_cast<const unsigned char*>(b.bytes);
-  for (size_t i = 0; i < b.len; ++i) {
-    out.push_back(kHex[p[i] >> 4]);
-    out.push_back(kHex[p[i] & 15]);
-  }
-  return out;
-}
+std::string Hex(amqp_bytes_t b) { return HexEncode(Str(b)); }
 
 std::string Render(const amqp_field_value_t& v);
 
