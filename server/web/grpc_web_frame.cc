@@ -134,7 +134,8 @@ ParseTrailerBlock(absl::string_view block) {
     size_t colon = line.find(':');
     if (colon == absl::string_view::npos) {
       return absl::InvalidArgumentError(
-          absl::StrCat("trailer line without ':': '", line, "'"));
+          absl::StrCat("trailer line without ':': '", line.substr(0, 100),
+                       line.size() > 100 ? "...'" : "'"));
     }
     out.emplace_back(
         absl::AsciiStrToLower(
@@ -245,7 +246,7 @@ absl::StatusOr<absl::Duration> ParseGrpcTimeout(absl::string_view value) {
   auto bad = [&] {
     return absl::InvalidArgumentError(absl::StrCat(
         "grpc-timeout: want 1 to 8 digits and a unit (H, M, S, m, u, n), got '",
-        value, "'"));
+        value.substr(0, 20), value.size() > 20 ? "...'" : "'"));
   };
   if (value.size() < 2 || value.size() > 9) return bad();
   absl::string_view digits = value.substr(0, value.size() - 1);
@@ -282,10 +283,10 @@ absl::StatusOr<WireFormat> ParseContentType(absl::string_view content_type) {
       t == "application/grpc-web-text+proto") {
     return WireFormat::kText;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("content-type: want application/grpc-web(+proto) or "
-                   "application/grpc-web-text(+proto), got '",
-                   content_type, "'"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "content-type: want application/grpc-web(+proto) or "
+      "application/grpc-web-text(+proto), got '",
+      content_type.substr(0, 100), content_type.size() > 100 ? "...'" : "'"));
 }
 
 const char* ResponseContentType(WireFormat format) {

@@ -1,15 +1,16 @@
 // The daemon's HTTP port: grpc-web for every method of the gRPC server
 // (bridged generically through its in-process channel), CORS, the browser
 // view's files at "/", and plain GET handlers other layers register (e.g.
-// /metrics).
+// /metrics). Plain HTTP or HTTPS (Options::tls).
 //
-// Built on cpp-httplib: one thread per open HTTP connection (a streaming
-// response holds its connection's thread while it lasts), from a pool that
-// grows on demand up to Options::max_connections. A grpc-web stream costs
-// that thread, a socket and at most GrpcWebCall's small reply buffer.
+// Built on HttpServer (http_server.h): connections wait for their requests
+// on one I/O thread; a complete request gets a worker thread, up to
+// Options::max_connections at once (a grpc-web stream holds its thread for
+// as long as it lasts). A grpc-web stream costs that thread, a socket and
+// at most GrpcWebCall's small reply buffer.
 //
 // Threads: Start and Stop from the owning thread (once each); AddHandler
-// from any thread at any time; handlers run on connection threads.
+// from any thread at any time; handlers run on worker threads.
 #ifndef AMQPGW_SERVER_WEB_WEB_SERVER_H_
 #define AMQPGW_SERVER_WEB_WEB_SERVER_H_
 
@@ -17,10 +18,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -29,40 +28,25 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "server/base/sync.h"
+#include "server/web/grpc_web_request.h"
+#include "server/web/http_message.h"
 #include "server/web/static_files.h"
-
-namespace httplib {
-class Server;
-struct Request;
-struct Response;
-}  // namespace httplib
 
 namespace amqpgw::web {
 
 class GrpcWebCall;
+class HttpExchange;
+class HttpServer;
+class TlsContext;
 
-// A plain HTTP request for a handler registered with AddHandler.
-struct HttpRequest {
-  std::string method;  // GET or HEAD
-  std::string path;
-  // Header names in lower case.
-  std::multimap<std::string, std::string> headers;
-  // Query parameters.
-  std::multimap<std::string, std::string> params;
-  std::string remote_addr;
-};
-
-struct HttpResponse {
-  int status = 200;
-  std::string content_type = "text/plain; charset=utf-8";
-  std::string body;
-  std::vector<std::pair<std::string, std::string>> headers;
-};
-
+// A plain GET (or HEAD) handler registered with AddHandler.
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
-// Whether "/pkg.Service/Method" is server streaming, from the generated
-// descriptors linked into the binary; false for methods it does not know.
+// What "/pkg.Service/Method" takes and returns, from the generated
+// descriptors linked into the binary; known = false for a method they do
+// not describe.
+MethodShape LookUpMethod(absl::string_view method);
+// Whether "/pkg.Service/Method" is server streaming (LookUpMethod).
 bool IsServerStreamingMethod(const std::string& method);
 
 class WebServer {
@@ -70,6 +54,8 @@ class WebServer {
   struct Options {
     // host:port; port 0 picks a free one (see port()).
     std::string listen = "127.0.0.1:8080";
+    // HTTPS when set (certificate, key, optional client CA).
+    std::shared_ptr<const TlsContext> tls;
     // Origins allowed to call cross-origin: exact "scheme://host[:port]"
     // values, or "*" for any. Same-origin requests need no entry.
     std::vector<std::string> cors_origins;
@@ -77,17 +63,24 @@ class WebServer {
     std::string web_root;
     // Largest grpc-web request, all messages together (decoded).
     size_t max_request_bytes = 64 << 20;
-    // Most HTTP connections served at once (one thread each); more wait.
+    // Requests served at once (one thread each); complete requests beyond
+    // it wait. Connections idle or still sending a request hold no thread;
+    // up to 4 times this many are kept.
     size_t max_connections = 1024;
-    // An idle server stream gets an empty message this often (docs/browser.md).
+    // Deadlines for a request's head (from its first byte) and body (from
+    // the end of its head); a request that misses one gets 408.
+    absl::Duration header_timeout = absl::Seconds(10);
+    absl::Duration body_timeout = absl::Seconds(30);
+    // An idle server stream gets an empty message this often
+    // (docs/browser.md).
     absl::Duration keepalive_interval = absl::Seconds(15);
     // How often a waiting stream checks that its browser is still there.
     absl::Duration liveness_check_interval = absl::Milliseconds(200);
-    // Whether "/pkg.Service/Method" is server streaming: keep-alives go
-    // only to those (a unary reply must be exactly one message). Default:
-    // looks the method up in the linked generated descriptors; unknown
-    // methods count as unary.
-    std::function<bool(const std::string& method)> is_server_streaming;
+    // What "/pkg.Service/Method" takes and returns: keep-alives go only to
+    // server streams (a unary reply must be exactly one message), and a
+    // method that is not client streaming must get exactly one request
+    // message. Default: LookUpMethod.
+    std::function<MethodShape(const std::string& method)> method_shape;
   };
 
   // `channel` reaches the gRPC server (normally its in-process channel) and
@@ -100,8 +93,8 @@ class WebServer {
 
   // Serves GET (and HEAD) of exactly `path` with `handler`, ahead of the
   // browser view's files. Any thread, any time; a later call for the same
-  // path replaces the handler. The handler runs on a connection thread and
-  // may block it, but should answer quickly.
+  // path replaces the handler. The handler runs on a worker thread and may
+  // block it, but should answer quickly.
   void AddHandler(const std::string& path, HttpHandler handler);
 
   // Binds the port and starts serving. INVALID_ARGUMENT for a bad address,
@@ -115,33 +108,46 @@ class WebServer {
   bool WaitForCalls(absl::Time deadline);
   // BeginStop, then waits up to `grace` for open calls to end by themselves
   // (their responses end with the real status in the trailer frame),
-  // cancels the rest (CANCELLED), closes the port and joins every
-  // connection thread (idle keep-alive connections end within 5 s, a write
-  // to a browser that stopped reading within 10 s). Idempotent.
+  // cancels the rest (CANCELLED), closes the port and every connection, and
+  // joins every thread (a write to a browser that stopped reading gives up
+  // within 10 s). Idempotent.
   void Stop(absl::Duration grace = absl::Seconds(5));
 
   // The bound port, after Start.
   int port() const { return port_; }
   // grpc-web responses being written now.
   size_t active_calls() const;
+  // Connections waiting for (or sending) a request, and requests being
+  // served.
+  size_t waiting_connections() const;
+  size_t active_requests() const;
 
  private:
-  class TaskQueueAdapter;
-
-  void Route();
-  bool PreRoute(const httplib::Request& req, httplib::Response& res);
-  void HandleGrpcWeb(const httplib::Request& req, httplib::Response& res);
-  void HandleGet(const httplib::Request& req, httplib::Response& res);
+  void Handle(HttpExchange& exchange);
+  // CORS: adds the response headers for an allowed origin to `headers`;
+  // answers a preflight or a refused origin itself (true: answered).
+  bool Cors(HttpExchange& exchange,
+            std::vector<std::pair<std::string, std::string>>* headers);
+  void HandleGrpcWeb(HttpExchange& exchange,
+                     std::vector<std::pair<std::string, std::string>> headers);
+  // Starts the call and registers it (Stop cancels what is registered);
+  // nullptr once stopping.
+  std::shared_ptr<GrpcWebCall> StartCall(GrpcWebRequest& request);
+  // Writes the call's replies as grpc-web frames as they come (keep-alives
+  // on idle server streams), then its trailer frame; cancels the call when
+  // the client goes away.
+  void PumpResponse(HttpExchange& exchange, GrpcWebCall& call, WireFormat wire,
+                    bool server_streaming);
+  void HandleGet(HttpExchange& exchange,
+                 std::vector<std::pair<std::string, std::string>> headers);
   void Unregister(GrpcWebCall* call);
 
   const Options options_;
   const std::shared_ptr<::grpc::ChannelInterface> channel_;
   ::grpc::GenericStub stub_;
   const StaticFiles files_;
-  std::unique_ptr<httplib::Server> http_;
-  std::thread listener_;
+  std::unique_ptr<HttpServer> http_;
   int port_ = 0;
-  bool started_ = false;
 
   mutable amqpgw::Mutex mu_;
   amqpgw::CondVar calls_changed_;

@@ -256,6 +256,16 @@ class EchoService : public ::grpc::CallbackGenericService {
   EchoState* state_;
 };
 
+// The echo methods' shapes, as descriptors would give them.
+MethodShape EchoShape(const std::string& method) {
+  std::string name = method.substr(method.rfind('/') + 1);
+  MethodShape shape;
+  shape.known = true;
+  shape.server_streaming = name == "Hold" || name == "Stream";
+  shape.client_streaming = name == "Count";
+  return shape;
+}
+
 // The client (tests/support/grpc_web_client.h).
 using Reply = ::amqpgw::testing::GrpcWebReply;
 using CallOptions = ::amqpgw::testing::GrpcWebCallOptions;
@@ -299,10 +309,7 @@ class WebServerTest : public ::testing::Test {
       const std::function<void(WebServer::Options&)>& tweak = {}) {
     WebServer::Options o;
     o.listen = "127.0.0.1:0";
-    o.is_server_streaming = [](const std::string& method) {
-      return absl::EndsWith(method, "/Hold") ||
-             absl::EndsWith(method, "/Stream");
-    };
+    o.method_shape = EchoShape;
     if (tweak) tweak(o);
     ::grpc::ChannelArguments args;
     auto web = std::make_unique<WebServer>(o, server_->InProcessChannel(args));
