@@ -7,67 +7,95 @@
 
 #include <cstdio>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "grpc/health/v1/health.pb.h"
+#include "server/base/host_port.h"
+#include "server/daemon/flags.h"
 #include "server/daemon/metrics_server.h"
 #include "server/daemon/operations.h"
+#include "server/grpc/auth.h"
+#include "server/grpc/gateway_service.h"
 #include "server/grpc/rpc_metrics_interceptor.h"
+#include "server/metrics/prometheus.h"
+#include "server/metrics/rpc_metrics.h"
+#include "server/trace/otlp_exporter.h"
 #include "spdlog/spdlog.h"
 
 namespace amqpgw::daemon {
 
-Daemon::Daemon(Options options) : options_(std::move(options)) {}
+// What Start builds, in dependency order. Members are destroyed in reverse:
+// the HTTP port and --metrics_listen close, the gRPC server shuts down (its
+// destructor does), the service and the session go (the session's
+// destructor stops it), then the metrics registry and the exporters.
+struct Daemon::Components {
+  metrics::Registry metrics;
+  std::unique_ptr<metrics::RpcMetrics> rpc_metrics;
+  std::unique_ptr<trace::OtlpHttpExporter> spans;
+  std::unique_ptr<core::Session> session;
+  std::unique_ptr<grpc_api::GatewayService> service;
+  std::unique_ptr<::grpc::Server> server;
+  std::unique_ptr<MetricsServer> metrics_server;
+  std::unique_ptr<web::WebServer> web;
+};
 
-int Daemon::metrics_port() const {
-  return metrics_server_ != nullptr ? metrics_server_->port() : 0;
-}
+Daemon::Daemon(std::shared_ptr<const Config> config)
+    : config_(std::move(config)), log_level_(config_->options().log_level) {}
 
 Daemon::~Daemon() { Shutdown(); }
 
-absl::Status Daemon::Start() {
-  absl::StatusOr<core::SessionOptions> session_options =
-      ToSessionOptions(options_);
-  if (!session_options.ok()) return session_options.status();
+int Daemon::http_port() const {
+  return parts_ == nullptr || parts_->web == nullptr ? 0 : parts_->web->port();
+}
 
-  absl::StatusOr<std::shared_ptr<::grpc::ServerCredentials>> credentials =
-      MakeServerCredentials(options_);
-  if (!credentials.ok()) return credentials.status();
-  if (!options_.auth_tokens.empty()) {
-    auto authorizer = grpc_api::Authorizer::FromFile(options_.auth_tokens);
-    if (!authorizer.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--auth_tokens: ", authorizer.status().message()));
-    }
-    authorizer_ = *std::move(authorizer);
-  }
-  if (!options_.otlp_endpoint.empty()) {
-    trace::OtlpHttpExporter::Options o;
-    o.endpoint = options_.otlp_endpoint;
-    o.resource.service_version = AMQPGW_VERSION;
-    o.resource.service_instance_id = session_options->instance_id;
-    auto spans = trace::OtlpHttpExporter::Create(std::move(o));
+web::WebServer* Daemon::web() {
+  return parts_ == nullptr ? nullptr : parts_->web.get();
+}
+
+core::Session& Daemon::session() { return *parts_->session; }
+
+int Daemon::metrics_port() const {
+  return parts_ == nullptr || parts_->metrics_server == nullptr
+             ? 0
+             : parts_->metrics_server->port();
+}
+
+std::string Daemon::RenderMetrics() const { return parts_->metrics.Render(); }
+
+absl::Status Daemon::Start() {
+  const Options& o = config_->options();
+  auto parts = std::make_unique<Components>();
+  Components& p = *parts;
+
+  p.rpc_metrics =
+      std::make_unique<metrics::RpcMetrics>(grpc_api::ServedMethodNames());
+  if (!o.otlp_endpoint.empty()) {
+    trace::OtlpHttpExporter::Options t;
+    t.endpoint = o.otlp_endpoint;
+    t.resource.service_version = AMQPGW_VERSION;
+    t.resource.service_instance_id = config_->session().instance_id;
+    auto spans = trace::OtlpHttpExporter::Create(std::move(t));
     if (!spans.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("--otlp_endpoint: ", spans.status().message()));
     }
-    spans_ = *std::move(spans);
+    p.spans = *std::move(spans);
   }
-  rpc_metrics_ =
-      std::make_unique<metrics::RpcMetrics>(grpc_api::ServedMethodNames());
 
-  session_ = std::make_unique<core::Session>(*session_options);
-  session_->SetStateListener([this](core::SessionState state) {
+  p.session = std::make_unique<core::Session>(config_->session());
+  p.session->SetStateListener([this](core::SessionState state) {
     SetServing(state == core::SessionState::kReady);
   });
 
   grpc_api::GatewayService::Options service_options;
   service_options.limits.max_message_bytes =
-      static_cast<size_t>(options_.max_message_bytes);
-  service_options.authorizer = authorizer_.get();
-  service_options.spans = spans_.get();
-  service_ = std::make_unique<grpc_api::GatewayService>(session_.get(),
-                                                        service_options);
+      static_cast<size_t>(o.max_message_bytes);
+  service_options.authorizer = config_->tokens().get();
+  service_options.spans = p.spans.get();
+  p.service = std::make_unique<grpc_api::GatewayService>(p.session.get(),
+                                                         service_options);
 
   // Reflection must see grpc.health.v1 too: Debian's gRPC serves health
   // without registering its descriptor, so ours is linked in and touched.
@@ -76,97 +104,110 @@ absl::Status Daemon::Start() {
   ::grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   ::grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.listen, *credentials, &grpc_port_);
+  builder.AddListeningPort(o.listen, MakeServerCredentials(*config_),
+                           &grpc_port_);
   std::vector<
       std::unique_ptr<::grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
   interceptors.push_back(
       std::make_unique<grpc_api::RpcMetricsInterceptorFactory>(
-          rpc_metrics_.get()));
+          p.rpc_metrics.get()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  builder.RegisterService(service_.get());
-  builder.SetMaxReceiveMessageSize(
-      static_cast<int>(options_.max_request_bytes));
-  builder.SetMaxSendMessageSize(static_cast<int>(options_.max_request_bytes));
+  builder.RegisterService(p.service.get());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(o.max_request_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(o.max_request_bytes));
+  // gRPC listens with SO_REUSEPORT by default: a second daemon on the same
+  // port would start and the kernel would split connections between the
+  // two. Off: the second one fails to bind, as it must.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // Keep idle streams alive through proxies; accept client keepalives.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60 * 1000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(
       GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10 * 1000);
-  server_ = builder.BuildAndStart();
-  if (server_ == nullptr || grpc_port_ == 0) {
-    session_.reset();
+  p.server = builder.BuildAndStart();
+  if (p.server == nullptr || grpc_port_ == 0) {
     return absl::UnavailableError(
-        absl::StrCat("--listen: cannot listen on ", options_.listen,
-                     " (address in use or not local?)"));
+        absl::StrCat("--listen: cannot listen on ", o.listen,
+                     " (address in use, or not an address of this machine)"));
   }
-  RegisterDaemonMetrics(metrics_, session_.get(), rpc_metrics_.get(),
-                        spans_.get());
-  if (!options_.metrics_listen.empty()) {
-    auto m = MetricsServer::Start(options_.metrics_listen,
+  RegisterDaemonMetrics(p.metrics, p.session.get(), p.rpc_metrics.get(),
+                        p.spans.get());
+
+  if (!o.metrics_listen.empty()) {
+    auto m = MetricsServer::Start(o.metrics_listen,
                                   [this] { return RenderMetrics(); });
-    if (!m.ok()) {
-      server_->Shutdown();
-      server_.reset();
-      session_.reset();
-      return m.status();
-    }
-    metrics_server_ = *std::move(m);
-    spdlog::info(
-        "metrics: http://{}:{}/metrics",
-        options_.metrics_listen.substr(0, options_.metrics_listen.rfind(':')),
-        metrics_server_->port());
+    if (!m.ok()) return m.status();
+    p.metrics_server = *std::move(m);
+    absl::StatusOr<HostPort> hp = ParseHostPort(o.metrics_listen);
+    spdlog::info("metrics: http://{}/metrics",
+                 HostPort{hp->host, p.metrics_server->port()}.ToString());
   }
-  if (authorizer_ != nullptr) {
+  if (config_->tokens() != nullptr) {
     spdlog::info("caller authentication: {} tokens from {}",
-                 authorizer_->size(), options_.auth_tokens);
+                 config_->tokens()->size(), o.auth_tokens);
   }
-  if (spans_ != nullptr) {
-    spdlog::info("tracing: exporting spans to {}", options_.otlp_endpoint);
+  if (p.spans != nullptr) {
+    spdlog::info("tracing: exporting spans to {}", o.otlp_endpoint);
   }
-  WarnAboutRisks(options_, *session_options);
-  if (!options_.http_listen.empty()) {
-    web::WebServer::Options web_options;
-    web_options.listen = options_.http_listen;
-    web_options.cors_origins = CorsOrigins(options_);
-    web_options.web_root = options_.web_root;
-    web_options.max_request_bytes =
-        static_cast<size_t>(options_.max_request_bytes);
-    web_options.max_connections =
-        static_cast<size_t>(options_.http_max_connections);
+  WarnAboutRisks(*config_);
+
+  if (!o.http_listen.empty()) {
+    web::WebServer::Options w;
+    w.listen = o.http_listen;
+    w.tls = config_->http_tls();
+    w.cors_origins = config_->cors_origins();
+    w.web_root = o.web_root;
+    w.max_request_bytes = static_cast<size_t>(o.max_request_bytes);
+    w.max_connections = static_cast<size_t>(o.http_max_connections);
+    w.header_timeout = o.http_header_timeout;
+    w.body_timeout = o.http_body_timeout;
     // The server enforces its own limits; the bridge's side of the channel
     // must not add the 4 MiB client default on replies.
     ::grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(-1);
     args.SetMaxSendMessageSize(-1);
-    web_ = std::make_unique<web::WebServer>(web_options,
-                                            server_->InProcessChannel(args));
-    web_->AddHandler("/metrics", [this](const web::HttpRequest&) {
-      web::HttpResponse r;
-      r.content_type = metrics::kContentType;
-      r.body = RenderMetrics();
-      return r;
+    p.web = std::make_unique<web::WebServer>(std::move(w),
+                                             p.server->InProcessChannel(args));
+    p.web->AddHandler("/metrics", [this](const web::HttpRequest& request) {
+      return MetricsPage(request);
     });
-    absl::Status s = web_->Start();
+    absl::Status s = p.web->Start();
     if (!s.ok()) {
-      web_.reset();
-      if (metrics_server_ != nullptr) metrics_server_->Stop();
-      metrics_server_.reset();
-      server_->Shutdown();
-      server_->Wait();
-      server_.reset();
-      session_.reset();
-      return absl::UnavailableError(
-          absl::StrCat("--http_listen: ", s.message()));
+      return absl::Status(s.code(),
+                          absl::StrCat("--http_listen: ", s.message()));
     }
   }
-  health_.store(server_->GetHealthCheckService());
+
+  // Everything is up: from here on the daemon owns it.
+  parts_ = std::move(parts);
+  health_.store(parts_->server->GetHealthCheckService());
   SetServing(false);
-  session_->Start();
+  parts_->session->Start();
   // The session may have become READY before health_ was set.
-  SetServing(session_->Info().state == core::SessionState::kReady);
+  SetServing(parts_->session->Info().state == core::SessionState::kReady);
   return absl::OkStatus();
+}
+
+web::HttpResponse Daemon::MetricsPage(const web::HttpRequest& request) const {
+  web::HttpResponse r;
+  if (const grpc_api::Authorizer* tokens = config_->tokens().get()) {
+    std::string header = request.Header("authorization");
+    std::optional<absl::string_view> authorization;
+    if (!header.empty()) authorization = header;
+    // Reading metrics is reading status: any role may.
+    absl::Status s = tokens->Check(authorization, grpc_api::Rpc::kGetStatus);
+    if (!s.ok()) {
+      r.status = 401;
+      r.headers.emplace_back("WWW-Authenticate", "Bearer");
+      r.body = absl::StrCat("/metrics: ", s.message(), "\n");
+      return r;
+    }
+  }
+  r.content_type = metrics::kContentType;
+  r.body = RenderMetrics();
+  return r;
 }
 
 void Daemon::SetServing(bool serving) {
@@ -178,7 +219,46 @@ void Daemon::SetServing(bool serving) {
 }
 
 std::shared_ptr<::grpc::Channel> Daemon::InProcessChannel() {
-  return server_->InProcessChannel(::grpc::ChannelArguments());
+  return parts_->server->InProcessChannel(::grpc::ChannelArguments());
+}
+
+void Daemon::Reload(const Config& next) {
+  const Options& now = config_->options();
+  const Options& want = next.options();
+  int applied = 0;
+  if (want.log_level != log_level_) {
+    SetLogLevel(want.log_level);
+    spdlog::info("reload: --log_level {} (was {})", want.log_level, log_level_);
+    log_level_ = want.log_level;
+    ++applied;
+  }
+  grpc_api::Authorizer* tokens = config_->tokens().get();
+  if ((tokens == nullptr) != (next.tokens() == nullptr)) {
+    spdlog::warn(
+        "reload: --auth_tokens: turning caller authentication {} takes a "
+        "restart; unchanged",
+        tokens == nullptr ? "on" : "off");
+  } else if (tokens != nullptr) {
+    size_t before = tokens->size();
+    tokens->ReplaceWith(*next.tokens());
+    spdlog::info("reload: --auth_tokens: {} tokens from {} (was {})",
+                 tokens->size(), want.auth_tokens, before);
+    ++applied;
+  }
+  std::vector<std::string> restart;
+  for (const FlagDef& f : FlagTable()) {
+    if (!f.reloadable && f.print(now) != f.print(want)) {
+      restart.push_back("--" + f.name);
+    }
+  }
+  if (!restart.empty()) {
+    // Names only: a value may be a secret (a broker URI).
+    spdlog::warn(
+        "reload: {} changed; that takes a restart (still in force: "
+        "the values the daemon started with)",
+        absl::StrJoin(restart, ", "));
+  }
+  if (applied == 0 && restart.empty()) spdlog::info("reload: nothing changed");
 }
 
 void Daemon::Shutdown() {
@@ -186,67 +266,94 @@ void Daemon::Shutdown() {
     stopped_.WaitForNotification();
     return;
   }
-  if (server_ == nullptr) {
+  if (parts_ == nullptr) {
     stopped_.Notify();
     return;
   }
+  Components& p = *parts_;
+  const absl::Duration grace = config_->options().shutdown_grace;
   spdlog::info(
       "shutting down: health NOT_SERVING, ending streams, {} for "
       "calls in flight",
-      absl::FormatDuration(options_.shutdown_grace));
+      absl::FormatDuration(grace));
   if (auto* health = health_.load()) health->Shutdown();
-  if (web_ != nullptr) web_->BeginStop();
-  session_->CancelStreams(
+  if (p.web != nullptr) p.web->BeginStop();
+  p.session->CancelStreams(
       absl::UnavailableError("the gateway is shutting down"));
-  const absl::Time deadline = absl::Now() + options_.shutdown_grace;
+  const absl::Time deadline = absl::Now() + grace;
   // grpc-web calls travel through the in-process channel, which the gRPC
   // shutdown closes: let them end (and their trailers reach the browser)
   // first, within the same grace.
-  if (web_ != nullptr) web_->WaitForCalls(deadline);
-  server_->Shutdown(absl::ToChronoTime(deadline));
-  if (web_ != nullptr) web_->Stop(absl::Seconds(2));
-  session_->Stop();
-  server_->Wait();
-  if (metrics_server_ != nullptr) metrics_server_->Stop();
-  if (spans_ != nullptr) spans_->Shutdown();  // sends what is queued
+  if (p.web != nullptr) p.web->WaitForCalls(deadline);
+  p.server->Shutdown(absl::ToChronoTime(deadline));
+  if (p.web != nullptr) p.web->Stop(absl::Seconds(2));
+  p.session->Stop();
+  p.server->Wait();
+  if (p.metrics_server != nullptr) p.metrics_server->Stop();
+  if (p.spans != nullptr) p.spans->Shutdown();  // sends what is queued
   spdlog::info("stopped");
   stopped_.Notify();
 }
 
 void Daemon::Wait() { stopped_.WaitForNotification(); }
 
-int RunDaemon(const Options& options) {
+int RunDaemon(
+    std::shared_ptr<const Config> config,
+    std::function<absl::StatusOr<std::shared_ptr<const Config>>()> reload) {
   // Signals are taken by one thread with sigwait(); block them everywhere
-  // else before any thread starts.
+  // else before any thread starts. SIGHUP's default action (exit 129) would
+  // cut every stream without a trailer: it reloads instead.
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  Daemon daemon(options);
+  const Options& o = config->options();
+  Daemon daemon(config);
   absl::Status s = daemon.Start();
   if (!s.ok()) {
     spdlog::error("cannot start: {}", std::string(s.message()));
     return 1;
   }
   spdlog::info("amqpgwd {} listening on {} (gRPC; port {}){}", AMQPGW_VERSION,
-               options.listen, daemon.grpc_port(),
-               options.tls_cert.empty()        ? ""
-               : options.tls_client_ca.empty() ? " with TLS"
-                                               : " with mutual TLS");
+               o.listen, daemon.grpc_port(),
+               o.tls_cert.empty()        ? ""
+               : o.tls_client_ca.empty() ? " with TLS"
+                                         : " with mutual TLS");
   if (daemon.http_port() != 0) {
-    std::string host =
-        options.http_listen.substr(0, options.http_listen.rfind(':'));
-    spdlog::info("browser view and grpc-web on http://{}:{}/ (port {})", host,
-                 daemon.http_port(), daemon.http_port());
+    absl::StatusOr<HostPort> hp = ParseHostPort(o.http_listen);
+    const auto& tls = config->http_tls();
+    spdlog::info("browser view and grpc-web on {}://{}/ (port {}){}",
+                 tls == nullptr ? "http" : "https",
+                 HostPort{hp->host, daemon.http_port()}.ToString(),
+                 daemon.http_port(),
+                 tls == nullptr                       ? ""
+                 : tls->requires_client_certificate() ? " with mutual TLS"
+                                                      : " with TLS");
   }
   std::thread signals([&] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    daemon.Shutdown();
+    while (true) {
+      int sig = 0;
+      sigwait(&set, &sig);
+      if (sig == SIGHUP) {
+        spdlog::info("received SIGHUP: reloading");
+        absl::StatusOr<std::shared_ptr<const Config>> next =
+            reload ? reload() : absl::UnimplementedError("no reload source");
+        if (next.ok()) {
+          daemon.Reload(**next);
+        } else {
+          spdlog::error("reload failed: {}; the configuration in force stays",
+                        std::string(next.status().message()));
+        }
+        continue;
+      }
+      spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      daemon.Shutdown();
+      return;
+    }
   });
   daemon.Wait();
   signals.join();

@@ -1,39 +1,44 @@
 // The daemon: the broker session, the gRPC server (amqpgw.v1.Gateway,
-// grpc.health.v1.Health, reflection), the HTTP server (grpc-web and the
-// browser view) and their orderly shutdown; and the operational parts: TLS,
-// caller tokens, metrics (the registry, and --metrics_listen), span export.
+// grpc.health.v1.Health, reflection), the HTTP server (grpc-web, the
+// browser view, /metrics) and their orderly shutdown; and the operational
+// parts: TLS, caller tokens, metrics (the registry, and --metrics_listen),
+// span export, SIGHUP reloads.
+//
+// Start builds every component into one Components object, in dependency
+// order; if a step fails, Start returns and that object's destructor takes
+// down what was built, in reverse order (as TensorFlow Serving's
+// Server::BuildAndStart does): no step is undone by hand.
 //
 // Thread safety: Start, Shutdown and Wait may be called from different
 // threads (Shutdown typically from a signal-waiting thread), each once.
+// Reload from one thread at a time (the signal thread), after Start.
 #ifndef AMQPGW_SERVER_DAEMON_DAEMON_H_
 #define AMQPGW_SERVER_DAEMON_DAEMON_H_
 
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "server/base/sync.h"
 #include "server/core/session.h"
+#include "server/daemon/config.h"
 #include "server/daemon/options.h"
-#include "server/grpc/auth.h"
-#include "server/grpc/gateway_service.h"
-#include "server/metrics/prometheus.h"
-#include "server/metrics/rpc_metrics.h"
-#include "server/trace/otlp_exporter.h"
 #include "server/web/web_server.h"
 
 namespace amqpgw::daemon {
 
-class MetricsServer;
-
 class Daemon {
  public:
-  explicit Daemon(Options options);
+  explicit Daemon(std::shared_ptr<const Config> config);
   ~Daemon();
 
-  // Validates options, starts the session and binds the gRPC port, then the
+  // Starts the session and binds the gRPC port (refusing a port another
+  // process listens on: no SO_REUSEPORT), then --metrics_listen and the
   // HTTP port (unless --http_listen is empty).
   absl::Status Start();
   // Health NOT_SERVING, new grpc-web calls refused, streams ended
@@ -45,50 +50,60 @@ class Daemon {
   // Returns once Shutdown() completed.
   void Wait();
 
+  // SIGHUP: applies what `next` changes among the reloadable flags (the log
+  // level; the token file's content, re-read) and logs each change; other
+  // flags that differ are logged as waiting for a restart.
+  void Reload(const Config& next);
+
   // The bound gRPC port (useful with port 0).
   int grpc_port() const { return grpc_port_; }
   // The bound HTTP port; 0 when --http_listen is empty.
-  int http_port() const { return web_ == nullptr ? 0 : web_->port(); }
+  int http_port() const;
   // The HTTP server, after Start (nullptr when --http_listen is empty).
-  // Other layers add plain GET endpoints with web()->AddHandler(path, ...),
-  // e.g. /metrics.
-  web::WebServer* web() { return web_.get(); }
+  // Other layers add plain GET endpoints with web()->AddHandler(path, ...).
+  web::WebServer* web();
   std::shared_ptr<::grpc::Channel> InProcessChannel();
-  core::Session& session() { return *session_; }
-  const Options& options() const { return options_; }
+  core::Session& session();
+  const Options& options() const { return config_->options(); }
+  const Config& config() const { return *config_; }
   // Prometheus text for GET /metrics (any thread, after Start). The HTTP
   // port's server and --metrics_listen both serve it.
-  std::string RenderMetrics() const { return metrics_.Render(); }
+  std::string RenderMetrics() const;
   // The --metrics_listen port (0 when off).
   int metrics_port() const;
 
  private:
-  void SetServing(bool serving);
+  struct Components;
 
-  const Options options_;
-  // Declared before the session, service and server, which use them.
-  metrics::Registry metrics_;
-  std::unique_ptr<metrics::RpcMetrics> rpc_metrics_;
-  std::unique_ptr<trace::OtlpHttpExporter> spans_;
-  std::unique_ptr<grpc_api::Authorizer> authorizer_;
-  std::unique_ptr<MetricsServer> metrics_server_;
-  std::unique_ptr<core::Session> session_;
-  std::unique_ptr<grpc_api::GatewayService> service_;
-  std::unique_ptr<::grpc::Server> server_;
-  std::unique_ptr<web::WebServer> web_;
+  void SetServing(bool serving);
+  // GET /metrics on the HTTP port: with --auth_tokens, a token of any role.
+  web::HttpResponse MetricsPage(const web::HttpRequest& request) const;
+
+  const std::shared_ptr<const Config> config_;
+  // Everything Start built; null before Start and after a failed Start.
+  std::unique_ptr<Components> parts_;
   std::atomic<::grpc::HealthCheckServiceInterface*> health_{nullptr};
   int grpc_port_ = 0;
   std::atomic<bool> shutting_down_{false};
   amqpgw::Notification stopped_;
+  // The log level in force (Reload only).
+  std::string log_level_;
 };
 
 // Runs the daemon until SIGINT or SIGTERM; returns the process exit code.
-int RunDaemon(const Options& options);
+// On SIGHUP calls `reload` (which re-reads the command line's flag files
+// and the files they name) and hands the result to Daemon::Reload; when it
+// fails, logs why and keeps the configuration in force.
+int RunDaemon(std::shared_ptr<const Config> config,
+              std::function<absl::StatusOr<std::shared_ptr<const Config>>()>
+                  reload = nullptr);
 
 // Configures spdlog on stderr at `level`, as readable text or (`format`
 // "json") one JSON object a line: ts, level, logger, thread, msg. gRPC's own
 // log lines go through it too.
 void InitLogging(const std::string& level, const std::string& format = "text");
+// Changes the level of the logger InitLogging made.
+void SetLogLevel(const std::string& level);
 
 }  // namespace amqpgw::daemon
 

@@ -139,4 +139,8 @@ void InitLogging(const std::string& level, const std::string& format) {
   gpr_set_log_function(GrpcLog);
 }
 
+void SetLogLevel(const std::string& level) {
+  spdlog::default_logger()->set_level(spdlog::level::from_str(level));
+}
+
 }  // namespace amqpgw::daemon

@@ -1,21 +1,21 @@
 // A small HTTP server for GET /metrics (--metrics_listen), for deployments
-// without the grpc-web HTTP port. cpp-httplib with two worker threads; the
-// render function runs on them.
+// without the grpc-web HTTP port, or that scrape on a private address. The
+// same HTTP server as the HTTP port (web::HttpServer: deadlines, strict
+// framing), with two worker threads; the render function runs on them. It
+// asks for no token: bind it where only the scraper can reach it.
 //
 // Thread safety: Start, Stop and port from the daemon's threads.
 #ifndef AMQPGW_SERVER_DAEMON_METRICS_SERVER_H_
 #define AMQPGW_SERVER_DAEMON_METRICS_SERVER_H_
 
-#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
 
-namespace httplib {
-class Server;
+namespace amqpgw::web {
+class HttpServer;
 }
 
 namespace amqpgw::daemon {
@@ -33,10 +33,8 @@ class MetricsServer {
   void Stop();
 
  private:
-  MetricsServer();
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
-  std::atomic<bool> done_{false};  // the accept loop returned
+  MetricsServer() = default;
+  std::unique_ptr<web::HttpServer> server_;
   int port_ = 0;
 };
 

@@ -18,22 +18,32 @@ void WarnIfOthersCanRead(const char* flag, const std::string& path) {
   }
 }
 
+// A port bound beyond loopback without TLS or without tokens: one warning,
+// the same words for every port.
+void WarnIfExposed(const std::string& listen, bool tls,
+                   absl::string_view tls_flags, bool tokens) {
+  if (IsLoopbackListen(listen) || (tls && tokens)) return;
+  spdlog::warn("listening on {} (not loopback) without {}{}{}: {}", listen,
+               tls ? "" : absl::StrCat("TLS (", tls_flags, ")"),
+               !tls && !tokens ? " and without " : "",
+               tokens ? "" : "caller authentication (--auth_tokens)",
+               tokens ? "traffic, tokens included, crosses the network in clear"
+                      : "anyone who can reach this address can use the broker "
+                        "through the gateway");
+}
+
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<::grpc::ServerCredentials>>
-MakeServerCredentials(const Options& o) {
-  if (o.tls_cert.empty()) return ::grpc::InsecureServerCredentials();
-  absl::StatusOr<std::string> cert = ReadFileForFlag("tls_cert", o.tls_cert);
-  if (!cert.ok()) return cert.status();
-  absl::StatusOr<std::string> key = ReadFileForFlag("tls_key", o.tls_key);
-  if (!key.ok()) return key.status();
+std::shared_ptr<::grpc::ServerCredentials> MakeServerCredentials(
+    const Config& config) {
+  if (config.grpc_cert_pem().empty()) {
+    return ::grpc::InsecureServerCredentials();
+  }
   ::grpc::SslServerCredentialsOptions ssl;
-  ssl.pem_key_cert_pairs.push_back({*key, *cert});
-  if (!o.tls_client_ca.empty()) {
-    absl::StatusOr<std::string> ca =
-        ReadFileForFlag("tls_client_ca", o.tls_client_ca);
-    if (!ca.ok()) return ca.status();
-    ssl.pem_root_certs = *ca;
+  ssl.pem_key_cert_pairs.push_back(
+      {config.grpc_key_pem(), config.grpc_cert_pem()});
+  if (!config.grpc_client_ca_pem().empty()) {
+    ssl.pem_root_certs = config.grpc_client_ca_pem();
     ssl.client_certificate_request =
         GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   } else {
@@ -42,28 +52,40 @@ MakeServerCredentials(const Options& o) {
   return ::grpc::SslServerCredentials(ssl);
 }
 
-void WarnAboutRisks(const Options& o, const core::SessionOptions& session) {
-  if (!IsLoopbackListen(o.listen)) {
-    bool tls = !o.tls_cert.empty();
-    bool tokens = !o.auth_tokens.empty();
-    if (!tls || !tokens) {
+void WarnAboutRisks(const Config& config) {
+  const Options& o = config.options();
+  const bool tokens = !o.auth_tokens.empty();
+  WarnIfExposed(o.listen, !o.tls_cert.empty(), "--tls_cert, --tls_key", tokens);
+  if (!o.http_listen.empty()) {
+    const bool http_tls = config.http_tls() != nullptr;
+    WarnIfExposed(o.http_listen, http_tls, "--http_tls_cert, --http_tls_key",
+                  tokens);
+    const bool http_client_certs =
+        http_tls && config.http_tls()->requires_client_certificate();
+    if (o.http_insecure && ((!o.tls_cert.empty() && !http_tls) ||
+                            (!o.tls_client_ca.empty() && !http_client_certs))) {
       spdlog::warn(
-          "listening on {} (not loopback) without {}{}{}: {}", o.listen,
-          tls ? "" : "TLS (--tls_cert, --tls_key)",
-          !tls && !tokens ? " and without " : "",
-          tokens ? "" : "caller authentication (--auth_tokens)",
-          tokens ? "traffic, tokens included, crosses the network in clear"
-                 : "anyone who can reach this address can use the broker "
-                   "through the gateway");
+          "--http_insecure: the HTTP port {} serves every RPC {} while the "
+          "gRPC port requires {}",
+          o.http_listen,
+          http_tls ? "without client certificates" : "over plain HTTP",
+          o.tls_client_ca.empty() ? "TLS" : "TLS and client certificates");
     }
+  }
+  if (!o.metrics_listen.empty() && !IsLoopbackListen(o.metrics_listen)) {
+    spdlog::warn(
+        "--metrics_listen {} (not loopback) serves /metrics to anyone who can "
+        "reach it, without TLS or tokens",
+        o.metrics_listen);
   }
   WarnIfOthersCanRead("auth_tokens", o.auth_tokens);
   WarnIfOthersCanRead("broker_file", o.broker_file);
   WarnIfOthersCanRead("tls_key", o.tls_key);
+  WarnIfOthersCanRead("http_tls_key", o.http_tls_key);
   WarnIfOthersCanRead("broker_tls_key", o.broker_tls_key);
   bool any_tls_flag = !o.broker_tls_ca.empty() || !o.broker_tls_cert.empty();
   bool any_amqps = false;
-  for (const auto& b : session.brokers) any_amqps |= b.tls;
+  for (const auto& b : config.session().brokers) any_amqps |= b.tls;
   if (any_tls_flag && !any_amqps) {
     spdlog::warn(
         "--broker_tls_* flags are set but no broker URI is amqps://; they "

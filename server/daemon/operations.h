@@ -11,7 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/core/session.h"
-#include "server/daemon/options.h"
+#include "server/daemon/config.h"
 #include "server/metrics/prometheus.h"
 #include "server/metrics/rpc_metrics.h"
 #include "server/trace/otlp_exporter.h"
@@ -19,16 +19,16 @@
 namespace amqpgw::daemon {
 
 // TLS credentials when --tls_cert is set (requiring and verifying client
-// certificates with --tls_client_ca), else insecure ones. Errors name the
-// flag.
-absl::StatusOr<std::shared_ptr<::grpc::ServerCredentials>>
-MakeServerCredentials(const Options& options);
+// certificates with --tls_client_ca), else insecure ones.
+std::shared_ptr<::grpc::ServerCredentials> MakeServerCredentials(
+    const Config& config);
 
-// Logs a warning for each risk: a non-loopback gRPC address without TLS or
-// without tokens, token/broker files other users may read, broker TLS flags
+// Logs a warning for each risk: a non-loopback gRPC or HTTP address without
+// TLS or without tokens, an HTTP port made less protected than the gRPC
+// port (--http_insecure), a non-loopback --metrics_listen (no tokens
+// there), token/broker/key files other users may read, broker TLS flags
 // without an amqps:// broker.
-void WarnAboutRisks(const Options& options,
-                    const core::SessionOptions& session);
+void WarnAboutRisks(const Config& config);
 
 // Adds the daemon's families to `registry`: build info, RPC metrics, the
 // session's counters, state and blocked flag, and span export counters.

@@ -2,15 +2,18 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 
+#include "server/daemon/config.h"
 #include "server/daemon/options.h"
 #include "spdlog/sinks/ostream_sink.h"
 #include "spdlog/spdlog.h"
+#include "tests/support/test_pki.h"
 
 namespace amqpgw::daemon {
 namespace {
@@ -50,10 +53,23 @@ class LogCapture {
 
 std::string Warnings(const Options& o) {
   LogCapture capture;
-  absl::StatusOr<core::SessionOptions> s = ToSessionOptions(o);
-  EXPECT_TRUE(s.ok()) << s.status();
-  if (s.ok()) WarnAboutRisks(o, *s);
+  absl::StatusOr<std::shared_ptr<const Config>> c = Config::Load(o);
+  EXPECT_TRUE(c.ok()) << c.status();
+  if (c.ok()) WarnAboutRisks(**c);
   return capture.text();
+}
+
+// Certificates made once for the whole test binary.
+const testing::TestPki& Pki() {
+  static testing::TestPki* pki = [] {
+    auto* p = new testing::TestPki();
+    char dir[] = "/tmp/amqpgw-ops-pki-XXXXXX";
+    EXPECT_NE(mkdtemp(dir), nullptr);
+    absl::Status made = p->Make(dir);
+    EXPECT_TRUE(made.ok()) << made;
+    return p;
+  }();
+  return *pki;
 }
 
 TEST(OperationsTest, LoopbackAddresses) {
@@ -79,14 +95,38 @@ TEST(OperationsTest, WarnsWhenListeningBeyondLoopbackWithoutTlsOrTokens) {
   EXPECT_THAT(w, HasSubstr("without TLS"));
   EXPECT_THAT(w, HasSubstr("caller authentication (--auth_tokens)"));
 
-  o.tls_cert = TempFile("cert");
-  o.tls_key = TempFile("key");
+  o.tls_cert = Pki().path("server.pem");
+  o.tls_key = Pki().path("server.key");
   w = Warnings(o);
   EXPECT_THAT(w, Not(HasSubstr("without TLS")));
   EXPECT_THAT(w, HasSubstr("without caller authentication"));
 
   o.auth_tokens = TempFile("0123456789abcdef0123 admin\n");
   EXPECT_THAT(Warnings(o), Not(HasSubstr("not loopback")));
+}
+
+TEST(OperationsTest, TheHttpPortWarnsAsTheGrpcPortDoes) {
+  Options o;
+  o.http_listen = "0.0.0.0:8080";
+  std::string w = Warnings(o);
+  EXPECT_THAT(w, HasSubstr("warning listening on 0.0.0.0:8080 (not loopback) "
+                           "without TLS (--http_tls_cert, --http_tls_key) and "
+                           "without caller authentication (--auth_tokens)"));
+  // HTTPS by default once the gRPC port has TLS.
+  o.tls_cert = Pki().path("server.pem");
+  o.tls_key = Pki().path("server.key");
+  o.auth_tokens = TempFile("0123456789abcdef0123 admin\n");
+  EXPECT_THAT(Warnings(o), Not(HasSubstr("0.0.0.0:8080")));
+  // Plain HTTP beside a TLS gRPC port only when asked, and said.
+  o.http_insecure = true;
+  w = Warnings(o);
+  EXPECT_THAT(w, HasSubstr("--http_insecure: the HTTP port 0.0.0.0:8080 "
+                           "serves every RPC over plain HTTP while the gRPC "
+                           "port requires TLS"));
+  EXPECT_THAT(w, HasSubstr("without TLS (--http_tls_cert, --http_tls_key):"));
+  o.metrics_listen = "0.0.0.0:9090";
+  EXPECT_THAT(Warnings(o), HasSubstr("--metrics_listen 0.0.0.0:9090 (not "
+                                     "loopback) serves /metrics"));
 }
 
 TEST(OperationsTest, WarnsAboutFilesOthersCanRead) {
@@ -106,20 +146,17 @@ TEST(OperationsTest, BrokerFileReplacesBrokerAndIgnoresComments) {
       "amqp://user:s3cret@10.0.0.2:5672/\n"
       "\n"
       "  amqps://user:s3cret@10.0.0.3/prod  \r\n");
-  absl::StatusOr<std::string> uris = BrokerUris(o);
-  ASSERT_TRUE(uris.ok());
-  EXPECT_EQ(*uris,
-            "amqp://user:s3cret@10.0.0.2:5672/,"
-            "amqps://user:s3cret@10.0.0.3/prod");
-  absl::StatusOr<core::SessionOptions> s = ToSessionOptions(o);
-  ASSERT_TRUE(s.ok()) << s.status();
-  ASSERT_EQ(s->brokers.size(), 2u);
-  EXPECT_EQ(s->brokers[1].HostPort(), "10.0.0.3:5671");
-  EXPECT_TRUE(s->brokers[1].tls);
+  absl::StatusOr<std::shared_ptr<const Config>> c = Config::Load(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  const core::SessionOptions& s = (*c)->session();
+  ASSERT_EQ(s.brokers.size(), 2u);
+  EXPECT_EQ(s.brokers[0].HostPort(), "10.0.0.2:5672");
+  EXPECT_EQ(s.brokers[1].HostPort(), "10.0.0.3:5671");
+  EXPECT_TRUE(s.brokers[1].tls);
 
   // A bad URI in the file is refused without echoing it.
   o.broker_file = TempFile("amqp://user:s3cret@host:99999/\n");
-  absl::Status bad = ValidateOptions(o);
+  absl::Status bad = Config::Load(o).status();
   EXPECT_THAT(bad.message(), HasSubstr("--broker_file"));
   EXPECT_THAT(bad.message(), Not(HasSubstr("s3cret")));
 }
@@ -131,24 +168,27 @@ TEST(OperationsTest, BrokerTlsFlagsReachTheSession) {
   o.broker_tls_cert = TempFile("cert");
   o.broker_tls_key = TempFile("key");
   o.broker_tls_verify_hostname = false;
-  absl::StatusOr<core::SessionOptions> s = ToSessionOptions(o);
-  ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_EQ(s->open.tls.ca_file, o.broker_tls_ca);
-  EXPECT_EQ(s->open.tls.cert_file, o.broker_tls_cert);
-  EXPECT_EQ(s->open.tls.key_file, o.broker_tls_key);
-  EXPECT_FALSE(s->open.tls.verify_hostname);
-  EXPECT_TRUE(s->open.tls.verify_peer);
+  absl::StatusOr<std::shared_ptr<const Config>> c = Config::Load(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  const core::SessionOptions& s = (*c)->session();
+  EXPECT_EQ(s.open.tls.ca_file, o.broker_tls_ca);
+  EXPECT_EQ(s.open.tls.cert_file, o.broker_tls_cert);
+  EXPECT_EQ(s.open.tls.key_file, o.broker_tls_key);
+  EXPECT_FALSE(s.open.tls.verify_hostname);
+  EXPECT_TRUE(s.open.tls.verify_peer);
 }
 
 TEST(OperationsTest, ServerCredentials) {
   Options o;
-  auto insecure = MakeServerCredentials(o);
-  ASSERT_TRUE(insecure.ok());
-  o.tls_cert = "/nonexistent/cert.pem";
-  o.tls_key = "/nonexistent/key.pem";
-  auto missing = MakeServerCredentials(o);
-  EXPECT_FALSE(missing.ok());
-  EXPECT_THAT(missing.status().message(), HasSubstr("--tls_cert"));
+  auto plain = Config::Load(o);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_NE(MakeServerCredentials(**plain), nullptr);
+  o.tls_cert = Pki().path("server.pem");
+  o.tls_key = Pki().path("server.key");
+  auto tls = Config::Load(o);
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  EXPECT_THAT((*tls)->grpc_cert_pem(), HasSubstr("BEGIN CERTIFICATE"));
+  EXPECT_NE(MakeServerCredentials(**tls), nullptr);
 }
 
 TEST(OperationsTest, MetricsFamiliesRender) {

@@ -1,5 +1,7 @@
-// The daemon's configuration, filled from flags (and their AMQPGW_*
-// environment twins) by server/main.cc.
+// The daemon's flag values, one field per flag of the flag table
+// (flags.h: names, help, environment twins, checks); the defaults are
+// written here. Config (config.h) is what the daemon runs with: these
+// values validated once, and the files they name read once.
 #ifndef AMQPGW_SERVER_DAEMON_OPTIONS_H_
 #define AMQPGW_SERVER_DAEMON_OPTIONS_H_
 
@@ -11,7 +13,6 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "server/core/session.h"
 
 namespace amqpgw::daemon {
 
@@ -75,22 +76,25 @@ struct Options {
   std::string cors_origins;
   // Serve the browser view from this folder instead of the embedded copy.
   std::string web_root;
-  // Most HTTP connections served at once (one thread each).
+  // Most HTTP requests served at once (one thread each).
   int64_t http_max_connections = 1024;
+  // HTTPS on the HTTP port: certificate chain and key (PEM files); empty:
+  // --tls_cert and --tls_key. Client certificates signed by
+  // http_tls_client_ca are required; empty: --tls_client_ca.
+  std::string http_tls_cert;
+  std::string http_tls_key;
+  std::string http_tls_client_ca;
+  // Serve the HTTP port with only its own --http_tls_* flags, even when
+  // that is less than the gRPC port requires (logged as a warning).
+  bool http_insecure = false;
+  // Deadlines for an HTTP request's head (from its first byte) and body
+  // (from the end of its head).
+  absl::Duration http_header_timeout = absl::Seconds(10);
+  absl::Duration http_body_timeout = absl::Seconds(30);
 };
 
 // --cors_origins as a list (empty entries dropped).
 std::vector<std::string> CorsOrigins(const Options& options);
-
-// Checks every value; the error names the flag and says what is allowed.
-absl::Status ValidateOptions(const Options& options);
-
-// The session's configuration (broker URIs parsed).
-absl::StatusOr<core::SessionOptions> ToSessionOptions(const Options& options);
-
-// The broker URI list: the content of --broker_file when set, else --broker.
-// Errors name the flag and never echo a URI (it may hold a password).
-absl::StatusOr<std::string> BrokerUris(const Options& options);
 
 // The whole file; the error names `flag`.
 absl::StatusOr<std::string> ReadFileForFlag(absl::string_view flag,
@@ -99,6 +103,19 @@ absl::StatusOr<std::string> ReadFileForFlag(absl::string_view flag,
 // True for addresses only this machine can reach: 127.0.0.0/8, ::1,
 // localhost.
 bool IsLoopbackListen(absl::string_view host_port);
+
+// The HTTP port's TLS files after the defaults (--tls_* when the
+// --http_tls_* flags are empty, unless --http_insecure).
+struct HttpTlsFiles {
+  std::string cert;  // empty: plain HTTP
+  std::string key;
+  std::string client_ca;  // empty: no client certificates
+  // The flags they came from, for messages.
+  std::string cert_flag = "http_tls_cert";
+  std::string key_flag = "http_tls_key";
+  std::string client_ca_flag = "http_tls_client_ca";
+};
+HttpTlsFiles EffectiveHttpTls(const Options& options);
 
 }  // namespace amqpgw::daemon
 

@@ -122,6 +122,7 @@ absl::StatusOr<std::unique_ptr<Authorizer>> Authorizer::FromFile(
 absl::StatusOr<std::unique_ptr<Authorizer>> Authorizer::FromText(
     absl::string_view text, absl::string_view source) {
   auto a = std::unique_ptr<Authorizer>(new Authorizer());
+  Table entries;
   std::vector<int> lines;  // line of each entry, for duplicate errors
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
@@ -147,22 +148,31 @@ absl::StatusOr<std::unique_ptr<Authorizer>> Authorizer::FromText(
           " characters (make one with: openssl rand -hex 32)"));
     }
     Entry e{Hash(fields[0]), *role};
-    for (size_t i = 0; i < a->entries_.size(); ++i) {
-      if (a->entries_[i].digest == e.digest) {
+    for (size_t i = 0; i < entries.size(); ++i) {
+      if (entries[i].digest == e.digest) {
         return absl::InvalidArgumentError(absl::StrCat(
             source, ":", line_no, ": repeats the token of line ", lines[i]));
       }
     }
-    a->entries_.push_back(e);
+    entries.push_back(e);
     lines.push_back(line_no);
   }
-  if (a->entries_.empty()) {
+  if (entries.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(source,
                      ": no tokens (every call would be refused); want lines of "
                      "'<token> <role>'"));
   }
+  a->entries_ = std::make_shared<const Table>(std::move(entries));
   return a;
+}
+
+std::shared_ptr<const Authorizer::Table> Authorizer::Entries() const {
+  return std::atomic_load(&entries_);
+}
+
+void Authorizer::ReplaceWith(const Authorizer& other) {
+  std::atomic_store(&entries_, other.Entries());
 }
 
 absl::Status Authorizer::Check(std::optional<absl::string_view> authorization,
@@ -182,16 +192,17 @@ absl::Status Authorizer::Check(std::optional<absl::string_view> authorization,
   absl::string_view token =
       absl::StripLeadingAsciiWhitespace(value.substr(kScheme.size()));
   Digest d = Hash(token);
+  std::shared_ptr<const Table> entries = Entries();
   // Compare with every entry, whatever matched, so the time taken does not
   // depend on which token (if any) it was.
   int found = -1;
-  for (size_t i = 0; i < entries_.size(); ++i) {
+  for (size_t i = 0; i < entries->size(); ++i) {
     bool equal =
-        CRYPTO_memcmp(entries_[i].digest.data(), d.data(), d.size()) == 0;
+        CRYPTO_memcmp((*entries)[i].digest.data(), d.data(), d.size()) == 0;
     found = equal ? static_cast<int>(i) : found;
   }
   if (found < 0) return absl::UnauthenticatedError("unknown token");
-  Role role = entries_[found].role;
+  Role role = (*entries)[found].role;
   if (!RoleAllows(role, rpc)) {
     return absl::PermissionDeniedError(absl::StrCat(
         "the token's role '", RoleName(role), "' may not call ", RpcName(rpc),

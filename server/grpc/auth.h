@@ -15,7 +15,9 @@
 // (every entry is compared, with CRYPTO_memcmp), and never logged or echoed
 // in errors.
 //
-// Thread safety: immutable after construction; Check() from any thread.
+// Thread safety: Check() and size() from any thread. ReplaceWith() (SIGHUP
+// re-reads the token file) swaps the whole table at once: a check sees the
+// old table or the new one, never a mix.
 #ifndef AMQPGW_SERVER_GRPC_AUTH_H_
 #define AMQPGW_SERVER_GRPC_AUTH_H_
 
@@ -80,7 +82,10 @@ class Authorizer {
   absl::Status Check(std::optional<absl::string_view> authorization,
                      Rpc rpc) const;
 
-  size_t size() const { return entries_.size(); }
+  size_t size() const { return Entries()->size(); }
+
+  // From now on checks use `other`'s tokens (any thread).
+  void ReplaceWith(const Authorizer& other);
 
  private:
   using Digest = std::array<uint8_t, 32>;
@@ -88,10 +93,13 @@ class Authorizer {
     Digest digest;
     Role role;
   };
+  using Table = std::vector<Entry>;
 
   static Digest Hash(absl::string_view token);
+  std::shared_ptr<const Table> Entries() const;
 
-  std::vector<Entry> entries_;
+  // Read and replaced whole with std::atomic_load / std::atomic_store.
+  std::shared_ptr<const Table> entries_;
 };
 
 }  // namespace amqpgw::grpc_api

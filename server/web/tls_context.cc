@@ -98,7 +98,9 @@ absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::FromPem(
   if (key == nullptr) return Bad("private key", "no PEM private key found");
   ok = SSL_CTX_use_PrivateKey(ctx, key);
   EVP_PKEY_free(key);
-  if (ok != 1) return Bad("private key", "refused");
+  if (ok != 1) {
+    return Bad("private key", "does not match the certificate, or is unusable");
+  }
   if (SSL_CTX_check_private_key(ctx) != 1) {
     return Bad("private key", "does not match the certificate");
   }

@@ -35,8 +35,13 @@ std::unique_ptr<TestGateway> TestGateway::Start(
   o.reconnect_max_delay = absl::Seconds(1);
   if (tweak) tweak(o);
   auto g = std::unique_ptr<TestGateway>(new TestGateway());
-  g->daemon_ = std::make_unique<daemon::Daemon>(o);
-  absl::Status s = g->daemon_->Start();
+  absl::StatusOr<std::shared_ptr<const daemon::Config>> config =
+      daemon::Config::Load(o);
+  absl::Status s = config.status();
+  if (s.ok()) {
+    g->daemon_ = std::make_unique<daemon::Daemon>(*config);
+    s = g->daemon_->Start();
+  }
   if (!s.ok()) {
     std::fprintf(stderr, "cannot start the gateway: %s\n",
                  std::string(s.message()).c_str());
