@@ -1,7 +1,8 @@
 // TLS everywhere it is configured: the gateway reaches a RabbitMQ node over
 // amqps:// (CA and client certificate), serves gRPC over TLS and mutual TLS,
-// and plain clients are refused wherever TLS is required. Certificates are
-// made with openssl when the test starts.
+// serves the HTTP port over HTTPS (the browser view, grpc-web and /metrics,
+// checked with curl), and plain clients are refused wherever TLS is
+// required. Certificates are made with openssl when the test starts.
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -15,10 +16,14 @@
 #include <sstream>
 #include <string>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "server/web/grpc_web_frame.h"
 #include "tests/support/broker_node.h"
 #include "tests/support/gateway_fixture.h"
+#include "tests/support/grpc_web_client.h"
+#include "tests/support/raw_http.h"
 #include "tests/support/test_pki.h"
 #include "tests/support/wait.h"
 
@@ -26,6 +31,7 @@ namespace amqpgw::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string Slurp(const std::string& path) {
   std::ifstream in(path);
@@ -243,6 +249,151 @@ TEST_F(TlsTest, MutualTlsRefusesClientsWithoutAValidCertificate) {
   EXPECT_EQ(GetStatusOver(port, ClientTls("other-client")).error_code(),
             ::grpc::StatusCode::UNAVAILABLE);
   EXPECT_TRUE(GetStatusOver(port, ClientTls("client")).ok());
+}
+
+// --- HTTPS on the HTTP port, with curl as the client. ----------------------
+
+struct CurlResult {
+  bool ok = false;      // curl exited 0
+  int http_status = 0;  // from -w
+  std::string body;     // the response body
+  std::string output;   // curl's own output (errors)
+};
+
+// curl `url` with `args` (certificates, headers, --data-binary @file).
+CurlResult Curl(const std::string& url, const std::string& args) {
+  std::string out = absl::StrCat(AMQPGW_TEST_TMP_DIR, "/", UniqueName("curl"));
+  absl::StatusOr<std::string> r =
+      RunCommand(absl::StrCat("curl -sS --max-time 10 -o '", out,
+                              "' -w '%{http_code}' ", args, " '", url, "'"));
+  CurlResult c;
+  c.ok = r.ok();
+  c.output = r.ok() ? *r : std::string(r.status().message());
+  (void)absl::SimpleAtoi(c.output, &c.http_status);
+  c.body = Slurp(out);
+  return c;
+}
+
+class HttpsTest : public TlsTest {
+ protected:
+  std::string Url(int port, const std::string& path) {
+    return absl::StrCat("https://127.0.0.1:", port, path);
+  }
+  std::string Trust() { return "--cacert '" + certs_->path("ca.pem") + "'"; }
+  std::string ClientCert(const std::string& name) {
+    return absl::StrCat("--cert '", certs_->path((name + ".pem").c_str()),
+                        "' --key '", certs_->path((name + ".key").c_str()),
+                        "'");
+  }
+  // A grpc-web GetStatus body in a file, for --data-binary.
+  std::string GetStatusBody() {
+    std::string path =
+        absl::StrCat(AMQPGW_TEST_TMP_DIR, "/", UniqueName("getstatus"));
+    std::ofstream(path, std::ios::binary)
+        << GrpcWebBody({v1::GetStatusRequest().SerializeAsString()});
+    return path;
+  }
+  std::string GrpcWebArgs(const std::string& token) {
+    std::string args = absl::StrCat(
+        "-H 'Content-Type: application/grpc-web+proto' --data-binary @'",
+        GetStatusBody(), "'");
+    if (!token.empty()) {
+      absl::StrAppend(&args, " -H 'Authorization: Bearer ", token, "'");
+    }
+    return args;
+  }
+};
+
+TEST_F(HttpsTest, TheHttpPortServesHttpsWithTheGrpcPortsCertificate) {
+  const std::string token = "https-admin-token-0123456789";
+  std::string tokens =
+      absl::StrCat(AMQPGW_TEST_TMP_DIR, "/", UniqueName("tokens"));
+  std::ofstream(tokens) << token << " admin\n";
+  auto g = TestGateway::Start(node_->uri(), [&](daemon::Options& o) {
+    o.tls_cert = certs_->path("server.pem");
+    o.tls_key = certs_->path("server.key");
+    o.auth_tokens = tokens;
+  });
+  const int port = g->daemon().http_port();
+
+  // The browser view.
+  CurlResult page = Curl(Url(port, "/"), Trust());
+  ASSERT_TRUE(page.ok) << page.output;
+  EXPECT_EQ(page.http_status, 200);
+  EXPECT_THAT(page.body, HasSubstr("<!doctype html>"));
+
+  // grpc-web, with and without a token.
+  CurlResult call = Curl(Url(port, "/amqpgw.v1.Gateway/GetStatus"),
+                         Trust() + " " + GrpcWebArgs(token));
+  ASSERT_TRUE(call.ok) << call.output;
+  EXPECT_EQ(call.http_status, 200);
+  GrpcWebReply reply;
+  DecodeGrpcWebBody(call.body, false, &reply);
+  EXPECT_EQ(reply.GrpcStatus(), 0);
+  ASSERT_EQ(reply.messages.size(), 1u);
+  v1::GetStatusResponse status;
+  EXPECT_TRUE(status.ParseFromString(reply.messages[0]));
+  CurlResult anonymous = Curl(Url(port, "/amqpgw.v1.Gateway/GetStatus"),
+                              Trust() + " " + GrpcWebArgs(""));
+  DecodeGrpcWebBody(anonymous.body, false, &reply);
+  EXPECT_EQ(reply.GrpcStatus(), static_cast<int>(::grpc::UNAUTHENTICATED));
+
+  // /metrics asks for a token too.
+  CurlResult metrics = Curl(Url(port, "/metrics"), Trust());
+  EXPECT_EQ(metrics.http_status, 401);
+  EXPECT_THAT(metrics.body, Not(HasSubstr("amqpgw_build_info")));
+  metrics = Curl(Url(port, "/metrics"),
+                 Trust() + " -H 'Authorization: Bearer " + token + "'");
+  EXPECT_EQ(metrics.http_status, 200);
+  EXPECT_THAT(metrics.body, HasSubstr("amqpgw_build_info"));
+
+  // Plain HTTP on the HTTPS port gets no HTTP answer; a client that does not
+  // trust the CA gives up.
+  RawHttp plain(port);
+  ASSERT_TRUE(plain.Send("GET / HTTP/1.1\r\nHost: gw\r\n\r\n"));
+  EXPECT_TRUE(plain.ReadUntilClosed(absl::Seconds(10)));
+  EXPECT_THAT(plain.received(), Not(HasSubstr("HTTP/1.1")));
+  EXPECT_FALSE(Curl(Url(port, "/"), "").ok);
+}
+
+TEST_F(HttpsTest, TheHttpPortAsksForClientCertificatesAsTheGrpcPortDoes) {
+  auto g = TestGateway::Start(node_->uri(), [](daemon::Options& o) {
+    o.tls_cert = certs_->path("server.pem");
+    o.tls_key = certs_->path("server.key");
+    o.tls_client_ca = certs_->path("ca.pem");
+  });
+  const int port = g->daemon().http_port();
+  CurlResult with =
+      Curl(Url(port, "/amqpgw.v1.Gateway/GetStatus"),
+           Trust() + " " + ClientCert("client") + " " + GrpcWebArgs(""));
+  ASSERT_TRUE(with.ok) << with.output;
+  GrpcWebReply reply;
+  DecodeGrpcWebBody(with.body, false, &reply);
+  EXPECT_EQ(reply.GrpcStatus(), 0);
+  EXPECT_FALSE(Curl(Url(port, "/"), Trust()).ok);
+  EXPECT_FALSE(
+      Curl(Url(port, "/"), Trust() + " " + ClientCert("other-client")).ok);
+  // Still served after the refusals.
+  EXPECT_EQ(
+      Curl(Url(port, "/"), Trust() + " " + ClientCert("client")).http_status,
+      200);
+}
+
+TEST_F(HttpsTest, HttpInsecureServesPlainHttpBesideATlsGrpcPort) {
+  auto g = TestGateway::Start(node_->uri(), [](daemon::Options& o) {
+    o.tls_cert = certs_->path("server.pem");
+    o.tls_key = certs_->path("server.key");
+    o.http_insecure = true;
+  });
+  CurlResult page =
+      Curl(absl::StrCat("http://127.0.0.1:", g->daemon().http_port(), "/"), "");
+  ASSERT_TRUE(page.ok) << page.output;
+  EXPECT_EQ(page.http_status, 200);
+  // The gRPC port still refuses plain clients.
+  EXPECT_EQ(GetStatusOver(g->daemon().grpc_port(),
+                          ::grpc::InsecureChannelCredentials())
+                .error_code(),
+            ::grpc::StatusCode::UNAVAILABLE);
 }
 
 }  // namespace
