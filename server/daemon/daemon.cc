@@ -14,6 +14,7 @@
 #include "grpc/health/v1/health.pb.h"
 #include "server/base/host_port.h"
 #include "server/daemon/flags.h"
+#include "server/daemon/memory.h"
 #include "server/daemon/metrics_server.h"
 #include "server/daemon/operations.h"
 #include "server/grpc/auth.h"
@@ -34,6 +35,7 @@ struct Daemon::Components {
   metrics::Registry metrics;
   std::unique_ptr<metrics::RpcMetrics> rpc_metrics;
   std::unique_ptr<trace::OtlpHttpExporter> spans;
+  std::unique_ptr<MemoryTrimmer> memory;
   std::unique_ptr<core::Session> session;
   std::unique_ptr<grpc_api::GatewayService> service;
   std::unique_ptr<::grpc::Server> server;
@@ -83,6 +85,8 @@ absl::Status Daemon::Start() {
     }
     p.spans = *std::move(spans);
   }
+  // Hands back what malloc keeps after a burst (memory.h).
+  p.memory = std::make_unique<MemoryTrimmer>(MemoryTrimmer::Options());
 
   p.session = std::make_unique<core::Session>(config_->session());
   p.session->SetStateListener([this](core::SessionState state) {
@@ -134,6 +138,7 @@ absl::Status Daemon::Start() {
   }
   RegisterDaemonMetrics(p.metrics, p.session.get(), p.rpc_metrics.get(),
                         p.spans.get());
+  RegisterMemoryMetrics(p.metrics, p.memory.get());
 
   if (!o.metrics_listen.empty()) {
     auto m = MetricsServer::Start(o.metrics_listen,
