@@ -12,7 +12,7 @@
 #include "grpc/health/v1/health.pb.h"
 #include "server/daemon/metrics_server.h"
 #include "server/daemon/operations.h"
-#include "server/grpc/rpc_metrics_interceptor.h"
+#include "server/grpc/call_interceptor.h"
 #include "spdlog/spdlog.h"
 
 namespace amqpgw::daemon {
@@ -61,11 +61,19 @@ absl::Status Daemon::Start() {
     SetServing(state == core::SessionState::kReady);
   });
 
+  exchange_types_ =
+      std::make_unique<core::ExchangeTypes>(core::ExchangeTypes::BrokerProbe(
+          session_options->brokers, session_options->open));
+
   grpc_api::GatewayService::Options service_options;
   service_options.limits.max_message_bytes =
       static_cast<size_t>(options_.max_message_bytes);
+  for (const amqp::BrokerAddress& b : session_options->brokers) {
+    service_options.limits.broker_users.push_back(b.user);
+  }
   service_options.authorizer = authorizer_.get();
   service_options.spans = spans_.get();
+  service_options.exchange_types = exchange_types_.get();
   service_ = std::make_unique<grpc_api::GatewayService>(session_.get(),
                                                         service_options);
 
@@ -81,8 +89,7 @@ absl::Status Daemon::Start() {
       std::unique_ptr<::grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
   interceptors.push_back(
-      std::make_unique<grpc_api::RpcMetricsInterceptorFactory>(
-          rpc_metrics_.get()));
+      std::make_unique<grpc_api::CallInterceptorFactory>(rpc_metrics_.get()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(service_.get());
   builder.SetMaxReceiveMessageSize(
@@ -103,6 +110,10 @@ absl::Status Daemon::Start() {
   }
   RegisterDaemonMetrics(metrics_, session_.get(), rpc_metrics_.get(),
                         spans_.get());
+  if (authorizer_ != nullptr) {
+    metrics_.Add(
+        [a = authorizer_.get()](metrics::TextWriter& w) { a->Collect(w); });
+  }
   if (!options_.metrics_listen.empty()) {
     auto m = MetricsServer::Start(options_.metrics_listen,
                                   [this] { return RenderMetrics(); });
@@ -205,6 +216,9 @@ void Daemon::Shutdown() {
   if (web_ != nullptr) web_->WaitForCalls(deadline);
   server_->Shutdown(absl::ToChronoTime(deadline));
   if (web_ != nullptr) web_->Stop(absl::Seconds(2));
+  // Exchange type checks still waiting end UNAVAILABLE before the session
+  // stops (none of them declares anything afterwards).
+  exchange_types_.reset();
   session_->Stop();
   server_->Wait();
   if (metrics_server_ != nullptr) metrics_server_->Stop();

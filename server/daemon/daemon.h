@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "server/base/sync.h"
+#include "server/core/exchange_types.h"
 #include "server/core/session.h"
 #include "server/daemon/options.h"
 #include "server/grpc/auth.h"
@@ -72,6 +73,7 @@ class Daemon {
   std::unique_ptr<trace::OtlpHttpExporter> spans_;
   std::unique_ptr<grpc_api::Authorizer> authorizer_;
   std::unique_ptr<MetricsServer> metrics_server_;
+  std::unique_ptr<core::ExchangeTypes> exchange_types_;
   std::unique_ptr<core::Session> session_;
   std::unique_ptr<grpc_api::GatewayService> service_;
   std::unique_ptr<::grpc::Server> server_;
