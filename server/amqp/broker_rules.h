@@ -54,12 +54,12 @@
 //   - An expiration that is not a non-negative integer, a delivery mode other
 //     than 1 or 2: 406. Impossible through the API (a Duration, an enum).
 // The publish channel closes, and the request alone cannot tell (the broker's
-// state or permissions decide; the publisher fails the message that caused
-// it):
-//   - 404 the exchange does not exist; 403 the exchange is internal, or the
-//     user may not write to it or to the topic; 406 a body larger than the
-//     broker's max_message_size (128 MiB by default: keep
-//     --max_message_bytes below it).
+// state or permissions decide):
+//   - 404 the exchange does not exist (the publisher checks an exchange it
+//     has not seen with a passive declare on a side channel first); 403 the
+//     exchange is internal, or the user may not write to it or to the topic;
+//     406 a body larger than the broker's max_message_size (128 MiB by
+//     default: keep --max_message_bytes below it).
 // Only the caller's own channel closes (the broker's answer goes back to the
 // caller): e.g. 406 for bad x-queue-type, x-max-length, x-overflow,
 // x-queue-mode, x-max-priority, x-dead-letter-* values or quorum/stream
