@@ -66,11 +66,14 @@ void ProtobufLog(google::protobuf::LogLevel level, const char* filename,
 
 class CallInterceptor : public ::grpc::experimental::Interceptor {
  public:
+  // `single_request`: the method takes one request message (unary or server
+  // streaming), which gRPC deserializes before the handler runs.
   CallInterceptor(metrics::RpcMetrics* metrics, int method,
-                  const char* full_method)
+                  const char* full_method, bool single_request)
       : metrics_(metrics),
         method_(method),
         full_method_(full_method),
+        single_request_(single_request),
         start_(std::chrono::steady_clock::now()) {
     metrics_->Started(method_);
   }
@@ -80,13 +83,17 @@ class CallInterceptor : public ::grpc::experimental::Interceptor {
   }
 
   void Intercept(::grpc::experimental::InterceptorBatchMethods* m) override {
-    if (m->QueryInterceptionHookPoint(
-            InterceptionHookPoints::POST_RECV_MESSAGE) &&
-        m->GetRecvMessage() == nullptr) {
-      // gRPC could not deserialize the request; its handler will answer
-      // UNIMPLEMENTED with no message.
-      unparseable_ = true;
-      why_ = std::exchange(parse_complaint, std::string());
+    if (single_request_ && !request_seen_ &&
+        m->QueryInterceptionHookPoint(
+            InterceptionHookPoints::POST_RECV_MESSAGE)) {
+      request_seen_ = true;
+      if (m->GetRecvMessage() == nullptr) {
+        // gRPC could not deserialize the request; its handler will answer
+        // UNIMPLEMENTED with no message. (For streamed requests a missing
+        // message also means the end of the stream: those are left alone.)
+        unparseable_ = true;
+        why_ = std::exchange(parse_complaint, std::string());
+      }
     }
     if (!recorded_ && m->QueryInterceptionHookPoint(
                           InterceptionHookPoints::PRE_SEND_STATUS)) {
@@ -114,8 +121,10 @@ class CallInterceptor : public ::grpc::experimental::Interceptor {
   metrics::RpcMetrics* const metrics_;
   const int method_;
   const char* const full_method_;  // gRPC's, lives as long as the call
+  const bool single_request_;
   const std::chrono::steady_clock::time_point start_;
   bool recorded_ = false;
+  bool request_seen_ = false;
   bool unparseable_ = false;
   std::string why_;
 };
@@ -130,8 +139,10 @@ CallInterceptorFactory::CallInterceptorFactory(metrics::RpcMetrics* metrics)
 ::grpc::experimental::Interceptor*
 CallInterceptorFactory::CreateServerInterceptor(
     ::grpc::experimental::ServerRpcInfo* info) {
-  return new CallInterceptor(metrics_, metrics_->MethodIndex(info->method()),
-                             info->method());
+  using Type = ::grpc::experimental::ServerRpcInfo::Type;
+  return new CallInterceptor(
+      metrics_, metrics_->MethodIndex(info->method()), info->method(),
+      info->type() == Type::UNARY || info->type() == Type::SERVER_STREAMING);
 }
 
 std::vector<std::string> ServedMethodNames() {

@@ -9,7 +9,8 @@
 //     be parsed as <message>: <why>" instead of gRPC's own UNIMPLEMENTED with
 //     no message. gRPC's callback handlers give such a call no handler; the
 //     interceptor sees the missing request (POST_RECV_MESSAGE without a
-//     message) and rewrites the status it sends.
+//     message, for methods that take one request: unary and server
+//     streaming) and rewrites the status it sends.
 // The why comes from protobuf's own complaint (InstallProtobufLogHandler):
 // protobuf logs it on the thread that parses, which is the thread that then
 // runs this call's interceptors, so it is handed over in a thread-local.
