@@ -94,7 +94,8 @@ IDLE_RSS_KB=$(awk '/^VmRSS:/ {print $2}' "/proc/$GW_PID/status")
 # Python stubs, generated at run time.
 mkdir -p "$WORK/py"
 /usr/bin/protoc -I"$ROOT/proto" --python_out="$WORK/py" --grpc_python_out="$WORK/py" \
-  --plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin amqpgw/v1/gateway.proto
+  --plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin \
+  amqpgw/v1/gateway.proto amqpgw/v1/options.proto
 
 Q=amqpgw-bench
 COMMON_G=(--server "$SERVER" --queue "$Q" --gateway_pid "$GW_PID" --broker_pid "$BROKER_PID")

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/amqp/reply.h"
+#include "server/base/quote.h"
 #include "server/base/sync.h"
 #include "server/core/ids.h"
 #include "spdlog/spdlog.h"
@@ -537,8 +538,9 @@ void ConsumerPool::Ack(
   if (slash != std::string::npos &&
       subscription_id.substr(0, slash) != instance_id_) {
     std::move(done)(absl::FailedPreconditionError(absl::StrCat(
-        "subscription '", subscription_id, "' belongs to gateway instance '",
-        subscription_id.substr(0, slash), "', not '", instance_id_,
+        "subscription ", QuoteInput(subscription_id),
+        " belongs to gateway instance ",
+        QuoteInput(subscription_id.substr(0, slash)), ", not '", instance_id_,
         "'; send the Ack to the instance that holds the stream")));
     return;
   }
@@ -550,8 +552,8 @@ void ConsumerPool::Ack(
   }
   if (sub == nullptr) {
     std::move(done)(absl::NotFoundError(absl::StrCat(
-        "no subscription '", subscription_id,
-        "' on this gateway: the stream "
+        "no subscription ", QuoteInput(subscription_id),
+        " on this gateway: the stream "
         "ended (its unacknowledged messages went back to the queue) or never "
         "existed")));
     return;

@@ -19,7 +19,7 @@
 #include "server/daemon/operations.h"
 #include "server/grpc/auth.h"
 #include "server/grpc/gateway_service.h"
-#include "server/grpc/rpc_metrics_interceptor.h"
+#include "server/grpc/call_interceptor.h"
 #include "server/metrics/prometheus.h"
 #include "server/metrics/rpc_metrics.h"
 #include "server/trace/otlp_exporter.h"
@@ -37,6 +37,8 @@ struct Daemon::Components {
   std::unique_ptr<trace::OtlpHttpExporter> spans;
   std::unique_ptr<MemoryTrimmer> memory;
   std::unique_ptr<core::Session> session;
+  // Destroyed before the session (their waiting checks end first).
+  std::unique_ptr<core::ExchangeTypes> exchange_types;
   std::unique_ptr<grpc_api::GatewayService> service;
   std::unique_ptr<::grpc::Server> server;
   std::unique_ptr<MetricsServer> metrics_server;
@@ -93,11 +95,19 @@ absl::Status Daemon::Start() {
     SetServing(state == core::SessionState::kReady);
   });
 
+  p.exchange_types =
+      std::make_unique<core::ExchangeTypes>(core::ExchangeTypes::BrokerProbe(
+          config_->session().brokers, config_->session().open));
+
   grpc_api::GatewayService::Options service_options;
   service_options.limits.max_message_bytes =
       static_cast<size_t>(o.max_message_bytes);
+  for (const amqp::BrokerAddress& b : config_->session().brokers) {
+    service_options.limits.broker_users.push_back(b.user);
+  }
   service_options.authorizer = config_->tokens().get();
   service_options.spans = p.spans.get();
+  service_options.exchange_types = p.exchange_types.get();
   p.service = std::make_unique<grpc_api::GatewayService>(p.session.get(),
                                                          service_options);
 
@@ -114,7 +124,7 @@ absl::Status Daemon::Start() {
       std::unique_ptr<::grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
   interceptors.push_back(
-      std::make_unique<grpc_api::RpcMetricsInterceptorFactory>(
+      std::make_unique<grpc_api::CallInterceptorFactory>(
           p.rpc_metrics.get()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(p.service.get());
@@ -139,6 +149,11 @@ absl::Status Daemon::Start() {
   RegisterDaemonMetrics(p.metrics, p.session.get(), p.rpc_metrics.get(),
                         p.spans.get());
   RegisterMemoryMetrics(p.metrics, p.memory.get());
+  if (config_->tokens() != nullptr) {
+    p.metrics.Add([a = config_->tokens().get()](metrics::TextWriter& w) {
+      a->Collect(w);
+    });
+  }
 
   if (!o.metrics_listen.empty()) {
     auto m = MetricsServer::Start(o.metrics_listen,
@@ -292,6 +307,9 @@ void Daemon::Shutdown() {
   if (p.web != nullptr) p.web->WaitForCalls(deadline);
   p.server->Shutdown(absl::ToChronoTime(deadline));
   if (p.web != nullptr) p.web->Stop(absl::Seconds(2));
+  // Exchange type checks still waiting end UNAVAILABLE before the session
+  // stops (none of them declares anything afterwards).
+  p.exchange_types.reset();
   p.session->Stop();
   p.server->Wait();
   if (p.metrics_server != nullptr) p.metrics_server->Stop();

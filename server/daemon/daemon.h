@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "server/base/sync.h"
+#include "server/core/exchange_types.h"
 #include "server/core/session.h"
 #include "server/daemon/config.h"
 #include "server/daemon/options.h"

@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <utility>
@@ -11,93 +12,45 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "server/base/quote.h"
+#include "spdlog/spdlog.h"
 
 namespace amqpgw::grpc_api {
 namespace {
 
 constexpr size_t kMinTokenLength = 16;
 
-std::optional<Role> ParseRole(absl::string_view s) {
-  if (s == "publish") return Role::kPublish;
-  if (s == "consume") return Role::kConsume;
-  if (s == "admin") return Role::kAdmin;
-  return std::nullopt;
-}
-
 }  // namespace
 
-const char* RpcName(Rpc rpc) {
-  switch (rpc) {
-    case Rpc::kConnect:
-      return "Connect";
-    case Rpc::kDisconnect:
-      return "Disconnect";
-    case Rpc::kGetStatus:
-      return "GetStatus";
-    case Rpc::kDeclareQueue:
-      return "DeclareQueue";
-    case Rpc::kInspectQueue:
-      return "InspectQueue";
-    case Rpc::kDeleteQueue:
-      return "DeleteQueue";
-    case Rpc::kPurgeQueue:
-      return "PurgeQueue";
-    case Rpc::kDeclareExchange:
-      return "DeclareExchange";
-    case Rpc::kDeleteExchange:
-      return "DeleteExchange";
-    case Rpc::kBindQueue:
-      return "BindQueue";
-    case Rpc::kUnbindQueue:
-      return "UnbindQueue";
-    case Rpc::kPublish:
-      return "Publish";
-    case Rpc::kPublishBatch:
-      return "PublishBatch";
-    case Rpc::kStreamMessages:
-      return "StreamMessages";
-    case Rpc::kAck:
-      return "Ack";
+const char* AuthFailureName(AuthFailure failure) {
+  switch (failure) {
+    case AuthFailure::kMissingToken:
+      return "missing_token";
+    case AuthFailure::kMalformed:
+      return "malformed";
+    case AuthFailure::kUnknownToken:
+      return "unknown_token";
+    case AuthFailure::kRoleDenied:
+      return "role_denied";
   }
   return "?";
 }
 
-const char* RoleName(Role role) {
-  switch (role) {
-    case Role::kPublish:
-      return "publish";
-    case Role::kConsume:
-      return "consume";
-    case Role::kAdmin:
-      return "admin";
+bool RateLimiter::Allow(absl::Time now, uint64_t* held_back) {
+  amqpgw::MutexLock lock(&mu_);
+  if (last_ != absl::InfinitePast() && now > last_) {
+    tokens_ = std::min(
+        burst_, tokens_ + absl::ToDoubleSeconds(now - last_) * per_second_);
   }
-  return "?";
-}
-
-bool RoleAllows(Role role, Rpc rpc) {
-  if (role == Role::kAdmin) return true;
-  switch (rpc) {
-    case Rpc::kConnect:
-    case Rpc::kGetStatus:
-    case Rpc::kDeclareQueue:
-    case Rpc::kInspectQueue:
-    case Rpc::kDeclareExchange:
-    case Rpc::kBindQueue:
-    case Rpc::kUnbindQueue:
-      return true;
-    case Rpc::kPublish:
-    case Rpc::kPublishBatch:
-      return role == Role::kPublish;
-    case Rpc::kStreamMessages:
-    case Rpc::kAck:
-      return role == Role::kConsume;
-    case Rpc::kDisconnect:
-    case Rpc::kDeleteQueue:
-    case Rpc::kDeleteExchange:
-    case Rpc::kPurgeQueue:
-      return false;
+  last_ = std::max(last_, now);
+  if (tokens_ < 1) {
+    ++held_back_;
+    return false;
   }
-  return false;
+  tokens_ -= 1;
+  *held_back = held_back_;
+  held_back_ = 0;
+  return true;
 }
 
 Authorizer::Digest Authorizer::Hash(absl::string_view token) {
@@ -136,11 +89,11 @@ absl::StatusOr<std::unique_ptr<Authorizer>> Authorizer::FromText(
           absl::StrCat(source, ":", line_no, ": want '<token> <role>' (",
                        fields.size(), " fields)"));
     }
-    std::optional<Role> role = ParseRole(fields[1]);
+    std::optional<v1::Role> role = ParseTokenRole(fields[1]);
     if (!role.has_value()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(source, ":", line_no, ": unknown role '", fields[1],
-                       "' (want publish, consume or admin)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ":", line_no, ": unknown role ", QuoteInput(fields[1]),
+          " (want publish, consume or admin)"));
     }
     if (fields[0].size() < kMinTokenLength) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -176,18 +129,22 @@ void Authorizer::ReplaceWith(const Authorizer& other) {
 }
 
 absl::Status Authorizer::Check(std::optional<absl::string_view> authorization,
-                               Rpc rpc) const {
+                               const Rpc& rpc, absl::string_view peer) const {
   if (!authorization.has_value()) {
-    return absl::UnauthenticatedError(
-        "this gateway requires a token: send the metadata 'authorization: "
-        "Bearer <token>'");
+    return Refuse(AuthFailure::kMissingToken,
+                  absl::UnauthenticatedError(
+                      "this gateway requires a token: send the metadata "
+                      "'authorization: Bearer <token>'"),
+                  rpc, peer);
   }
   absl::string_view value = absl::StripAsciiWhitespace(*authorization);
   constexpr absl::string_view kScheme = "bearer ";
   if (value.size() <= kScheme.size() ||
       !absl::EqualsIgnoreCase(value.substr(0, kScheme.size()), kScheme)) {
-    return absl::UnauthenticatedError(
-        "authorization metadata must be 'Bearer <token>'");
+    return Refuse(AuthFailure::kMalformed,
+                  absl::UnauthenticatedError(
+                      "authorization metadata must be 'Bearer <token>'"),
+                  rpc, peer);
   }
   absl::string_view token =
       absl::StripLeadingAsciiWhitespace(value.substr(kScheme.size()));
@@ -201,16 +158,47 @@ absl::Status Authorizer::Check(std::optional<absl::string_view> authorization,
         CRYPTO_memcmp((*entries)[i].digest.data(), d.data(), d.size()) == 0;
     found = equal ? static_cast<int>(i) : found;
   }
-  if (found < 0) return absl::UnauthenticatedError("unknown token");
-  Role role = (*entries)[found].role;
-  if (!RoleAllows(role, rpc)) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "the token's role '", RoleName(role), "' may not call ", RpcName(rpc),
-        RoleAllows(Role::kPublish, rpc) || RoleAllows(Role::kConsume, rpc)
-            ? ""
-            : " (it needs the admin role)"));
+  if (found < 0) {
+    return Refuse(AuthFailure::kUnknownToken,
+                  absl::UnauthenticatedError("unknown token"), rpc, peer);
+  }
+  v1::Role role = (*entries)[found].role;
+  if (!RoleAllows(role, rpc.role)) {
+    return Refuse(AuthFailure::kRoleDenied,
+                  absl::PermissionDeniedError(absl::StrCat(
+                      "the token's role '", RoleName(role), "' may not call ",
+                      rpc.name, " (it needs the ", RoleName(rpc.role),
+                      rpc.role == v1::ROLE_ADMIN ? "" : " or admin", " role)")),
+                  rpc, peer);
   }
   return absl::OkStatus();
+}
+
+absl::Status Authorizer::Refuse(AuthFailure failure, absl::Status status,
+                                const Rpc& rpc, absl::string_view peer) const {
+  failures_[static_cast<int>(failure)].fetch_add(1, std::memory_order_relaxed);
+  uint64_t held_back = 0;
+  if (log_limiter_.Allow(absl::Now(), &held_back)) {
+    spdlog::warn("auth: refused {} from {}: {} ({}){}", rpc.name,
+                 peer.empty() ? "?" : QuoteInput(peer),
+                 AuthFailureName(failure), std::string(status.message()),
+                 held_back == 0
+                     ? ""
+                     : absl::StrCat("; ", held_back,
+                                    " more refusals not logged before this"));
+  }
+  return status;
+}
+
+void Authorizer::Collect(metrics::TextWriter& w) const {
+  constexpr char kName[] = "amqpgw_auth_failures_total";
+  w.Family(kName, "counter",
+           "Calls refused by caller authentication (--auth_tokens), by "
+           "reason.");
+  for (int i = 0; i < kAuthFailureKinds; ++i) {
+    w.Sample(kName, {{"reason", AuthFailureName(static_cast<AuthFailure>(i))}},
+             static_cast<double>(failures_[i].load(std::memory_order_relaxed)));
+  }
 }
 
 }  // namespace amqpgw::grpc_api

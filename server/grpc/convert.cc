@@ -7,6 +7,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "server/amqp/broker_rules.h"
+#include "server/base/quote.h"
 #include "server/core/ids.h"
 #include "server/grpc/tracing.h"
 #include "server/trace/trace_context.h"
@@ -19,6 +21,10 @@ constexpr int64_t kMaxExpirationMs = 4294967295LL;  // 2^32 - 1
 
 absl::Status Invalid(absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+absl::Status Invalid(absl::string_view prefix, const amqp::Violation& v) {
+  return Invalid(absl::StrCat(prefix, v.field), v.problem);
 }
 
 // Bytes the value takes on the wire, roughly (for the frame size check).
@@ -70,12 +76,12 @@ absl::StatusOr<amqp::FieldTable> ToAmqpTableAt(const ProtoTable& table,
   amqp::FieldTable out;
   out.reserve(table.size());
   for (const std::string* key : keys) {
-    std::string sub = absl::StrCat(field, "[\"", SanitizeUtf8(*key), "\"]");
     if (key->empty()) return Invalid(field, "empty key");
     if (key->size() > kMaxShortString) {
-      return Invalid(
-          sub, absl::StrCat("key longer than 255 bytes (", key->size(), ")"));
+      return Invalid(field, absl::StrCat("key ", QuoteInput(*key),
+                                         " is longer than 255 bytes"));
     }
+    std::string sub = absl::StrCat(field, "[\"", SanitizeUtf8(*key), "\"]");
     if (!IsValidUtf8(*key)) return Invalid(sub, "key is not valid UTF-8");
     absl::StatusOr<amqp::FieldValue> value =
         ToAmqpValue(table.at(*key), sub, depth);
@@ -94,6 +100,13 @@ absl::StatusOr<amqp::FieldValue> ToAmqpValue(const v1::FieldValue& v,
     case v1::FieldValue::kIntValue:
       return amqp::FieldValue(static_cast<int64_t>(v.int_value()));
     case v1::FieldValue::kDoubleValue:
+      if (!amqp::IsBrokerSafeDouble(v.double_value())) {
+        return Invalid(field,
+                       absl::StrCat(v.double_value(),
+                                    " is not allowed: RabbitMQ closes the "
+                                    "whole connection on NaN and infinite "
+                                    "doubles"));
+      }
       return amqp::FieldValue(v.double_value());
     case v1::FieldValue::kStringValue:
       return amqp::FieldValue(v.string_value());
@@ -147,6 +160,25 @@ absl::Status CheckShort(absl::string_view field, const std::string& value) {
                    absl::StrCat("longer than 255 bytes (", value.size(), ")"));
   }
   return absl::OkStatus();
+}
+
+// Why `user_id` is refused: the broker accepts only the connection's user.
+std::string UserIdProblem(const std::string& user_id, const Limits& limits) {
+  std::vector<std::string> users = limits.broker_users;
+  std::sort(users.begin(), users.end());
+  users.erase(std::unique(users.begin(), users.end()), users.end());
+  std::string quoted;
+  for (const std::string& u : users) {
+    absl::StrAppend(&quoted, quoted.empty() ? "" : ", ", QuoteInput(u));
+  }
+  return absl::StrCat(
+      "must be empty or ",
+      users.size() == 1
+          ? absl::StrCat("the broker user ", quoted)
+          : absl::StrCat("one of the brokers' users (", quoted, ")"),
+      ", got ", QuoteInput(user_id),
+      " (RabbitMQ refuses a message whose user_id is not the connection's "
+      "user by closing the publishing channel)");
 }
 
 void SetOptional(const std::string& in, std::optional<std::string>* out) {
@@ -206,69 +238,6 @@ void SetString(const std::optional<std::string>& in, MutableField field) {
 
 }  // namespace
 
-bool IsValidUtf8(absl::string_view s) {
-  size_t i = 0;
-  const size_t n = s.size();
-  while (i < n) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    int len;
-    uint32_t cp;
-    if ((c & 0xE0) == 0xC0) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + len > n) return false;
-    for (int k = 1; k < len; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return false;
-    }
-    i += len;
-  }
-  return true;
-}
-
-std::string SanitizeUtf8(absl::string_view s) {
-  if (IsValidUtf8(s)) return std::string(s);
-  std::string out;
-  out.reserve(s.size());
-  size_t i = 0;
-  while (i < s.size()) {
-    // Take the longest valid sequence starting at i (1..4 bytes).
-    bool ok = false;
-    for (int len = 1; len <= 4 && i + len <= s.size(); ++len) {
-      if (IsValidUtf8(s.substr(i, len))) {
-        out.append(s.data() + i, len);
-        i += len;
-        ok = true;
-        break;
-      }
-    }
-    if (!ok) {
-      out.append("\xEF\xBF\xBD");  // U+FFFD
-      ++i;
-    }
-  }
-  return out;
-}
-
 void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
   int64_t ns = absl::ToUnixNanos(t);
   out->set_seconds(ns / 1000000000);
@@ -290,6 +259,22 @@ absl::StatusOr<amqp::FieldTable> ToAmqpTable(const ProtoTable& table,
                                              absl::string_view field) {
   return ToAmqpTableAt(table, std::string(field), 1);
 }
+
+namespace {
+
+// Arguments of a method (queue.declare, basic.consume, ...): a table that
+// must fit in one frame with the method.
+absl::StatusOr<amqp::FieldTable> ToAmqpArguments(const ProtoTable& table) {
+  absl::StatusOr<amqp::FieldTable> args = ToAmqpTable(table, "arguments");
+  if (args.ok() && EncodedSize(*args) > amqp::kMaxFieldTableBytes) {
+    return Invalid("arguments",
+                   absl::StrCat("larger than ", amqp::kMaxFieldTableBytes,
+                                " bytes encoded"));
+  }
+  return args;
+}
+
+}  // namespace
 
 absl::StatusOr<amqp::Properties> ToAmqpProperties(
     const v1::MessageProperties& p, absl::string_view field,
@@ -315,6 +300,12 @@ absl::StatusOr<amqp::Properties> ToAmqpProperties(
       return CheckShort(absl::StrCat(field, ".", s.name), s.value);
     }
     SetOptional(s.value, s.out);
+  }
+  if (!p.user_id().empty() && !limits.broker_users.empty() &&
+      std::find(limits.broker_users.begin(), limits.broker_users.end(),
+                p.user_id()) == limits.broker_users.end()) {
+    return Invalid(absl::StrCat(field, ".user_id"),
+                   UserIdProblem(p.user_id(), limits));
   }
   switch (p.delivery_mode()) {
     case v1::DELIVERY_MODE_UNSPECIFIED:
@@ -405,6 +396,9 @@ absl::StatusOr<amqp::OutgoingMessage> ToOutgoingMessage(
     m.properties.message_id = core::NewUuid();
   }
   m.body = r.body();
+  if (std::optional<amqp::Violation> v = amqp::CheckPublish(m)) {
+    return Invalid(name(v->field), v->problem);
+  }
   return m;
 }
 
@@ -412,9 +406,10 @@ absl::StatusOr<amqp::QueueDeclareArgs> ToQueueDeclareArgs(
     const v1::DeclareQueueRequest& r) {
   absl::Status s = ValidateName("name", r.name());
   if (!s.ok()) return s;
-  absl::StatusOr<amqp::FieldTable> args =
-      ToAmqpTable(r.arguments(), "arguments");
+  absl::StatusOr<amqp::FieldTable> args = ToAmqpArguments(r.arguments());
   if (!args.ok()) return args.status();
+  if (auto v = amqp::CheckQueueArguments(*args))
+    return Invalid("arguments", *v);
   amqp::QueueDeclareArgs out;
   out.name = r.name();
   out.durable = r.has_durable() ? r.durable() : true;
@@ -452,8 +447,7 @@ absl::StatusOr<amqp::ExchangeDeclareArgs> ToExchangeDeclareArgs(
   if (!s.ok()) return s;
   s = ValidateName("custom_type", r.custom_type());
   if (!s.ok()) return s;
-  absl::StatusOr<amqp::FieldTable> args =
-      ToAmqpTable(r.arguments(), "arguments");
+  absl::StatusOr<amqp::FieldTable> args = ToAmqpArguments(r.arguments());
   if (!args.ok()) return args.status();
   amqp::ExchangeDeclareArgs out;
   out.name = r.name();
@@ -497,8 +491,7 @@ absl::StatusOr<amqp::BindArgs> ToBindArgs(const BindRequest& r) {
   }
   s = ValidateName("routing_key", r.routing_key());
   if (!s.ok()) return s;
-  absl::StatusOr<amqp::FieldTable> args =
-      ToAmqpTable(r.arguments(), "arguments");
+  absl::StatusOr<amqp::FieldTable> args = ToAmqpArguments(r.arguments());
   if (!args.ok()) return args.status();
   amqp::BindArgs out;
   out.queue = r.queue();
@@ -549,9 +542,11 @@ absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
   out.max_messages = r.max_messages();
   out.consumer_tag = r.consumer_tag();
   out.exclusive = r.exclusive();
-  absl::StatusOr<amqp::FieldTable> args =
-      ToAmqpTable(r.arguments(), "arguments");
+  absl::StatusOr<amqp::FieldTable> args = ToAmqpArguments(r.arguments());
   if (!args.ok()) return args.status();
+  if (auto v = amqp::CheckConsumerArguments(*args)) {
+    return Invalid("arguments", *v);
+  }
   out.arguments = *std::move(args);
   return out;
 }

@@ -1,10 +1,14 @@
 // Conversions between the API (amqpgw.v1 protos) and AMQP values, with the
-// validation that makes bad input an INVALID_ARGUMENT naming its field.
+// validation that makes bad input an INVALID_ARGUMENT naming its field: the
+// API's own limits, and everything RabbitMQ would answer by closing a
+// connection or channel that other callers share (server/amqp/broker_rules.h
+// lists what was checked against the broker, and why).
 #ifndef AMQPGW_SERVER_GRPC_CONVERT_H_
 #define AMQPGW_SERVER_GRPC_CONVERT_H_
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -13,6 +17,7 @@
 #include "amqpgw/v1/gateway.pb.h"
 #include "google/protobuf/map.h"
 #include "server/amqp/types.h"
+#include "server/base/utf8.h"
 #include "server/core/session.h"
 #include "server/core/subscription.h"
 
@@ -24,6 +29,10 @@ struct Limits {
   size_t max_batch_messages = 10000;
   // Encoded size of a message's properties and headers (one AMQP frame).
   size_t max_properties_bytes = 64 << 10;
+  // The users of the configured brokers (--broker). A message's user_id must
+  // be empty or one of them: the broker refuses any other by closing the
+  // publishing channel. Empty: user_id is not checked.
+  std::vector<std::string> broker_users;
 };
 
 using ProtoTable = google::protobuf::Map<std::string, v1::FieldValue>;
@@ -46,6 +55,9 @@ absl::StatusOr<amqp::OutgoingMessage> ToOutgoingMessage(
 
 absl::StatusOr<amqp::QueueDeclareArgs> ToQueueDeclareArgs(
     const v1::DeclareQueueRequest& request);
+// A custom_type that is not built in (amqp::IsBuiltinExchangeType) is
+// passed on: the caller must check that the broker has it
+// (core::ExchangeTypes) before sending.
 absl::StatusOr<amqp::ExchangeDeclareArgs> ToExchangeDeclareArgs(
     const v1::DeclareExchangeRequest& request);
 template <typename BindRequest>
@@ -66,8 +78,6 @@ void ToProtoConnectionInfo(const core::ConnectionInfo& info,
 void ToProtoCounters(const core::CountersSnapshot& counters, v1::Counters* out);
 
 // Helpers shared with tests.
-bool IsValidUtf8(absl::string_view s);
-std::string SanitizeUtf8(absl::string_view s);
 void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out);
 
 }  // namespace amqpgw::grpc_api

@@ -4,6 +4,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+
 namespace amqpgw::grpc_api {
 namespace {
 
@@ -123,7 +127,7 @@ TEST(ConvertTest, ValidationNamesTheField) {
          (*r.mutable_properties()->mutable_headers())[std::string(256, 'k')] =
              Int(1);
        },
-       "key longer than 255 bytes"},
+       "m.properties.headers: key 'kkkk"},
       {[](auto& r) {
          v1::FieldValue* v = &(*r.mutable_properties()->mutable_headers())["h"];
          for (int i = 0; i < 16; ++i) {
@@ -218,6 +222,202 @@ TEST(ConvertTest, TopologyRequests) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(ToSubscribeOptions(s).status().message()),
               HasSubstr("max_batch"));
+}
+
+// Everything RabbitMQ answers by closing a connection or channel that other
+// callers share is refused before sending (server/amqp/broker_rules.h).
+TEST(ConvertTest, NonFiniteDoublesAreRefusedAnywhereInATable) {
+  const double kBad[] = {std::numeric_limits<double>::quiet_NaN(),
+                         std::numeric_limits<double>::infinity(),
+                         -std::numeric_limits<double>::infinity()};
+  for (double bad : kBad) {
+    v1::PublishRequest p;
+    v1::FieldValue* v = &(*p.mutable_properties()->mutable_headers())["t"];
+    v1::FieldValue* arr = &(*v->mutable_table_value()->mutable_fields())["arr"];
+    arr->mutable_array_value()->add_values()->set_double_value(1.5);
+    arr->mutable_array_value()->add_values()->set_double_value(bad);
+    auto m = ToOutgoingMessage(p, "messages[3]", Limits());
+    ASSERT_FALSE(m.ok());
+    EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(m.status().message()),
+                HasSubstr("messages[3].properties.headers[\"t\"][\"arr\"][1]"));
+    EXPECT_THAT(std::string(m.status().message()),
+                HasSubstr("NaN and infinite doubles"));
+
+    v1::DeclareQueueRequest q;
+    q.set_name("q");
+    (*q.mutable_arguments())["x-n"].set_double_value(bad);
+    EXPECT_THAT(std::string(ToQueueDeclareArgs(q).status().message()),
+                HasSubstr("arguments[\"x-n\"]"));
+    v1::DeclareExchangeRequest x;
+    x.set_name("e");
+    (*x.mutable_arguments())["x-n"].set_double_value(bad);
+    EXPECT_FALSE(ToExchangeDeclareArgs(x).ok());
+    v1::BindQueueRequest b;
+    b.set_queue("q");
+    b.set_exchange("e");
+    (*(*b.mutable_arguments())["t"]
+          .mutable_table_value()
+          ->mutable_fields())["d"]
+        .set_double_value(bad);
+    EXPECT_THAT(std::string(ToBindArgs(b).status().message()),
+                HasSubstr("arguments[\"t\"][\"d\"]"));
+    v1::UnbindQueueRequest u;
+    u.set_queue("q");
+    u.set_exchange("e");
+    (*u.mutable_arguments())["d"].set_double_value(bad);
+    EXPECT_FALSE(ToBindArgs(u).ok());
+    v1::StreamMessagesRequest s;
+    s.set_queue("q");
+    (*s.mutable_arguments())["x-priority"].set_double_value(bad);
+    EXPECT_THAT(std::string(ToSubscribeOptions(s).status().message()),
+                HasSubstr("arguments[\"x-priority\"]"));
+  }
+  // Finite doubles are fine.
+  v1::PublishRequest p;
+  (*p.mutable_properties()->mutable_headers())["d"].set_double_value(-0.5);
+  EXPECT_TRUE(ToOutgoingMessage(p, "", Limits()).ok());
+}
+
+TEST(ConvertTest, UserIdMustBeTheBrokerUser) {
+  Limits limits;
+  limits.broker_users = {"guest"};
+  v1::PublishRequest p;
+  p.mutable_properties()->set_user_id("guest");
+  EXPECT_TRUE(ToOutgoingMessage(p, "", limits).ok());
+  p.mutable_properties()->set_user_id("admin");
+  auto m = ToOutgoingMessage(p, "", limits);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(m.status().message()),
+              HasSubstr("properties.user_id: must be empty or the broker "
+                        "user 'guest', got 'admin'"));
+  // Brokers with different users: any of them.
+  limits.broker_users = {"b", "a", "b"};
+  p.mutable_properties()->set_user_id("a");
+  EXPECT_TRUE(ToOutgoingMessage(p, "", limits).ok());
+  p.mutable_properties()->set_user_id("c");
+  EXPECT_THAT(std::string(ToOutgoingMessage(p, "", limits).status().message()),
+              HasSubstr("one of the brokers' users ('a', 'b')"));
+  // No broker users known: not checked.
+  EXPECT_TRUE(ToOutgoingMessage(p, "", Limits()).ok());
+}
+
+TEST(ConvertTest, PublishRulesOfTheBroker) {
+  struct Case {
+    std::function<void(v1::PublishRequest&)> set;
+    std::string want;
+  } cases[] = {
+      {[](auto& r) { r.set_routing_key("amq.rabbitmq.reply-to.g1h.k"); },
+       "m.routing_key: direct reply-to keys"},
+      {[](auto& r) {
+         r.mutable_properties()->set_reply_to("amq.rabbitmq.reply-to");
+       },
+       "m.properties.reply_to: direct reply-to"},
+      {[](auto& r) {
+         (*r.mutable_properties()->mutable_headers())["CC"].set_string_value(
+             "q");
+       },
+       "m.properties.headers[\"CC\"]: must be an array"},
+      {[](auto& r) {
+         (*r.mutable_properties()->mutable_headers())["BCC"]
+             .mutable_array_value()
+             ->add_values()
+             ->set_string_value("amq.rabbitmq.reply-to.a.b");
+       },
+       "m.properties.headers[\"BCC\"][0]: direct reply-to keys"},
+  };
+  for (const Case& c : cases) {
+    v1::PublishRequest r;
+    c.set(r);
+    auto m = ToOutgoingMessage(r, "m", Limits());
+    ASSERT_FALSE(m.ok()) << c.want;
+    EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(m.status().message()), HasSubstr(c.want));
+  }
+  v1::PublishRequest ok;
+  ok.set_exchange("amq.direct");
+  ok.set_routing_key("amq.rabbitmq.reply-to.g1h.k");
+  (*ok.mutable_properties()->mutable_headers())["CC"]
+      .mutable_array_value()
+      ->add_values()
+      ->set_string_value("other");
+  EXPECT_TRUE(ToOutgoingMessage(ok, "", Limits()).ok());
+}
+
+TEST(ConvertTest, ArgumentRulesOfTheBroker) {
+  v1::DeclareQueueRequest q;
+  q.set_name("q");
+  (*q.mutable_arguments())["x-queue-master-locator"].set_string_value("nope");
+  auto a = ToQueueDeclareArgs(q);
+  EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(a.status().message()),
+              HasSubstr("arguments[\"x-queue-master-locator\"]: must be"));
+  (*q.mutable_arguments())["x-queue-master-locator"].set_string_value(
+      "min-masters");
+  EXPECT_TRUE(ToQueueDeclareArgs(q).ok());
+  q.set_type(v1::STREAM);
+  q.mutable_arguments()->clear();
+  (*q.mutable_arguments())["x-max-age"].set_string_value("");
+  EXPECT_THAT(std::string(ToQueueDeclareArgs(q).status().message()),
+              HasSubstr("arguments[\"x-max-age\"]"));
+  (*q.mutable_arguments())["x-max-age"].set_string_value("7D");
+  EXPECT_TRUE(ToQueueDeclareArgs(q).ok());
+
+  v1::StreamMessagesRequest s;
+  s.set_queue("q");
+  (*s.mutable_arguments())["x-stream-offset"].set_string_value("nope");
+  EXPECT_THAT(std::string(ToSubscribeOptions(s).status().message()),
+              HasSubstr("arguments[\"x-stream-offset\"]: must be"));
+  (*s.mutable_arguments())["x-stream-offset"].set_bool_value(true);
+  EXPECT_FALSE(ToSubscribeOptions(s).ok());
+  (*s.mutable_arguments())["x-stream-offset"].set_string_value("first");
+  EXPECT_TRUE(ToSubscribeOptions(s).ok());
+  (*s.mutable_arguments())["x-stream-offset"].set_int_value(42);
+  EXPECT_TRUE(ToSubscribeOptions(s).ok());
+  (*s.mutable_arguments())["x-stream-offset"]
+      .mutable_timestamp_value()
+      ->set_seconds(1700000000);
+  EXPECT_TRUE(ToSubscribeOptions(s).ok());
+}
+
+TEST(ConvertTest, ArgumentsMustFitInOneFrame) {
+  v1::DeclareQueueRequest q;
+  q.set_name("q");
+  (*q.mutable_arguments())["big"].set_string_value(std::string(70000, 'x'));
+  EXPECT_THAT(std::string(ToQueueDeclareArgs(q).status().message()),
+              HasSubstr("arguments: larger than 65536 bytes encoded"));
+  v1::StreamMessagesRequest s;
+  s.set_queue("q");
+  (*s.mutable_arguments())["big"].set_bytes_value(std::string(70000, 'x'));
+  EXPECT_FALSE(ToSubscribeOptions(s).ok());
+  v1::BindQueueRequest b;
+  b.set_queue("q");
+  b.set_exchange("e");
+  for (int i = 0; i < 300; ++i) {
+    (*b.mutable_arguments())[absl::StrCat("k", i)].set_string_value(
+        std::string(250, 'v'));
+  }
+  EXPECT_FALSE(ToBindArgs(b).ok());
+}
+
+TEST(ConvertTest, EchoedInputIsBounded) {
+  v1::PublishRequest p;
+  std::string key(1 << 20, 'k');
+  (*p.mutable_properties()->mutable_headers())[key] = Int(1);
+  auto m = ToOutgoingMessage(p, "", Limits());
+  ASSERT_FALSE(m.ok());
+  EXPECT_LT(m.status().message().size(), 400u);
+  EXPECT_THAT(std::string(m.status().message()),
+              HasSubstr("'... (1048576 bytes) is longer than 255 bytes"));
+  Limits limits;
+  limits.broker_users = {"guest"};
+  p.Clear();
+  p.mutable_properties()->set_user_id(std::string(255, '\x01'));
+  m = ToOutgoingMessage(p, "", limits);
+  ASSERT_FALSE(m.ok());
+  EXPECT_LT(m.status().message().size(), 1000u);
+  EXPECT_THAT(std::string(m.status().message()), HasSubstr("\\x01\\x01"));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "server/amqp/broker_rules.h"
 #include "server/grpc/status.h"
 #include "server/grpc/stream_reactor.h"
 #include "server/grpc/tracing.h"
@@ -94,21 +95,27 @@ GatewayService::GatewayService(core::Session* session, Options options)
     : session_(session), options_(std::move(options)) {}
 
 absl::Status GatewayService::Authorize(const CallbackServerContext* ctx,
-                                       Rpc rpc) const {
+                                       absl::string_view rpc_name) const {
   if (options_.authorizer == nullptr) return absl::OkStatus();
+  const Rpc* rpc = FindGatewayRpc(rpc_name);
+  if (rpc == nullptr) {
+    // A handler not named as its RPC: refuse rather than guess its role.
+    return absl::InternalError(
+        absl::StrCat("no role known for ", rpc_name, " (a gateway bug)"));
+  }
   const auto& md = ctx->client_metadata();
   auto it = md.find("authorization");
   std::optional<absl::string_view> value;
   if (it != md.end()) {
     value = absl::string_view(it->second.data(), it->second.size());
   }
-  return options_.authorizer->Check(value, rpc);
+  return options_.authorizer->Check(value, *rpc, ctx->peer());
 }
 
 ServerUnaryReactor* GatewayService::Connect(CallbackServerContext* ctx,
                                             const v1::ConnectRequest* request,
                                             v1::ConnectResponse* response) {
-  if (absl::Status s = Authorize(ctx, Rpc::kConnect); !s.ok()) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
     return Fail(ctx, s);
   }
   absl::Time deadline = CallDeadline(ctx);
@@ -134,7 +141,7 @@ ServerUnaryReactor* GatewayService::Connect(CallbackServerContext* ctx,
 ServerUnaryReactor* GatewayService::Disconnect(
     CallbackServerContext* ctx, const v1::DisconnectRequest* request,
     v1::DisconnectResponse* response) {
-  if (absl::Status s = Authorize(ctx, Rpc::kDisconnect); !s.ok()) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
     return Fail(ctx, s);
   }
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -148,7 +155,7 @@ ServerUnaryReactor* GatewayService::Disconnect(
 ServerUnaryReactor* GatewayService::GetStatus(
     CallbackServerContext* ctx, const v1::GetStatusRequest* request,
     v1::GetStatusResponse* response) {
-  if (absl::Status s = Authorize(ctx, Rpc::kGetStatus); !s.ok()) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
     return Fail(ctx, s);
   }
   ToProtoConnectionInfo(session_->Info(), response->mutable_connection());
@@ -163,7 +170,7 @@ ServerUnaryReactor* GatewayService::GetStatus(
 ServerUnaryReactor* GatewayService::DeclareQueue(
     CallbackServerContext* ctx, const v1::DeclareQueueRequest* request,
     v1::DeclareQueueResponse* response) {
-  if (absl::Status s = Authorize(ctx, Rpc::kDeclareQueue); !s.ok()) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
     return Fail(ctx, s);
   }
   absl::StatusOr<amqp::QueueDeclareArgs> args = ToQueueDeclareArgs(*request);
@@ -178,7 +185,7 @@ ServerUnaryReactor* GatewayService::DeclareQueue(
 ServerUnaryReactor* GatewayService::InspectQueue(
     CallbackServerContext* ctx, const v1::InspectQueueRequest* request,
     v1::InspectQueueResponse* response) {
-  if (absl::Status s = Authorize(ctx, Rpc::kInspectQueue); !s.ok()) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
     return Fail(ctx, s);
   }
   absl::Status s = ValidateName("name", request->name(), false);
@@ -192,7 +199,7 @@ ServerUnaryReactor* GatewayService::InspectQueue(
 ServerUnaryReactor* GatewayService::DeleteQueue(
     CallbackServerContext* ctx, const v1::DeleteQueueRequest* request,
     v1::DeleteQueueResponse* response) {
-  if (absl::Status s = Authorize(ctx, Rpc::kDeleteQueue); !s.ok()) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
     return Fail(ctx, s);
   }
   absl::Status s = ValidateName("name", request->name(), false);
@@ -219,7 +226,7 @@ ServerUnaryReactor* GatewayService::DeleteQueue(
 ServerUnaryReactor* GatewayService::PurgeQueue(
     CallbackServerContext* ctx, const v1::PurgeQueueRequest* request,
     v1::PurgeQueueResponse* response) {
-  if (absl::Status s = Authorize(ctx, Rpc::kPurgeQueue); !s.ok()) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
     return Fail(ctx, s);
   }
   absl::Status s = ValidateName("name", request->name(), false);
@@ -233,23 +240,43 @@ ServerUnaryReactor* GatewayService::PurgeQueue(
 ServerUnaryReactor* GatewayService::DeclareExchange(
     CallbackServerContext* ctx, const v1::DeclareExchangeRequest* request,
     v1::DeclareExchangeResponse* response) {
-  if (absl::Status s = Authorize(ctx, Rpc::kDeclareExchange); !s.ok()) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
     return Fail(ctx, s);
   }
   absl::StatusOr<amqp::ExchangeDeclareArgs> args =
       ToExchangeDeclareArgs(*request);
   if (!args.ok()) return Fail(ctx, args.status());
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  session_->DeclareExchange(*std::move(args),
-                            session_->Deadline(CallDeadline(ctx)),
-                            FinishCall(reactor));
+  const absl::Time deadline = session_->Deadline(CallDeadline(ctx));
+  if (amqp::IsBuiltinExchangeType(args->type)) {
+    session_->DeclareExchange(*std::move(args), deadline, FinishCall(reactor));
+    return reactor;
+  }
+  if (options_.exchange_types == nullptr) {
+    reactor->Finish(ToGrpcStatus(absl::FailedPreconditionError(
+        "custom_type: this gateway cannot check plugin exchange types")));
+    return reactor;
+  }
+  // A type the broker does not have would close the control connection:
+  // declare only once a connection of its own said the broker has it.
+  std::string type = args->type;
+  options_.exchange_types->Check(type, [session = session_,
+                                        args = *std::move(args), deadline,
+                                        reactor](absl::Status s) mutable {
+    if (!s.ok()) {
+      reactor->Finish(ToGrpcStatus(
+          absl::Status(s.code(), absl::StrCat("custom_type: ", s.message()))));
+      return;
+    }
+    session->DeclareExchange(std::move(args), deadline, FinishCall(reactor));
+  });
   return reactor;
 }
 
 ServerUnaryReactor* GatewayService::DeleteExchange(
     CallbackServerContext* ctx, const v1::DeleteExchangeRequest* request,
     v1::DeleteExchangeResponse* response) {
-  if (absl::Status s = Authorize(ctx, Rpc::kDeleteExchange); !s.ok()) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
     return Fail(ctx, s);
   }
   absl::Status s = ValidateName("name", request->name(), false);
@@ -276,7 +303,7 @@ ServerUnaryReactor* GatewayService::DeleteExchange(
 ServerUnaryReactor* GatewayService::BindQueue(
     CallbackServerContext* ctx, const v1::BindQueueRequest* request,
     v1::BindQueueResponse* response) {
-  if (absl::Status s = Authorize(ctx, Rpc::kBindQueue); !s.ok()) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
     return Fail(ctx, s);
   }
   absl::StatusOr<amqp::BindArgs> args = ToBindArgs(*request);
@@ -290,7 +317,7 @@ ServerUnaryReactor* GatewayService::BindQueue(
 ServerUnaryReactor* GatewayService::UnbindQueue(
     CallbackServerContext* ctx, const v1::UnbindQueueRequest* request,
     v1::UnbindQueueResponse* response) {
-  if (absl::Status s = Authorize(ctx, Rpc::kUnbindQueue); !s.ok()) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
     return Fail(ctx, s);
   }
   absl::StatusOr<amqp::BindArgs> args = ToBindArgs(*request);
@@ -304,7 +331,7 @@ ServerUnaryReactor* GatewayService::UnbindQueue(
 ServerUnaryReactor* GatewayService::Publish(CallbackServerContext* ctx,
                                             const v1::PublishRequest* request,
                                             v1::PublishResponse* response) {
-  if (absl::Status s = Authorize(ctx, Rpc::kPublish); !s.ok()) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
     return Fail(ctx, s);
   }
   absl::StatusOr<amqp::OutgoingMessage> m =
@@ -341,7 +368,7 @@ ServerUnaryReactor* GatewayService::Publish(CallbackServerContext* ctx,
 ServerUnaryReactor* GatewayService::PublishBatch(
     CallbackServerContext* ctx, const v1::PublishBatchRequest* request,
     v1::PublishBatchResponse* response) {
-  if (absl::Status s = Authorize(ctx, Rpc::kPublishBatch); !s.ok()) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
     return Fail(ctx, s);
   }
   const int n = request->messages_size();
@@ -399,7 +426,7 @@ GatewayService::StreamMessages(CallbackServerContext* ctx,
       options.ok() ? options->ack_mode : core::AckMode::kAuto, request->queue(),
       options.ok() ? options->prefetch : 0,
       options.ok() ? request->max_batch() : 0, options_.spans);
-  if (absl::Status s = Authorize(ctx, Rpc::kStreamMessages); !s.ok()) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
     reactor->FinishNow(ToGrpcStatus(s));
     return reactor;
   }
@@ -421,7 +448,7 @@ GatewayService::StreamMessages(CallbackServerContext* ctx,
 ServerUnaryReactor* GatewayService::Ack(CallbackServerContext* ctx,
                                         const v1::AckRequest* request,
                                         v1::AckResponse* response) {
-  if (absl::Status s = Authorize(ctx, Rpc::kAck); !s.ok()) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
     return Fail(ctx, s);
   }
   if (request->subscription_id().empty()) {

@@ -3,15 +3,18 @@
 // returns a reactor that the session's threads finish when the broker
 // answers.
 //
-// Every handler first asks the Authorizer (when tokens are configured); the
-// publishing handlers carry the W3C trace context into the messages (see
-// tracing.h).
+// Every handler is named as its RPC in gateway.proto and first asks the
+// Authorizer (when tokens are configured) with that name (rpcs.h has each
+// RPC's role); the publishing handlers carry the W3C trace context into the
+// messages (see tracing.h). DeclareExchange with a custom_type that is not
+// built in waits for core::ExchangeTypes to say the broker has it.
 #ifndef AMQPGW_SERVER_GRPC_GATEWAY_SERVICE_H_
 #define AMQPGW_SERVER_GRPC_GATEWAY_SERVICE_H_
 
 #include <string>
 
 #include "amqpgw/v1/gateway.grpc.pb.h"
+#include "server/core/exchange_types.h"
 #include "server/core/session.h"
 #include "server/grpc/auth.h"
 #include "server/grpc/convert.h"
@@ -28,6 +31,9 @@ class GatewayService final : public v1::Gateway::CallbackService {
     const Authorizer* authorizer = nullptr;
     // Null: no spans are recorded (trace context is still propagated).
     trace::SpanExporter* spans = nullptr;
+    // Checks DeclareExchange's custom_type. Null: only built-in exchange
+    // types are accepted. Must outlive the service.
+    core::ExchangeTypes* exchange_types = nullptr;
   };
 
   // `session` must outlive the service and every call it serves.
@@ -85,9 +91,10 @@ class GatewayService final : public v1::Gateway::CallbackService {
                                   v1::AckResponse* response) override;
 
  private:
-  // OK when no tokens are configured or the call's token allows `rpc`.
+  // OK when no tokens are configured or the call's token allows the RPC
+  // named `rpc` (the handler's __func__).
   absl::Status Authorize(const ::grpc::CallbackServerContext* ctx,
-                         Rpc rpc) const;
+                         absl::string_view rpc) const;
 
   core::Session* const session_;
   const Options options_;

@@ -142,4 +142,12 @@ absl::StatusOr<std::string> BrokerNode::Ctl(
                                  absl::StrJoin(quoted, " ")));
 }
 
+absl::StatusOr<std::string> BrokerNode::Plugins(
+    const std::vector<std::string>& args) const {
+  std::vector<std::string> quoted;
+  for (const auto& a : args) quoted.push_back(Quote(a));
+  return RunCommand(absl::StrCat(env_, Script(), " plugins ", Quote(dir_), " ",
+                                 absl::StrJoin(quoted, " ")));
+}
+
 }  // namespace amqpgw::testing

@@ -35,6 +35,10 @@ class BrokerNode {
   absl::Status Kill();
   // rabbitmqctl on this node; returns its standard output.
   absl::StatusOr<std::string> Ctl(const std::vector<std::string>& args) const;
+  // rabbitmq-plugins on this node (e.g. {"enable", "rabbitmq_random_exchange"}:
+  // enables it on the running node).
+  absl::StatusOr<std::string> Plugins(
+      const std::vector<std::string>& args) const;
   // The Erlang node name (name@localhost).
   const std::string& node_name() const { return node_name_; }
 

@@ -8,6 +8,7 @@
 #   rabbitmq-node.sh stop DIR               stop it gracefully
 #   rabbitmq-node.sh kill DIR               SIGKILL it (crash test)
 #   rabbitmq-node.sh ctl DIR ARGS...        rabbitmqctl on that node
+#   rabbitmq-node.sh plugins DIR ARGS...    rabbitmq-plugins on that node
 #   rabbitmq-node.sh env DIR                print its settings (sh syntax)
 #
 # DIR/node.env holds NODE, AMQP_PORT, DIST_PORT and URI after a start.
@@ -67,6 +68,12 @@ ctl() {
   local dir=$1; shift
   load_env "$dir"
   env $(node_env "$dir") "$RABBIT_BIN/rabbitmqctl" -n "$NODE" "$@"
+}
+
+plugins() {
+  local dir=$1; shift
+  load_env "$dir"
+  env $(node_env "$dir") "$RABBIT_BIN/rabbitmq-plugins" -n "$NODE" "$@"
 }
 
 alive() {
@@ -166,13 +173,14 @@ cmd_kill() {
   rm -f "$dir/rabbitmq.pid"
 }
 
-[ $# -ge 2 ] || die "usage: $0 start|stop|kill|ctl|env DIR [ARGS...]"
+[ $# -ge 2 ] || die "usage: $0 start|stop|kill|ctl|plugins|env DIR [ARGS...]"
 verb=$1; shift
 case "$verb" in
   start) cmd_start "$@" ;;
   stop) cmd_stop "$@" ;;
   kill) cmd_kill "$@" ;;
   ctl) d=$(realpath -m "$1"); shift; ctl "$d" "$@" ;;
+  plugins) d=$(realpath -m "$1"); shift; plugins "$d" "$@" ;;
   env) load_env "$(realpath -m "$1")"; cat "$(realpath -m "$1")/node.env" ;;
   *) die "unknown command $verb" ;;
 esac

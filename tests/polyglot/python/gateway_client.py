@@ -20,7 +20,7 @@ def generate_stubs(proto_root, out_dir):
         ["/usr/bin/protoc", f"-I{proto_root}", f"--python_out={out_dir}",
          f"--grpc_python_out={out_dir}",
          "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin",
-         "amqpgw/v1/gateway.proto"],
+         "amqpgw/v1/gateway.proto", "amqpgw/v1/options.proto"],
         check=True)
     sys.path.insert(0, out_dir)
 
