@@ -1,38 +1,40 @@
-// One AMQP 0-9-1 connection over rabbitmq-c, driven asynchronously.
+// amqp::Connection: one AMQP 0-9-1 connection, driven asynchronously. The
+// interface core/ works with; RabbitConnection (rabbit_connection.h, over
+// rabbitmq-c) is the real one, amqp/testing/fake_connection.h a scripted one
+// for unit tests.
 //
-// Thread safety: none. A Connection, its socket and its channels belong to
-// the one thread that created it (rabbitmq-c's rule); no other thread may
-// call any method, including the destructor.
+// Thread safety: none. A Connection belongs to one thread at a time and no
+// other thread may call any method, including the destructor. It may change
+// hands (the thread that opened it gives it to the thread that drives it)
+// only through synchronisation that orders everything the first did before
+// anything the second does (a mutex both take, a join).
 //
-// Usage: Open() connects and logs in (blocking, bounded by
-// OpenOptions::connect_timeout). After that, methods are sent without waiting
-// for their replies; replies and broker-initiated methods come back as Events
-// from Read(), which never blocks. The owner polls fd() for input (checking
-// HasBufferedInput() first, since rabbitmq-c may hold complete frames already)
-// and calls Read() until it returns false. Read() also sends and checks
-// heartbeats, so the owner must call it at least every heartbeat()/2 even
-// when idle.
+// Usage: a ConnectionFactory opens the connection (connects and logs in,
+// blocking, bounded by OpenOptions::connect_timeout). After that, methods
+// are sent without waiting for their replies; replies and broker-initiated
+// methods come back as Events from Read(), which never blocks. The owner
+// polls fd() for input (checking HasBufferedInput() first, since the
+// connection may hold complete frames already) and calls Read() until it
+// returns false. Read() also sends and checks heartbeats, so the owner must
+// call it at least every heartbeat()/2 even when idle.
 //
 // Any error from a send or from Read() means the connection is unusable: the
 // owner should destroy it and open a new one. Data in Events is copied out of
-// rabbitmq-c's buffers, so Events stay valid after later calls.
+// the connection's buffers, so Events stay valid after later calls.
 #ifndef AMQPGW_SERVER_AMQP_CONNECTION_H_
 #define AMQPGW_SERVER_AMQP_CONNECTION_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/amqp/broker_address.h"
 #include "server/amqp/types.h"
-
-// rabbitmq-c's handle, kept opaque here.
-struct amqp_connection_state_t_;
 
 namespace amqpgw::amqp {
 
@@ -162,100 +164,87 @@ const char* EventTypeName(Event::Type type);
 
 class Connection {
  public:
-  // Connects, logs in and negotiates limits. Errors: UNAVAILABLE for network
-  // and protocol failures, saying at which step (TCP connect, TLS handshake,
-  // AMQP handshake, login, opening the vhost) and whether the broker did not
-  // answer in time or closed the connection; PERMISSION_DENIED for refused
-  // credentials or vhost.
-  static absl::StatusOr<std::unique_ptr<Connection>> Open(
-      const BrokerAddress& address, const OpenOptions& options);
+  virtual ~Connection() = default;
 
-  ~Connection();
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
-
-  // The socket, for poll(). -1 once the connection failed.
-  int fd() const;
-  // True when rabbitmq-c already holds input that poll() on fd() cannot see.
-  bool HasBufferedInput() const;
+  // The socket (or another pollable fd), for poll(). -1 once the connection
+  // failed.
+  virtual int fd() const = 0;
+  // True when the connection already holds input that poll() on fd() cannot
+  // see.
+  virtual bool HasBufferedInput() const = 0;
 
   // Reads at most one complete event without blocking. Returns true with
   // *event filled, false when no complete event is available yet, or an
   // error when the connection is lost (UNAVAILABLE, with the reason: closed by
   // the broker with its reply, socket error, missed heartbeats).
-  absl::StatusOr<bool> Read(Event* event);
+  virtual absl::StatusOr<bool> Read(Event* event) = 0;
 
   // Senders. Each writes one method (and content) and returns at once; the
-  // reply, if any, arrives as an Event. An error means the connection failed.
-  absl::Status OpenChannel(uint16_t channel);
-  absl::Status CloseChannel(uint16_t channel);
-  absl::Status ConfirmSelect(uint16_t channel);
-  absl::Status Qos(uint16_t channel, uint16_t prefetch_count);
-  absl::Status Consume(uint16_t channel, const ConsumeArgs& args);
-  absl::Status Cancel(uint16_t channel, absl::string_view consumer_tag);
-  absl::Status Ack(uint16_t channel, uint64_t delivery_tag, bool multiple);
-  absl::Status Nack(uint16_t channel, uint64_t delivery_tag, bool multiple,
-                    bool requeue);
+  // reply, if any, arrives as an Event. An error means the connection failed
+  // unless status() is still OK: then nothing was sent (a field table or
+  // properties that cannot be encoded) and the connection is still usable.
+  virtual absl::Status OpenChannel(uint16_t channel) = 0;
+  virtual absl::Status CloseChannel(uint16_t channel) = 0;
+  virtual absl::Status ConfirmSelect(uint16_t channel) = 0;
+  virtual absl::Status Qos(uint16_t channel, uint16_t prefetch_count) = 0;
+  virtual absl::Status Consume(uint16_t channel, const ConsumeArgs& args) = 0;
+  virtual absl::Status Cancel(uint16_t channel,
+                              absl::string_view consumer_tag) = 0;
+  virtual absl::Status Ack(uint16_t channel, uint64_t delivery_tag,
+                           bool multiple) = 0;
+  virtual absl::Status Nack(uint16_t channel, uint64_t delivery_tag,
+                            bool multiple, bool requeue) = 0;
   // InvalidArgument (connection still usable) when the properties cannot be
   // encoded in one frame; any other error means the connection failed.
-  absl::Status Publish(uint16_t channel, const OutgoingMessage& message);
-  absl::Status DeclareQueue(uint16_t channel, const QueueDeclareArgs& args);
-  absl::Status DeleteQueue(uint16_t channel, absl::string_view queue,
-                           bool if_unused, bool if_empty);
-  absl::Status PurgeQueue(uint16_t channel, absl::string_view queue);
-  absl::Status BindQueue(uint16_t channel, const BindArgs& args);
-  absl::Status UnbindQueue(uint16_t channel, const BindArgs& args);
-  absl::Status DeclareExchange(uint16_t channel,
-                               const ExchangeDeclareArgs& args);
-  absl::Status DeleteExchange(uint16_t channel, absl::string_view exchange,
-                              bool if_unused);
+  virtual absl::Status Publish(uint16_t channel,
+                               const OutgoingMessage& message) = 0;
+  virtual absl::Status DeclareQueue(uint16_t channel,
+                                    const QueueDeclareArgs& args) = 0;
+  virtual absl::Status DeleteQueue(uint16_t channel, absl::string_view queue,
+                                   bool if_unused, bool if_empty) = 0;
+  virtual absl::Status PurgeQueue(uint16_t channel,
+                                  absl::string_view queue) = 0;
+  virtual absl::Status BindQueue(uint16_t channel, const BindArgs& args) = 0;
+  virtual absl::Status UnbindQueue(uint16_t channel, const BindArgs& args) = 0;
+  virtual absl::Status DeclareExchange(uint16_t channel,
+                                       const ExchangeDeclareArgs& args) = 0;
+  virtual absl::Status DeleteExchange(uint16_t channel,
+                                      absl::string_view exchange,
+                                      bool if_unused) = 0;
 
-  // Batches writes: between Cork(true) and Cork(false) the kernel holds
-  // partial TCP segments (TCP_CORK), so that a run of publishes leaves in
-  // full segments instead of one segment per message (rabbitmq-c writes each
-  // message's body frame with its own send()). Cork(false) sends what is
-  // held at once; every Cork(true) must be followed by Cork(false) before the
-  // owner waits for input. No effect once the connection failed.
-  void Cork(bool on);
+  // Batches writes: between Cork(true) and Cork(false) a run of publishes
+  // leaves in full segments instead of one segment per message. Cork(false)
+  // sends what is held at once; every Cork(true) must be followed by
+  // Cork(false) before the owner waits for input. No effect once the
+  // connection failed.
+  virtual void Cork(bool on) = 0;
 
   // Sends connection.close and waits up to `timeout` for close-ok, discarding
   // other input. The connection is unusable afterwards.
-  void Close(absl::Duration timeout);
+  virtual void Close(absl::Duration timeout) = 0;
 
   // OK while usable; the reason once a send or read failed.
-  const absl::Status& status() const { return broken_; }
-  const ServerInfo& server_info() const { return server_info_; }
-  const BrokerAddress& address() const { return address_; }
+  virtual const absl::Status& status() const = 0;
+  virtual const ServerInfo& server_info() const = 0;
+  virtual const BrokerAddress& address() const = 0;
   // Negotiated values.
-  absl::Duration heartbeat() const { return heartbeat_; }
-  uint16_t channel_max() const { return channel_max_; }
-  uint32_t frame_max() const { return frame_max_; }
-
- private:
-  struct PendingContent;
-
-  Connection(amqp_connection_state_t_* state, const BrokerAddress& address);
-  absl::Status Failed(int amqp_status, absl::string_view doing);
-  absl::Status SendMethod(uint16_t channel, uint32_t method_id, void* method,
-                          absl::string_view doing);
-  // Handles one frame; true when it completed an event.
-  absl::StatusOr<bool> HandleFrame(const void* frame, Event* event);
-  absl::StatusOr<bool> HandleMethod(uint16_t channel, uint32_t id,
-                                    void* decoded, Event* event);
-
-  amqp_connection_state_t_* state_;
-  BrokerAddress address_;
-  ServerInfo server_info_;
-  absl::Duration heartbeat_;
-  uint16_t channel_max_ = 0;
-  uint32_t frame_max_ = 0;
-  absl::Status broken_;
-  // Deliveries and returns whose header or body frames are still to come.
-  absl::flat_hash_map<uint16_t, std::unique_ptr<PendingContent>> pending_;
-  // Scratch allocations (tables, properties) for one send, recycled after.
-  struct Pool;
-  std::unique_ptr<Pool> scratch_;
+  virtual absl::Duration heartbeat() const = 0;
+  virtual uint16_t channel_max() const = 0;
+  virtual uint32_t frame_max() const = 0;
 };
+
+// Opens a connection to one broker: connects, logs in and negotiates limits,
+// blocking for up to options.connect_timeout. Errors: UNAVAILABLE for network
+// and protocol failures, saying at which step (TCP connect, TLS handshake,
+// AMQP handshake, login, opening the vhost) and whether the broker did not
+// answer in time or closed the connection; PERMISSION_DENIED for refused
+// credentials or vhost; FAILED_PRECONDITION for unusable TLS files. The
+// returned connection belongs to the calling thread (see Connection). Must be
+// thread-safe: several ConnectionWorkers' helper threads may call one factory
+// at the same time.
+using ConnectionFactory =
+    std::function<absl::StatusOr<std::unique_ptr<Connection>>(
+        const BrokerAddress& address, const OpenOptions& options)>;
 
 }  // namespace amqpgw::amqp
 

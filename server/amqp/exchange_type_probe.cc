@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "server/amqp/rabbit_connection.h"
 #include "server/amqp/reply.h"
 
 namespace amqpgw::amqp {
@@ -47,7 +48,7 @@ absl::StatusOr<bool> ProbeExchangeType(const BrokerAddress& address,
   // The probe's connection ends within `timeout`; no heartbeats needed.
   options.heartbeat = absl::ZeroDuration();
   absl::StatusOr<std::unique_ptr<Connection>> conn =
-      Connection::Open(address, options);
+      RabbitConnection::Open(address, options);
   if (!conn.ok()) return conn.status();
   const absl::Time deadline = absl::Now() + timeout;
   absl::Status s = (*conn)->OpenChannel(kChannel);
@@ -71,7 +72,7 @@ absl::StatusOr<bool> ProbeExchangeType(const BrokerAddress& address,
     if (!e.ok()) {
       // The broker closes the whole connection for a type it does not have:
       // "closed by the broker (503 COMMAND_INVALID - unknown exchange type
-      // 'x-nope')" (Connection::Read).
+      // 'x-nope')" (RabbitConnection::Read).
       if (absl::StrContains(e.status().message(),
                             absl::StrCat("(", kCommandInvalid, " "))) {
         return false;

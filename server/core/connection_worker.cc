@@ -4,6 +4,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/amqp/rabbit_connection.h"
+#include "server/base/check.h"
 #include "server/base/sync.h"
 #include "spdlog/spdlog.h"
 
@@ -12,6 +14,9 @@ namespace amqpgw::core {
 ConnectionWorker::ConnectionWorker(Options options,
                                    std::function<void()> on_state_change)
     : options_(std::move(options)),
+      factory_(options_.factory
+                   ? options_.factory
+                   : amqp::ConnectionFactory(&amqp::RabbitConnection::Open)),
       on_state_change_(std::move(on_state_change)),
       loop_(options_.name),
       backoff_(options_.backoff) {
@@ -27,9 +32,15 @@ ConnectionWorker::~ConnectionWorker() { Stop(); }
 void ConnectionWorker::Start() { loop_.Start(this); }
 
 void ConnectionWorker::Stop() {
+  AMQPGW_DCHECK(!InWorkerThread());
   loop_.Stop();
-  // The thread is gone: this thread owns the connection now.
+  // A helper still inside the factory finishes its attempt (bounded by the
+  // connect timeout); what it opened is dropped below.
+  if (opener_.joinable()) opener_.join();
+  // Both threads are gone: this thread owns the connections now.
   conn_.reset();
+  amqpgw::MutexLock lock(&open_mu_);
+  opened_.reset();
 }
 
 void ConnectionWorker::Post(EventLoop::Task task) {
@@ -46,6 +57,7 @@ EventLoop::TimerId ConnectionWorker::RunAfter(absl::Duration delay,
 
 EventLoop::TimerId ConnectionWorker::RunAt(absl::Time when,
                                            absl::AnyInvocable<void()> fn) {
+  AMQPGW_DCHECK(InWorkerThread());
   return loop_.RunAt(when, [this, fn = std::move(fn)]() mutable {
     fn();
     CheckConnection();
@@ -114,16 +126,19 @@ void ConnectionWorker::UpdateSnapshot(
 }
 
 void ConnectionWorker::AddObserver(Observer* observer) {
+  AMQPGW_DCHECK(loop_.InLoopThreadOrStopped());
   observers_.push_back(observer);
 }
 
 void ConnectionWorker::RemoveObserver(Observer* observer) {
+  AMQPGW_DCHECK(loop_.InLoopThreadOrStopped());
   observers_.erase(std::remove(observers_.begin(), observers_.end(), observer),
                    observers_.end());
 }
 
 absl::StatusOr<uint16_t> ConnectionWorker::OpenChannel(
     ChannelHandler* handler) {
+  AMQPGW_DCHECK(InWorkerThread());
   if (conn_ == nullptr)
     return last_error_.ok() ? absl::UnavailableError("not connected")
                             : last_error_;
@@ -147,19 +162,25 @@ absl::StatusOr<uint16_t> ConnectionWorker::OpenChannel(
 }
 
 void ConnectionWorker::ReleaseChannel(uint16_t channel) {
+  AMQPGW_DCHECK(InWorkerThread());
   if (channel >= handlers_.size() || handlers_[channel] == nullptr) return;
   handlers_[channel] = nullptr;
   --open_channels_;
   free_channels_.push_back(channel);
 }
 
-int ConnectionWorker::io_fd() { return conn_ ? conn_->fd() : -1; }
+int ConnectionWorker::io_fd() {
+  AMQPGW_DCHECK(InWorkerThread());
+  return conn_ ? conn_->fd() : -1;
+}
 
 bool ConnectionWorker::HasBufferedInput() {
+  AMQPGW_DCHECK(InWorkerThread());
   return conn_ != nullptr && conn_->HasBufferedInput();
 }
 
 absl::Duration ConnectionWorker::TickInterval() {
+  AMQPGW_DCHECK(InWorkerThread());
   if (conn_ == nullptr || conn_->heartbeat() <= absl::ZeroDuration()) {
     return absl::InfiniteDuration();
   }
@@ -167,6 +188,7 @@ absl::Duration ConnectionWorker::TickInterval() {
 }
 
 void ConnectionWorker::OnIo() {
+  AMQPGW_DCHECK(InWorkerThread());
   last_read_events_ = 0;
   // Bounded so that posted work is not starved by a busy socket.
   for (int n = 0; n < 2048 && conn_ != nullptr; ++n) {
@@ -196,6 +218,7 @@ void ConnectionWorker::OnIo() {
 }
 
 void ConnectionWorker::EndRead() {
+  AMQPGW_DCHECK(InWorkerThread());
   // Handlers are looked up again: one may have released its channel since
   // its event (and a lost connection released them all).
   for (uint16_t ch : read_channels_) {
@@ -208,6 +231,7 @@ void ConnectionWorker::EndRead() {
 }
 
 void ConnectionWorker::Dispatch(amqp::Event& event) {
+  AMQPGW_DCHECK(InWorkerThread());
   using Type = amqp::Event::Type;
   if (event.type == Type::kConnectionBlocked ||
       event.type == Type::kConnectionUnblocked) {
@@ -239,10 +263,12 @@ void ConnectionWorker::Dispatch(amqp::Event& event) {
 }
 
 void ConnectionWorker::CheckConnection() {
+  AMQPGW_DCHECK(InWorkerThread());
   if (conn_ != nullptr && !conn_->status().ok()) Lose(conn_->status());
 }
 
 void ConnectionWorker::ScheduleConnect(absl::Duration delay) {
+  AMQPGW_DCHECK(InWorkerThread());
   if (connect_timer_ != 0) loop_.Cancel(connect_timer_);
   connect_timer_ = loop_.RunAfter(delay, [this] {
     connect_timer_ = 0;
@@ -251,61 +277,71 @@ void ConnectionWorker::ScheduleConnect(absl::Duration delay) {
 }
 
 void ConnectionWorker::TryConnect() {
-  if (!enabled_ || conn_ != nullptr) return;
-  const size_t n = options_.brokers.size();
-  for (size_t i = 0; i < n; ++i) {
-    size_t index = (next_broker_ + i) % n;
-    const amqp::BrokerAddress& address = options_.brokers[index];
-    UpdateSnapshot([&](WorkerSnapshot& s) {
-      s.state = WorkerSnapshot::State::kConnecting;
-      s.broker = address.HostPort();
-      s.vhost = address.vhost;
-    });
-    amqp::OpenOptions open = options_.open;
-    open.connection_name =
-        absl::StrCat(open.connection_name, " ", options_.name);
+  AMQPGW_DCHECK(InWorkerThread());
+  if (!enabled_ || conn_ != nullptr || opening_) return;
+  round_tried_ = 0;
+  StartOpen(next_broker_ % options_.brokers.size());
+}
+
+void ConnectionWorker::StartOpen(size_t index) {
+  AMQPGW_DCHECK(InWorkerThread());
+  const amqp::BrokerAddress& address = options_.brokers[index];
+  UpdateSnapshot([&](WorkerSnapshot& s) {
+    s.state = WorkerSnapshot::State::kConnecting;
+    s.broker = address.HostPort();
+    s.vhost = address.vhost;
+  });
+  amqp::OpenOptions open = options_.open;
+  open.connection_name = absl::StrCat(open.connection_name, " ", options_.name);
+  // The last helper posted OnOpened() as its last act: it has ended or is
+  // about to.
+  if (opener_.joinable()) opener_.join();
+  opening_ = true;
+  opening_index_ = index;
+  opener_ = std::thread([this, address, open = std::move(open)] {
     absl::StatusOr<std::unique_ptr<amqp::Connection>> c =
-        amqp::Connection::Open(address, open);
-    if (!c.ok()) {
-      last_error_ = c.status();
-      spdlog::warn("{}: cannot connect to {}: {}", options_.name,
-                   address.Redacted(), std::string(c.status().message()));
-      UpdateSnapshot([&](WorkerSnapshot& s) {
-        s.last_error = std::string(c.status().message());
-        s.last_error_time = absl::Now();
-      });
-      continue;
+        factory_(address, open);
+    {
+      // From here on the connection is the worker's (class comment).
+      amqpgw::MutexLock lock(&open_mu_);
+      opened_ = std::move(c);
     }
-    conn_ = *std::move(c);
-    current_broker_ = index;
-    next_broker_ = index;
-    connected_at_ = absl::Now();
-    blocked_ = false;
-    bool reconnect = ever_connected_;
-    ever_connected_ = true;
-    handlers_.assign(static_cast<size_t>(conn_->channel_max()) + 1, nullptr);
-    open_channels_ = 0;
-    free_channels_.clear();
-    next_channel_ = 1;
-    spdlog::info("{}: connected to {} ({} {}, heartbeat {})", options_.name,
-                 address.Redacted(), conn_->server_info().product,
-                 conn_->server_info().version,
-                 absl::FormatDuration(conn_->heartbeat()));
-    UpdateSnapshot([&](WorkerSnapshot& s) {
-      s.state = WorkerSnapshot::State::kConnected;
-      s.server = conn_->server_info();
-      s.connected_since = absl::Now();
-      s.heartbeat = conn_->heartbeat();
-      s.blocked = false;
-      s.blocked_reason.clear();
-      if (reconnect) ++s.reconnects;
-    });
-    std::vector<Observer*> observers = observers_;
-    for (Observer* o : observers) {
-      if (conn_ == nullptr) break;  // lost again inside a callback
-      o->OnConnected();
-    }
-    CheckConnection();
+    loop_.Post([this] { OnOpened(); });
+  });
+}
+
+void ConnectionWorker::OnOpened() {
+  AMQPGW_DCHECK(InWorkerThread());
+  if (!opening_) return;
+  opening_ = false;
+  absl::StatusOr<std::unique_ptr<amqp::Connection>> c =
+      absl::UnknownError("no connection");
+  {
+    amqpgw::MutexLock lock(&open_mu_);
+    if (opened_.has_value()) c = *std::move(opened_);
+    opened_.reset();
+  }
+  const size_t index = opening_index_;
+  const amqp::BrokerAddress& address = options_.brokers[index];
+  if (!enabled_) {
+    // Disable() came while it opened.
+    if (c.ok()) (*c)->Close(options_.close_timeout);
+    return;
+  }
+  if (c.ok()) {
+    Adopt(index, *std::move(c));
+    return;
+  }
+  last_error_ = c.status();
+  spdlog::warn("{}: cannot connect to {}: {}", options_.name,
+               address.Redacted(), std::string(c.status().message()));
+  UpdateSnapshot([&](WorkerSnapshot& s) {
+    s.last_error = std::string(c.status().message());
+    s.last_error_time = absl::Now();
+  });
+  const size_t n = options_.brokers.size();
+  if (++round_tried_ < n) {
+    StartOpen((index + 1) % n);
     return;
   }
   absl::Duration delay = backoff_.Next();
@@ -316,7 +352,44 @@ void ConnectionWorker::TryConnect() {
   ScheduleConnect(delay);
 }
 
+void ConnectionWorker::Adopt(size_t index,
+                             std::unique_ptr<amqp::Connection> conn) {
+  AMQPGW_DCHECK(InWorkerThread());
+  const amqp::BrokerAddress& address = options_.brokers[index];
+  conn_ = std::move(conn);
+  current_broker_ = index;
+  next_broker_ = index;
+  connected_at_ = absl::Now();
+  blocked_ = false;
+  bool reconnect = ever_connected_;
+  ever_connected_ = true;
+  handlers_.assign(static_cast<size_t>(conn_->channel_max()) + 1, nullptr);
+  open_channels_ = 0;
+  free_channels_.clear();
+  next_channel_ = 1;
+  spdlog::info("{}: connected to {} ({} {}, heartbeat {})", options_.name,
+               address.Redacted(), conn_->server_info().product,
+               conn_->server_info().version,
+               absl::FormatDuration(conn_->heartbeat()));
+  UpdateSnapshot([&](WorkerSnapshot& s) {
+    s.state = WorkerSnapshot::State::kConnected;
+    s.server = conn_->server_info();
+    s.connected_since = absl::Now();
+    s.heartbeat = conn_->heartbeat();
+    s.blocked = false;
+    s.blocked_reason.clear();
+    if (reconnect) ++s.reconnects;
+  });
+  std::vector<Observer*> observers = observers_;
+  for (Observer* o : observers) {
+    if (conn_ == nullptr) break;  // lost again inside a callback
+    o->OnConnected();
+  }
+  CheckConnection();
+}
+
 void ConnectionWorker::Lose(absl::Status why) {
+  AMQPGW_DCHECK(InWorkerThread());
   if (conn_ == nullptr) return;
   spdlog::warn("{}: lost the connection to {}: {}", options_.name,
                options_.brokers[current_broker_].HostPort(),

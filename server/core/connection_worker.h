@@ -1,16 +1,28 @@
 // ConnectionWorker: one AMQP connection and the one thread that owns it.
 //
 // The worker's thread (an EventLoop) is the only thread that touches the
-// amqp::Connection. Users of the connection (Publisher, Subscriptions,
-// TopologyClient) live on that thread too: they are called back there
-// (Observer, ChannelHandler, posted tasks, timers) and may call the
-// "worker thread only" methods from those callbacks. Other threads hand work
-// over with Post().
+// amqp::Connection once it is open. Users of the connection (Publisher,
+// Subscriptions, TopologyClient) live on that thread too: they are called
+// back there (Observer, ChannelHandler, posted tasks, timers) and may call the
+// "worker thread only" methods from those callbacks (checked by
+// AMQPGW_DCHECK in debug, sanitizer and unit-test builds). Other threads hand
+// work over with Post().
 //
 // The worker connects when enabled, tries the configured brokers in order
 // (starting after the node it lost), waits with exponential backoff and
 // jitter between full rounds, and reports every state change through the
 // callback given at construction.
+//
+// Opening never blocks the worker's thread: each attempt (one broker) runs
+// the blocking ConnectionFactory on a helper thread of its own, one attempt
+// at a time, while the worker goes on running tasks and timers. The helper
+// stores its result in `opened_` under `open_mu_` and posts OnOpened(); the
+// worker thread takes the result out under the same mutex. That mutex is the
+// hand-off: the helper never touches the connection after storing it, the
+// worker never before taking it, so the connection is used by one thread at
+// a time (amqp::Connection's rule). A connection that opens after Disable()
+// is closed on arrival. Stop() joins a helper still inside the factory
+// (at most OpenOptions::connect_timeout).
 #ifndef AMQPGW_SERVER_CORE_CONNECTION_WORKER_H_
 #define AMQPGW_SERVER_CORE_CONNECTION_WORKER_H_
 
@@ -18,7 +30,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -28,6 +42,7 @@
 #include "absl/time/time.h"
 #include "server/amqp/broker_address.h"
 #include "server/amqp/connection.h"
+#include "server/base/check.h"
 #include "server/base/sync.h"
 #include "server/core/backoff.h"
 #include "server/core/event_loop.h"
@@ -57,6 +72,9 @@ class ConnectionWorker : private EventLoop::IoSource {
     std::string name = "amqp";
     std::vector<amqp::BrokerAddress> brokers;
     amqp::OpenOptions open;
+    // Opens each connection, on a helper thread. Empty: the real one,
+    // amqp::RabbitConnection::Open. Unit tests pass a fake.
+    amqp::ConnectionFactory factory;
     BackoffPolicy backoff;
     // How long a graceful close waits for the broker's close-ok.
     absl::Duration close_timeout = absl::Seconds(2);
@@ -117,8 +135,9 @@ class ConnectionWorker : private EventLoop::IoSource {
 
   // Starts the thread, idle until Enable(). Not thread-safe with Stop().
   void Start();
-  // Closes the connection (without notifying observers) and joins the
-  // thread. Not from the worker thread.
+  // Drops the connection (without connection.close, without notifying
+  // observers) and joins the thread and a helper still opening. Not from
+  // the worker thread.
   void Stop();
 
   // Thread-safe.
@@ -130,15 +149,32 @@ class ConnectionWorker : private EventLoop::IoSource {
   WorkerSnapshot Snapshot() const ABSL_LOCKS_EXCLUDED(mu_);
   const std::string& name() const { return options_.name; }
 
-  // --- Worker thread only. ---
+  // --- Worker thread only (checked). ---
   bool InWorkerThread() const { return loop_.InLoopThread(); }
   // Null unless connected.
-  amqp::Connection* connection() { return conn_.get(); }
-  bool connected() const { return conn_ != nullptr; }
-  bool enabled() const { return enabled_; }
-  bool blocked() const { return blocked_; }
+  amqp::Connection* connection() {
+    AMQPGW_DCHECK(InWorkerThread());
+    return conn_.get();
+  }
+  bool connected() const {
+    AMQPGW_DCHECK(InWorkerThread());
+    return conn_ != nullptr;
+  }
+  bool enabled() const {
+    AMQPGW_DCHECK(InWorkerThread());
+    return enabled_;
+  }
+  bool blocked() const {
+    AMQPGW_DCHECK(InWorkerThread());
+    return blocked_;
+  }
   // The last connection error (for messages to callers).
-  const absl::Status& last_error() const { return last_error_; }
+  const absl::Status& last_error() const {
+    AMQPGW_DCHECK(InWorkerThread());
+    return last_error_;
+  }
+  // Also before Start() and after Stop() (users register while the worker
+  // thread does not run yet).
   void AddObserver(Observer* observer);
   void RemoveObserver(Observer* observer);
   // Allocates a channel number for `handler` and sends channel.open; the
@@ -146,15 +182,24 @@ class ConnectionWorker : private EventLoop::IoSource {
   absl::StatusOr<uint16_t> OpenChannel(ChannelHandler* handler);
   // Frees the number after channel.close-ok or a broker channel.close.
   void ReleaseChannel(uint16_t channel);
-  size_t open_channels() const { return open_channels_; }
+  size_t open_channels() const {
+    AMQPGW_DCHECK(InWorkerThread());
+    return open_channels_;
+  }
   // The sum of the prefetch windows of the consumers on this connection
   // (ReadPauseAfter); zero, the default, means no read pause.
-  void set_read_window(int64_t messages) { read_window_ = messages; }
+  void set_read_window(int64_t messages) {
+    AMQPGW_DCHECK(InWorkerThread());
+    read_window_ = messages;
+  }
   // Timers that also notice a connection that failed during `fn`.
   EventLoop::TimerId RunAfter(absl::Duration delay,
                               absl::AnyInvocable<void()> fn);
   EventLoop::TimerId RunAt(absl::Time when, absl::AnyInvocable<void()> fn);
-  void CancelTimer(EventLoop::TimerId id) { loop_.Cancel(id); }
+  void CancelTimer(EventLoop::TimerId id) {
+    AMQPGW_DCHECK(InWorkerThread());
+    loop_.Cancel(id);
+  }
 
  private:
   // EventLoop::IoSource.
@@ -166,7 +211,14 @@ class ConnectionWorker : private EventLoop::IoSource {
     return ReadPauseAfter(last_read_events_, read_window_, options_.read_pause);
   }
 
+  // Starts a round over the brokers unless connected or opening.
   void TryConnect();
+  // Opens options_.brokers[index] on a helper thread (opener_).
+  void StartOpen(size_t index);
+  // The helper finished: takes its result (opened_) and adopts the
+  // connection, tries the next broker, or waits for the next round.
+  void OnOpened();
+  void Adopt(size_t index, std::unique_ptr<amqp::Connection> conn);
   void ScheduleConnect(absl::Duration delay);
   // Drops a failed connection, notifies observers, schedules a reconnect.
   void Lose(absl::Status why);
@@ -179,13 +231,27 @@ class ConnectionWorker : private EventLoop::IoSource {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   const Options options_;
+  const amqp::ConnectionFactory factory_;
   std::function<void()> on_state_change_;
   EventLoop loop_;
 
   mutable amqpgw::Mutex mu_;
   WorkerSnapshot snapshot_ ABSL_GUARDED_BY(mu_);
 
-  // Worker thread only.
+  // The hand-off from the helper thread (see the class comment): written
+  // by the helper when its factory call returns, taken by OnOpened().
+  amqpgw::Mutex open_mu_;
+  std::optional<absl::StatusOr<std::unique_ptr<amqp::Connection>>> opened_
+      ABSL_GUARDED_BY(open_mu_);
+
+  // Worker thread only (and Stop(), once the worker thread is gone).
+  // The helper of the current or last attempt; joined before the next
+  // starts (it has finished by then: its last act is the post of
+  // OnOpened()).
+  std::thread opener_;
+  bool opening_ = false;      // an attempt runs; OnOpened() is due
+  size_t opening_index_ = 0;  // the broker it opens
+  size_t round_tried_ = 0;    // brokers tried in this round
   std::unique_ptr<amqp::Connection> conn_;
   bool enabled_ = false;
   bool blocked_ = false;

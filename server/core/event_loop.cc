@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "server/base/check.h"
 #include "server/base/sync.h"
 
 namespace amqpgw::core {
@@ -29,6 +30,7 @@ void EventLoop::Start(IoSource* io) {
 }
 
 void EventLoop::Stop() {
+  AMQPGW_DCHECK(!InLoopThread());
   if (!thread_.joinable()) return;
   stop_.store(true);
   Wake();
@@ -54,6 +56,7 @@ void EventLoop::Wake() {
 
 EventLoop::TimerId EventLoop::RunAt(absl::Time when,
                                     absl::AnyInvocable<void()> fn) {
+  AMQPGW_DCHECK(InLoopThreadOrStopped());
   TimerId id = next_timer_id_++;
   timers_.emplace(std::make_pair(when, id), std::move(fn));
   timer_deadlines_[id] = when;
@@ -66,6 +69,7 @@ EventLoop::TimerId EventLoop::RunAfter(absl::Duration delay,
 }
 
 void EventLoop::Cancel(TimerId id) {
+  AMQPGW_DCHECK(InLoopThreadOrStopped());
   auto it = timer_deadlines_.find(id);
   if (it == timer_deadlines_.end()) return;
   timers_.erase(std::make_pair(it->second, id));
@@ -164,6 +168,7 @@ void EventLoop::Run() {
       if (pause > absl::ZeroDuration()) io_resume_ = last_io_ + pause;
     }
   }
+  thread_id_.store(std::thread::id());
 }
 
 }  // namespace amqpgw::core

@@ -75,6 +75,13 @@ class EventLoop {
   bool InLoopThread() const {
     return std::this_thread::get_id() == thread_id_.load();
   }
+  // True on the loop thread, and on any thread while the loop thread does
+  // not run (before Start(), after Stop()): whoever calls then owns the
+  // loop's state. For debug checks of "loop thread, or before it starts".
+  bool InLoopThreadOrStopped() const {
+    std::thread::id id = thread_id_.load();
+    return id == std::thread::id() || id == std::this_thread::get_id();
+  }
   const std::string& name() const { return name_; }
 
  private:
@@ -89,6 +96,7 @@ class EventLoop {
   int wake_fd_ = -1;
   IoSource* io_ = nullptr;
   std::thread thread_;
+  // The loop thread's id while Run() runs, else the default id.
   std::atomic<std::thread::id> thread_id_{};
   std::atomic<bool> stop_{false};
   std::atomic<bool> wake_pending_{false};

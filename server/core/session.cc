@@ -39,6 +39,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     o.brokers = options_.brokers;
     o.open = options_.open;
     o.open.connection_name = absl::StrCat("amqpgw ", options_.instance_id);
+    o.factory = options_.connection_factory;
     o.backoff = options_.backoff;
     workers_.push_back(std::make_unique<ConnectionWorker>(
         o, [this] { OnWorkerStateChange(); }));

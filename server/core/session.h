@@ -39,6 +39,9 @@ namespace amqpgw::core {
 struct SessionOptions {
   std::vector<amqp::BrokerAddress> brokers;
   amqp::OpenOptions open;
+  // Opens every connection (ConnectionWorker::Options::factory). Empty: the
+  // real one, amqp::RabbitConnection::Open.
+  amqp::ConnectionFactory connection_factory;
   BackoffPolicy backoff;
   int publisher_connections = 1;
   int consumer_connections = 2;
