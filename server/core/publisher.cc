@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/amqp/reply.h"
+#include "server/base/check.h"
 #include "spdlog/spdlog.h"
 
 namespace amqpgw::core {
@@ -83,6 +84,7 @@ void Publisher::Drain(absl::Time deadline, absl::Status why,
                       absl::AnyInvocable<void() &&> done) {
   worker_->Post(
       [this, deadline, why = std::move(why), done = std::move(done)]() mutable {
+        AMQPGW_DCHECK(worker_->InWorkerThread());
         draining_ = true;
         drain_status_ = why;
         for (Item& item : queue_) Complete(item.batch, item.index, why);
@@ -104,6 +106,7 @@ void Publisher::Drain(absl::Time deadline, absl::Status why,
 }
 
 void Publisher::MaybeFinishDrain() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   if (!draining_ || !drain_done_) return;
   for (const InFlight& f : inflight_) {
     if (!f.settled &&
@@ -118,6 +121,7 @@ void Publisher::MaybeFinishDrain() {
 }
 
 void Publisher::Enqueue(std::shared_ptr<PublishBatch> batch) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   if (draining_) {
     for (size_t i = 0; i < batch->size(); ++i) {
       Complete(batch, i, drain_status_);
@@ -140,6 +144,7 @@ void Publisher::Enqueue(std::shared_ptr<PublishBatch> batch) {
 }
 
 void Publisher::ScheduleFlush() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   // Runs after the tasks already posted: concurrent unary Publish calls that
   // arrive together are sent by one Flush, in one corked write.
   if (flush_scheduled_) return;
@@ -152,6 +157,7 @@ void Publisher::ScheduleFlush() {
 
 void Publisher::Complete(const std::shared_ptr<PublishBatch>& batch,
                          size_t index, absl::Status status) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   PublishBatch& b = *batch;
   if (b.state_[index] == PublishBatch::State::kDone) return;
   b.state_[index] = PublishBatch::State::kDone;
@@ -168,6 +174,7 @@ void Publisher::Complete(const std::shared_ptr<PublishBatch>& batch,
 }
 
 absl::Status Publisher::ExpiredStatus(bool sent) const {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   if (!worker_->connected()) {
     std::string why = worker_->last_error().ok()
                           ? std::string("not connected yet")
@@ -194,6 +201,7 @@ absl::Status Publisher::ExpiredStatus(bool sent) const {
 }
 
 void Publisher::Expire(const std::shared_ptr<PublishBatch>& batch) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   for (size_t i = 0; i < batch->size(); ++i) {
     bool sent = batch->state_[i] == PublishBatch::State::kSent;
     if (batch->state_[i] != PublishBatch::State::kDone) {
@@ -203,10 +211,12 @@ void Publisher::Expire(const std::shared_ptr<PublishBatch>& batch) {
 }
 
 bool Publisher::IsKnownExchange(const std::string& name) const {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   return IsStandardExchange(name) || known_exchanges_.contains(name);
 }
 
 void Publisher::Flush() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   if (confirm_state_ != ChannelState::kReady || blocked_) return;
   if (queue_.empty() || inflight_.size() >= options_.confirm_window) return;
   amqp::Connection* conn = worker_->connection();
@@ -225,6 +235,7 @@ void Publisher::Flush() {
 }
 
 void Publisher::SendQueued(amqp::Connection* conn) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   while (!queue_.empty() && inflight_.size() < options_.confirm_window) {
     Item& item = queue_.front();
     PublishBatch& b = *item.batch;
@@ -269,12 +280,14 @@ void Publisher::SendQueued(amqp::Connection* conn) {
 }
 
 void Publisher::OnConnected() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   draining_ = false;
   OpenConfirmChannel();
   OpenCheckChannel();
 }
 
 void Publisher::OpenConfirmChannel() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   absl::StatusOr<uint16_t> ch = worker_->OpenChannel(&confirm_handler_);
   if (!ch.ok()) return;  // the connection is failing; OnDisconnected follows
   confirm_ch_ = *ch;
@@ -282,6 +295,7 @@ void Publisher::OpenConfirmChannel() {
 }
 
 void Publisher::OpenCheckChannel() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   absl::StatusOr<uint16_t> ch = worker_->OpenChannel(&check_handler_);
   if (!ch.ok()) return;
   check_ch_ = *ch;
@@ -289,6 +303,7 @@ void Publisher::OpenCheckChannel() {
 }
 
 void Publisher::OnDisconnected(const absl::Status& why) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   confirm_state_ = ChannelState::kClosed;
   check_state_ = ChannelState::kClosed;
   checking_.clear();
@@ -312,6 +327,7 @@ void Publisher::OnDisconnected(const absl::Status& why) {
 }
 
 void Publisher::OnBlocked(bool blocked, const std::string& reason) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   blocked_ = blocked;
   blocked_reason_ = reason;
   if (!blocked) Flush();
@@ -319,6 +335,7 @@ void Publisher::OnBlocked(bool blocked, const std::string& reason) {
 
 void Publisher::Requeue(const std::string& blame_exchange,
                         const absl::Status& cause, bool count_attempt) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   std::deque<Item> retry;
   for (InFlight& f : inflight_) {
     if (f.settled) continue;
@@ -342,6 +359,7 @@ void Publisher::Requeue(const std::string& blame_exchange,
 }
 
 void Publisher::OnConfirmChannelEvent(amqp::Event& event) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   using Type = amqp::Event::Type;
   amqp::Connection* conn = worker_->connection();
   switch (event.type) {
@@ -386,6 +404,7 @@ void Publisher::OnConfirmChannelEvent(amqp::Event& event) {
 }
 
 void Publisher::OnCheckChannelEvent(amqp::Event& event) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   using Type = amqp::Event::Type;
   switch (event.type) {
     case Type::kChannelOpenOk:
@@ -431,6 +450,7 @@ void Publisher::OnCheckChannelEvent(amqp::Event& event) {
 }
 
 void Publisher::Settle(uint64_t tag, bool multiple, bool ack) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   uint64_t front = next_seq_ - inflight_.size();
   if (tag < front || tag >= next_seq_) return;
   auto settle = [&](InFlight& f) {
@@ -462,6 +482,7 @@ void Publisher::Settle(uint64_t tag, bool multiple, bool ack) {
 }
 
 void Publisher::OnReturn(const amqp::ReturnedMessage& r) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   stats_->returned.fetch_add(1, std::memory_order_relaxed);
   // basic.return carries no sequence number; it comes just before the ack of
   // its message. Match the oldest unsettled message with the same id,
