@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/amqp/reply.h"
+#include "server/base/check.h"
 #include "server/base/quote.h"
 #include "server/base/sync.h"
 #include "server/core/ids.h"
@@ -38,6 +39,7 @@ uint32_t DeliveryAttempt(const amqp::Delivery& d) {
 // --- ConsumerHost ---
 
 void ConsumerHost::OnConnected() {
+  AMQPGW_DCHECK(worker->InWorkerThread());
   std::vector<std::shared_ptr<Subscription>> subs;
   subs.reserve(subscriptions_.size());
   for (auto& [ptr, sub] : subscriptions_) subs.push_back(sub);
@@ -45,6 +47,7 @@ void ConsumerHost::OnConnected() {
 }
 
 void ConsumerHost::OnDisconnected(const absl::Status& why) {
+  AMQPGW_DCHECK(worker->InWorkerThread());
   std::vector<std::shared_ptr<Subscription>> subs;
   subs.reserve(subscriptions_.size());
   for (auto& [ptr, sub] : subscriptions_) subs.push_back(sub);
@@ -52,6 +55,7 @@ void ConsumerHost::OnDisconnected(const absl::Status& why) {
 }
 
 void ConsumerHost::Add(std::shared_ptr<Subscription> subscription) {
+  AMQPGW_DCHECK(worker->InWorkerThread());
   window_ += subscription->prefetch();
   worker->set_read_window(window_);
   Subscription* key = subscription.get();
@@ -59,6 +63,7 @@ void ConsumerHost::Add(std::shared_ptr<Subscription> subscription) {
 }
 
 void ConsumerHost::Remove(Subscription* subscription) {
+  AMQPGW_DCHECK(worker->InWorkerThread());
   auto it = subscriptions_.find(subscription);
   if (it == subscriptions_.end()) return;
   window_ -= subscription->prefetch();
@@ -82,6 +87,7 @@ Subscription::Subscription(ConsumerPool* pool, ConsumerHost* host,
 Subscription::~Subscription() = default;
 
 void Subscription::Start() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   if (options_.subscribe_deadline != absl::InfiniteFuture()) {
     subscribe_timer_ = worker_->RunAt(options_.subscribe_deadline, [this] {
       subscribe_timer_ = 0;
@@ -98,10 +104,12 @@ void Subscription::Start() {
 }
 
 void Subscription::OnConnected() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   if (state_ == State::kWaiting) OpenChannel();
 }
 
 void Subscription::OpenChannel() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   absl::StatusOr<uint16_t> ch = worker_->OpenChannel(this);
   if (!ch.ok()) {
     if (ch.status().code() == absl::StatusCode::kResourceExhausted) {
@@ -114,6 +122,7 @@ void Subscription::OpenChannel() {
 }
 
 void Subscription::OnConnectionLost(const absl::Status& why) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   if (state_ == State::kEnded) return;
   channel_ = 0;
   // The broker requeues what this channel had unacked: a new generation.
@@ -141,6 +150,7 @@ void Subscription::OnConnectionLost(const absl::Status& why) {
 }
 
 void Subscription::OnChannelEvent(amqp::Event& event) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   using Type = amqp::Event::Type;
   amqp::Connection* conn = worker_->connection();
   switch (event.type) {
@@ -213,6 +223,7 @@ void Subscription::OnChannelEvent(amqp::Event& event) {
 }
 
 void Subscription::OnDeliver(amqp::Delivery& d) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   if (state_ != State::kActive && state_ != State::kCancelling) return;
   if (options_.max_messages > 0 && delivered_ >= options_.max_messages) {
     return;  // in flight when we cancelled; requeued when the channel closes
@@ -246,12 +257,14 @@ void Subscription::OnDeliver(amqp::Delivery& d) {
 }
 
 void Subscription::OnReadDone() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   if (!delivered_in_read_) return;
   delivered_in_read_ = false;
   if (state_ != State::kEnded) sink_->OnDeliveriesRead();
 }
 
 void Subscription::OnChannelClosedByBroker(const amqp::Event& event) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   // The worker tells no OnReadDone to a released channel: deliveries of
   // this read go to the stream now, as they would have without the close.
   OnReadDone();
@@ -332,6 +345,7 @@ bool Subscription::AckDue(uint64_t handed, uint64_t received,
 }
 
 void Subscription::AckHandedOver(bool all) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   if (options_.ack_mode == AckMode::kClient) return;
   if (state_ != State::kActive && state_ != State::kCancelling) return;
   uint64_t handed = handed_.load();
@@ -366,6 +380,7 @@ void Subscription::Ack(
 void Subscription::DoAck(
     std::vector<uint64_t> ids, AckAction action,
     absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   if (state_ == State::kEnded) {
     std::move(done)(absl::NotFoundError(
         absl::StrCat("subscription '", id_,
@@ -437,12 +452,14 @@ void Subscription::DoAck(
 }
 
 void Subscription::MaybeComplete() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   if (options_.max_messages == 0 || completed_ < options_.max_messages) return;
   if (state_ != State::kActive && state_ != State::kCancelling) return;
   Close(absl::OkStatus());
 }
 
 void Subscription::Close(absl::Status status) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   switch (state_) {
     case State::kEnded:
     case State::kClosing:
@@ -464,6 +481,7 @@ void Subscription::Close(absl::Status status) {
 }
 
 void Subscription::End(absl::Status status) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   if (state_ == State::kEnded) return;
   auto self = shared_from_this();  // the pool may hold the last reference
   if (channel_ != 0) {
@@ -520,6 +538,7 @@ std::shared_ptr<Subscription> ConsumerPool::Subscribe(SubscribeOptions options,
 }
 
 void ConsumerPool::Remove(Subscription* subscription) {
+  AMQPGW_DCHECK(subscription->worker_->InWorkerThread());
   {
     amqpgw::MutexLock lock(&mu_);
     by_id_.erase(subscription->id());

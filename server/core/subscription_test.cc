@@ -1,0 +1,410 @@
+#include "server/core/subscription.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "server/amqp/testing/fake_connection.h"
+#include "server/core/connection_worker.h"
+#include "server/core/stats.h"
+#include "server/core/testing/worker_testing.h"
+
+namespace amqpgw::core {
+namespace {
+
+using testing::FakeAddress;
+using testing::FakeBroker;
+using testing::FakePeer;
+using testing::FakeWorkerOptions;
+using testing::kWaitTimeout;
+using testing::Mailbox;
+using testing::RunOn;
+using testing::Sent;
+using testing::Settle;
+using Tags = std::vector<std::pair<uint16_t, uint64_t>>;
+
+// Records what a stream would see: "subscribed", "paused", "resumed",
+// "end: <code>", and the deliveries.
+class RecordingSink : public SubscriptionSink {
+ public:
+  void OnSubscribed(const std::string& subscription_id,
+                    const std::string& consumer_tag) override {
+    id = subscription_id;
+    events.Put("subscribed");
+  }
+  void OnDelivery(StreamDelivery delivery) override {
+    deliveries.Put(std::move(delivery));
+  }
+  void OnPaused(const std::string& why) override { events.Put("paused"); }
+  void OnResumed() override { events.Put("resumed"); }
+  void OnEnd(const absl::Status& status) override {
+    end_status = status;
+    events.Put(absl::StrCat("end: ", absl::StatusCodeToString(status.code())));
+  }
+
+  std::string id;  // written before "subscribed" is put
+  absl::Status end_status;
+  Mailbox<std::string> events;
+  Mailbox<StreamDelivery> deliveries;
+};
+
+class SubscriptionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    worker_ = std::make_unique<ConnectionWorker>(
+        FakeWorkerOptions(broker_, {FakeAddress(1)}, "consumer-0"), [] {});
+    pool_ = std::make_unique<ConsumerPool>(
+        std::vector<ConnectionWorker*>{worker_.get()}, "gw1", &stats_);
+    worker_->Start();
+    worker_->Enable();
+    peer_ = broker_.WaitForPeer("consumer-0");
+    ASSERT_NE(peer_, nullptr);
+  }
+  void TearDown() override {
+    worker_->Stop();
+    pool_.reset();
+    worker_.reset();
+  }
+
+  // Subscribes and waits until the stream is consuming; the channel is
+  // then peer->channel_of(kConsume).
+  std::shared_ptr<Subscription> Subscribe(RecordingSink* sink,
+                                          AckMode mode = AckMode::kClient,
+                                          uint16_t prefetch = 100,
+                                          uint64_t max_messages = 0) {
+    SubscribeOptions o;
+    o.queue = "q";
+    o.ack_mode = mode;
+    o.prefetch = prefetch;
+    o.max_messages = max_messages;
+    auto sub = pool_->Subscribe(std::move(o), sink);
+    EXPECT_EQ(sink->events.Take(), "subscribed");
+    return sub;
+  }
+
+  // Delivers bodies on `peer`'s consumer channel and waits until the sink
+  // has them; returns their delivery ids.
+  std::vector<uint64_t> Deliver(FakePeer& peer, RecordingSink& sink,
+                                std::vector<std::string> bodies) {
+    uint16_t ch = peer.channel_of(Sent::Kind::kConsume);
+    for (std::string& b : bodies) EXPECT_NE(peer.Deliver(ch, std::move(b)), 0u);
+    std::vector<uint64_t> ids;
+    for (size_t i = 0; i < bodies.size(); ++i) {
+      std::optional<StreamDelivery> d = sink.deliveries.Take();
+      EXPECT_TRUE(d.has_value());
+      if (d.has_value()) ids.push_back(d->delivery_id);
+    }
+    return ids;
+  }
+
+  absl::StatusOr<AckResult> Ack(const std::string& id,
+                                std::vector<uint64_t> ids,
+                                AckAction action = AckAction::kAck) {
+    Mailbox<absl::StatusOr<AckResult>> result;
+    pool_->Ack(id, std::move(ids), action,
+               [&](absl::StatusOr<AckResult> r) { result.Put(std::move(r)); });
+    std::optional<absl::StatusOr<AckResult>> r = result.Take();
+    if (!r.has_value()) return absl::DeadlineExceededError("no ack result");
+    return *std::move(r);
+  }
+
+  // The sent acks and nacks as (tag, multiple) pairs.
+  static std::vector<std::pair<uint64_t, bool>> Acks(const FakePeer& peer,
+                                                     Sent::Kind kind) {
+    std::vector<std::pair<uint64_t, bool>> out;
+    for (const Sent& s : peer.sent(kind)) {
+      out.emplace_back(s.delivery_tag, s.multiple);
+    }
+    return out;
+  }
+
+  FakeBroker broker_;
+  Stats stats_;
+  std::unique_ptr<ConnectionWorker> worker_;
+  std::unique_ptr<ConsumerPool> pool_;
+  std::shared_ptr<FakePeer> peer_;
+};
+
+TEST_F(SubscriptionTest, OpensAChannelSetsQosAndConsumes) {
+  RecordingSink sink;
+  auto sub = Subscribe(&sink, AckMode::kAuto, /*prefetch=*/10);
+  EXPECT_TRUE(absl::StartsWith(sink.id, "gw1/")) << sink.id;
+  std::vector<Sent> qos = peer_->sent(Sent::Kind::kQos);
+  ASSERT_EQ(qos.size(), 1u);
+  EXPECT_EQ(qos[0].prefetch, 10);
+  std::vector<Sent> consume = peer_->sent(Sent::Kind::kConsume);
+  ASSERT_EQ(consume.size(), 1u);
+  EXPECT_EQ(consume[0].consume.queue, "q");
+  EXPECT_FALSE(consume[0].consume.no_ack);
+  EXPECT_TRUE(absl::StartsWith(consume[0].consume.consumer_tag, "amqpgw-"));
+  EXPECT_EQ(stats_.Snapshot().active_streams, 1u);
+  sub->Cancel(absl::CancelledError("done"));
+  EXPECT_EQ(sink.events.Take(), "end: CANCELLED");
+  EXPECT_EQ(stats_.Snapshot().active_streams, 0u);
+  EXPECT_EQ(pool_->active(), 0u);
+}
+
+TEST_F(SubscriptionTest, MaxMessagesBelowThePrefetchLowersTheQos) {
+  RecordingSink sink;
+  auto sub = Subscribe(&sink, AckMode::kAuto, /*prefetch=*/100,
+                       /*max_messages=*/3);
+  EXPECT_EQ(peer_->sent(Sent::Kind::kQos).at(0).prefetch, 3);
+  sub->Cancel(absl::CancelledError("done"));
+  EXPECT_EQ(sink.events.Take(), "end: CANCELLED");
+}
+
+TEST_F(SubscriptionTest, AutoModeAcksWhatWasHandedOverWithMultiple) {
+  RecordingSink sink;
+  auto sub = Subscribe(&sink, AckMode::kAuto, /*prefetch=*/8);
+  std::vector<uint64_t> ids = Deliver(*peer_, sink, {"a", "b", "c", "d"});
+  EXPECT_EQ(ids, (std::vector<uint64_t>{1, 2, 3, 4}));
+  // Nothing acked before gRPC took them.
+  EXPECT_TRUE(Settle(*worker_, *peer_));
+  EXPECT_EQ(peer_->count(Sent::Kind::kAck), 0u);
+  // Two of four handed over: a batch (prefetch/4 = 2) is due.
+  sub->HandedOver(2);
+  ASSERT_TRUE(peer_->WaitForCount(Sent::Kind::kAck, 1));
+  // All caught up: acked at once.
+  sub->HandedOver(4);
+  ASSERT_TRUE(peer_->WaitForCount(Sent::Kind::kAck, 2));
+  EXPECT_TRUE(Settle(*worker_, *peer_));  // the task that sent it is over
+  EXPECT_EQ(Acks(*peer_, Sent::Kind::kAck),
+            (std::vector<std::pair<uint64_t, bool>>{{2, true}, {4, true}}));
+  EXPECT_TRUE(peer_->unacked(peer_->channel_of(Sent::Kind::kConsume)).empty());
+  EXPECT_EQ(stats_.Snapshot().acked, 4u);
+  EXPECT_EQ(stats_.Snapshot().delivered, 4u);
+  sub->Cancel(absl::CancelledError("done"));
+  EXPECT_EQ(sink.events.Take(), "end: CANCELLED");
+}
+
+TEST_F(SubscriptionTest,
+       DeliveryIdsSurviveTwoReconnectsAndStaleAcksAreRefused) {
+  RecordingSink sink;
+  auto sub = Subscribe(&sink);
+  // Generation 1: ids 1, 2 are tags 1, 2 of the first channel.
+  EXPECT_EQ(Deliver(*peer_, sink, {"a", "b"}), (std::vector<uint64_t>{1, 2}));
+  peer_->Drop();
+  EXPECT_EQ(sink.events.Take(), "paused");
+  EXPECT_EQ(sink.events.Take(), "resumed");
+  // The broker took a and b back.
+  EXPECT_EQ(peer_->requeued(), (Tags{{1, 1}, {1, 2}}));
+
+  // Generation 2: ids 3, 4 are tags 1, 2 of the next connection's channel.
+  std::shared_ptr<FakePeer> second = broker_.WaitForPeer("consumer-0", 1);
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(Deliver(*second, sink, {"a", "b"}), (std::vector<uint64_t>{3, 4}));
+  // Acks of ids from the lost channel are stale: never sent, never mistaken
+  // for tags 1 and 2 of this channel.
+  absl::StatusOr<AckResult> r = Ack(sink.id, {1, 2, 3});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(r->stale_ids, (std::vector<uint64_t>{1, 2}));
+  ASSERT_TRUE(second->WaitForCount(Sent::Kind::kAck, 1));
+  uint16_t ch2 = second->channel_of(Sent::Kind::kConsume);
+  EXPECT_EQ(Acks(*second, Sent::Kind::kAck),
+            (std::vector<std::pair<uint64_t, bool>>{{1, true}}));
+  EXPECT_EQ(second->unacked(ch2), (std::vector<uint64_t>{2}));
+
+  second->Drop();
+  EXPECT_EQ(sink.events.Take(), "paused");
+  EXPECT_EQ(sink.events.Take(), "resumed");
+  // Generation 3: id 5 is tag 1 again.
+  std::shared_ptr<FakePeer> third = broker_.WaitForPeer("consumer-0", 2);
+  ASSERT_NE(third, nullptr);
+  EXPECT_EQ(Deliver(*third, sink, {"b"}), (std::vector<uint64_t>{5}));
+  r = Ack(sink.id, {4, 5});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->applied, 1u);
+  EXPECT_EQ(r->stale_ids, (std::vector<uint64_t>{4}));
+  ASSERT_TRUE(third->WaitForCount(Sent::Kind::kAck, 1));
+  EXPECT_EQ(Acks(*third, Sent::Kind::kAck),
+            (std::vector<std::pair<uint64_t, bool>>{{1, true}}));
+  // No channel was closed for an unknown tag along the way.
+  EXPECT_EQ(
+      third->open_channels().count(third->channel_of(Sent::Kind::kConsume)),
+      1u);
+  // An id never delivered is the caller's mistake.
+  r = Ack(sink.id, {6});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(stats_.Snapshot().acked, 2u);
+  sub->Cancel(absl::CancelledError("done"));
+  EXPECT_EQ(sink.events.Take(), "end: CANCELLED");
+}
+
+TEST_F(SubscriptionTest, RequeuesGoBackInDeliveryOrder) {
+  RecordingSink sink;
+  auto sub = Subscribe(&sink);
+  uint16_t ch = peer_->channel_of(Sent::Kind::kConsume);
+  EXPECT_EQ(Deliver(*peer_, sink, {"a", "b", "c", "d", "e"}),
+            (std::vector<uint64_t>{1, 2, 3, 4, 5}));
+  // 3 and 1 with 2 still unacked: one nack each, oldest first.
+  absl::StatusOr<AckResult> r = Ack(sink.id, {3, 1}, AckAction::kRequeue);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->applied, 2u);
+  // 4 and 2, now everything unacked up to 4: one nack, multiple.
+  r = Ack(sink.id, {4, 2}, AckAction::kRequeue);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(peer_->WaitForCount(Sent::Kind::kNack, 3));
+  std::vector<Sent> nacks = peer_->sent(Sent::Kind::kNack);
+  EXPECT_EQ(Acks(*peer_, Sent::Kind::kNack),
+            (std::vector<std::pair<uint64_t, bool>>{
+                {1, false}, {3, false}, {4, true}}));
+  for (const Sent& n : nacks) EXPECT_TRUE(n.requeue);
+  EXPECT_EQ(peer_->requeued(), (Tags{{ch, 1}, {ch, 3}, {ch, 2}, {ch, 4}}));
+  // A reject does not requeue.
+  r = Ack(sink.id, {5}, AckAction::kReject);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(peer_->WaitForCount(Sent::Kind::kNack, 4));
+  EXPECT_FALSE(peer_->sent(Sent::Kind::kNack).back().requeue);
+  EXPECT_TRUE(peer_->unacked(ch).empty());
+  EXPECT_EQ(peer_->requeued().size(), 4u);
+  // Settled ids are stale now.
+  r = Ack(sink.id, {1});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->stale_ids, (std::vector<uint64_t>{1}));
+  CountersSnapshot c = stats_.Snapshot();
+  EXPECT_EQ(c.requeued, 4u);
+  EXPECT_EQ(c.rejected, 1u);
+  EXPECT_EQ(c.acked, 0u);
+  sub->Cancel(absl::CancelledError("done"));
+  EXPECT_EQ(sink.events.Take(), "end: CANCELLED");
+}
+
+TEST_F(SubscriptionTest, CancelAcksWhatWasHandedOverThenClosesTheChannel) {
+  RecordingSink sink;
+  auto sub = Subscribe(&sink, AckMode::kAuto, /*prefetch=*/100);
+  uint16_t ch = peer_->channel_of(Sent::Kind::kConsume);
+  Deliver(*peer_, sink, {"a", "b", "c"});
+  sub->HandedOver(2);  // a batch of 25 is not due yet
+  sub->Cancel(absl::CancelledError("client went away"));
+  EXPECT_EQ(sink.events.Take(), "end: CANCELLED");
+  EXPECT_EQ(Acks(*peer_, Sent::Kind::kAck),
+            (std::vector<std::pair<uint64_t, bool>>{{2, true}}));
+  EXPECT_EQ(peer_->count(Sent::Kind::kChannelClose), 1u);
+  // c, never handed over, went back to the queue.
+  EXPECT_EQ(peer_->requeued(), (Tags{{ch, 3}}));
+  // Acks after the end are refused.
+  EXPECT_EQ(Ack(sink.id, {1}).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SubscriptionTest, MaxMessagesCancelsTheConsumerAndEndsOk) {
+  RecordingSink sink;
+  auto sub = Subscribe(&sink, AckMode::kAuto, /*prefetch=*/10,
+                       /*max_messages=*/2);
+  uint16_t ch = peer_->channel_of(Sent::Kind::kConsume);
+  peer_->Deliver(ch, "a");
+  peer_->Deliver(ch, "b");
+  peer_->Deliver(ch, "c");  // in flight when the gateway cancels
+  ASSERT_TRUE(peer_->WaitForCount(Sent::Kind::kCancel, 1));
+  EXPECT_TRUE(Settle(*worker_, *peer_));
+  EXPECT_EQ(sink.deliveries.size(), 2u);
+  sub->HandedOver(2);
+  EXPECT_EQ(sink.events.Take(), "end: OK");
+  EXPECT_EQ(Acks(*peer_, Sent::Kind::kAck),
+            (std::vector<std::pair<uint64_t, bool>>{{2, true}}));
+  EXPECT_EQ(peer_->requeued(), (Tags{{ch, 3}}));
+}
+
+TEST_F(SubscriptionTest, ABrokerCancelEndsTheStreamAborted) {
+  RecordingSink sink;
+  auto sub = Subscribe(&sink);
+  peer_->CancelConsumer(peer_->channel_of(Sent::Kind::kConsume));
+  EXPECT_EQ(sink.events.Take(), "end: ABORTED");
+  EXPECT_NE(sink.end_status.message().find("cancelled the consumer"),
+            std::string::npos)
+      << sink.end_status;
+}
+
+TEST_F(SubscriptionTest, RefusedSubscribesEndWithTheBrokersReason) {
+  peer_->Refuse(Sent::Kind::kConsume, 404, "NOT_FOUND - no queue 'q'");
+  peer_->Refuse(Sent::Kind::kConsume, 403,
+                "ACCESS_REFUSED - queue 'q' in exclusive use");
+  for (absl::StatusCode want :
+       {absl::StatusCode::kNotFound, absl::StatusCode::kFailedPrecondition}) {
+    RecordingSink sink;
+    SubscribeOptions o;
+    o.queue = "q";
+    pool_->Subscribe(std::move(o), &sink);
+    std::optional<std::string> e = sink.events.Take();
+    EXPECT_EQ(e, absl::StrCat("end: ", absl::StatusCodeToString(want)));
+  }
+  EXPECT_EQ(pool_->active(), 0u);
+  EXPECT_EQ(stats_.Snapshot().active_streams, 0u);
+}
+
+TEST_F(SubscriptionTest, AckErrorsSayWhatIsWrong) {
+  RecordingSink sink;
+  auto sub = Subscribe(&sink, AckMode::kAuto);
+  EXPECT_EQ(Ack(sink.id, {1}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Ack("gw1/nope", {1}).status().code(), absl::StatusCode::kNotFound);
+  absl::StatusOr<AckResult> other = Ack("gw2/abc", {1});
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(other.status().message().find("gw2"), std::string::npos);
+  sub->Cancel(absl::CancelledError("done"));
+  EXPECT_EQ(sink.events.Take(), "end: CANCELLED");
+}
+
+TEST_F(SubscriptionTest, ARequestedCloseEndsStreamsUnavailable) {
+  RecordingSink sink;
+  auto sub = Subscribe(&sink);
+  worker_->Disable(absl::FailedPreconditionError("Disconnect"), [] {});
+  EXPECT_EQ(sink.events.Take(), "end: UNAVAILABLE");
+  EXPECT_EQ(pool_->active(), 0u);
+}
+
+TEST_F(SubscriptionTest, WithoutABrokerTheSubscribeDeadlineEndsTheStream) {
+  broker_.FailOpens("node1:5672", absl::UnavailableError("refused"));
+  peer_->Drop();
+  ASSERT_TRUE(broker_.WaitForAttempts(2));
+  RecordingSink sink;
+  SubscribeOptions o;
+  o.queue = "q";
+  o.subscribe_deadline = absl::Now() + absl::Milliseconds(20);
+  pool_->Subscribe(std::move(o), &sink);
+  EXPECT_EQ(sink.events.Take(), "end: UNAVAILABLE");
+  EXPECT_NE(sink.end_status.message().find("broker unreachable"),
+            std::string::npos)
+      << sink.end_status;
+}
+
+TEST(ConsumerPoolTest, NewSubscriptionsGoToTheLeastLoadedConnection) {
+  FakeBroker broker;
+  Stats stats;
+  ConnectionWorker w0(FakeWorkerOptions(broker, {FakeAddress(1)}, "c-0"),
+                      [] {});
+  ConnectionWorker w1(FakeWorkerOptions(broker, {FakeAddress(1)}, "c-1"),
+                      [] {});
+  ConsumerPool pool({&w0, &w1}, "gw", &stats);
+  w0.Start();
+  w1.Start();
+  w0.Enable();
+  w1.Enable();
+  std::vector<std::unique_ptr<RecordingSink>> sinks;
+  for (int i = 0; i < 4; ++i) {
+    sinks.push_back(std::make_unique<RecordingSink>());
+    SubscribeOptions o;
+    o.queue = "q";
+    pool.Subscribe(std::move(o), sinks.back().get());
+    EXPECT_EQ(sinks.back()->events.Take(), "subscribed");
+  }
+  std::shared_ptr<FakePeer> p0 = broker.WaitForPeer("c-0");
+  std::shared_ptr<FakePeer> p1 = broker.WaitForPeer("c-1");
+  ASSERT_NE(p0, nullptr);
+  ASSERT_NE(p1, nullptr);
+  EXPECT_EQ(p0->count(Sent::Kind::kConsume), 2u);
+  EXPECT_EQ(p1->count(Sent::Kind::kConsume), 2u);
+  pool.CancelAll(absl::UnavailableError("shutdown"));
+  for (auto& s : sinks) EXPECT_EQ(s->events.Take(), "end: UNAVAILABLE");
+  w0.Stop();
+  w1.Stop();
+}
+
+}  // namespace
+}  // namespace amqpgw::core
