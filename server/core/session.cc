@@ -9,8 +9,6 @@
 
 namespace amqpgw::core {
 
-using Type = amqp::Event::Type;
-
 const char* SessionStateName(SessionState state) {
   switch (state) {
     case SessionState::kConnecting:
@@ -60,15 +58,18 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     publishers_.push_back(
         std::make_unique<Publisher>(w, po, &stats_, &pending_bytes_));
   }
-  topology_ = std::make_unique<TopologyClient>(control_);
-  control_->AddObserver(this);
+  topology_ = std::make_unique<TopologyService>(
+      control_,
+      [this] {
+        return enabled_.load() ? absl::OkStatus() : DisconnectedError();
+      },
+      options_.default_timeout);
   consumers_ = std::make_unique<ConsumerPool>(consumer_workers,
                                               options_.instance_id, &stats_);
 }
 
 Session::~Session() {
   Stop();
-  control_->RemoveObserver(this);
   consumers_.reset();
   topology_.reset();
   publishers_.clear();
@@ -342,172 +343,6 @@ absl::Status Session::Publish(std::shared_ptr<PublishBatch> batch) {
   return absl::OkStatus();
 }
 
-void Session::RunTopology(
-    std::string what,
-    absl::AnyInvocable<absl::Status(amqp::Connection&, uint16_t)> send,
-    amqp::Event::Type expect, absl::Time deadline,
-    absl::AnyInvocable<void(absl::StatusOr<amqp::Event>) &&> done) {
-  if (!enabled_.load()) {
-    std::move(done)(DisconnectedError());
-    return;
-  }
-  TopologyClient::Request r;
-  r.what = std::move(what);
-  r.send = std::move(send);
-  r.expect = expect;
-  r.deadline = deadline;
-  r.done = std::move(done);
-  topology_->Run(std::move(r));
-}
-
-void Session::DeclareQueue(
-    amqp::QueueDeclareArgs args, absl::Time deadline,
-    absl::AnyInvocable<void(absl::StatusOr<QueueInfo>) &&> done) {
-  std::string what = args.name.empty()
-                         ? std::string("declare a broker-named queue")
-                         : absl::StrCat("declare queue '", args.name, "'");
-  auto shared = std::make_shared<amqp::QueueDeclareArgs>(std::move(args));
-  RunTopology(
-      std::move(what),
-      [shared](amqp::Connection& c, uint16_t ch) {
-        return c.DeclareQueue(ch, *shared);
-      },
-      Type::kQueueDeclareOk, deadline,
-      [this, shared,
-       done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
-        if (!r.ok()) return std::move(done)(r.status());
-        registry_.QueueDeclared(*shared);
-        std::move(done)(
-            QueueInfo{r->queue, r->message_count, r->consumer_count});
-      });
-}
-
-void Session::InspectQueue(
-    std::string name, absl::Time deadline,
-    absl::AnyInvocable<void(absl::StatusOr<QueueInfo>) &&> done) {
-  amqp::QueueDeclareArgs args;
-  args.name = std::move(name);
-  args.passive = true;
-  std::string what = absl::StrCat("inspect queue '", args.name, "'");
-  RunTopology(
-      std::move(what),
-      [args](amqp::Connection& c, uint16_t ch) {
-        return c.DeclareQueue(ch, args);
-      },
-      Type::kQueueDeclareOk, deadline,
-      [done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
-        if (!r.ok()) return std::move(done)(r.status());
-        std::move(done)(
-            QueueInfo{r->queue, r->message_count, r->consumer_count});
-      });
-}
-
-void Session::DeleteQueue(
-    std::string name, bool if_unused, bool if_empty, absl::Time deadline,
-    absl::AnyInvocable<void(absl::StatusOr<uint32_t>) &&> done) {
-  std::string what = absl::StrCat("delete queue '", name, "'");
-  RunTopology(
-      std::move(what),
-      [name, if_unused, if_empty](amqp::Connection& c, uint16_t ch) {
-        return c.DeleteQueue(ch, name, if_unused, if_empty);
-      },
-      Type::kQueueDeleteOk, deadline,
-      [this, name,
-       done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
-        if (!r.ok()) return std::move(done)(r.status());
-        registry_.QueueDeleted(name);
-        std::move(done)(r->message_count);
-      });
-}
-
-void Session::PurgeQueue(
-    std::string name, absl::Time deadline,
-    absl::AnyInvocable<void(absl::StatusOr<uint32_t>) &&> done) {
-  std::string what = absl::StrCat("purge queue '", name, "'");
-  RunTopology(
-      std::move(what),
-      [name](amqp::Connection& c, uint16_t ch) {
-        return c.PurgeQueue(ch, name);
-      },
-      Type::kQueuePurgeOk, deadline,
-      [done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
-        if (!r.ok()) return std::move(done)(r.status());
-        std::move(done)(r->message_count);
-      });
-}
-
-void Session::DeclareExchange(amqp::ExchangeDeclareArgs args,
-                              absl::Time deadline,
-                              absl::AnyInvocable<void(absl::Status) &&> done) {
-  std::string what = absl::StrCat(args.passive ? "check" : "declare",
-                                  " exchange '", args.name, "'");
-  auto shared = std::make_shared<amqp::ExchangeDeclareArgs>(std::move(args));
-  RunTopology(
-      std::move(what),
-      [shared](amqp::Connection& c, uint16_t ch) {
-        return c.DeclareExchange(ch, *shared);
-      },
-      Type::kExchangeDeclareOk, deadline,
-      [this, shared,
-       done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
-        if (r.ok()) registry_.ExchangeDeclared(*shared);
-        std::move(done)(r.status());
-      });
-}
-
-void Session::DeleteExchange(std::string name, bool if_unused,
-                             absl::Time deadline,
-                             absl::AnyInvocable<void(absl::Status) &&> done) {
-  std::string what = absl::StrCat("delete exchange '", name, "'");
-  RunTopology(
-      std::move(what),
-      [name, if_unused](amqp::Connection& c, uint16_t ch) {
-        return c.DeleteExchange(ch, name, if_unused);
-      },
-      Type::kExchangeDeleteOk, deadline,
-      [this, name,
-       done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
-        if (r.ok()) registry_.ExchangeDeleted(name);
-        std::move(done)(r.status());
-      });
-}
-
-void Session::BindQueue(amqp::BindArgs args, absl::Time deadline,
-                        absl::AnyInvocable<void(absl::Status) &&> done) {
-  std::string what = absl::StrCat("bind queue '", args.queue, "' to exchange '",
-                                  args.exchange, "'");
-  auto shared = std::make_shared<amqp::BindArgs>(std::move(args));
-  RunTopology(
-      std::move(what),
-      [shared](amqp::Connection& c, uint16_t ch) {
-        return c.BindQueue(ch, *shared);
-      },
-      Type::kQueueBindOk, deadline,
-      [this, shared,
-       done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
-        if (r.ok()) registry_.Bound(*shared);
-        std::move(done)(r.status());
-      });
-}
-
-void Session::UnbindQueue(amqp::BindArgs args, absl::Time deadline,
-                          absl::AnyInvocable<void(absl::Status) &&> done) {
-  std::string what = absl::StrCat("unbind queue '", args.queue,
-                                  "' from exchange '", args.exchange, "'");
-  auto shared = std::make_shared<amqp::BindArgs>(std::move(args));
-  RunTopology(
-      std::move(what),
-      [shared](amqp::Connection& c, uint16_t ch) {
-        return c.UnbindQueue(ch, *shared);
-      },
-      Type::kQueueUnbindOk, deadline,
-      [this, shared,
-       done = std::move(done)](absl::StatusOr<amqp::Event> r) mutable {
-        if (r.ok()) registry_.Unbound(*shared);
-        std::move(done)(r.status());
-      });
-}
-
 absl::StatusOr<std::shared_ptr<Subscription>> Session::Subscribe(
     SubscribeOptions options, SubscriptionSink* sink) {
   if (!enabled_.load()) return DisconnectedError();
@@ -518,60 +353,6 @@ void Session::Ack(const std::string& subscription_id, std::vector<uint64_t> ids,
                   AckAction action,
                   absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done) {
   consumers_->Ack(subscription_id, std::move(ids), action, std::move(done));
-}
-
-void Session::OnConnected() {
-  auto snapshot = std::make_shared<TopologyRegistry::Snapshot>(registry_.Get());
-  size_t n = snapshot->exchanges.size() + snapshot->queues.size() +
-             snapshot->bindings.size();
-  if (n == 0) return;
-  spdlog::info(
-      "session: declaring {} recorded exchanges, queues and bindings "
-      "again",
-      n);
-  Replay(std::move(snapshot), 0);
-}
-
-void Session::Replay(std::shared_ptr<TopologyRegistry::Snapshot> snapshot,
-                     size_t step) {
-  // One at a time, in order: exchanges, queues, then bindings.
-  size_t e = snapshot->exchanges.size(), q = snapshot->queues.size(),
-         b = snapshot->bindings.size();
-  if (step >= e + q + b || !enabled_.load()) return;
-  absl::Time deadline = absl::Now() + options_.default_timeout;
-  auto next = [this, snapshot, step](absl::StatusOr<amqp::Event> r) mutable {
-    if (!r.ok()) {
-      spdlog::warn("session: re-declaring topology: {}",
-                   std::string(r.status().message()));
-    }
-    Replay(std::move(snapshot), step + 1);
-  };
-  TopologyClient::Request req;
-  req.deadline = deadline;
-  req.done = std::move(next);
-  if (step < e) {
-    const auto& args = snapshot->exchanges[step];
-    req.what = absl::StrCat("re-declare exchange '", args.name, "'");
-    req.expect = Type::kExchangeDeclareOk;
-    req.send = [args](amqp::Connection& c, uint16_t ch) {
-      return c.DeclareExchange(ch, args);
-    };
-  } else if (step < e + q) {
-    const auto& args = snapshot->queues[step - e];
-    req.what = absl::StrCat("re-declare queue '", args.name, "'");
-    req.expect = Type::kQueueDeclareOk;
-    req.send = [args](amqp::Connection& c, uint16_t ch) {
-      return c.DeclareQueue(ch, args);
-    };
-  } else {
-    const auto& args = snapshot->bindings[step - e - q];
-    req.what = absl::StrCat("re-bind queue '", args.queue, "'");
-    req.expect = Type::kQueueBindOk;
-    req.send = [args](amqp::Connection& c, uint16_t ch) {
-      return c.BindQueue(ch, args);
-    };
-  }
-  topology_->Run(std::move(req));
 }
 
 }  // namespace amqpgw::core

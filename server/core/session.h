@@ -1,11 +1,14 @@
 // Session: the gateway's broker session.
 //
 // Owns the AMQP connections, each with its own thread (ConnectionWorker):
-//   - control:     topology RPCs (declare, delete, purge, bind); never
+//   - control:     topology RPCs (TopologyService: declare, delete, purge,
+//                  bind, and their replay after reconnects); never
 //                  publishes, so a broker blocking publishers does not stop it
 //   - publisher-N: confirmed publishing (Publisher)
 //   - consumer-N:  subscriptions, one channel each (ConsumerPool)
-// The session is READY when all of them are connected.
+// The session keeps the connection lifecycle (Connect, Disconnect, the
+// aggregate state) and routes calls to the publishers, the consumers and
+// the topology service. It is READY when all connections are.
 //
 // Every public method is thread-safe and non-blocking except Start() and
 // Stop(); callbacks run on a worker thread and must not block. Calls made
@@ -78,16 +81,10 @@ struct ConnectionInfo {
   std::vector<std::string> brokers;  // host:port, failover order
 };
 
-struct QueueInfo {
-  std::string name;
-  uint32_t message_count = 0;
-  uint32_t consumer_count = 0;
-};
-
-class Session : private ConnectionWorker::Observer {
+class Session {
  public:
   explicit Session(SessionOptions options);
-  ~Session() override;
+  ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
@@ -121,25 +118,9 @@ class Session : private ConnectionWorker::Observer {
   // RESOURCE_EXHAUSTED when max_pending_bytes are already waiting.
   absl::Status Publish(std::shared_ptr<PublishBatch> batch);
 
-  void DeclareQueue(
-      amqp::QueueDeclareArgs args, absl::Time deadline,
-      absl::AnyInvocable<void(absl::StatusOr<QueueInfo>) &&> done);
-  void InspectQueue(
-      std::string name, absl::Time deadline,
-      absl::AnyInvocable<void(absl::StatusOr<QueueInfo>) &&> done);
-  void DeleteQueue(std::string name, bool if_unused, bool if_empty,
-                   absl::Time deadline,
-                   absl::AnyInvocable<void(absl::StatusOr<uint32_t>) &&> done);
-  void PurgeQueue(std::string name, absl::Time deadline,
-                  absl::AnyInvocable<void(absl::StatusOr<uint32_t>) &&> done);
-  void DeclareExchange(amqp::ExchangeDeclareArgs args, absl::Time deadline,
-                       absl::AnyInvocable<void(absl::Status) &&> done);
-  void DeleteExchange(std::string name, bool if_unused, absl::Time deadline,
-                      absl::AnyInvocable<void(absl::Status) &&> done);
-  void BindQueue(amqp::BindArgs args, absl::Time deadline,
-                 absl::AnyInvocable<void(absl::Status) &&> done);
-  void UnbindQueue(amqp::BindArgs args, absl::Time deadline,
-                   absl::AnyInvocable<void(absl::Status) &&> done);
+  // Declare, inspect, delete, purge, bind and unbind, on the control
+  // connection; they fail with FAILED_PRECONDITION after Disconnect.
+  TopologyService& topology() { return *topology_; }
 
   // Starts a subscription; events go to `sink` until its OnEnd.
   absl::StatusOr<std::shared_ptr<Subscription>> Subscribe(
@@ -156,19 +137,8 @@ class Session : private ConnectionWorker::Observer {
     absl::AnyInvocable<void(ConnectionInfo) &&> done;
   };
 
-  // Control worker observer: re-declares recorded topology on reconnects.
-  void OnConnected() override;
-  void OnDisconnected(const absl::Status& why) override {}
-  void Replay(std::shared_ptr<TopologyRegistry::Snapshot> snapshot,
-              size_t step);
-
   void OnWorkerStateChange();
   SessionState ComputeState() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RunTopology(
-      std::string what,
-      absl::AnyInvocable<absl::Status(amqp::Connection&, uint16_t)> send,
-      amqp::Event::Type expect, absl::Time deadline,
-      absl::AnyInvocable<void(absl::StatusOr<amqp::Event>) &&> done);
   void DoConnect(absl::Time deadline,
                  absl::AnyInvocable<void(ConnectionInfo) &&> done);
   // Disconnect, with `why` for the log, the streams and the calls it ends.
@@ -182,12 +152,11 @@ class Session : private ConnectionWorker::Observer {
 
   const SessionOptions options_;
   Stats stats_;
-  TopologyRegistry registry_;
   std::vector<std::unique_ptr<ConnectionWorker>> workers_;  // all of them
   ConnectionWorker* control_ = nullptr;
   std::vector<ConnectionWorker*> publisher_workers_;
   std::vector<std::unique_ptr<Publisher>> publishers_;
-  std::unique_ptr<TopologyClient> topology_;
+  std::unique_ptr<TopologyService> topology_;
   std::unique_ptr<ConsumerPool> consumers_;
   std::atomic<uint64_t> next_publisher_{0};
   std::atomic<int64_t> pending_bytes_{0};

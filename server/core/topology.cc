@@ -5,7 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/amqp/reply.h"
+#include "server/base/check.h"
 #include "server/base/sync.h"
+#include "spdlog/spdlog.h"
 
 namespace amqpgw::core {
 
@@ -18,6 +20,7 @@ TopologyClient::~TopologyClient() { worker_->RemoveObserver(this); }
 
 void TopologyClient::Run(Request request) {
   worker_->Post([this, request = std::move(request)]() mutable {
+    AMQPGW_DCHECK(worker_->InWorkerThread());
     auto op = std::make_shared<Op>();
     op->request = std::move(request);
     op->timer = worker_->RunAt(op->request.deadline, [this, op] {
@@ -46,6 +49,7 @@ void TopologyClient::Run(Request request) {
 
 void TopologyClient::Finish(const std::shared_ptr<Op>& op,
                             absl::StatusOr<amqp::Event> result) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   if (op->finished) return;
   op->finished = true;
   if (op->timer != 0) {
@@ -56,6 +60,7 @@ void TopologyClient::Finish(const std::shared_ptr<Op>& op,
 }
 
 void TopologyClient::Pump() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   amqp::Connection* conn = worker_->connection();
   if (conn == nullptr) return;
   while (!pending_.empty()) {
@@ -98,6 +103,7 @@ void TopologyClient::Pump() {
 }
 
 void TopologyClient::OnSlotEvent(Slot* slot, amqp::Event& event) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   using Type = amqp::Event::Type;
   if (event.type == Type::kChannelOpenOk) {
     slot->state = Slot::State::kIdle;
@@ -125,6 +131,7 @@ void TopologyClient::OnSlotEvent(Slot* slot, amqp::Event& event) {
 }
 
 void TopologyClient::RemoveSlot(Slot* slot) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   worker_->ReleaseChannel(slot->channel);
   slots_.erase(std::remove_if(slots_.begin(), slots_.end(),
                               [slot](const std::unique_ptr<Slot>& s) {
@@ -133,9 +140,13 @@ void TopologyClient::RemoveSlot(Slot* slot) {
                slots_.end());
 }
 
-void TopologyClient::OnConnected() { Pump(); }
+void TopologyClient::OnConnected() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
+  Pump();
+}
 
 void TopologyClient::OnDisconnected(const absl::Status& why) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
   std::vector<std::unique_ptr<Slot>> slots = std::move(slots_);
   slots_.clear();
   bool loss = why.code() == absl::StatusCode::kUnavailable;
@@ -232,6 +243,238 @@ void TopologyRegistry::Unbound(const amqp::BindArgs& args) {
 TopologyRegistry::Snapshot TopologyRegistry::Get() const {
   amqpgw::MutexLock lock(&mu_);
   return Snapshot{exchanges_, queues_, bindings_};
+}
+
+// --- TopologyService ---
+
+namespace {
+
+using Type = amqp::Event::Type;
+
+QueueInfo ToQueueInfo(const amqp::Event& e) {
+  return QueueInfo{e.queue, e.message_count, e.consumer_count};
+}
+
+}  // namespace
+
+TopologyService::TopologyService(ConnectionWorker* worker, Gate gate,
+                                 absl::Duration replay_timeout)
+    : worker_(worker),
+      gate_(std::move(gate)),
+      replay_timeout_(replay_timeout),
+      client_(worker) {
+  worker_->AddObserver(this);
+}
+
+TopologyService::~TopologyService() { worker_->RemoveObserver(this); }
+
+template <typename Result, typename OnReply>
+void TopologyService::Run(std::string what, TopologyClient::Send send,
+                          amqp::Event::Type expect, absl::Time deadline,
+                          OnReply on_reply, Callback<Result> done) {
+  absl::Status gate = gate_();
+  if (!gate.ok()) {
+    std::move(done)(std::move(gate));
+    return;
+  }
+  TopologyClient::Request r;
+  r.what = std::move(what);
+  r.send = std::move(send);
+  r.expect = expect;
+  r.deadline = deadline;
+  r.done = [on_reply = std::move(on_reply),
+            done = std::move(done)](absl::StatusOr<amqp::Event> reply) mutable {
+    if (!reply.ok()) return std::move(done)(reply.status());
+    std::move(done)(on_reply(*reply));
+  };
+  client_.Run(std::move(r));
+}
+
+void TopologyService::DeclareQueue(amqp::QueueDeclareArgs args,
+                                   absl::Time deadline,
+                                   Callback<absl::StatusOr<QueueInfo>> done) {
+  std::string what = args.name.empty()
+                         ? std::string("declare a broker-named queue")
+                         : absl::StrCat("declare queue '", args.name, "'");
+  auto shared = std::make_shared<amqp::QueueDeclareArgs>(std::move(args));
+  Run(
+      std::move(what),
+      [shared](amqp::Connection& c, uint16_t ch) {
+        return c.DeclareQueue(ch, *shared);
+      },
+      Type::kQueueDeclareOk, deadline,
+      [this, shared](const amqp::Event& e) {
+        registry_.QueueDeclared(*shared);
+        return ToQueueInfo(e);
+      },
+      std::move(done));
+}
+
+void TopologyService::InspectQueue(std::string name, absl::Time deadline,
+                                   Callback<absl::StatusOr<QueueInfo>> done) {
+  amqp::QueueDeclareArgs args;
+  args.name = std::move(name);
+  args.passive = true;
+  std::string what = absl::StrCat("inspect queue '", args.name, "'");
+  Run(
+      std::move(what),
+      [args](amqp::Connection& c, uint16_t ch) {
+        return c.DeclareQueue(ch, args);
+      },
+      Type::kQueueDeclareOk, deadline, ToQueueInfo, std::move(done));
+}
+
+void TopologyService::DeleteQueue(std::string name, bool if_unused,
+                                  bool if_empty, absl::Time deadline,
+                                  Callback<absl::StatusOr<uint32_t>> done) {
+  std::string what = absl::StrCat("delete queue '", name, "'");
+  Run(
+      std::move(what),
+      [name, if_unused, if_empty](amqp::Connection& c, uint16_t ch) {
+        return c.DeleteQueue(ch, name, if_unused, if_empty);
+      },
+      Type::kQueueDeleteOk, deadline,
+      [this, name](const amqp::Event& e) {
+        registry_.QueueDeleted(name);
+        return e.message_count;
+      },
+      std::move(done));
+}
+
+void TopologyService::PurgeQueue(std::string name, absl::Time deadline,
+                                 Callback<absl::StatusOr<uint32_t>> done) {
+  std::string what = absl::StrCat("purge queue '", name, "'");
+  Run(
+      std::move(what),
+      [name](amqp::Connection& c, uint16_t ch) {
+        return c.PurgeQueue(ch, name);
+      },
+      Type::kQueuePurgeOk, deadline,
+      [](const amqp::Event& e) { return e.message_count; }, std::move(done));
+}
+
+void TopologyService::DeclareExchange(amqp::ExchangeDeclareArgs args,
+                                      absl::Time deadline,
+                                      Callback<absl::Status> done) {
+  std::string what = absl::StrCat(args.passive ? "check" : "declare",
+                                  " exchange '", args.name, "'");
+  auto shared = std::make_shared<amqp::ExchangeDeclareArgs>(std::move(args));
+  Run(
+      std::move(what),
+      [shared](amqp::Connection& c, uint16_t ch) {
+        return c.DeclareExchange(ch, *shared);
+      },
+      Type::kExchangeDeclareOk, deadline,
+      [this, shared](const amqp::Event&) {
+        registry_.ExchangeDeclared(*shared);
+        return absl::OkStatus();
+      },
+      std::move(done));
+}
+
+void TopologyService::DeleteExchange(std::string name, bool if_unused,
+                                     absl::Time deadline,
+                                     Callback<absl::Status> done) {
+  std::string what = absl::StrCat("delete exchange '", name, "'");
+  Run(
+      std::move(what),
+      [name, if_unused](amqp::Connection& c, uint16_t ch) {
+        return c.DeleteExchange(ch, name, if_unused);
+      },
+      Type::kExchangeDeleteOk, deadline,
+      [this, name](const amqp::Event&) {
+        registry_.ExchangeDeleted(name);
+        return absl::OkStatus();
+      },
+      std::move(done));
+}
+
+void TopologyService::BindQueue(amqp::BindArgs args, absl::Time deadline,
+                                Callback<absl::Status> done) {
+  std::string what = absl::StrCat("bind queue '", args.queue, "' to exchange '",
+                                  args.exchange, "'");
+  auto shared = std::make_shared<amqp::BindArgs>(std::move(args));
+  Run(
+      std::move(what),
+      [shared](amqp::Connection& c, uint16_t ch) {
+        return c.BindQueue(ch, *shared);
+      },
+      Type::kQueueBindOk, deadline,
+      [this, shared](const amqp::Event&) {
+        registry_.Bound(*shared);
+        return absl::OkStatus();
+      },
+      std::move(done));
+}
+
+void TopologyService::UnbindQueue(amqp::BindArgs args, absl::Time deadline,
+                                  Callback<absl::Status> done) {
+  std::string what = absl::StrCat("unbind queue '", args.queue,
+                                  "' from exchange '", args.exchange, "'");
+  auto shared = std::make_shared<amqp::BindArgs>(std::move(args));
+  Run(
+      std::move(what),
+      [shared](amqp::Connection& c, uint16_t ch) {
+        return c.UnbindQueue(ch, *shared);
+      },
+      Type::kQueueUnbindOk, deadline,
+      [this, shared](const amqp::Event&) {
+        registry_.Unbound(*shared);
+        return absl::OkStatus();
+      },
+      std::move(done));
+}
+
+void TopologyService::OnConnected() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
+  auto snapshot = std::make_shared<TopologyRegistry::Snapshot>(registry_.Get());
+  size_t n = snapshot->exchanges.size() + snapshot->queues.size() +
+             snapshot->bindings.size();
+  if (n == 0) return;
+  spdlog::info(
+      "session: declaring {} recorded exchanges, queues and bindings again", n);
+  Replay(std::move(snapshot), 0);
+}
+
+void TopologyService::Replay(
+    std::shared_ptr<TopologyRegistry::Snapshot> snapshot, size_t step) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
+  // One at a time, in order: exchanges, queues, then bindings.
+  size_t e = snapshot->exchanges.size(), q = snapshot->queues.size(),
+         b = snapshot->bindings.size();
+  if (step >= e + q + b || !gate_().ok()) return;
+  TopologyClient::Request req;
+  req.deadline = absl::Now() + replay_timeout_;
+  req.done = [this, snapshot, step](absl::StatusOr<amqp::Event> r) mutable {
+    if (!r.ok()) {
+      spdlog::warn("session: re-declaring topology: {}",
+                   std::string(r.status().message()));
+    }
+    Replay(std::move(snapshot), step + 1);
+  };
+  if (step < e) {
+    const auto& args = snapshot->exchanges[step];
+    req.what = absl::StrCat("re-declare exchange '", args.name, "'");
+    req.expect = Type::kExchangeDeclareOk;
+    req.send = [args](amqp::Connection& c, uint16_t ch) {
+      return c.DeclareExchange(ch, args);
+    };
+  } else if (step < e + q) {
+    const auto& args = snapshot->queues[step - e];
+    req.what = absl::StrCat("re-declare queue '", args.name, "'");
+    req.expect = Type::kQueueDeclareOk;
+    req.send = [args](amqp::Connection& c, uint16_t ch) {
+      return c.DeclareQueue(ch, args);
+    };
+  } else {
+    const auto& args = snapshot->bindings[step - e - q];
+    req.what = absl::StrCat("re-bind queue '", args.queue, "'");
+    req.expect = Type::kQueueBindOk;
+    req.send = [args](amqp::Connection& c, uint16_t ch) {
+      return c.BindQueue(ch, args);
+    };
+  }
+  client_.Run(std::move(req));
 }
 
 }  // namespace amqpgw::core

@@ -1,10 +1,15 @@
-// Topology RPCs (declare, inspect, delete, purge, bind) on one
-// ConnectionWorker, and the record of what the gateway declared so that it
-// can be declared again after a reconnect.
+// Topology on one ConnectionWorker (the session's control connection):
+//   TopologyService   the API's operations (declare, inspect, delete, purge,
+//                     bind, unbind), recorded in a TopologyRegistry and
+//                     declared again after every reconnect
+//   TopologyClient    runs each request on a channel of its own
+//   TopologyRegistry  the record of what the gateway declared
 #ifndef AMQPGW_SERVER_CORE_TOPOLOGY_H_
 #define AMQPGW_SERVER_CORE_TOPOLOGY_H_
 
+#include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/amqp/connection.h"
+#include "server/amqp/types.h"
 #include "server/base/sync.h"
 #include "server/core/connection_worker.h"
 
@@ -112,6 +118,92 @@ class TopologyRegistry {
   std::vector<amqp::ExchangeDeclareArgs> exchanges_ ABSL_GUARDED_BY(mu_);
   std::vector<amqp::QueueDeclareArgs> queues_ ABSL_GUARDED_BY(mu_);
   std::vector<amqp::BindArgs> bindings_ ABSL_GUARDED_BY(mu_);
+};
+
+// What queue.declare-ok says.
+struct QueueInfo {
+  std::string name;
+  uint32_t message_count = 0;
+  uint32_t consumer_count = 0;
+};
+
+// The API's topology operations on `worker`, and their replay.
+//
+// Each operation goes to the broker through a TopologyClient (a channel of
+// its own) and fails at `deadline` (UNAVAILABLE while the broker is
+// unreachable, DEADLINE_EXCEEDED when it does not answer). What succeeds is
+// recorded in the registry (durable and non-exclusive declarations,
+// bindings; deletions remove); after every reconnect (ConnectionWorker
+// Observer: OnConnected) the recorded topology is declared again, one step
+// at a time and in order: exchanges, then queues, then bindings (a binding
+// needs both ends). A step the broker refuses is logged and skipped; the
+// replay goes on with the next.
+//
+// Threads: the operations may be called from any thread and never block;
+// `done` runs on the worker's thread. The replay runs on the worker's
+// thread (checked). Construct and destroy while the worker's thread does
+// not run, or on it.
+class TopologyService : private ConnectionWorker::Observer {
+ public:
+  // OK while operations may go to the broker; else the error they fail with
+  // at once (the session's after Disconnect). Also stops a running replay.
+  // Called on any thread.
+  using Gate = std::function<absl::Status()>;
+  template <typename T>
+  using Callback = absl::AnyInvocable<void(T) &&>;
+
+  // `worker` must outlive the service. Each replay step waits for the
+  // broker up to `replay_timeout`.
+  TopologyService(ConnectionWorker* worker, Gate gate,
+                  absl::Duration replay_timeout);
+  ~TopologyService() override;
+  TopologyService(const TopologyService&) = delete;
+  TopologyService& operator=(const TopologyService&) = delete;
+
+  void DeclareQueue(amqp::QueueDeclareArgs args, absl::Time deadline,
+                    Callback<absl::StatusOr<QueueInfo>> done);
+  // A passive declare: the queue's counts, NOT_FOUND if it does not exist.
+  void InspectQueue(std::string name, absl::Time deadline,
+                    Callback<absl::StatusOr<QueueInfo>> done);
+  // `done` gets the number of messages deleted or purged.
+  void DeleteQueue(std::string name, bool if_unused, bool if_empty,
+                   absl::Time deadline,
+                   Callback<absl::StatusOr<uint32_t>> done);
+  void PurgeQueue(std::string name, absl::Time deadline,
+                  Callback<absl::StatusOr<uint32_t>> done);
+  void DeclareExchange(amqp::ExchangeDeclareArgs args, absl::Time deadline,
+                       Callback<absl::Status> done);
+  void DeleteExchange(std::string name, bool if_unused, absl::Time deadline,
+                      Callback<absl::Status> done);
+  void BindQueue(amqp::BindArgs args, absl::Time deadline,
+                 Callback<absl::Status> done);
+  void UnbindQueue(amqp::BindArgs args, absl::Time deadline,
+                   Callback<absl::Status> done);
+
+  // What will be declared again after a reconnect. Thread-safe.
+  TopologyRegistry::Snapshot Recorded() const { return registry_.Get(); }
+
+ private:
+  // ConnectionWorker::Observer: starts the replay.
+  void OnConnected() override;
+  void OnDisconnected(const absl::Status& why) override {}
+  // Runs replay step `step` of `snapshot`, then the next.
+  void Replay(std::shared_ptr<TopologyRegistry::Snapshot> snapshot,
+              size_t step);
+  // One operation: `send` writes it, the `expect` reply completes it and
+  // `on_reply` turns that reply into the result (recording it).
+  template <typename Result, typename OnReply>
+  void Run(std::string what, TopologyClient::Send send,
+           amqp::Event::Type expect, absl::Time deadline, OnReply on_reply,
+           Callback<Result> done);
+
+  ConnectionWorker* const worker_;
+  const Gate gate_;
+  const absl::Duration replay_timeout_;
+  TopologyRegistry registry_;
+  // Registered with the worker before the service: on a reconnect its
+  // channels are ready to take the replay.
+  TopologyClient client_;
 };
 
 }  // namespace amqpgw::core

@@ -176,9 +176,9 @@ ServerUnaryReactor* GatewayService::DeclareQueue(
   absl::StatusOr<amqp::QueueDeclareArgs> args = ToQueueDeclareArgs(*request);
   if (!args.ok()) return Fail(ctx, args.status());
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  session_->DeclareQueue(*std::move(args),
-                         session_->Deadline(CallDeadline(ctx)),
-                         FinishWithQueueInfo(reactor, response));
+  session_->topology().DeclareQueue(*std::move(args),
+                                    session_->Deadline(CallDeadline(ctx)),
+                                    FinishWithQueueInfo(reactor, response));
   return reactor;
 }
 
@@ -191,8 +191,9 @@ ServerUnaryReactor* GatewayService::InspectQueue(
   absl::Status s = ValidateName("name", request->name(), false);
   if (!s.ok()) return Fail(ctx, s);
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  session_->InspectQueue(request->name(), session_->Deadline(CallDeadline(ctx)),
-                         FinishWithQueueInfo(reactor, response));
+  session_->topology().InspectQueue(request->name(),
+                                    session_->Deadline(CallDeadline(ctx)),
+                                    FinishWithQueueInfo(reactor, response));
   return reactor;
 }
 
@@ -208,18 +209,18 @@ ServerUnaryReactor* GatewayService::DeleteQueue(
   // first (passive declare on the session's own channel), then delete.
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   const absl::Time deadline = session_->Deadline(CallDeadline(ctx));
-  session_->InspectQueue(request->name(), deadline,
-                         [this, reactor, request, response,
-                          deadline](absl::StatusOr<core::QueueInfo> r) {
-                           if (!r.ok() && !absl::IsNotFound(r.status())) {
-                             return reactor->Finish(ToGrpcStatus(r.status()));
-                           }
-                           response->set_existed(r.ok());
-                           session_->DeleteQueue(
-                               request->name(), request->if_unused(),
-                               request->if_empty(), deadline,
-                               FinishWithMessageCount(reactor, response));
-                         });
+  session_->topology().InspectQueue(
+      request->name(), deadline,
+      [this, reactor, request, response,
+       deadline](absl::StatusOr<core::QueueInfo> r) {
+        if (!r.ok() && !absl::IsNotFound(r.status())) {
+          return reactor->Finish(ToGrpcStatus(r.status()));
+        }
+        response->set_existed(r.ok());
+        session_->topology().DeleteQueue(
+            request->name(), request->if_unused(), request->if_empty(),
+            deadline, FinishWithMessageCount(reactor, response));
+      });
   return reactor;
 }
 
@@ -232,8 +233,9 @@ ServerUnaryReactor* GatewayService::PurgeQueue(
   absl::Status s = ValidateName("name", request->name(), false);
   if (!s.ok()) return Fail(ctx, s);
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  session_->PurgeQueue(request->name(), session_->Deadline(CallDeadline(ctx)),
-                       FinishWithMessageCount(reactor, response));
+  session_->topology().PurgeQueue(request->name(),
+                                  session_->Deadline(CallDeadline(ctx)),
+                                  FinishWithMessageCount(reactor, response));
   return reactor;
 }
 
@@ -249,7 +251,8 @@ ServerUnaryReactor* GatewayService::DeclareExchange(
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   const absl::Time deadline = session_->Deadline(CallDeadline(ctx));
   if (amqp::IsBuiltinExchangeType(args->type)) {
-    session_->DeclareExchange(*std::move(args), deadline, FinishCall(reactor));
+    session_->topology().DeclareExchange(*std::move(args), deadline,
+                                         FinishCall(reactor));
     return reactor;
   }
   if (options_.exchange_types == nullptr) {
@@ -260,16 +263,17 @@ ServerUnaryReactor* GatewayService::DeclareExchange(
   // A type the broker does not have would close the control connection:
   // declare only once a connection of its own said the broker has it.
   std::string type = args->type;
-  options_.exchange_types->Check(type, [session = session_,
-                                        args = *std::move(args), deadline,
-                                        reactor](absl::Status s) mutable {
-    if (!s.ok()) {
-      reactor->Finish(ToGrpcStatus(
-          absl::Status(s.code(), absl::StrCat("custom_type: ", s.message()))));
-      return;
-    }
-    session->DeclareExchange(std::move(args), deadline, FinishCall(reactor));
-  });
+  options_.exchange_types->Check(
+      type, [session = session_, args = *std::move(args), deadline,
+             reactor](absl::Status s) mutable {
+        if (!s.ok()) {
+          reactor->Finish(ToGrpcStatus(absl::Status(
+              s.code(), absl::StrCat("custom_type: ", s.message()))));
+          return;
+        }
+        session->topology().DeclareExchange(std::move(args), deadline,
+                                            FinishCall(reactor));
+      });
   return reactor;
 }
 
@@ -287,15 +291,16 @@ ServerUnaryReactor* GatewayService::DeleteExchange(
   amqp::ExchangeDeclareArgs check;
   check.name = request->name();
   check.passive = true;
-  session_->DeclareExchange(
+  session_->topology().DeclareExchange(
       std::move(check), deadline,
       [this, reactor, request, response, deadline](absl::Status s) {
         if (!s.ok() && !absl::IsNotFound(s)) {
           return reactor->Finish(ToGrpcStatus(s));
         }
         response->set_existed(s.ok());
-        session_->DeleteExchange(request->name(), request->if_unused(),
-                                 deadline, FinishCall(reactor));
+        session_->topology().DeleteExchange(request->name(),
+                                            request->if_unused(), deadline,
+                                            FinishCall(reactor));
       });
   return reactor;
 }
@@ -309,8 +314,9 @@ ServerUnaryReactor* GatewayService::BindQueue(
   absl::StatusOr<amqp::BindArgs> args = ToBindArgs(*request);
   if (!args.ok()) return Fail(ctx, args.status());
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  session_->BindQueue(*std::move(args), session_->Deadline(CallDeadline(ctx)),
-                      FinishCall(reactor));
+  session_->topology().BindQueue(*std::move(args),
+                                 session_->Deadline(CallDeadline(ctx)),
+                                 FinishCall(reactor));
   return reactor;
 }
 
@@ -323,8 +329,9 @@ ServerUnaryReactor* GatewayService::UnbindQueue(
   absl::StatusOr<amqp::BindArgs> args = ToBindArgs(*request);
   if (!args.ok()) return Fail(ctx, args.status());
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  session_->UnbindQueue(*std::move(args), session_->Deadline(CallDeadline(ctx)),
-                        FinishCall(reactor));
+  session_->topology().UnbindQueue(*std::move(args),
+                                   session_->Deadline(CallDeadline(ctx)),
+                                   FinishCall(reactor));
   return reactor;
 }
 

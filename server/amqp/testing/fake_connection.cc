@@ -699,6 +699,11 @@ void FakeBroker::set_peer_options(FakePeer::Options options) {
   state_->peer_options = std::move(options);
 }
 
+void FakeBroker::set_on_open(std::function<void(FakePeer&)> on_open) {
+  amqpgw::MutexLock lock(&state_->mu);
+  state_->on_open = std::move(on_open);
+}
+
 void FakeBroker::FailOpens(const std::string& host_port, absl::Status status,
                            int count) {
   amqpgw::MutexLock lock(&state_->mu);
@@ -800,6 +805,7 @@ absl::StatusOr<std::unique_ptr<Connection>> FakeBroker::Open(
   }
   auto peer = std::make_shared<FakePeer>(address, options.connection_name,
                                          s.peer_options);
+  if (s.on_open) s.on_open(*peer);
   s.peers.push_back(peer);
   s.changed.SignalAll();
   return std::unique_ptr<Connection>(

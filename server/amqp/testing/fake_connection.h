@@ -330,6 +330,10 @@ class FakeBroker {
 
   // Options of the peers opened from now on.
   void set_peer_options(FakePeer::Options options);
+  // Runs on every new peer before its connection reaches the gateway (on
+  // the opening thread): scripts what the broker does from its first
+  // method on (Refuse, Hold).
+  void set_on_open(std::function<void(FakePeer&)> on_open);
   // The next `count` opens of `host_port` fail with `status` (-1: all).
   void FailOpens(const std::string& host_port, absl::Status status,
                  int count = -1);
@@ -359,6 +363,7 @@ class FakeBroker {
     amqpgw::Mutex mu;
     amqpgw::CondVar changed;
     FakePeer::Options peer_options ABSL_GUARDED_BY(mu);
+    std::function<void(FakePeer&)> on_open ABSL_GUARDED_BY(mu);
     std::map<std::string, std::pair<absl::Status, int>> failures
         ABSL_GUARDED_BY(mu);
     std::set<std::string> blocked ABSL_GUARDED_BY(mu);

@@ -88,7 +88,8 @@ class Mailbox {
   std::optional<T> Take(absl::Duration timeout = kWaitTimeout) {
     amqpgw::MutexLock lock(&mu_);
     if (!WaitLocked(1, absl::Now() + timeout)) return std::nullopt;
-    T value = std::move(items_.front());
+    std::optional<T> value;
+    value.emplace(std::move(items_.front()));
     items_.pop_front();
     return value;
   }
