@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/base/check.h"
 #include "server/base/sync.h"
 #include "spdlog/spdlog.h"
 
@@ -225,6 +226,7 @@ void Session::DoConnect(absl::Time deadline,
   }
   control_->Post([this, id, deadline] {
     control_->RunAt(deadline, [this, id] {
+      AMQPGW_DCHECK(control_->InWorkerThread());
       absl::AnyInvocable<void(ConnectionInfo) &&> expired;
       {
         amqpgw::MutexLock lock(&mu_);
