@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "absl/strings/str_cat.h"
+#include "server/core/stats.h"
 #include "spdlog/spdlog.h"
 
 namespace amqpgw::daemon {
@@ -109,41 +110,10 @@ void RegisterDaemonMetrics(metrics::Registry& registry, core::Session* session,
   }
   registry.Add([session](metrics::TextWriter& w) {
     core::CountersSnapshot c = session->Counters();
-    w.Counter("amqpgw_messages_published_total",
-              "Messages accepted for publishing (Publish and PublishBatch).",
-              c.published);
-    w.Counter("amqpgw_messages_confirmed_total",
-              "Messages the broker confirmed (basic.ack).", c.confirmed);
-    w.Counter("amqpgw_messages_nacked_total",
-              "Messages the broker refused (basic.nack).", c.nacked);
-    w.Counter("amqpgw_messages_returned_total",
-              "Mandatory messages the broker returned unroutable "
-              "(basic.return).",
-              c.returned);
-    w.Gauge("amqpgw_messages_unconfirmed",
-            "Messages sent to the broker and not yet confirmed.",
-            c.unconfirmed);
-    w.Counter("amqpgw_deliveries_total", "Messages delivered to streams.",
-              c.delivered);
-    w.Counter("amqpgw_deliveries_acked_total",
-              "Deliveries acknowledged to the broker (AUTO, NONE and client "
-              "ACKs).",
-              c.acked);
-    w.Counter("amqpgw_deliveries_requeued_total",
-              "Deliveries requeued by Ack REQUEUE.", c.requeued);
-    w.Counter("amqpgw_deliveries_rejected_total",
-              "Deliveries rejected by Ack REJECT.", c.rejected);
-    w.Gauge("amqpgw_streams_active", "StreamMessages streams open now.",
-            c.active_streams);
-    w.Counter("amqpgw_bytes_in_total",
-              "Message body bytes received from callers for publishing.",
-              c.published_bytes);
-    w.Counter("amqpgw_bytes_out_total",
-              "Message body bytes delivered to StreamMessages callers.",
-              c.delivered_bytes);
-    w.Counter("amqpgw_session_reconnects_total",
-              "Times the broker session was re-established after a loss.",
-              c.reconnects);
+#define AMQPGW_COUNTER_METRIC(name, kind, metric, help) \
+  w.kind(metric, help, static_cast<double>(c.name));
+    AMQPGW_COUNTERS(AMQPGW_COUNTER_METRIC)
+#undef AMQPGW_COUNTER_METRIC
     core::ConnectionInfo info = session->Info();
     w.Family("amqpgw_session_state", "gauge",
              "1 for the broker session's current state, 0 for the others.");

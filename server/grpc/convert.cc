@@ -10,6 +10,7 @@
 #include "server/amqp/broker_rules.h"
 #include "server/base/quote.h"
 #include "server/core/ids.h"
+#include "server/core/stats.h"
 #include "server/grpc/tracing.h"
 #include "server/trace/trace_context.h"
 
@@ -652,17 +653,9 @@ void ToProtoConnectionInfo(const core::ConnectionInfo& info,
 }
 
 void ToProtoCounters(const core::CountersSnapshot& c, v1::Counters* out) {
-  out->set_published(c.published);
-  out->set_confirmed(c.confirmed);
-  out->set_nacked(c.nacked);
-  out->set_returned(c.returned);
-  out->set_delivered(c.delivered);
-  out->set_acked(c.acked);
-  out->set_active_streams(c.active_streams);
-  out->set_requeued(c.requeued);
-  out->set_rejected(c.rejected);
-  out->set_unconfirmed(c.unconfirmed);
-  out->set_reconnects(c.reconnects);
+#define AMQPGW_SET_COUNTER(name, kind, metric, help) out->set_##name(c.name);
+  AMQPGW_API_COUNTERS(AMQPGW_SET_COUNTER)
+#undef AMQPGW_SET_COUNTER
 }
 
 }  // namespace amqpgw::grpc_api

@@ -5,8 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <limits>
+#include <set>
+#include <string>
 
 #include "absl/strings/str_cat.h"
+#include "server/core/stats.h"
 
 namespace amqpgw::grpc_api {
 namespace {
@@ -418,6 +421,35 @@ TEST(ConvertTest, EchoedInputIsBounded) {
   ASSERT_FALSE(m.ok());
   EXPECT_LT(m.status().message().size(), 1000u);
   EXPECT_THAT(std::string(m.status().message()), HasSubstr("\\x01\\x01"));
+}
+
+TEST(ConvertTest, TheApiCountersAreExactlyTheProtosCountersFields) {
+  // Each API counter gets a distinct value; every field of the message must
+  // carry the counter of its name, and every counter must have a field.
+  core::CountersSnapshot c;
+  std::set<std::string> names;
+  uint64_t next = 1;
+#define AMQPGW_FILL(name, kind, metric, help) \
+  c.name = next++;                            \
+  names.insert(#name);
+  AMQPGW_API_COUNTERS(AMQPGW_FILL)
+#undef AMQPGW_FILL
+  v1::Counters out;
+  ToProtoCounters(c, &out);
+  const google::protobuf::Descriptor* d = v1::Counters::descriptor();
+  const google::protobuf::Reflection* r = v1::Counters::GetReflection();
+  EXPECT_EQ(static_cast<size_t>(d->field_count()), names.size());
+  std::set<uint64_t> values;
+  for (int i = 0; i < d->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* f = d->field(i);
+    EXPECT_EQ(names.count(f->name()), 1u) << f->name() << " has no counter";
+    values.insert(r->GetUInt64(out, f));
+  }
+  EXPECT_EQ(values.size(), names.size());  // each its own counter
+  EXPECT_EQ(values.count(0), 0u);
+  // Spot check by name.
+  EXPECT_EQ(out.published(), c.published);
+  EXPECT_EQ(out.reconnects(), c.reconnects);
 }
 
 }  // namespace
