@@ -3,6 +3,10 @@
 #
 #   scripts/sanitize.sh asan   ASan + UBSan build (build-asan), every test
 #   scripts/sanitize.sh tsan   TSan build (build-tsan), the concurrency tests
+#   scripts/sanitize.sh tsan-unit  TSan (build-tsan), the core unit tests
+#                              only (fake connection, no broker): builds just
+#                              amqpgw_core and those tests, so it is quick
+#                              enough for CI
 #   scripts/sanitize.sh fuzz   clang + libFuzzer + ASan + UBSan (build-fuzz):
 #                              builds the fuzzers only and runs each for
 #                              AMQPGW_FUZZ_SECONDS (default 30)
@@ -14,9 +18,9 @@ shift || true
 case "$mode" in
   asan) AMQPGW_SANITIZE=address,undefined exec scripts/test.sh "$@" ;;
   tsan) AMQPGW_SANITIZE=thread exec scripts/test.sh -L concurrency "$@" ;;
-  fuzz) ;;
+  tsan-unit | fuzz) ;;
   *)
-    echo "usage: $0 asan|tsan|fuzz [ctest args]" >&2
+    echo "usage: $0 asan|tsan|tsan-unit|fuzz [ctest args]" >&2
     exit 2
     ;;
 esac
@@ -24,6 +28,18 @@ esac
 scripts/bootstrap.sh
 LAUNCHER=()
 command -v ccache >/dev/null 2>&1 && LAUNCHER=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+
+if [ "$mode" = tsan-unit ]; then
+  dir=build-tsan
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${LAUNCHER[@]}" \
+    -DAMQPGW_SANITIZE=thread >/dev/null
+  mapfile -t targets < <(cd "$dir" && ctest -N -R '^core_' | sed -n 's/^ *Test *#[0-9]*: //p')
+  cmake --build "$dir" -j"$(nproc)" --target "${targets[@]}"
+  export TSAN_OPTIONS=${TSAN_OPTIONS:-suppressions=$PWD/tests/sanitizers/tsan.supp:halt_on_error=1:second_deadlock_stack=1}
+  cd "$dir"
+  exec ctest --output-on-failure -j2 -R '^core_' "$@"
+fi
+
 dir=build-fuzz
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${LAUNCHER[@]}" \
   -DAMQPGW_FUZZ=ON -DAMQPGW_SANITIZE=address,undefined \

@@ -97,9 +97,16 @@ class ConnectionWorkerTest : public ::testing::Test {
     if (worker_ != nullptr) worker_->Stop();
   }
   WorkerSnapshot::State state() { return worker_->Snapshot().state; }
+  // A handler that outlives the worker's calls into it (TearDown stops the
+  // worker first).
+  RecordingHandler& NewHandler() {
+    handlers_.push_back(std::make_unique<RecordingHandler>());
+    return *handlers_.back();
+  }
 
   FakeBroker broker_;
   RecordingObserver observer_;
+  std::vector<std::unique_ptr<RecordingHandler>> handlers_;
   std::unique_ptr<ConnectionWorker> worker_;
 };
 
@@ -266,7 +273,9 @@ TEST_F(ConnectionWorkerTest, ChannelsAreNumberedReusedAndBounded) {
   Start({FakeAddress(1)});
   worker_->Enable();
   EXPECT_EQ(observer_.events.Take(), "connected");
-  RecordingHandler a, b, c;
+  RecordingHandler& a = NewHandler();
+  RecordingHandler& b = NewHandler();
+  RecordingHandler& c = NewHandler();
   auto opened = RunOn(*worker_, [&] {
     std::vector<absl::StatusOr<uint16_t>> out;
     out.push_back(worker_->OpenChannel(&a));
@@ -314,7 +323,7 @@ TEST_F(ConnectionWorkerTest, ADroppedSocketFailsSendsAndIsReopened) {
   EXPECT_EQ(observer_.events.Take(), "connected");
   std::shared_ptr<FakePeer> peer = broker_.peers().at(0);
   peer->Drop("broken pipe");
-  RecordingHandler h;
+  RecordingHandler& h = NewHandler();
   // The send fails inside a posted task; the worker notices after it.
   worker_->Post([&] { EXPECT_FALSE(worker_->OpenChannel(&h).ok()); });
   EXPECT_EQ(observer_.events.Take(), "disconnected: UNAVAILABLE");

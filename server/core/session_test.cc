@@ -97,6 +97,7 @@ class SessionTest : public ::testing::Test {
   // Outlive the session (TearDown stops it; its callbacks use them).
   Mailbox<std::string> states_;
   Mailbox<std::vector<absl::Status>> done_;
+  NullSink sink_;
   std::unique_ptr<Session> session_;
 };
 
@@ -170,7 +171,7 @@ TEST_F(SessionTest, DisconnectDrainsClosesAndRefusesCalls) {
   broker_.set_peer_options(FakePeer::Options());  // confirms by hand
   Start(Options());
   ASSERT_TRUE(WaitReady());
-  NullSink sink;
+  NullSink& sink = sink_;
   SubscribeOptions so;
   so.queue = "q";
   ASSERT_TRUE(session_->Subscribe(so, &sink).ok());

@@ -124,15 +124,23 @@ class SubscriptionTest : public ::testing::Test {
     return out;
   }
 
+  // A sink that outlives the worker's calls into it (TearDown stops the
+  // worker first).
+  RecordingSink& NewSink() {
+    sinks_.push_back(std::make_unique<RecordingSink>());
+    return *sinks_.back();
+  }
+
   FakeBroker broker_;
   Stats stats_;
+  std::vector<std::unique_ptr<RecordingSink>> sinks_;
   std::unique_ptr<ConnectionWorker> worker_;
   std::unique_ptr<ConsumerPool> pool_;
   std::shared_ptr<FakePeer> peer_;
 };
 
 TEST_F(SubscriptionTest, OpensAChannelSetsQosAndConsumes) {
-  RecordingSink sink;
+  RecordingSink& sink = NewSink();
   auto sub = Subscribe(&sink, AckMode::kAuto, /*prefetch=*/10);
   EXPECT_TRUE(absl::StartsWith(sink.id, "gw1/")) << sink.id;
   std::vector<Sent> qos = peer_->sent(Sent::Kind::kQos);
@@ -151,7 +159,7 @@ TEST_F(SubscriptionTest, OpensAChannelSetsQosAndConsumes) {
 }
 
 TEST_F(SubscriptionTest, MaxMessagesBelowThePrefetchLowersTheQos) {
-  RecordingSink sink;
+  RecordingSink& sink = NewSink();
   auto sub = Subscribe(&sink, AckMode::kAuto, /*prefetch=*/100,
                        /*max_messages=*/3);
   EXPECT_EQ(peer_->sent(Sent::Kind::kQos).at(0).prefetch, 3);
@@ -160,7 +168,7 @@ TEST_F(SubscriptionTest, MaxMessagesBelowThePrefetchLowersTheQos) {
 }
 
 TEST_F(SubscriptionTest, AutoModeAcksWhatWasHandedOverWithMultiple) {
-  RecordingSink sink;
+  RecordingSink& sink = NewSink();
   auto sub = Subscribe(&sink, AckMode::kAuto, /*prefetch=*/8);
   std::vector<uint64_t> ids = Deliver(*peer_, sink, {"a", "b", "c", "d"});
   EXPECT_EQ(ids, (std::vector<uint64_t>{1, 2, 3, 4}));
@@ -185,7 +193,7 @@ TEST_F(SubscriptionTest, AutoModeAcksWhatWasHandedOverWithMultiple) {
 
 TEST_F(SubscriptionTest,
        DeliveryIdsSurviveTwoReconnectsAndStaleAcksAreRefused) {
-  RecordingSink sink;
+  RecordingSink& sink = NewSink();
   auto sub = Subscribe(&sink);
   // Generation 1: ids 1, 2 are tags 1, 2 of the first channel.
   EXPECT_EQ(Deliver(*peer_, sink, {"a", "b"}), (std::vector<uint64_t>{1, 2}));
@@ -238,7 +246,7 @@ TEST_F(SubscriptionTest,
 }
 
 TEST_F(SubscriptionTest, RequeuesGoBackInDeliveryOrder) {
-  RecordingSink sink;
+  RecordingSink& sink = NewSink();
   auto sub = Subscribe(&sink);
   uint16_t ch = peer_->channel_of(Sent::Kind::kConsume);
   EXPECT_EQ(Deliver(*peer_, sink, {"a", "b", "c", "d", "e"}),
@@ -277,7 +285,7 @@ TEST_F(SubscriptionTest, RequeuesGoBackInDeliveryOrder) {
 }
 
 TEST_F(SubscriptionTest, CancelAcksWhatWasHandedOverThenClosesTheChannel) {
-  RecordingSink sink;
+  RecordingSink& sink = NewSink();
   auto sub = Subscribe(&sink, AckMode::kAuto, /*prefetch=*/100);
   uint16_t ch = peer_->channel_of(Sent::Kind::kConsume);
   Deliver(*peer_, sink, {"a", "b", "c"});
@@ -294,7 +302,7 @@ TEST_F(SubscriptionTest, CancelAcksWhatWasHandedOverThenClosesTheChannel) {
 }
 
 TEST_F(SubscriptionTest, MaxMessagesCancelsTheConsumerAndEndsOk) {
-  RecordingSink sink;
+  RecordingSink& sink = NewSink();
   auto sub = Subscribe(&sink, AckMode::kAuto, /*prefetch=*/10,
                        /*max_messages=*/2);
   uint16_t ch = peer_->channel_of(Sent::Kind::kConsume);
@@ -312,7 +320,7 @@ TEST_F(SubscriptionTest, MaxMessagesCancelsTheConsumerAndEndsOk) {
 }
 
 TEST_F(SubscriptionTest, ABrokerCancelEndsTheStreamAborted) {
-  RecordingSink sink;
+  RecordingSink& sink = NewSink();
   auto sub = Subscribe(&sink);
   peer_->CancelConsumer(peer_->channel_of(Sent::Kind::kConsume));
   EXPECT_EQ(sink.events.Take(), "end: ABORTED");
@@ -327,7 +335,7 @@ TEST_F(SubscriptionTest, RefusedSubscribesEndWithTheBrokersReason) {
                 "ACCESS_REFUSED - queue 'q' in exclusive use");
   for (absl::StatusCode want :
        {absl::StatusCode::kNotFound, absl::StatusCode::kFailedPrecondition}) {
-    RecordingSink sink;
+    RecordingSink& sink = NewSink();
     SubscribeOptions o;
     o.queue = "q";
     pool_->Subscribe(std::move(o), &sink);
@@ -339,7 +347,7 @@ TEST_F(SubscriptionTest, RefusedSubscribesEndWithTheBrokersReason) {
 }
 
 TEST_F(SubscriptionTest, AckErrorsSayWhatIsWrong) {
-  RecordingSink sink;
+  RecordingSink& sink = NewSink();
   auto sub = Subscribe(&sink, AckMode::kAuto);
   EXPECT_EQ(Ack(sink.id, {1}).status().code(),
             absl::StatusCode::kFailedPrecondition);
@@ -352,7 +360,7 @@ TEST_F(SubscriptionTest, AckErrorsSayWhatIsWrong) {
 }
 
 TEST_F(SubscriptionTest, ARequestedCloseEndsStreamsUnavailable) {
-  RecordingSink sink;
+  RecordingSink& sink = NewSink();
   auto sub = Subscribe(&sink);
   worker_->Disable(absl::FailedPreconditionError("Disconnect"), [] {});
   EXPECT_EQ(sink.events.Take(), "end: UNAVAILABLE");
@@ -363,7 +371,7 @@ TEST_F(SubscriptionTest, WithoutABrokerTheSubscribeDeadlineEndsTheStream) {
   broker_.FailOpens("node1:5672", absl::UnavailableError("refused"));
   peer_->Drop();
   ASSERT_TRUE(broker_.WaitForAttempts(2));
-  RecordingSink sink;
+  RecordingSink& sink = NewSink();
   SubscribeOptions o;
   o.queue = "q";
   o.subscribe_deadline = absl::Now() + absl::Milliseconds(20);
