@@ -1,11 +1,12 @@
 // A single thread that runs posted tasks and timers and sleeps in poll() on a
 // wake-up eventfd plus, optionally, one I/O source (an AMQP socket).
 //
-// Thread safety: Post() and Stop() may be called from any thread. RunAt(),
-// RunAfter() and Cancel() only from the loop thread (tasks and timers run
-// there). An idle loop uses no CPU: it wakes only for a posted task, a due
-// timer, input on the I/O source, the source's tick interval, or the end of
-// the source's read pause after input.
+// Thread safety: Post() and Stop() may be called from any thread (Stop()
+// not from the loop thread). RunAt(), RunAfter() and Cancel() only from the
+// loop thread (tasks and timers run there), or while it does not run;
+// checked by AMQPGW_DCHECK where those are on. An idle loop uses no CPU: it
+// wakes only for a posted task, a due timer, input on the I/O source, the
+// source's tick interval, or the end of the source's read pause after input.
 #ifndef AMQPGW_SERVER_CORE_EVENT_LOOP_H_
 #define AMQPGW_SERVER_CORE_EVENT_LOOP_H_
 
