@@ -217,7 +217,8 @@ web::HttpResponse Daemon::MetricsPage(const web::HttpRequest& request) const {
     std::optional<absl::string_view> authorization;
     if (!header.empty()) authorization = header;
     // Reading metrics is reading status: any role may.
-    absl::Status s = tokens->Check(authorization, grpc_api::Rpc::kGetStatus);
+    absl::Status s =
+        tokens->Check(authorization, *grpc_api::FindGatewayRpc("GetStatus"));
     if (!s.ok()) {
       r.status = 401;
       r.headers.emplace_back("WWW-Authenticate", "Bearer");
