@@ -18,8 +18,8 @@
 #include "server/daemon/metrics_server.h"
 #include "server/daemon/operations.h"
 #include "server/grpc/auth.h"
-#include "server/grpc/gateway_service.h"
 #include "server/grpc/call_interceptor.h"
+#include "server/grpc/gateway_service.h"
 #include "server/metrics/prometheus.h"
 #include "server/metrics/rpc_metrics.h"
 #include "server/trace/otlp_exporter.h"
@@ -124,8 +124,7 @@ absl::Status Daemon::Start() {
       std::unique_ptr<::grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
   interceptors.push_back(
-      std::make_unique<grpc_api::CallInterceptorFactory>(
-          p.rpc_metrics.get()));
+      std::make_unique<grpc_api::CallInterceptorFactory>(p.rpc_metrics.get()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(p.service.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(o.max_request_bytes));
