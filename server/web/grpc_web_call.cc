@@ -194,4 +194,14 @@ GrpcWebCall::Metadata GrpcWebCall::trailers() const {
   return out;
 }
 
+GrpcWebCall::Metadata GrpcWebCall::initial_metadata() const {
+  amqpgw::MutexLock lock(&mu_);
+  return initial_metadata_;
+}
+
+GrpcWebCall::Metadata GrpcWebCall::trailing_metadata() const {
+  amqpgw::MutexLock lock(&mu_);
+  return trailing_metadata_;
+}
+
 }  // namespace amqpgw::web

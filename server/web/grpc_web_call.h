@@ -1,7 +1,8 @@
-// One grpc-web request bridged to a gRPC call on the server's in-process
-// channel, through the generic stub: the request messages go out as they
-// came, the replies come back as raw bytes. Works for any method, unary or
-// server streaming, without knowing its types.
+// One grpc-web or Connect request bridged to a gRPC call on the server's
+// in-process channel, through the generic stub: the request messages go out
+// as they came (serialized protobuf), the replies come back as raw bytes.
+// Works for any method, unary or server streaming, without knowing its
+// types.
 //
 // Ownership: shared between the HTTP connection thread that writes the
 // response (it holds a shared_ptr for as long as it serves the request) and
@@ -63,6 +64,9 @@ class GrpcWebCall
   ::grpc::Status status() const;
   // The server's initial and trailing metadata, in that order.
   Metadata trailers() const;
+  // Each alone.
+  Metadata initial_metadata() const;
+  Metadata trailing_metadata() const;
 
   // ::grpc::ClientBidiReactor.
   void OnReadInitialMetadataDone(bool ok) override;

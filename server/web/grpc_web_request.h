@@ -1,8 +1,8 @@
 // A grpc-web request taken apart and checked, before any call starts: the
 // method path, the content type, the framed messages (exactly one for a
 // method that is not client streaming), the headers that travel as gRPC
-// metadata, and grpc-timeout. Pure functions (no I/O): any thread; fuzzed
-// with the HTTP parser (http_request_fuzzer.cc).
+// metadata (rpc_method.h), and grpc-timeout. Pure functions (no I/O): any
+// thread; fuzzed with the HTTP parser (http_request_fuzzer.cc).
 #ifndef AMQPGW_SERVER_WEB_GRPC_WEB_REQUEST_H_
 #define AMQPGW_SERVER_WEB_GRPC_WEB_REQUEST_H_
 
@@ -16,18 +16,9 @@
 #include "absl/time/time.h"
 #include "server/web/grpc_web_frame.h"
 #include "server/web/http_message.h"
+#include "server/web/rpc_method.h"
 
 namespace amqpgw::web {
-
-// What a method takes and returns.
-struct MethodShape {
-  bool known = false;  // described by a linked descriptor
-  bool client_streaming = false;
-  bool server_streaming = false;
-};
-
-// "/package.Service/Method" with [A-Za-z0-9_.] names.
-bool ValidMethodPath(absl::string_view path);
 
 struct GrpcWebRequest {
   std::string method;  // "/package.Service/Method"
@@ -36,13 +27,6 @@ struct GrpcWebRequest {
   std::vector<std::pair<std::string, std::string>> metadata;
   absl::Time deadline = absl::InfiniteFuture();
   bool server_streaming = false;
-};
-
-// A request refused before any call: the HTTP status, and the gRPC status a
-// grpc-web client reads from the headers.
-struct GrpcWebRefusal {
-  int http_status = 400;
-  absl::Status status;
 };
 
 // Takes `request` (a POST) apart. `shape` describes its method. On refusal
@@ -56,7 +40,7 @@ struct GrpcWebRefusal {
 // Messages never echo the body; header names are shown, values never.
 bool ParseGrpcWebRequest(const HttpRequest& request, const MethodShape& shape,
                          size_t max_request_bytes, absl::Time now,
-                         GrpcWebRequest* out, GrpcWebRefusal* refusal);
+                         GrpcWebRequest* out, RequestRefusal* refusal);
 
 }  // namespace amqpgw::web
 

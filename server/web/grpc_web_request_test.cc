@@ -37,7 +37,7 @@ TEST(GrpcWebRequestTest, OneMessageHeadersAndDeadline) {
   r.headers.emplace("cookie", "never passed");
   r.headers.emplace("x-forwarded-for", "1.2.3.4");
   GrpcWebRequest out;
-  GrpcWebRefusal refusal;
+  RequestRefusal refusal;
   absl::Time now = absl::Now();
   ASSERT_TRUE(
       ParseGrpcWebRequest(r, kServerStreaming, 1000, now, &out, &refusal))
@@ -61,7 +61,7 @@ TEST(GrpcWebRequestTest, AMethodThatTakesOneMessageGetsExactlyOne) {
            {{}, "holds no grpc-web message"},
            {{"a", "b"}, "holds 2 grpc-web messages"}}) {
     GrpcWebRequest out;
-    GrpcWebRefusal refusal;
+    RequestRefusal refusal;
     EXPECT_FALSE(ParseGrpcWebRequest(Post("/p.S/Publish", Frames(messages)),
                                      kUnary, 1000, absl::Now(), &out,
                                      &refusal));
@@ -73,7 +73,7 @@ TEST(GrpcWebRequestTest, AMethodThatTakesOneMessageGetsExactlyOne) {
   }
   // A method the binary does not describe: passed on as it came.
   GrpcWebRequest out;
-  GrpcWebRefusal refusal;
+  RequestRefusal refusal;
   EXPECT_TRUE(ParseGrpcWebRequest(Post("/x.Y/Count", Frames({"a", "b"})),
                                   kUnknown, 1000, absl::Now(), &out, &refusal));
   EXPECT_EQ(out.messages.size(), 2u);
@@ -99,7 +99,7 @@ TEST(GrpcWebRequestTest, RefusalsCarryHttpAndGrpcStatus) {
   };
   for (const Case& c : cases) {
     GrpcWebRequest out;
-    GrpcWebRefusal refusal;
+    RequestRefusal refusal;
     EXPECT_FALSE(ParseGrpcWebRequest(c.request, kUnary, 1000, absl::Now(), &out,
                                      &refusal))
         << c.message;
@@ -110,10 +110,10 @@ TEST(GrpcWebRequestTest, RefusalsCarryHttpAndGrpcStatus) {
   HttpRequest bad = Post("/p.S/M", Frames({"a"}));
   bad.headers.emplace("x-name", "caf\xc3\xa9");
   GrpcWebRequest out;
-  GrpcWebRefusal refusal;
+  RequestRefusal refusal;
   EXPECT_FALSE(
       ParseGrpcWebRequest(bad, kUnary, 1000, absl::Now(), &out, &refusal));
-  EXPECT_THAT(refusal.status.message(), HasSubstr("header x-name"));
+  EXPECT_THAT(refusal.status.message(), HasSubstr("header 'x-name'"));
   EXPECT_THAT(refusal.status.message(), ::testing::Not(HasSubstr("caf")));
 }
 

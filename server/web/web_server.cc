@@ -1,12 +1,12 @@
 #include "server/web/web_server.h"
 
-#include <google/protobuf/descriptor.h>
-
+#include <optional>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/base/sync.h"
+#include "server/web/connect_protocol.h"
 #include "server/web/grpc_web_call.h"
 #include "server/web/grpc_web_frame.h"
 #include "server/web/http_server.h"
@@ -20,19 +20,30 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 constexpr char kExposeHeaders[] =
     "grpc-status, grpc-message, grpc-status-details-bin";
 constexpr char kDefaultAllowHeaders[] =
-    "content-type, x-grpc-web, x-user-agent, grpc-timeout, authorization";
+    "content-type, x-grpc-web, x-user-agent, grpc-timeout, "
+    "connect-protocol-version, connect-timeout-ms, authorization";
 
-// An HTTP error that grpc-web clients also read as a status (grpc-status
-// and grpc-message headers).
+// An HTTP error that both protocols read as a status: grpc-web clients from
+// the grpc-status and grpc-message headers, Connect clients (and people
+// with curl) from the JSON body, Connect's Error object.
 HttpResponse HttpError(int http_status, absl::StatusCode code,
-                       absl::string_view message, Headers headers = {}) {
+                       absl::string_view message, Headers headers = {},
+                       absl::string_view status_details = "") {
   HttpResponse r;
   r.status = http_status;
   r.headers = std::move(headers);
   r.headers.emplace_back("grpc-status", std::to_string(static_cast<int>(code)));
   r.headers.emplace_back("grpc-message", PercentEncode(message));
-  r.body = absl::StrCat(message, "\n");
+  if (code == absl::StatusCode::kUnauthenticated) {
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  }
+  r.content_type = "application/json";
+  r.body = absl::StrCat(ConnectErrorJson(code, message, status_details), "\n");
   return r;
+}
+
+absl::StatusCode CodeOf(const ::grpc::Status& status) {
+  return static_cast<absl::StatusCode>(status.error_code());
 }
 
 // The status a grpc-web client reads from the HTTP server's own refusals.
@@ -63,26 +74,6 @@ const char* kNotBuiltPage =
     "same.</p>\n";
 
 }  // namespace
-
-MethodShape LookUpMethod(absl::string_view path) {
-  MethodShape shape;
-  // "/pkg.Service/Method" -> "pkg.Service.Method".
-  size_t slash = path.rfind('/');
-  if (path.size() < 4 || path[0] != '/' || slash == 0 ||
-      slash == absl::string_view::npos) {
-    return shape;
-  }
-  std::string full =
-      absl::StrCat(path.substr(1, slash - 1), ".", path.substr(slash + 1));
-  const google::protobuf::MethodDescriptor* m =
-      google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(
-          full);
-  if (m == nullptr) return shape;
-  shape.known = true;
-  shape.client_streaming = m->client_streaming();
-  shape.server_streaming = m->server_streaming();
-  return shape;
-}
 
 bool IsServerStreamingMethod(const std::string& method) {
   return LookUpMethod(method).server_streaming;
@@ -142,11 +133,20 @@ absl::Status WebServer::Start() {
   return absl::OkStatus();
 }
 
+MethodShape WebServer::Shape(const std::string& path) const {
+  return options_.method_shape ? options_.method_shape(path)
+                               : LookUpMethod(path);
+}
+
 void WebServer::Handle(HttpExchange& exchange) {
   const HttpRequest& req = exchange.request();
   Headers headers;
-  if (Cors(exchange, &headers)) return;
-  if (req.method == "POST") {
+  MethodShape shape = Shape(req.path);
+  const bool connect = IsConnectRequest(req, shape);
+  if (Cors(exchange, connect || req.method == "POST", &headers)) return;
+  if (connect) {
+    HandleConnect(exchange, shape, std::move(headers));
+  } else if (req.method == "POST") {
     HandleGrpcWeb(exchange, std::move(headers));
   } else if (req.method == "GET" || req.method == "HEAD") {
     HandleGet(exchange, std::move(headers));
@@ -168,7 +168,7 @@ void WebServer::Handle(HttpExchange& exchange) {
                 req.method, req.path, exchange.ok() ? "sent" : "failed");
 }
 
-bool WebServer::Cors(HttpExchange& exchange, Headers* headers) {
+bool WebServer::Cors(HttpExchange& exchange, bool call, Headers* headers) {
   const HttpRequest& req = exchange.request();
   std::string origin = req.Header("origin");
   if (origin.empty() || SameOrigin(origin, req.Header("host"))) return false;
@@ -180,8 +180,9 @@ bool WebServer::Cors(HttpExchange& exchange, Headers* headers) {
   }
   if (!star && !listed) {
     // Reading a cross-origin GET's answer is blocked by the browser anyway;
-    // calls and preflights from an origin not allowed are refused.
-    if (req.method == "GET" || req.method == "HEAD") return false;
+    // calls (Connect's GETs too) and preflights from an origin not allowed
+    // are refused.
+    if (!call && (req.method == "GET" || req.method == "HEAD")) return false;
     exchange.Respond(HttpError(
         403, absl::StatusCode::kPermissionDenied,
         absl::StrCat("origin ", origin.substr(0, 200),
@@ -208,17 +209,17 @@ bool WebServer::Cors(HttpExchange& exchange, Headers* headers) {
 
 void WebServer::HandleGrpcWeb(HttpExchange& exchange, Headers headers) {
   const HttpRequest& req = exchange.request();
-  MethodShape shape = options_.method_shape ? options_.method_shape(req.path)
-                                            : LookUpMethod(req.path);
   GrpcWebRequest request;
-  GrpcWebRefusal refusal;
-  if (!ParseGrpcWebRequest(req, shape, options_.max_request_bytes, absl::Now(),
-                           &request, &refusal)) {
+  RequestRefusal refusal;
+  if (!ParseGrpcWebRequest(req, Shape(req.path), options_.max_request_bytes,
+                           absl::Now(), &request, &refusal)) {
     exchange.Respond(HttpError(refusal.http_status, refusal.status.code(),
                                refusal.status.message(), std::move(headers)));
     return;
   }
-  std::shared_ptr<GrpcWebCall> call = StartCall(request);
+  std::shared_ptr<GrpcWebCall> call =
+      StartCall(std::move(request.method), std::move(request.messages),
+                request.metadata, request.deadline);
   if (call == nullptr) {
     exchange.Respond(HttpError(503, absl::StatusCode::kUnavailable,
                                "the gateway is shutting down",
@@ -227,51 +228,165 @@ void WebServer::HandleGrpcWeb(HttpExchange& exchange, Headers headers) {
   }
   // Headers go out now; frames follow as the call produces them, each
   // write sent as one HTTP chunk.
+  Encoder grpc_web;
+  grpc_web.message =
+      [](absl::string_view reply) -> absl::StatusOr<std::string> {
+    std::string out;
+    AppendFrame(kDataFrame, reply, &out);
+    return out;
+  };
+  grpc_web.end = [](const ::grpc::Status& status, const GrpcWebCall& call) {
+    GrpcWebCall::Metadata trailers = call.trailers();
+    if (!status.error_details().empty()) {
+      trailers.emplace_back("grpc-status-details-bin", status.error_details());
+    }
+    std::string out;
+    AppendFrame(
+        kTrailerFrame,
+        TrailerBlock(status.error_code(), status.error_message(), trailers),
+        &out);
+    return out;
+  };
+  grpc_web.base64 = request.wire == WireFormat::kText;
   headers.emplace_back("Cache-Control", "no-store");
   if (exchange.BeginStream(200, ResponseContentType(request.wire), headers)) {
-    PumpResponse(exchange, *call, request.wire, request.server_streaming);
+    PumpResponse(exchange, *call, request.server_streaming, grpc_web);
   }
   // The response is over, written or not: make sure the call is too.
   call->Cancel();
   Unregister(call.get());
 }
 
-std::shared_ptr<GrpcWebCall> WebServer::StartCall(GrpcWebRequest& request) {
+void WebServer::HandleConnect(HttpExchange& exchange, const MethodShape& shape,
+                              Headers headers) {
+  const HttpRequest& req = exchange.request();
+  ConnectRequest request;
+  RequestRefusal refusal;
+  if (!ParseConnectRequest(req, shape, options_.max_request_bytes, absl::Now(),
+                           &request, &refusal)) {
+    if (refusal.http_status == 405) headers.emplace_back("Allow", "POST");
+    exchange.Respond(HttpError(refusal.http_status, refusal.status.code(),
+                               refusal.status.message(), std::move(headers)));
+    return;
+  }
+  const ConnectCodec codec = request.codec;
+  std::shared_ptr<GrpcWebCall> call =
+      StartCall(std::move(request.method), std::move(request.messages),
+                request.metadata, request.deadline);
+  if (call == nullptr) {
+    exchange.Respond(HttpError(503, absl::StatusCode::kUnavailable,
+                               "the gateway is shutting down",
+                               std::move(headers)));
+    return;
+  }
+  headers.emplace_back("Cache-Control", "no-store");
+  if (request.streaming) {
+    // 200 at once; an envelope per reply, each sent as it comes, then the
+    // end-of-stream envelope with the status and the server's metadata.
+    Encoder connect;
+    connect.message =
+        [&](absl::string_view reply) -> absl::StatusOr<std::string> {
+      absl::StatusOr<std::string> m =
+          EncodeConnectMessage(codec, shape.output, reply);
+      if (!m.ok()) return m.status();
+      std::string out;
+      AppendEnvelope(0, *m, &out);
+      return out;
+    };
+    connect.end = [](const ::grpc::Status& status, const GrpcWebCall& call) {
+      std::string out;
+      AppendEnvelope(
+          kConnectEndStreamFlag,
+          ConnectEndStreamJson(CodeOf(status), status.error_message(),
+                               status.error_details(), call.trailers()),
+          &out);
+      return out;
+    };
+    if (exchange.BeginStream(200, ConnectContentType(codec, true), headers)) {
+      PumpResponse(exchange, *call, shape.server_streaming, connect);
+    }
+  } else {
+    std::vector<std::string> replies;
+    if (AwaitCall(exchange, *call, &replies)) {
+      ::grpc::Status status = call->status();
+      absl::Status result(CodeOf(status), status.error_message());
+      std::string body;
+      if (result.ok() && replies.size() != 1) {
+        result = absl::InternalError(absl::StrCat(
+            "the server sent ", replies.size(), " replies to a unary call"));
+      } else if (result.ok()) {
+        absl::StatusOr<std::string> m =
+            EncodeConnectMessage(codec, shape.output, replies[0]);
+        if (m.ok()) {
+          body = *std::move(m);
+        } else {
+          result = m.status();
+        }
+      }
+      // The server's metadata: leading as headers, trailing as "trailer-"
+      // headers (Connect's unary form).
+      AppendMetadataHeaders(call->initial_metadata(), "", &headers);
+      AppendMetadataHeaders(call->trailing_metadata(), "trailer-", &headers);
+      if (result.ok()) {
+        HttpResponse r;
+        r.content_type = ConnectContentType(codec, false);
+        r.headers = std::move(headers);
+        r.body = std::move(body);
+        exchange.Respond(r);
+      } else {
+        exchange.Respond(HttpError(
+            ConnectHttpStatus(result.code()), result.code(), result.message(),
+            std::move(headers), status.ok() ? "" : status.error_details()));
+      }
+    }
+  }
+  // The response is over, written or not: make sure the call is too.
+  call->Cancel();
+  Unregister(call.get());
+}
+
+std::shared_ptr<GrpcWebCall> WebServer::StartCall(
+    std::string method, std::vector<std::string> messages,
+    const Metadata& metadata, absl::Time deadline) {
   amqpgw::MutexLock lock(&mu_);
   if (stopping_) return nullptr;
   std::shared_ptr<GrpcWebCall> call = GrpcWebCall::Start(
-      &stub_, std::move(request.method), std::move(request.messages),
-      request.metadata, request.deadline);
+      &stub_, std::move(method), std::move(messages), metadata, deadline);
   calls_[call.get()] = call;
   return call;
 }
 
 void WebServer::PumpResponse(HttpExchange& exchange, GrpcWebCall& call,
-                             WireFormat wire, bool server_streaming) {
+                             bool server_streaming, const Encoder& encoder) {
   absl::Time last_write = absl::Now();
   while (true) {
     std::vector<std::string> replies;
     bool ended = call.Next(options_.liveness_check_interval, &replies);
     std::string out;
-    for (const std::string& m : replies) AppendFrame(kDataFrame, m, &out);
-    if (ended) {
-      ::grpc::Status status = call.status();
-      GrpcWebCall::Metadata trailers = call.trailers();
-      if (!status.error_details().empty()) {
-        trailers.emplace_back("grpc-status-details-bin",
-                              status.error_details());
+    std::optional<::grpc::Status> failed;
+    for (const std::string& m : replies) {
+      absl::StatusOr<std::string> bytes = encoder.message(m);
+      if (!bytes.ok()) {
+        // A reply that cannot be written ends the call with the reason.
+        failed = ::grpc::Status(
+            static_cast<::grpc::StatusCode>(bytes.status().code()),
+            std::string(bytes.status().message()));
+        call.Cancel();
+        break;
       }
-      AppendFrame(
-          kTrailerFrame,
-          TrailerBlock(status.error_code(), status.error_message(), trailers),
-          &out);
+      out += *bytes;
+    }
+    if (failed.has_value()) ended = true;
+    if (ended) {
+      out += encoder.end(failed.value_or(call.status()), call);
     } else if (out.empty() && server_streaming &&
                absl::Now() - last_write >= options_.keepalive_interval) {
       // Keep-alive: an empty message (docs/browser.md).
-      AppendFrame(kDataFrame, "", &out);
+      absl::StatusOr<std::string> empty = encoder.message("");
+      if (empty.ok()) out = *std::move(empty);
     }
     if (!out.empty()) {
-      if (wire == WireFormat::kText) out = Base64Encode(out);
+      if (encoder.base64) out = Base64Encode(out);
       if (!exchange.Write(out)) return;  // the client is gone or too slow
       last_write = absl::Now();
     }
@@ -279,9 +394,17 @@ void WebServer::PumpResponse(HttpExchange& exchange, GrpcWebCall& call,
       exchange.End();
       return;
     }
-    // Nothing to send: is the browser still there? If not, stop at once.
+    // Nothing to send: is the client still there? If not, stop at once.
     if (out.empty() && exchange.ClientGone()) return;
   }
+}
+
+bool WebServer::AwaitCall(HttpExchange& exchange, GrpcWebCall& call,
+                          std::vector<std::string>* replies) {
+  while (!call.Next(options_.liveness_check_interval, replies)) {
+    if (exchange.ClientGone()) return false;
+  }
+  return true;
 }
 
 void WebServer::Unregister(GrpcWebCall* call) {

@@ -5,6 +5,7 @@
 #include "server/web/web_server.h"
 
 #include <gmock/gmock.h>
+#include <google/protobuf/source_context.pb.h>
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -25,6 +26,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "server/base/sync.h"
+#include "server/web/connect_protocol.h"
 #include "server/web/grpc_web_frame.h"
 #include "tests/support/grpc_web_client.h"
 #include "tests/support/wait.h"
@@ -33,6 +35,7 @@ namespace amqpgw::web {
 namespace {
 
 using ::amqpgw::testing::WaitFor;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
@@ -80,9 +83,10 @@ std::string ToString(const ::grpc::ByteBuffer& buffer) {
 //   Unary      replies with the request; trailers echo request metadata as
 //              "echo-<key>".
 //   Stream     request "N": replies "0".."N-1", then OK.
-//   Hold       replies "started" (unless the request is "quiet"), then
+//   Hold       replies "started" (unless the request contains "quiet"), then
 //              waits until cancelled.
-//   Fail       NOT_FOUND with a message that needs percent-encoding.
+//   Fail, StreamFail
+//              NOT_FOUND with a message that needs percent-encoding.
 //   Count      counts request messages, replies with the count.
 //   SlowUnary  replies with the request once the test calls ReleaseSlow.
 class EchoReactor : public ::grpc::ServerGenericBidiReactor {
@@ -147,11 +151,11 @@ class EchoReactor : public ::grpc::ServerGenericBidiReactor {
     } else if (method_ == "Hold") {
       amqpgw::MutexLock lock(&mu_);
       holding_ = true;
-      if (payload != "quiet") {
+      if (payload.find("quiet") == std::string::npos) {
         pending_.push_back(Buffer("started"));
         StartWrite(&pending_.back());
       }
-    } else if (method_ == "Fail") {
+    } else if (method_ == "Fail" || method_ == "StreamFail") {
       ctx_->AddTrailingMetadata("x-detail", "more");
       Reply({}, ::grpc::Status(::grpc::StatusCode::NOT_FOUND,
                                "queue 'ä' 100% gone"));
@@ -256,13 +260,20 @@ class EchoService : public ::grpc::CallbackGenericService {
   EchoState* state_;
 };
 
-// The echo methods' shapes, as descriptors would give them.
+// The echo methods' shapes, as descriptors would give them. For Connect's
+// JSON every method takes and returns google.protobuf.SourceContext (one
+// string field, file_name), so an echo returns what it was sent; Unary has
+// no side effects (GET).
 MethodShape EchoShape(const std::string& method) {
   std::string name = method.substr(method.rfind('/') + 1);
   MethodShape shape;
-  shape.known = true;
-  shape.server_streaming = name == "Hold" || name == "Stream";
+  shape.known = absl::StartsWith(method, "/test.Echo/");
+  shape.server_streaming =
+      name == "Hold" || name == "Stream" || name == "StreamFail";
   shape.client_streaming = name == "Count";
+  shape.no_side_effects = name == "Unary";
+  shape.input = google::protobuf::SourceContext::descriptor();
+  shape.output = google::protobuf::SourceContext::descriptor();
   return shape;
 }
 
@@ -441,8 +452,8 @@ TEST_F(WebServerTest, HttpLevelErrorsAreClearAndNeverCrash) {
     return o;
   };
   std::vector<Case> cases = {
-      {"json", "/test.Echo/Unary", raw(Body({"x"}), "application/json"), 415, 3,
-       "content-type"},
+      {"text/plain", "/test.Echo/Unary", raw(Body({"x"}), "text/plain"), 415, 3,
+       "content type"},
       {"grpc-web+json", "/test.Echo/Unary",
        raw(Body({"x"}), "application/grpc-web+json"), 415, 3, "content-type"},
       {"cut frame", "/test.Echo/Unary",
@@ -751,6 +762,215 @@ TEST_F(WebServerTest, TwoHundredConcurrentStreams) {
       absl::Seconds(30)));
   EXPECT_TRUE(
       WaitFor([&] { return web->active_calls() == 0; }, absl::Seconds(30)));
+}
+
+// ---------------------------------------------------------------------------
+// The Connect protocol, through the same bridge.
+
+// A Connect POST: `body` as is with `content_type`.
+Reply ConnectPost(int port, const std::string& path, const std::string& body,
+                  const std::string& content_type,
+                  const ::amqpgw::testing::WebHeaders& headers = {},
+                  std::function<bool(const std::string&)> on_data = {}) {
+  CallOptions o;
+  o.use_raw_body = true;
+  o.raw_body = body;
+  o.content_type = content_type;
+  o.headers = headers;
+  o.on_data = std::move(on_data);
+  return Call(port, path, {}, o);
+}
+
+std::string Envelope(uint8_t flags, const std::string& payload) {
+  std::string out;
+  AppendEnvelope(flags, payload, &out);
+  return out;
+}
+
+// The envelopes of a streamed Connect body: (flags, payload).
+std::vector<std::pair<int, std::string>> Envelopes(const std::string& raw) {
+  std::vector<std::pair<int, std::string>> out;
+  size_t i = 0;
+  while (i + 5 <= raw.size()) {
+    size_t n = (size_t{static_cast<unsigned char>(raw[i + 1])} << 24) |
+               (size_t{static_cast<unsigned char>(raw[i + 2])} << 16) |
+               (size_t{static_cast<unsigned char>(raw[i + 3])} << 8) |
+               static_cast<unsigned char>(raw[i + 4]);
+    if (i + 5 + n > raw.size()) break;
+    out.emplace_back(static_cast<unsigned char>(raw[i]), raw.substr(i + 5, n));
+    i += 5 + n;
+  }
+  return out;
+}
+
+TEST_F(WebServerTest, ConnectUnaryJsonAndProto) {
+  auto web = StartWeb();
+  // JSON in either field spelling, JSON out (lowerCamelCase); the server's
+  // initial metadata as headers, its trailing metadata as trailer- headers.
+  for (const char* json :
+       {R"({"fileName":"a.proto"})", R"({"file_name":"a.proto"})"}) {
+    Reply r = ConnectPost(
+        web->port(), "/test.Echo/Unary", json, "application/json",
+        {{"Authorization", "Bearer t"}, {"Connect-Protocol-Version", "1"}});
+    EXPECT_EQ(r.http_status, 200) << r.raw;
+    EXPECT_EQ(r.Header("Content-Type"), "application/json");
+    EXPECT_EQ(r.raw, R"({"fileName":"a.proto"})");
+    EXPECT_EQ(r.Header("x-initial"), "yes");
+    EXPECT_EQ(r.Header("trailer-echo-authorization"), "Bearer t");
+    EXPECT_EQ(r.Header("trailer-echo-connect-protocol-version"), "");
+  }
+  // Protobuf: the bytes pass both ways untouched.
+  std::string bytes("\x0a\x03\xff\x00z", 5);
+  Reply r =
+      ConnectPost(web->port(), "/test.Echo/Unary", bytes, "application/proto");
+  EXPECT_EQ(r.http_status, 200);
+  EXPECT_EQ(r.Header("Content-Type"), "application/proto");
+  EXPECT_EQ(r.raw, bytes);
+}
+
+TEST_F(WebServerTest, ConnectErrorsAreJsonWithTheirHttpStatus) {
+  auto web = StartWeb();
+  Reply r =
+      ConnectPost(web->port(), "/test.Echo/Fail", "{}", "application/json");
+  EXPECT_EQ(r.http_status, 404);
+  EXPECT_EQ(r.Header("Content-Type"), "application/json");
+  EXPECT_EQ(r.raw,
+            "{\"code\":\"not_found\",\"message\":\"queue '\xc3\xa4' "
+            "100% gone\"}\n");
+  EXPECT_EQ(r.Header("trailer-x-detail"), "more");
+  // A method the server does not have: its UNIMPLEMENTED, 501.
+  r = ConnectPost(web->port(), "/test.Echo/Other", "{}", "application/json");
+  EXPECT_EQ(r.http_status, 501);
+  EXPECT_THAT(r.raw, HasSubstr(R"("code":"unimplemented")"));
+  // Refusals before the call: the same JSON shape.
+  r = ConnectPost(web->port(), "/test.Echo/Unary", R"({"nope":1})",
+                  "application/json");
+  EXPECT_EQ(r.http_status, 400);
+  EXPECT_THAT(r.raw, AllOf(HasSubstr(R"("code":"invalid_argument")"),
+                           HasSubstr("google.protobuf.SourceContext"),
+                           HasSubstr("nope")));
+  r = ConnectPost(web->port(), "/test.Echo/Unary", "{}", "application/xml");
+  EXPECT_EQ(r.http_status, 415);
+  EXPECT_THAT(r.raw, HasSubstr("application/connect+json"));
+  // Connect-Timeout-Ms is the call's deadline.
+  r = ConnectPost(web->port(), "/test.Echo/SlowUnary", "{}", "application/json",
+                  {{"Connect-Timeout-Ms", "200"}});
+  EXPECT_EQ(r.http_status, 504);
+  EXPECT_THAT(r.raw, HasSubstr(R"("code":"deadline_exceeded")"));
+  {
+    amqpgw::MutexLock lock(&state_->mu);
+    EXPECT_TRUE(state_->had_deadline);
+    EXPECT_GT(state_->deadline_left, absl::ZeroDuration());
+    EXPECT_LE(state_->deadline_left, absl::Seconds(1));
+  }
+  state_->ReleaseSlow();
+}
+
+TEST_F(WebServerTest, ConnectStreamsEnvelopesAsProducedThenEndOfStream) {
+  auto web = StartWeb();
+  Reply r = ConnectPost(web->port(), "/test.Echo/Stream", Envelope(0, "3"),
+                        "application/connect+proto");
+  EXPECT_EQ(r.http_status, 200);
+  EXPECT_EQ(r.Header("Content-Type"), "application/connect+proto");
+  auto envelopes = Envelopes(r.raw);
+  ASSERT_EQ(envelopes.size(), 4u) << r.raw;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(envelopes[i], std::make_pair(0, std::to_string(i)));
+  }
+  EXPECT_EQ(
+      envelopes[3],
+      std::make_pair(2, std::string(R"({"metadata":{"x-initial":["yes"]}})")));
+
+  // A reply reaches the client while the call is still open; hanging up
+  // cancels the call.
+  const int cancelled_before = state_->Cancelled();
+  bool got_started = false;
+  r = ConnectPost(web->port(), "/test.Echo/Hold", Envelope(0, "x"),
+                  "application/connect+proto", {}, [&](const std::string& raw) {
+                    got_started = raw.find("started") != std::string::npos;
+                    return !got_started;
+                  });
+  EXPECT_TRUE(got_started);
+  EXPECT_TRUE(WaitFor([&] { return state_->Cancelled() > cancelled_before; },
+                      absl::Seconds(10)));
+
+  // An error ends the stream in the end-of-stream message, with the
+  // server's metadata; HTTP says 200.
+  r = ConnectPost(web->port(), "/test.Echo/StreamFail", Envelope(0, ""),
+                  "application/connect+proto");
+  EXPECT_EQ(r.http_status, 200);
+  envelopes = Envelopes(r.raw);
+  ASSERT_EQ(envelopes.size(), 1u);
+  EXPECT_EQ(envelopes[0].first, kConnectEndStreamFlag);
+  EXPECT_THAT(envelopes[0].second,
+              AllOf(HasSubstr(R"("error":{"code":"not_found")"),
+                    HasSubstr(R"("x-detail":["more"])"),
+                    HasSubstr(R"("x-initial":["yes"])")));
+}
+
+TEST_F(WebServerTest, ConnectStreamKeepAlivesAndRepliesThatAreNotTheType) {
+  auto web = StartWeb([](WebServer::Options& o) {
+    o.keepalive_interval = absl::Milliseconds(50);
+  });
+  // An idle stream gets empty messages: {} in JSON.
+  int empties = 0;
+  ConnectPost(web->port(), "/test.Echo/Hold",
+              Envelope(0, R"({"fileName":"quiet"})"),
+              "application/connect+json", {}, [&](const std::string& raw) {
+                empties = 0;
+                for (const auto& [flags, payload] : Envelopes(raw)) {
+                  if (flags == 0 && payload == R"({"fileName":""})") ++empties;
+                }
+                return empties < 3;
+              });
+  EXPECT_GE(empties, 3);
+  // A reply that is not the method's type cannot be JSON: the stream ends
+  // with INTERNAL and the call is cancelled.
+  const int cancelled_before = state_->Cancelled();
+  Reply r = ConnectPost(web->port(), "/test.Echo/Hold",
+                        Envelope(0, R"({"fileName":"x"})"),
+                        "application/connect+json");
+  auto envelopes = Envelopes(r.raw);
+  ASSERT_FALSE(envelopes.empty()) << r.raw;
+  EXPECT_EQ(envelopes.back().first, kConnectEndStreamFlag);
+  EXPECT_THAT(envelopes.back().second, HasSubstr(R"("code":"internal")"));
+  EXPECT_TRUE(WaitFor([&] { return state_->Cancelled() > cancelled_before; },
+                      absl::Seconds(10)));
+}
+
+TEST_F(WebServerTest, ConnectGetOnlyForMethodsWithoutSideEffects) {
+  auto web = StartWeb(
+      [](WebServer::Options& o) { o.cors_origins = {"https://app.example"}; });
+  using ::amqpgw::testing::HttpGet;
+  auto got = HttpGet(web->port(),
+                     "/test.Echo/Unary?connect=v1&encoding=json&message="
+                     "%7B%22fileName%22%3A%22a%22%7D");
+  EXPECT_EQ(got.status, 200);
+  EXPECT_EQ(got.body, R"({"fileName":"a"})");
+  EXPECT_EQ(got.Header("Cache-Control"), "no-store");
+  got = HttpGet(web->port(), "/test.Echo/Stream?encoding=proto&message=3");
+  EXPECT_EQ(got.status, 405);
+  EXPECT_EQ(got.Header("Allow"), "POST");
+  EXPECT_THAT(got.body, HasSubstr(R"("code":"unimplemented")"));
+  // From an allowed origin: readable; from another: refused, like a POST.
+  got = HttpGet(web->port(), "/test.Echo/Unary?encoding=json&message=%7B%7D",
+                {{"Origin", "https://app.example"}});
+  EXPECT_EQ(got.status, 200);
+  EXPECT_EQ(got.Header("Access-Control-Allow-Origin"), "https://app.example");
+  got = HttpGet(web->port(), "/test.Echo/Unary?encoding=json&message=%7B%7D",
+                {{"Origin", "https://evil.example"}});
+  EXPECT_EQ(got.status, 403);
+  // Preflights allow Connect's headers by default.
+  httplib::Client client("127.0.0.1", web->port());
+  auto pre = client.Options("/test.Echo/Unary",
+                            {{"Origin", "https://app.example"},
+                             {"Access-Control-Request-Method", "POST"}});
+  ASSERT_TRUE(pre);
+  EXPECT_THAT(pre->get_header_value("Access-Control-Allow-Headers"),
+              AllOf(HasSubstr("connect-protocol-version"),
+                    HasSubstr("connect-timeout-ms")));
+  EXPECT_THAT(pre->get_header_value("Access-Control-Allow-Methods"),
+              HasSubstr("GET"));
 }
 
 }  // namespace
