@@ -356,6 +356,11 @@ int RunDaemon(
                  tls == nullptr                       ? ""
                  : tls->requires_client_certificate() ? " with mutual TLS"
                                                       : " with TLS");
+    spdlog::info(
+        "Connect protocol (JSON or protobuf) on {}://{}/"
+        "amqpgw.v1.Gateway/<Method>",
+        tls == nullptr ? "http" : "https",
+        HostPort{hp->host, daemon.http_port()}.ToString());
   }
   std::thread signals([&] {
     while (true) {
