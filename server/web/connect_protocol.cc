@@ -89,11 +89,11 @@ bool DecodeMessage(ConnectCodec codec, const MethodShape& shape,
 bool CheckSize(size_t total, size_t max_request_bytes,
                RequestRefusal* refusal) {
   if (total <= max_request_bytes) return true;
-  return Refuse(refusal, 413,
-                absl::ResourceExhaustedError(absl::StrCat(
-                    "the request message is ", total,
-                    " bytes, more than the limit of ", max_request_bytes,
-                    " (--max_request_bytes)")));
+  return Refuse(
+      refusal, 413,
+      absl::ResourceExhaustedError(absl::StrCat(
+          "the request message is ", total, " bytes, more than the limit of ",
+          max_request_bytes, " (--max_request_bytes)")));
 }
 
 // The first value of query parameter `name`, or nullptr.
@@ -117,7 +117,8 @@ bool ParseGet(const HttpRequest& req, const MethodShape& shape,
                       ": call it with POST (GET serves only unary methods "
                       "marked `option idempotency_level = NO_SIDE_EFFECTS`)")));
   }
-  if (const std::string* v = Param(req, "connect"); v != nullptr && *v != "v1") {
+  if (const std::string* v = Param(req, "connect");
+      v != nullptr && *v != "v1") {
     return Refuse(refusal, 400,
                   absl::InvalidArgumentError(absl::StrCat(
                       "connect=", QuoteInput(*v, 20),
@@ -127,15 +128,14 @@ bool ParseGet(const HttpRequest& req, const MethodShape& shape,
   if (const std::string* v = Param(req, "encoding"); v != nullptr) {
     if (!ParseCodec(*v, &out->codec)) {
       return Refuse(refusal, 415,
-                    absl::InvalidArgumentError(absl::StrCat(
-                        "encoding=", QuoteInput(*v, 40),
-                        " is not served: use encoding=json or "
-                        "encoding=proto")));
+                    absl::InvalidArgumentError(
+                        absl::StrCat("encoding=", QuoteInput(*v, 40),
+                                     " is not served: use encoding=json or "
+                                     "encoding=proto")));
     }
   }
   const std::string* compression = Param(req, "compression");
-  if (!CheckEncoding("compression", compression ? *compression : "",
-                     refusal)) {
+  if (!CheckEncoding("compression", compression ? *compression : "", refusal)) {
     return false;
   }
   if (out->codec == ConnectCodec::kJson && shape.input == nullptr) {
@@ -171,8 +171,7 @@ bool ParsePost(const HttpRequest& req, const MethodShape& shape,
   const std::string type = MediaType(raw_type);
   if (absl::StartsWith(type, "application/connect+")) {
     out->streaming = true;
-    if (!ParseCodec(type.substr(strlen("application/connect+")),
-                    &out->codec)) {
+    if (!ParseCodec(type.substr(strlen("application/connect+")), &out->codec)) {
       return Refuse(refusal, 415,
                     absl::InvalidArgumentError(
                         absl::StrCat("content type ", QuoteInput(raw_type, 60),
@@ -182,27 +181,27 @@ bool ParsePost(const HttpRequest& req, const MethodShape& shape,
              !ParseCodec(type.substr(strlen("application/")), &out->codec)) {
     return Refuse(refusal, 415,
                   absl::InvalidArgumentError(absl::StrCat(
-                      raw_type.empty()
-                          ? std::string("no content type")
-                          : absl::StrCat("content type ",
-                                         QuoteInput(raw_type, 60)),
+                      raw_type.empty() ? std::string("no content type")
+                                       : absl::StrCat("content type ",
+                                                      QuoteInput(raw_type, 60)),
                       " is not served: ", kServedTypes)));
   }
   const bool method_streams = shape.client_streaming || shape.server_streaming;
   if (out->streaming != method_streams) {
-    const char* want = out->codec == ConnectCodec::kJson
-                           ? (method_streams ? "application/connect+json"
-                                             : "application/json")
-                           : (method_streams ? "application/connect+proto"
-                                             : "application/proto");
+    const char* want =
+        out->codec == ConnectCodec::kJson
+            ? (method_streams ? "application/connect+json" : "application/json")
+            : (method_streams ? "application/connect+proto"
+                              : "application/proto");
     return Refuse(
         refusal, 415,
         absl::InvalidArgumentError(absl::StrCat(
             MethodName(req.path),
-            method_streams ? " streams: send Content-Type " : " is unary: "
-                                                              "send "
-                                                              "Content-"
-                                                              "Type ",
+            method_streams ? " streams: send Content-Type "
+                           : " is unary: "
+                             "send "
+                             "Content-"
+                             "Type ",
             want,
             method_streams ? " with the request in an envelope (a flags "
                              "byte 0, a 4-byte big-endian length, then the "
@@ -224,11 +223,11 @@ bool ParsePost(const HttpRequest& req, const MethodShape& shape,
                       "Connect-Protocol-Version ", QuoteInput(v, 20),
                       ": this gateway speaks version 1")));
   }
-  if (!CheckEncoding(out->streaming ? "Connect-Content-Encoding"
-                                    : "Content-Encoding",
-                     req.Header(out->streaming ? "connect-content-encoding"
-                                               : "content-encoding"),
-                     refusal)) {
+  if (!CheckEncoding(
+          out->streaming ? "Connect-Content-Encoding" : "Content-Encoding",
+          req.Header(out->streaming ? "connect-content-encoding"
+                                    : "content-encoding"),
+          refusal)) {
     return false;
   }
 
@@ -248,10 +247,10 @@ bool ParsePost(const HttpRequest& req, const MethodShape& shape,
 
   // A JSON message is larger than its binary form (bytes as base64): the
   // binary size is checked below.
-  absl::StatusOr<std::vector<Frame>> envelopes = ParseFrames(
-      req.body, out->codec == ConnectCodec::kJson
-                    ? max_request_bytes / 3 * 4 + 4096
-                    : max_request_bytes);
+  absl::StatusOr<std::vector<Frame>> envelopes =
+      ParseFrames(req.body, out->codec == ConnectCodec::kJson
+                                ? max_request_bytes / 3 * 4 + 4096
+                                : max_request_bytes);
   if (!envelopes.ok()) {
     bool too_big =
         envelopes.status().code() == absl::StatusCode::kResourceExhausted;
@@ -353,9 +352,8 @@ std::vector<std::string> DetailsJson(absl::string_view status_details) {
       }
       absl::string_view type = any.type_url();
       type = type.substr(type.rfind('/') + 1);
-      out.push_back(absl::StrCat("{\"type\":", JsonQuote(type),
-                                 ",\"value\":\"", UnpaddedBase64(any.value()),
-                                 "\"}"));
+      out.push_back(absl::StrCat("{\"type\":", JsonQuote(type), ",\"value\":\"",
+                                 UnpaddedBase64(any.value()), "\"}"));
     } else if (!WireFormatLite::SkipField(&in, tag)) {
       return {};
     }
@@ -517,7 +515,8 @@ std::string JsonQuote(absl::string_view text) {
 std::string ConnectErrorJson(absl::StatusCode code, absl::string_view message,
                              absl::string_view status_details) {
   std::string out = absl::StrCat("{\"code\":\"", ConnectCodeName(code), "\"");
-  if (!message.empty()) absl::StrAppend(&out, ",\"message\":", JsonQuote(message));
+  if (!message.empty())
+    absl::StrAppend(&out, ",\"message\":", JsonQuote(message));
   std::vector<std::string> details = DetailsJson(status_details);
   if (!details.empty()) {
     absl::StrAppend(&out, ",\"details\":[", absl::StrJoin(details, ","), "]");
@@ -575,9 +574,9 @@ void AppendMetadataHeaders(
         k == "trailer") {
       continue;
     }
-    headers->emplace_back(
-        absl::StrCat(prefix, k),
-        absl::EndsWith(k, "-bin") ? UnpaddedBase64(v) : std::string(v));
+    headers->emplace_back(absl::StrCat(prefix, k), absl::EndsWith(k, "-bin")
+                                                       ? UnpaddedBase64(v)
+                                                       : std::string(v));
   }
 }
 

@@ -12,7 +12,8 @@
 //   unary, GET       for methods whose proto says `option idempotency_level =
 //                    NO_SIDE_EFFECTS;`: ?encoding=json|proto&message=...
 //                    [&base64=1][&connect=v1][&compression=identity].
-//   streaming        POST, application/connect+json | application/connect+proto:
+//   streaming        POST, application/connect+json |
+//   application/connect+proto:
 //                    5-byte envelopes (flags, big-endian length), one request
 //                    message for a server-streaming method; the answer is
 //                    200 with an envelope per reply, then the end-of-stream
@@ -119,9 +120,9 @@ void AppendEnvelope(uint8_t flags, absl::string_view payload, std::string* out);
 // `metadata` as response headers: leading metadata as is, trailing metadata
 // with "trailer-" in front (Connect's unary form); "-bin" values
 // base64-encoded.
-void AppendMetadataHeaders(const Metadata& metadata, absl::string_view prefix,
-                           std::vector<std::pair<std::string, std::string>>*
-                               headers);
+void AppendMetadataHeaders(
+    const Metadata& metadata, absl::string_view prefix,
+    std::vector<std::pair<std::string, std::string>>* headers);
 
 // A JSON string literal for `text` (quotes included); bytes that are not
 // valid UTF-8 become U+FFFD.

@@ -2,10 +2,10 @@
 // amqpgw.v1's real descriptors (linked from amqpgw_proto).
 #include "server/web/connect_protocol.h"
 
+#include <gmock/gmock.h>
 #include <google/protobuf/any.pb.h>
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <map>
@@ -96,11 +96,11 @@ TEST(ConnectShapeTest, IdempotencyComesFromTheProto) {
 }
 
 TEST(ConnectRequestTest, UnaryJsonTakesBothFieldNamesEnumsAndBytes) {
-  HttpRequest r =
-      Post("Publish", R"({"routingKey":"jobs","body":"aGVsbG8=",)"
-                      R"("properties":{"content_type":"text/plain",)"
-                      R"("delivery_mode":"TRANSIENT"}})",
-           "Application/JSON; charset=utf-8");
+  HttpRequest r = Post("Publish",
+                       R"({"routingKey":"jobs","body":"aGVsbG8=",)"
+                       R"("properties":{"content_type":"text/plain",)"
+                       R"("delivery_mode":"TRANSIENT"}})",
+                       "Application/JSON; charset=utf-8");
   r.headers.emplace("authorization", "Bearer t");
   r.headers.emplace("traceparent",
                     "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
@@ -134,11 +134,12 @@ TEST(ConnectRequestTest, UnaryJsonTakesBothFieldNamesEnumsAndBytes) {
 TEST(ConnectRequestTest, UnaryProtoAndEmptyBodies) {
   v1::InspectQueueRequest q;
   q.set_name("orders");
-  Parsed p = Parse(
-      Post("InspectQueue", q.SerializeAsString(), "application/proto"));
+  Parsed p =
+      Parse(Post("InspectQueue", q.SerializeAsString(), "application/proto"));
   ASSERT_TRUE(p.ok) << p.refusal.status;
   EXPECT_EQ(p.request.codec, ConnectCodec::kProto);
-  EXPECT_EQ(p.request.messages, std::vector<std::string>{q.SerializeAsString()});
+  EXPECT_EQ(p.request.messages,
+            std::vector<std::string>{q.SerializeAsString()});
   // An empty body is the empty message in both codecs.
   for (const char* type : {"application/json", "application/proto"}) {
     p = Parse(Post("GetStatus", "", type));
@@ -174,10 +175,10 @@ TEST(ConnectRequestTest, ContentTypesMustMatchTheMethod) {
                 absl::StatusCode::kInvalidArgument, "no content type");
   ExpectRefused(Parse(Post("Publish", "{}", "application/xml")), 415,
                 absl::StatusCode::kInvalidArgument, "application/xml");
-  ExpectRefused(Parse(Post("Publish", Envelopes({"{}"}),
-                           "application/connect+json")),
-                415, absl::StatusCode::kInvalidArgument,
-                "Publish is unary: send Content-Type application/json");
+  ExpectRefused(
+      Parse(Post("Publish", Envelopes({"{}"}), "application/connect+json")),
+      415, absl::StatusCode::kInvalidArgument,
+      "Publish is unary: send Content-Type application/json");
   ExpectRefused(Parse(Post("StreamMessages", R"({"queue":"q"})")), 415,
                 absl::StatusCode::kInvalidArgument,
                 "StreamMessages streams: send Content-Type "
@@ -219,9 +220,9 @@ TEST(ConnectRequestTest, StreamingTakesExactlyOneEnvelope) {
                 absl::StatusCode::kInvalidArgument, "holds 0 envelopes");
   ExpectRefused(Parse(Post("StreamMessages", Envelopes({"{}", "{}"}), type)),
                 400, absl::StatusCode::kInvalidArgument, "holds 2 envelopes");
-  ExpectRefused(Parse(Post("StreamMessages", std::string("\0\0\0\0\x09{}", 7),
-                           type)),
-                400, absl::StatusCode::kInvalidArgument, "envelopes");
+  ExpectRefused(
+      Parse(Post("StreamMessages", std::string("\0\0\0\0\x09{}", 7), type)),
+      400, absl::StatusCode::kInvalidArgument, "envelopes");
   ExpectRefused(Parse(Post("StreamMessages", Envelopes({"{}"}, 0x01), type)),
                 501, absl::StatusCode::kUnimplemented, "compressed");
   ExpectRefused(Parse(Post("StreamMessages", Envelopes({"{}"}, 0x02), type)),
@@ -268,8 +269,8 @@ TEST(ConnectRequestTest, RequestsBeyondTheLimit) {
             1000),
       413, absl::StatusCode::kResourceExhausted, "--max_request_bytes");
   // JSON is measured as the protobuf it becomes.
-  std::string json = R"({"body":")" +
-                     absl::Base64Escape(std::string(2000, 'x')) + R"("})";
+  std::string json =
+      R"({"body":")" + absl::Base64Escape(std::string(2000, 'x')) + R"("})";
   ExpectRefused(Parse(Post("Publish", json), 1000), 413,
                 absl::StatusCode::kResourceExhausted, "limit of 1000");
   ExpectRefused(
@@ -294,8 +295,9 @@ TEST(ConnectRequestTest, GetForMethodsWithoutSideEffects) {
   std::string b64;
   absl::WebSafeBase64Escape(q.SerializeAsString(), &b64);
   for (const std::string& message : {b64, b64 + "="}) {
-    p = Parse(Get("InspectQueue",
-                  {{"encoding", "proto"}, {"base64", "1"}, {"message", message}}));
+    p = Parse(
+        Get("InspectQueue",
+            {{"encoding", "proto"}, {"base64", "1"}, {"message", message}}));
     ASSERT_TRUE(p.ok) << p.refusal.status;
     EXPECT_EQ(p.request.codec, ConnectCodec::kProto);
     EXPECT_EQ(p.request.messages.at(0), q.SerializeAsString());
@@ -303,8 +305,9 @@ TEST(ConnectRequestTest, GetForMethodsWithoutSideEffects) {
   // JSON in base64 too; and no query at all is {} in JSON.
   std::string json_b64;
   absl::WebSafeBase64Escape(R"({"name":"x"})", &json_b64);
-  p = Parse(Get("InspectQueue",
-                {{"encoding", "json"}, {"base64", "1"}, {"message", json_b64}}));
+  p = Parse(
+      Get("InspectQueue",
+          {{"encoding", "json"}, {"base64", "1"}, {"message", json_b64}}));
   ASSERT_TRUE(p.ok) << p.refusal.status;
   p = Parse(Get("GetStatus", {}));
   ASSERT_TRUE(p.ok) << p.refusal.status;
@@ -321,10 +324,10 @@ TEST(ConnectRequestTest, GetForMethodsWithoutSideEffects) {
                 absl::StatusCode::kInvalidArgument, "encoding=json");
   ExpectRefused(Parse(Get("GetStatus", {{"compression", "gzip"}})), 501,
                 absl::StatusCode::kUnimplemented, "identity");
-  ExpectRefused(Parse(Get("InspectQueue", {{"encoding", "proto"},
-                                           {"base64", "1"},
-                                           {"message", "%%%"}})),
-                400, absl::StatusCode::kInvalidArgument, "base64");
+  ExpectRefused(
+      Parse(Get("InspectQueue",
+                {{"encoding", "proto"}, {"base64", "1"}, {"message", "%%%"}})),
+      400, absl::StatusCode::kInvalidArgument, "base64");
   ExpectRefused(Parse(Get("InspectQueue", {{"message", R"({"nme":"x"})"}})),
                 400, absl::StatusCode::kInvalidArgument, "nme");
 }
@@ -399,8 +402,8 @@ TEST(ConnectResponseTest, ErrorJsonIsValidWhateverTheMessageHolds) {
   status_bytes += '\x1a';
   status_bytes += static_cast<char>(any.ByteSizeLong());
   status_bytes += any.SerializeAsString();
-  s = ParseJson(ConnectErrorJson(absl::StatusCode::kUnavailable, "later",
-                                 status_bytes));
+  s = ParseJson(
+      ConnectErrorJson(absl::StatusCode::kUnavailable, "later", status_bytes));
   const auto& details = s.fields().at("details").list_value().values();
   ASSERT_EQ(details.size(), 1);
   EXPECT_EQ(details[0].struct_value().fields().at("type").string_value(),
@@ -430,9 +433,8 @@ TEST(ConnectResponseTest, EndStreamCarriesTheErrorAndMetadata) {
 TEST(ConnectResponseTest, RepliesAsJsonPrintZeros) {
   v1::InspectQueueResponse r;
   r.set_name("orders");
-  absl::StatusOr<std::string> json =
-      EncodeConnectMessage(ConnectCodec::kJson, r.GetDescriptor(),
-                           r.SerializeAsString());
+  absl::StatusOr<std::string> json = EncodeConnectMessage(
+      ConnectCodec::kJson, r.GetDescriptor(), r.SerializeAsString());
   ASSERT_TRUE(json.ok()) << json.status();
   EXPECT_THAT(*json, AllOf(HasSubstr(R"("name":"orders")"),
                            HasSubstr(R"("messageCount":0)")));

@@ -41,9 +41,10 @@ absl::StatusOr<std::string> JsonToBinary(
   if (!blank) {
     google::protobuf::util::JsonParseOptions options;
     options.ignore_unknown_fields = false;
-    google::protobuf::util::Status s = google::protobuf::util::JsonStringToMessage(
-        google::protobuf::StringPiece(json.data(), json.size()), message.get(),
-        options);
+    google::protobuf::util::Status s =
+        google::protobuf::util::JsonStringToMessage(
+            google::protobuf::StringPiece(json.data(), json.size()),
+            message.get(), options);
     if (!s.ok()) {
       // The first line: protobuf's parser may add the caller's text around
       // the place it stopped on the lines after it.
