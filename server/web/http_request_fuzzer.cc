@@ -1,7 +1,9 @@
 // libFuzzer target for what the HTTP port parses before any handler runs:
-// the request head (http_parser.h), a chunked body, and the grpc-web request
-// built from them (grpc_web_request.h). Besides "no crash, no sanitizer
-// report", it checks properties a smuggling bug would break:
+// the request head (http_parser.h), a chunked body, and the grpc-web and
+// Connect requests built from them (grpc_web_request.h, connect_protocol.h;
+// connect_request_fuzzer.cc goes deeper into Connect and its JSON). Besides "no
+// crash, no sanitizer report", it checks properties a smuggling bug would
+// break:
 // - a complete head never takes more bytes than it was given, and parsing
 //   it again from a copy cut right after it gives the same head (the parse
 //   does not depend on the bytes that follow: a pipelined request);
@@ -21,6 +23,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/string_view.h"
+#include "amqpgw/v1/gateway.pb.h"
+#include "server/web/connect_protocol.h"
 #include "server/web/grpc_web_request.h"
 #include "server/web/http_parser.h"
 
@@ -114,12 +118,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   request.method = head.method;
   request.path = head.path;
   for (const auto& [k, v] : head.headers) request.headers.emplace(k, v);
+  for (auto& [k, v] : http::ParseQuery(head.query)) {
+    request.params.emplace(std::move(k), std::move(v));
+  }
   request.body = body;
   request.remote_addr = "127.0.0.1";
   for (bool one : {false, true}) {
     MethodShape shape{one, false, false};
     GrpcWebRequest out;
-    GrpcWebRefusal refusal;
+    RequestRefusal refusal;
     if (ParseGrpcWebRequest(request, shape, 1 << 15, absl::UnixEpoch(), &out,
                             &refusal)) {
       Check(!one || out.messages.size() == 1, "exactly one message");
@@ -132,6 +139,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else {
       Check(refusal.http_status >= 400 && !refusal.status.ok(), "refusal");
       Check(refusal.status.message().size() < 400, "short message");
+    }
+  }
+  // Connect, with the method's real shape (amqpgw.v1's descriptors when
+  // the path names one of its RPCs).
+  (void)amqpgw::v1::PublishRequest::descriptor();  // links the descriptors
+  MethodShape shape = LookUpMethod(request.path);
+  if (IsConnectRequest(request, shape)) {
+    ConnectRequest out;
+    RequestRefusal refusal;
+    if (ParseConnectRequest(request, shape, 1 << 15, absl::UnixEpoch(), &out,
+                            &refusal)) {
+      Check(shape.known, "only known methods");
+      Check(shape.client_streaming || out.messages.size() == 1,
+            "exactly one Connect message");
+      size_t total = 0;
+      for (const auto& m : out.messages) total += m.size();
+      Check(total <= (1 << 15), "Connect messages within the limit");
+    } else {
+      Check(refusal.http_status >= 400 && !refusal.status.ok(),
+            "Connect refusal");
+      Check(refusal.status.message().size() < 600, "short Connect message");
     }
   }
   return 0;
