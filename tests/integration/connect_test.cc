@@ -107,8 +107,8 @@ Curl RunCurl(const std::vector<std::string>& args, const std::string& url) {
   std::string head = absl::StrCat(AMQPGW_TEST_TMP_DIR, "/", UniqueName("h"));
   std::string body = absl::StrCat(AMQPGW_TEST_TMP_DIR, "/", UniqueName("b"));
   Subprocess::Options o;
-  o.argv = {"curl", "-sS", "--max-time", "30", "-D", head, "-o", body,
-            "-w", "%{http_code}"};
+  o.argv = {"curl", "-sS", "--max-time", "30", "-D",
+            head,   "-o",  body,         "-w", "%{http_code}"};
   o.argv.insert(o.argv.end(), args.begin(), args.end());
   o.argv.push_back(url);
   ProcessResult r = RunProcess(o, absl::Seconds(60));
@@ -195,10 +195,10 @@ class ConnectTest : public SharedGatewayTest {
 TEST_F(ConnectTest, TheReadmeCurlPublishesWithAConfirm) {
   std::string q = NewQueue();
   // Exactly the command of the README, on this gateway's port.
-  Curl c = RunCurl({"-H", "Content-Type: application/json", "-d",
-                    absl::StrCat(R"({"routingKey":")", q,
-                                 R"(","body":"aGVsbG8="})")},
-                   Url("Publish"));
+  Curl c = RunCurl(
+      {"-H", "Content-Type: application/json", "-d",
+       absl::StrCat(R"({"routingKey":")", q, R"(","body":"aGVsbG8="})")},
+      Url("Publish"));
   ASSERT_EQ(c.exit_code, 0) << c.err;
   EXPECT_EQ(c.status, 200);
   EXPECT_EQ(c.Header("Content-Type"), "application/json");
@@ -222,8 +222,8 @@ TEST_F(ConnectTest, UnaryJsonWithProtoNamesEnumsAndBatches) {
   std::string q = NewQueue();
   Curl c = PostJson(
       "PublishBatch",
-      absl::StrCat(R"({"messages":[)",
-                   R"({"routing_key":")", q, R"(","body":"b25l",)",
+      absl::StrCat(R"({"messages":[)", R"({"routing_key":")", q,
+                   R"(","body":"b25l",)",
                    R"("properties":{"delivery_mode":"TRANSIENT",)",
                    R"("headers":{"n":{"intValue":"7"}}}},)",
                    R"({"routingKey":")", q, R"(","body":"dHdv"},)",
@@ -258,8 +258,7 @@ TEST_F(ConnectTest, UnaryProtobuf) {
   req.set_name(q);
   std::string file = TempFile("inspect", req.SerializeAsString());
   Curl c = RunCurl({"-H", "Content-Type: application/proto", "-H",
-                    "Connect-Protocol-Version: 1", "--data-binary",
-                    "@" + file},
+                    "Connect-Protocol-Version: 1", "--data-binary", "@" + file},
                    Url("InspectQueue"));
   ASSERT_EQ(c.status, 200) << c.body;
   EXPECT_EQ(c.Header("Content-Type"), "application/proto");
@@ -273,7 +272,8 @@ TEST_F(ConnectTest, StreamingShowsEachDeliveryAsItIsPublished) {
   std::string q = NewQueue();
   // curl -N with the request built by docs/http.md's envelope function.
   Subprocess::Options o;
-  o.argv = {"bash", "-c",
+  o.argv = {"bash",
+            "-c",
             absl::StrCat(kEnvelopeFunction,
                          "envelope \"$1\" | curl -sN --max-time 60 -H "
                          "'Content-Type: application/connect+json' "
@@ -325,7 +325,8 @@ TEST_F(ConnectTest, TheDocsStreamingPipelinePrintsOneJsonPerLine) {
   PublishGrpc(q, "one");
   PublishGrpc(q, "two");
   Subprocess::Options o;
-  o.argv = {"bash", "-c",
+  o.argv = {"bash",
+            "-c",
             absl::StrCat(kEnvelopeFunction, kMessagesFunction,
                          "set -o pipefail; envelope \"$1\" | curl -sN -H "
                          "'Content-Type: application/connect+json' "
@@ -336,7 +337,8 @@ TEST_F(ConnectTest, TheDocsStreamingPipelinePrintsOneJsonPerLine) {
             Url("StreamMessages")};
   ProcessResult r = RunProcess(o, absl::Seconds(60));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  std::vector<std::string> lines =
+      absl::StrSplit(r.out, '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 4u) << r.out;
   EXPECT_THAT(lines[0], HasSubstr(R"("subscribed":{)"));
   EXPECT_THAT(lines[1], HasSubstr(absl::StrCat(R"("body":")",
@@ -349,15 +351,18 @@ TEST_F(ConnectTest, TheDocsStreamingPipelinePrintsOneJsonPerLine) {
 TEST_F(ConnectTest, StreamErrorsAndDeadlinesEndTheStream) {
   Curl c = RunCurl(
       {"-H", "Content-Type: application/connect+json", "--data-binary",
-       "@" + TempFile("env", [] {
-         std::string out;
-         std::string json = R"({"queue":"connect-no-such-queue"})";
-         out.push_back('\0');
-         for (int shift : {24, 16, 8, 0}) {
-           out.push_back(static_cast<char>((json.size() >> shift) & 255));
-         }
-         return out + json;
-       }())},
+       "@" + TempFile("env",
+                      [] {
+                        std::string out;
+                        std::string json =
+                            R"({"queue":"connect-no-such-queue"})";
+                        out.push_back('\0');
+                        for (int shift : {24, 16, 8, 0}) {
+                          out.push_back(
+                              static_cast<char>((json.size() >> shift) & 255));
+                        }
+                        return out + json;
+                      }())},
       Url("StreamMessages"));
   ASSERT_EQ(c.status, 200);
   EXPECT_EQ(c.Header("Content-Type"), "application/connect+json");
@@ -376,13 +381,15 @@ TEST_F(ConnectTest, StreamErrorsAndDeadlinesEndTheStream) {
   // Connect-Timeout-Ms ends an idle stream: deadline_exceeded.
   std::string q = NewQueue();
   Subprocess::Options o;
-  o.argv = {"bash", "-c",
+  o.argv = {"bash",
+            "-c",
             absl::StrCat(kEnvelopeFunction, kMessagesFunction,
                          "envelope \"$1\" | curl -sN -H "
                          "'Content-Type: application/connect+json' -H "
                          "'Connect-Timeout-Ms: 1500' --data-binary @- \"$2\" "
                          "| connect_messages"),
-            "_", absl::StrCat(R"({"queue":")", q, R"("})"),
+            "_",
+            absl::StrCat(R"({"queue":")", q, R"("})"),
             Url("StreamMessages")};
   ProcessResult r = RunProcess(o, absl::Seconds(60));
   EXPECT_THAT(r.out, HasSubstr(R"(end: {"error":{"code":"deadline_exceeded")"))
@@ -448,9 +455,8 @@ TEST_F(ConnectTest, ErrorsAreConnectJsonWithTheirHttpStatus) {
        "invalid_argument", "nope"},
       {"broken JSON", "Publish", R"({"routingKey":)", 400, "invalid_argument",
        "amqpgw.v1.PublishRequest"},
-      {"bad enum", "Publish",
-       R"({"properties":{"deliveryMode":"SOMETIMES"}})", 400,
-       "invalid_argument", "SOMETIMES"},
+      {"bad enum", "Publish", R"({"properties":{"deliveryMode":"SOMETIMES"}})",
+       400, "invalid_argument", "SOMETIMES"},
       {"gateway validation", "Publish",
        absl::StrCat(R"({"routingKey":")", std::string(300, 'k'), R"("})"), 400,
        "invalid_argument", "routing_key"},
@@ -467,8 +473,8 @@ TEST_F(ConnectTest, ErrorsAreConnectJsonWithTheirHttpStatus) {
     EXPECT_THAT(r.Field("message"), HasSubstr(c.words)) << c.what;
   }
   // A content type Connect does not serve.
-  Curl r = RunCurl({"-H", "Content-Type: text/plain", "-d", "hi"},
-                   Url("GetStatus"));
+  Curl r =
+      RunCurl({"-H", "Content-Type: text/plain", "-d", "hi"}, Url("GetStatus"));
   EXPECT_EQ(r.status, 415);
   EXPECT_THAT(r.Field("message"), HasSubstr("application/json"));
 }
@@ -476,9 +482,9 @@ TEST_F(ConnectTest, ErrorsAreConnectJsonWithTheirHttpStatus) {
 TEST_F(ConnectTest, TracingAndMetricsAreTheGrpcServersOwn) {
   std::string q = NewQueue();
   trace::TraceContext caller = trace::NewRootContext(/*sampled=*/true);
-  Curl c = PostJson("Publish",
-                    absl::StrCat(R"({"routingKey":")", q, R"(","body":"dA=="})"),
-                    {"-H", "traceparent: " + caller.Traceparent()});
+  Curl c = PostJson(
+      "Publish", absl::StrCat(R"({"routingKey":")", q, R"(","body":"dA=="})"),
+      {"-H", "traceparent: " + caller.Traceparent()});
   ASSERT_EQ(c.status, 200) << c.body;
   auto peer = AmqpPeer::Connect(node_->port());
   ASSERT_TRUE(peer.ok());
@@ -522,9 +528,9 @@ TEST_F(ConnectTest, TokensAndLimits) {
                      const std::string& body = "aGk=") {
     std::vector<std::string> args = {
         "-H", "Content-Type: application/json", "--data-binary",
-        "@" + TempFile("publish", absl::StrCat(R"({"routingKey":")", q,
-                                               R"(","body":")", body,
-                                               R"("})"))};
+        "@" +
+            TempFile("publish", absl::StrCat(R"({"routingKey":")", q,
+                                             R"(","body":")", body, R"("})"))};
     args.insert(args.end(), extra.begin(), extra.end());
     return RunCurl(args, Url(port, "Publish"));
   };
@@ -552,8 +558,9 @@ TEST_F(ConnectTest, TokensAndLimits) {
   // the HTTP server takes (base64 makes it 4/3 larger) is refused once
   // converted, a larger one by the HTTP server itself; both the same way.
   for (size_t n : {(4u << 20) + 1000, 5u << 20}) {
-    c = publish({"-H", "Authorization: Bearer connect-publish-token-0123456789"},
-                absl::Base64Escape(std::string(n, 'x')));
+    c = publish(
+        {"-H", "Authorization: Bearer connect-publish-token-0123456789"},
+        absl::Base64Escape(std::string(n, 'x')));
     EXPECT_EQ(c.status, 413) << n;
     EXPECT_EQ(c.Field("code"), "resource_exhausted") << n;
     EXPECT_THAT(c.Field("message"), HasSubstr("--max_request_bytes")) << n;

@@ -2,7 +2,8 @@
 // @bufbuild/buf) over plaintext HTTP/2 with server reflection lists the
 // services and methods, describes messages (through the reflection service
 // itself), calls Publish and StreamMessages with JSON, and checks
-// grpc.health.v1.
+// grpc.health.v1. On the HTTP port (HTTP/1.1) it speaks the Connect
+// protocol and grpc-web with the build's descriptor set as its schema.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -73,6 +74,23 @@ class BufCurlTest : public SharedGatewayTest {
     o.argv.push_back(absl::StrCat("http://", gateway_->address(),
                                   path.empty() ? "" : "/", path));
     // buf keeps its cache away from the user's home.
+    std::string tmp = absl::StrCat(AMQPGW_TEST_TMP_DIR, "/buf");
+    o.env = {"BUF_CACHE_DIR=" + tmp + "/cache", "XDG_CONFIG_HOME=" + tmp};
+    return RunProcess(o, absl::Seconds(60));
+  }
+
+  // buf curl --protocol connect|grpcweb --schema amqpgw.protoset ARGS...
+  // on the HTTP port.
+  static ProcessResult BufHttp(const std::string& protocol,
+                               std::vector<std::string> args,
+                               const std::string& path) {
+    Subprocess::Options o;
+    o.argv = {AMQPGW_BUF_BINARY, "curl",     "--protocol",
+              protocol,          "--schema", AMQPGW_PROTOSET "#format=binpb",
+              "--log-format",    "text"};
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    o.argv.push_back(absl::StrCat(
+        "http://127.0.0.1:", gateway_->daemon().http_port(), "/", path));
     std::string tmp = absl::StrCat(AMQPGW_TEST_TMP_DIR, "/buf");
     o.env = {"BUF_CACHE_DIR=" + tmp + "/cache", "XDG_CONFIG_HOME=" + tmp};
     return RunProcess(o, absl::Seconds(60));
@@ -241,6 +259,67 @@ TEST_F(BufCurlTest, ErrorsCarryTheGrpcCode) {
   // buf curl exits with the gRPC code shifted left by three: NOT_FOUND (5).
   EXPECT_EQ(r.exit_code, 5 << 3) << r.out << r.err;
   EXPECT_THAT(r.err, HasSubstr("not_found"));
+}
+
+TEST_F(BufCurlTest, ConnectAndGrpcWebOnTheHttpPort) {
+  for (const char* protocol : {"connect", "grpcweb"}) {
+    SCOPED_TRACE(protocol);
+    std::string q = NewQueue();
+    ProcessResult r = BufHttp(
+        protocol,
+        {"-d", absl::StrCat(R"({"routingKey": ")", q,
+                            R"(", "body": "aGVsbG8=", "properties": )",
+                            R"({"headers": {"n": {"intValue": "7"}}}})")},
+        "amqpgw.v1.Gateway/Publish");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::vector<Struct> docs = JsonDocuments(r.out);
+    ASSERT_EQ(docs.size(), 1u) << r.out;
+    EXPECT_FALSE(Field(docs[0], "messageId").string_value().empty()) << r.out;
+    auto peer = AmqpPeer::Connect(node_->port());
+    ASSERT_TRUE(peer.ok()) << peer.status();
+    auto m = (*peer)->Get(q);
+    ASSERT_TRUE(m.ok() && m->has_value());
+    EXPECT_EQ((*m)->body, "hello");
+    EXPECT_EQ((*m)->headers["n"], "l:7");
+
+    // A server stream: subscribed, then each delivery, then the end.
+    for (const char* body : {"one", "two"}) {
+      v1::PublishRequest req;
+      req.set_routing_key(q);
+      req.set_body(body);
+      v1::PublishResponse resp;
+      ASSERT_TRUE(gateway_->stub().Publish(Ctx().get(), req, &resp).ok());
+    }
+    r = BufHttp(
+        protocol,
+        {"-d", absl::StrCat(R"({"queue": ")", q, R"(", "maxMessages": "2"})")},
+        "amqpgw.v1.Gateway/StreamMessages");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    docs = JsonDocuments(r.out);
+    ASSERT_EQ(docs.size(), 3u) << r.out;
+    EXPECT_EQ(Field(Field(docs[0], "subscribed").struct_value(), "queue")
+                  .string_value(),
+              q);
+    for (int i = 1; i <= 2; ++i) {
+      const Struct& d = Field(docs[i], "delivery").struct_value();
+      std::string body;
+      ASSERT_TRUE(absl::Base64Unescape(Field(d, "body").string_value(), &body));
+      EXPECT_EQ(body, i == 1 ? "one" : "two");
+    }
+
+    // Errors: the code, as buf curl reads it from each protocol.
+    r = BufHttp(
+        protocol,
+        {"-d", absl::StrCat(R"({"name": ")", UniqueName("absent"), R"("})")},
+        "amqpgw.v1.Gateway/InspectQueue");
+    EXPECT_EQ(r.exit_code, 5 << 3) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("not_found"));
+    r = BufHttp(protocol,
+                {"-d", absl::StrCat(R"({"routingKey": ")", UniqueName("nobody"),
+                                    R"("})")},
+                "amqpgw.v1.Gateway/Publish");
+    EXPECT_EQ(r.exit_code, 9 << 3) << r.out << r.err;  // FAILED_PRECONDITION
+  }
 }
 
 }  // namespace

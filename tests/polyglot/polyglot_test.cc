@@ -2,9 +2,14 @@
 // tests/polyglot/node) against an in-process daemon on the shared RabbitMQ
 // node. Each script publishes, calls PublishBatch, streams with CLIENT acks
 // and checks a typed header round trip; it exits 0 only when all held.
+// NodeConnect runs the official Connect client for Node (connect_client.mjs)
+// on the HTTP port, with code that @bufbuild/protoc-gen-es generates here
+// with Debian's /usr/bin/protoc: the Connect protocol in JSON and binary,
+// and grpc-web.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "tests/support/broker_node.h"
 #include "tests/support/gateway_fixture.h"
 #include "tests/support/subprocess.h"
@@ -43,6 +48,42 @@ TEST_F(PolyglotTest, Python) {
   ProcessResult r = RunScript({"/usr/bin/python3", AMQPGW_PYTHON_CLIENT});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("python: ok"));
+}
+
+TEST_F(PolyglotTest, NodeConnect) {
+  // Generated code next to a node_modules link, so that its imports
+  // (@bufbuild/protobuf) resolve.
+  std::string gen = absl::StrCat(AMQPGW_TEST_TMP_DIR, "/", UniqueName("es"));
+  ASSERT_TRUE(RunCommand(absl::StrCat("mkdir -p '", gen, "' && ln -s '",
+                                      AMQPGW_NODE_DIR, "/node_modules' '", gen,
+                                      "/node_modules'"))
+                  .ok());
+  Subprocess::Options protoc;
+  protoc.argv = {"/usr/bin/protoc",
+                 absl::StrCat("--plugin=protoc-gen-es=", AMQPGW_NODE_DIR,
+                              "/node_modules/.bin/protoc-gen-es"),
+                 "--es_out=" + gen,
+                 "--es_opt=target=js,import_extension=js",
+                 absl::StrCat("-I", AMQPGW_PROTO_DIR),
+                 absl::StrCat(AMQPGW_PROTO_DIR, "/amqpgw/v1/gateway.proto"),
+                 absl::StrCat(AMQPGW_PROTO_DIR, "/amqpgw/v1/options.proto")};
+  ProcessResult generated = RunProcess(protoc, absl::Seconds(120));
+  ASSERT_EQ(generated.exit_code, 0) << generated.err;
+
+  const std::string base_url =
+      absl::StrCat("http://127.0.0.1:", gateway_->daemon().http_port());
+  for (const char* protocol : {"connect", "connect-binary", "grpcweb"}) {
+    Subprocess::Options o;
+    o.argv = {"node",       AMQPGW_NODE_CONNECT_CLIENT,
+              "--base-url", base_url,
+              "--queue",    UniqueName(absl::StrCat("connect-", protocol)),
+              "--gen",      gen,
+              "--protocol", protocol};
+    ProcessResult r = RunProcess(o, absl::Seconds(120));
+    EXPECT_EQ(r.exit_code, 0) << protocol << ": " << r.out << r.err;
+    EXPECT_THAT(r.out,
+                HasSubstr(absl::StrCat("connect client (", protocol, "): ok")));
+  }
 }
 
 TEST_F(PolyglotTest, Node) {
