@@ -7,85 +7,19 @@
 //
 // Screenshots: $AMQPGW_ARTIFACTS/web-e2e.png (laptop width, with messages),
 // web-e2e-phone.png (phone width), web-e2e-failure.png (only on failure).
-import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { WAIT, check, launchChromium, mustEnv, startDaemon, stopDaemon, waitCount,
+         waitText } from "./harness.mjs";
 
 const AMQPGWD = mustEnv("AMQPGWD");
 const NODE_DIR = mustEnv("AMQPGW_TEST_NODE_DIR");
 const ARTIFACTS = process.env.AMQPGW_ARTIFACTS ?? join(tmpdir(), "amqpgw-artifacts");
-const CHROMIUM = process.env.AMQPGW_CHROMIUM ?? "/usr/bin/chromium";
-const WAIT = 30_000;
-
-function mustEnv(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-}
-
-function brokerUri() {
-  const env = readFileSync(join(NODE_DIR, "node.env"), "utf8");
-  const m = env.match(/^URI=(.*)$/m);
-  if (!m) throw new Error(`no URI in ${NODE_DIR}/node.env`);
-  return m[1].trim();
-}
-
-// Starts amqpgwd on free ports; resolves with the page's URL.
-function startDaemon() {
-  const args = ["--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
-                `--broker=${brokerUri()}`, "--shutdown_grace=2s",
-                "--reconnect_max_delay=1s"];
-  const child = spawn(AMQPGWD, args, { stdio: ["ignore", "pipe", "pipe"] });
-  let log = "";
-  const url = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`amqpgwd did not start:\n${log}`)), WAIT);
-    const onData = (d) => {
-      log += d;
-      const m = log.match(/browser view and grpc-web on (http:\/\/\S+\/)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    };
-    child.stdout.on("data", onData);
-    child.stderr.on("data", onData);
-    child.on("exit", (code) => reject(new Error(`amqpgwd exited (${code}):\n${log}`)));
-  });
-  return { child, url, log: () => log };
-}
-
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-}
-
-// Waits until the locator's text matches `re`.
-async function waitText(locator, re, what, timeout = WAIT) {
-  const deadline = Date.now() + timeout;
-  let last = "";
-  while (Date.now() < deadline) {
-    last = (await locator.textContent({ timeout }).catch(() => "")) ?? "";
-    if (re.test(last)) return last;
-    await locator.page().waitForTimeout(50);
-  }
-  throw new Error(`${what}: want ${re}, have "${last}"`);
-}
-
-async function waitCount(locator, n, what, timeout = WAIT) {
-  const deadline = Date.now() + timeout;
-  let have = -1;
-  while (Date.now() < deadline) {
-    have = await locator.count();
-    if (have === n) return;
-    await locator.page().waitForTimeout(50);
-  }
-  throw new Error(`${what}: want ${n}, have ${have}`);
-}
 
 async function main() {
   mkdirSync(ARTIFACTS, { recursive: true });
-  const daemon = startDaemon();
+  const daemon = startDaemon(AMQPGWD, NODE_DIR);
   const profile = mkdtempSync(join(tmpdir(), "amqpgw-chromium-"));
   let context;
   let page;
@@ -93,13 +27,7 @@ async function main() {
   try {
     const url = await daemon.url;
     console.log(`page: ${url}`);
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1400, height: 1000 },
-      args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run"],
-    });
+    context = await launchChromium(profile);
     page = context.pages()[0] ?? await context.newPage();
     page.on("pageerror", (e) => pageErrors.push(e.message));
     await page.goto(url);
@@ -224,17 +152,7 @@ async function main() {
   } finally {
     if (context) await context.close().catch(() => {});
     rmSync(profile, { recursive: true, force: true });
-    const exited = new Promise((resolve) => daemon.child.on("exit", resolve));
-    daemon.child.kill("SIGTERM");
-    let timer;
-    const code = await Promise.race(
-      [exited, new Promise((r) => { timer = setTimeout(() => r("timeout"), WAIT); })]);
-    clearTimeout(timer);
-    if (code !== 0) {
-      console.error(`amqpgwd did not exit cleanly on SIGTERM: ${code}`);
-      if (code === "timeout") daemon.child.kill("SIGKILL");
-      process.exitCode = 1;
-    }
+    if (!(await stopDaemon(daemon))) process.exitCode = 1;
   }
 }
 
