@@ -537,7 +537,9 @@ std::string ConnectEndStreamJson(absl::StatusCode code,
   if (!metadata.empty()) {
     // Keys in order of first appearance, values grouped.
     std::vector<std::pair<std::string, std::vector<std::string>>> grouped;
-    for (const auto& [k, v] : metadata) {
+    for (const auto& entry : metadata) {
+      const std::string& k = entry.first;
+      const std::string& v = entry.second;
       std::string value =
           absl::EndsWith(k, "-bin") ? UnpaddedBase64(v) : std::string(v);
       auto it = std::find_if(grouped.begin(), grouped.end(),
