@@ -237,7 +237,8 @@ std::vector<FlagDef> BuildTable() {
               IntRange(&O::max_message_bytes, Fixed(1), int64_t{512} << 20)));
   t.push_back(
       IntFlag("max_request_bytes", &O::max_request_bytes,
-              "largest gRPC request (a whole PublishBatch)",
+              "largest request (a whole PublishBatch), counted as protobuf "
+              "on every port and protocol",
               IntRange(&O::max_request_bytes, FieldOf(&O::max_message_bytes),
                        int64_t{2047} << 20)));
   t.push_back(IntFlag(
@@ -353,8 +354,9 @@ std::vector<FlagDef> BuildTable() {
 
   t.push_back(Section(
       StringFlag("http_listen", &O::http_listen,
-                 "HTTP address for grpc-web and the browser view, host:port "
-                 "(port 0 picks a free port); empty disables it",
+                 "HTTP address for grpc-web, the Connect protocol (JSON) and "
+                 "the browser view, host:port (port 0 picks a free port); "
+                 "empty disables it",
                  [](const O& o) {
                    return HostPortOrEmpty(o.http_listen, true,
                                           " or empty to disable");
@@ -363,7 +365,8 @@ std::vector<FlagDef> BuildTable() {
   t.push_back(StringFlag(
       "cors_origins", &O::cors_origins,
       "comma-separated origins (https://host[:port]) allowed to call "
-      "grpc-web cross-origin; * allows any site (see docs/browser.md); "
+      "grpc-web or Connect cross-origin; * allows any site (see "
+      "docs/browser.md); "
       "same-origin needs nothing",
       [](const O& o) {
         for (const std::string& origin : CorsOrigins(o)) {
@@ -401,8 +404,9 @@ std::vector<FlagDef> BuildTable() {
       }));
   t.push_back(IntFlag(
       "http_max_connections", &O::http_max_connections,
-      "most HTTP requests served at once, one thread each (an open "
-      "grpc-web stream holds one); more wait; connections that are idle "
+      "most HTTP requests served at once, one thread each (a grpc-web or "
+      "Connect call holds one until it ends); more wait; connections that "
+      "are idle "
       "or still sending a request hold no thread (up to 4x this many are "
       "kept)",
       IntRange(&O::http_max_connections, Fixed(16), 65536)));
