@@ -24,6 +24,7 @@
 #ifndef AMQPGW_SERVER_AMQP_CONNECTION_H_
 #define AMQPGW_SERVER_AMQP_CONNECTION_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -218,6 +219,13 @@ class Connection {
   // Cork(false) before the owner waits for input. No effect once the
   // connection failed.
   virtual void Cork(bool on) = 0;
+
+  // Bytes written to the socket that the kernel has not sent yet: the broker
+  // (or the network) takes them slower than they come. A send blocks once
+  // the socket's buffer is full, and rabbitmq-c then waits inside the call
+  // until the bytes are out (or the socket fails), so the owner uses this to
+  // stop writing before that. 0 when unknown or once the connection failed.
+  virtual size_t UnsentBytes() const = 0;
 
   // Sends connection.close and waits up to `timeout` for close-ok, discarding
   // other input. The connection is unusable afterwards.

@@ -4,8 +4,10 @@
 #include <amqp_framing.h>
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -319,6 +321,13 @@ void RabbitConnection::Cork(bool on) {
              sizeof(value));
 }
 
+size_t RabbitConnection::UnsentBytes() const {
+  if (!broken_.ok()) return 0;
+  int unsent = 0;
+  if (ioctl(amqp_get_sockfd(state_), SIOCOUTQNSD, &unsent) != 0) return 0;
+  return unsent > 0 ? static_cast<size_t>(unsent) : 0;
+}
+
 bool RabbitConnection::HasBufferedInput() const {
   return broken_.ok() &&
          (amqp_frames_enqueued(state_) || amqp_data_in_buffer(state_));
@@ -435,8 +444,7 @@ absl::StatusOr<bool> RabbitConnection::HandleMethod(uint16_t channel,
       int code = m->reply_code;
       amqp_connection_close_ok_t ok{};
       amqp_send_method(state_, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
-      return ConnectionLostError(
-          absl::StrCat("closed by the broker (", code, " ", text, ")"));
+      return BrokerClosedConnectionError(code, text);
     }
     case AMQP_CONNECTION_BLOCKED_METHOD: {
       auto* m = static_cast<amqp_connection_blocked_t*>(decoded);

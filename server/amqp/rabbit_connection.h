@@ -67,6 +67,8 @@ class RabbitConnection final : public Connection {
   // TCP_CORK: the kernel holds partial segments while corked (rabbitmq-c
   // writes each message's body frame with its own send()).
   void Cork(bool on) override;
+  // SIOCOUTQNSD on the socket.
+  size_t UnsentBytes() const override;
   void Close(absl::Duration timeout) override;
 
   const absl::Status& status() const override { return broken_; }

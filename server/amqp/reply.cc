@@ -1,8 +1,18 @@
 #include "server/amqp/reply.h"
 
+#include <string>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace amqpgw::amqp {
+namespace {
+
+// The payload that carries a broker's connection.close reply code.
+constexpr absl::string_view kBrokerCloseUrl = "amqpgw/broker-close-code";
+
+}  // namespace
 
 absl::Status ReplyToStatus(int reply_code, absl::string_view reply_text,
                            absl::string_view context) {
@@ -59,6 +69,21 @@ absl::Status ReplyToStatus(int reply_code, absl::string_view reply_text,
 absl::Status ConnectionLostError(absl::string_view detail) {
   return absl::UnavailableError(
       absl::StrCat("broker connection lost: ", detail));
+}
+
+absl::Status BrokerClosedConnectionError(int reply_code,
+                                         absl::string_view reply_text) {
+  absl::Status s = ConnectionLostError(
+      absl::StrCat("closed by the broker (", reply_code, " ", reply_text, ")"));
+  s.SetPayload(kBrokerCloseUrl, absl::Cord(absl::StrCat(reply_code)));
+  return s;
+}
+
+int BrokerCloseCode(const absl::Status& status) {
+  auto code = status.GetPayload(kBrokerCloseUrl);
+  int n = 0;
+  if (!code.has_value() || !absl::SimpleAtoi(std::string(*code), &n)) return 0;
+  return n;
 }
 
 }  // namespace amqpgw::amqp

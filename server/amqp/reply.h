@@ -44,6 +44,16 @@ absl::Status ReplyToStatus(int reply_code, absl::string_view reply_text,
 // The status for a lost or unreachable broker connection (UNAVAILABLE).
 absl::Status ConnectionLostError(absl::string_view detail);
 
+// The status for a connection.close the broker sent: UNAVAILABLE like any
+// lost connection, carrying the broker's reply code for BrokerCloseCode().
+absl::Status BrokerClosedConnectionError(int reply_code,
+                                         absl::string_view reply_text);
+
+// The reply code of the broker's connection.close that `status` reports
+// (BrokerClosedConnectionError), or 0 when the connection ended otherwise (a
+// socket error, missed heartbeats, a close the gateway asked for).
+int BrokerCloseCode(const absl::Status& status);
+
 }  // namespace amqpgw::amqp
 
 #endif  // AMQPGW_SERVER_AMQP_REPLY_H_

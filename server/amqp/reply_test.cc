@@ -49,5 +49,18 @@ TEST(ReplyTest, ConnectionLostIsUnavailable) {
   EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("socket closed"));
 }
 
+TEST(ReplyTest, BrokerCloseCarriesItsCode) {
+  absl::Status s = BrokerClosedConnectionError(541, "INTERNAL_ERROR");
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(
+      std::string(s.message()),
+      ::testing::HasSubstr("closed by the broker (541 INTERNAL_ERROR)"));
+  EXPECT_EQ(BrokerCloseCode(s), 541);
+  absl::Status copy = s;  // the worker passes copies to its observers
+  EXPECT_EQ(BrokerCloseCode(copy), 541);
+  EXPECT_EQ(BrokerCloseCode(ConnectionLostError("socket closed")), 0);
+  EXPECT_EQ(BrokerCloseCode(absl::OkStatus()), 0);
+}
+
 }  // namespace
 }  // namespace amqpgw::amqp

@@ -284,14 +284,24 @@ void FakePeer::Block(std::string reason) {
   Push(std::move(e));
 }
 
+void FakePeer::set_unsent_bytes(size_t bytes) {
+  amqpgw::MutexLock lock(&mu_);
+  unsent_bytes_ = bytes;
+  Changed();
+}
+
+size_t FakePeer::unsent_bytes() const {
+  amqpgw::MutexLock lock(&mu_);
+  return unsent_bytes_;
+}
+
 void FakePeer::Unblock() {
   Push(MakeEvent(Event::Type::kConnectionUnblocked, 0));
 }
 
 void FakePeer::CloseConnection(uint16_t reply_code, std::string reply_text) {
   amqpgw::MutexLock lock(&mu_);
-  PushLocked(ConnectionLostError(absl::StrCat(
-      "closed by the broker (", reply_code, " ", reply_text, ")")));
+  PushLocked(BrokerClosedConnectionError(reply_code, reply_text));
 }
 
 void FakePeer::Drop(std::string why) {

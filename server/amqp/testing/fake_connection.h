@@ -178,8 +178,8 @@ class FakePeer {
   void Block(std::string reason) ABSL_LOCKS_EXCLUDED(mu_);
   void Unblock() ABSL_LOCKS_EXCLUDED(mu_);
   // connection.close from the broker: the gateway's next read fails with
-  // UNAVAILABLE "closed by the broker (code text)", after the events pushed
-  // before it.
+  // UNAVAILABLE "closed by the broker (code text)" carrying the code
+  // (BrokerCloseCode), after the events pushed before it.
   void CloseConnection(uint16_t reply_code, std::string reply_text)
       ABSL_LOCKS_EXCLUDED(mu_);
   // The socket fails: the next read (after the events pushed before) and
@@ -200,6 +200,10 @@ class FakePeer {
   void Refuse(Sent::Kind kind, uint16_t reply_code, std::string reply_text,
               std::string name = "", int count = 1) ABSL_LOCKS_EXCLUDED(mu_);
   void set_auto_confirm(bool on) ABSL_LOCKS_EXCLUDED(mu_);
+  // What the gateway's end reports as written but not sent yet
+  // (Connection::UnsentBytes): a broker or link that stopped taking bytes.
+  void set_unsent_bytes(size_t bytes) ABSL_LOCKS_EXCLUDED(mu_);
+  size_t unsent_bytes() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   friend class FakeConnection;
@@ -255,6 +259,7 @@ class FakePeer {
   // Drop(): every send fails with it from now on.
   absl::Status dropped_ ABSL_GUARDED_BY(mu_);
   bool auto_confirm_ ABSL_GUARDED_BY(mu_);
+  size_t unsent_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_by_gateway_ ABSL_GUARDED_BY(mu_) = false;
   bool destroyed_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<Sent> sent_ ABSL_GUARDED_BY(mu_);
@@ -303,6 +308,7 @@ class FakeConnection final : public Connection {
   absl::Status DeleteExchange(uint16_t channel, absl::string_view exchange,
                               bool if_unused) override;
   void Cork(bool on) override {}
+  size_t UnsentBytes() const override { return peer_->unsent_bytes(); }
   void Close(absl::Duration timeout) override { peer_->Close(); }
 
   const absl::Status& status() const override { return peer_->status(); }
