@@ -1,11 +1,13 @@
 #include "server/core/publisher.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/amqp/reply.h"
 #include "server/base/check.h"
+#include "server/core/publish_risk.h"
 #include "spdlog/spdlog.h"
 
 namespace amqpgw::core {
@@ -17,16 +19,22 @@ bool IsStandardExchange(const std::string& name) {
          name == "amq.topic" || name == "amq.headers" || name == "amq.match";
 }
 
-// The exchange a channel error names ("no exchange 'x' in vhost '/'",
-// "access to exchange 'x' in vhost '/' refused ..."), or "".
-std::string BlamedExchange(absl::string_view text) {
-  constexpr absl::string_view kMarker = "exchange '";
-  size_t start = text.find(kMarker);
-  if (start == absl::string_view::npos) return "";
-  start += kMarker.size();
-  size_t end = text.find("' in vhost", start);
-  if (end == absl::string_view::npos) return "";
-  return std::string(text.substr(start, end - start));
+// basic.publish, as channel.close names the method it refused.
+constexpr uint16_t kBasicClass = 60;
+constexpr uint16_t kBasicPublishMethod = 40;
+
+// Caps on what the publisher remembers about keys.
+constexpr size_t kMaxRememberedKeys = 100000;
+
+// The first write-retry delay while the socket holds kMaxUnsentBytes, and
+// the longest (the delay doubles meanwhile; a confirm also retries).
+constexpr absl::Duration kFirstWriteRetry = absl::Milliseconds(1);
+constexpr absl::Duration kMaxWriteRetry = absl::Milliseconds(50);
+
+std::string Destination(const amqp::OutgoingMessage& m) {
+  return m.exchange.empty()
+             ? std::string("publish to the default exchange")
+             : absl::StrCat("publish to exchange '", m.exchange, "'");
 }
 
 absl::Status ReturnStatus(const amqp::ReturnedMessage& r) {
@@ -54,7 +62,8 @@ PublishBatch::PublishBatch(std::vector<amqp::OutgoingMessage> messages,
     : messages_(std::move(messages)),
       results_(messages_.size()),
       state_(messages_.size(), State::kQueued),
-      attempts_(messages_.size(), 0),
+      reached_(messages_.size(), 0),
+      suspect_(messages_.size(), 0),
       remaining_(messages_.size()),
       deadline_(deadline),
       done_(std::move(done)) {
@@ -80,6 +89,11 @@ void Publisher::Publish(std::shared_ptr<PublishBatch> batch) {
   });
 }
 
+absl::Status Publisher::OutcomeUnknown(absl::string_view why) {
+  return absl::DeadlineExceededError(absl::StrCat(
+      "outcome unknown: ", why, "; it may or may not have been published"));
+}
+
 void Publisher::Drain(absl::Time deadline, absl::Status why,
                       absl::AnyInvocable<void() &&> done) {
   worker_->Post(
@@ -87,17 +101,24 @@ void Publisher::Drain(absl::Time deadline, absl::Status why,
         AMQPGW_DCHECK(worker_->InWorkerThread());
         draining_ = true;
         drain_status_ = why;
-        for (Item& item : queue_) Complete(item.batch, item.index, why);
+        for (Item& item : queue_) {
+          bool reached = item.batch->reached_[item.index] != 0;
+          Complete(item.batch, item.index,
+                   reached ? OutcomeUnknown(absl::StrCat(
+                                 why.message(),
+                                 "; the message was sent before a lost "
+                                 "connection or channel and not confirmed"))
+                           : why);
+        }
         queue_.clear();
         drain_done_ = std::move(done);
         drain_timer_ = worker_->RunAt(deadline, [this] {
           drain_timer_ = 0;
           for (InFlight& f : inflight_) {
             Complete(f.item.batch, f.item.index,
-                     absl::UnavailableError(absl::StrCat(
+                     OutcomeUnknown(absl::StrCat(
                          drain_status_.message(),
-                         "; the broker did not confirm the message in time, it "
-                         "may or may not have been published")));
+                         "; the broker did not confirm the message in time")));
           }
           MaybeFinishDrain();
         });
@@ -173,39 +194,64 @@ void Publisher::Complete(const std::shared_ptr<PublishBatch>& batch,
   b.done_ = nullptr;
 }
 
-absl::Status Publisher::ExpiredStatus(bool sent) const {
+absl::Status Publisher::ExpiredStatus(const PublishBatch& b,
+                                      size_t index) const {
   AMQPGW_DCHECK(worker_->InWorkerThread());
+  bool in_flight = b.state_[index] == PublishBatch::State::kSent;
+  if (in_flight && blocked_) {
+    // RabbitMQ blocks a connection when it next publishes during an alarm:
+    // this message may be the one that met it, and may still be confirmed.
+    return OutcomeUnknown(absl::StrCat(
+        "the message was sent, then the broker began blocking publishers (",
+        blocked_reason_,
+        ") before confirming it; RabbitMQ may still route and confirm it "
+        "when the alarm clears"));
+  }
+  if (in_flight) {
+    return OutcomeUnknown(
+        "the message was sent but the broker did not confirm it before the "
+        "deadline");
+  }
+  if (b.reached_[index] != 0) {
+    if (!worker_->connected()) {
+      std::string why = worker_->last_error().ok()
+                            ? std::string("not connected")
+                            : std::string(worker_->last_error().message());
+      return OutcomeUnknown(absl::StrCat(
+          "the message was sent, the broker connection was lost before its "
+          "confirm, and the broker was not reachable again before the "
+          "deadline (",
+          why, ")"));
+    }
+    return OutcomeUnknown(
+        "the message was sent before a lost connection or a closed channel "
+        "and could not be sent again before the deadline");
+  }
   if (!worker_->connected()) {
     std::string why = worker_->last_error().ok()
                           ? std::string("not connected yet")
                           : std::string(worker_->last_error().message());
-    return absl::UnavailableError(absl::StrCat(
-        "broker unreachable within the deadline (", why, ")",
-        sent ? "; the message was sent but not confirmed, it may or may not "
-               "have been published"
-             : "; the message was not published"));
+    return absl::UnavailableError(
+        absl::StrCat("broker unreachable within the deadline (", why,
+                     "); the message was not published"));
   }
   if (blocked_) {
     return absl::UnavailableError(absl::StrCat(
         "the broker is blocking publishers (", blocked_reason_,
-        "); publishing resumes when its memory or disk alarm clears"));
+        "); publishing resumes when its memory or disk alarm clears; the "
+        "message was not published"));
   }
-  if (sent) {
-    return absl::DeadlineExceededError(
-        "no confirm from the broker before the deadline; the message may or "
-        "may not have been published");
-  }
-  return absl::DeadlineExceededError(
-      "the message could not be sent before the deadline (the gateway's "
-      "confirm window stayed full)");
+  return absl::UnavailableError(
+      "the message could not be sent before the deadline (the broker "
+      "confirmed earlier messages too slowly); the message was not "
+      "published");
 }
 
 void Publisher::Expire(const std::shared_ptr<PublishBatch>& batch) {
   AMQPGW_DCHECK(worker_->InWorkerThread());
   for (size_t i = 0; i < batch->size(); ++i) {
-    bool sent = batch->state_[i] == PublishBatch::State::kSent;
     if (batch->state_[i] != PublishBatch::State::kDone) {
-      Complete(batch, i, ExpiredStatus(sent));
+      Complete(batch, i, ExpiredStatus(*batch, i));
     }
   }
 }
@@ -213,6 +259,72 @@ void Publisher::Expire(const std::shared_ptr<PublishBatch>& batch) {
 bool Publisher::IsKnownExchange(const std::string& name) const {
   AMQPGW_DCHECK(worker_->InWorkerThread());
   return IsStandardExchange(name) || known_exchanges_.contains(name);
+}
+
+bool Publisher::NeedsIsolation(const PublishBatch& b, size_t index,
+                               absl::Status* failed) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
+  const amqp::OutgoingMessage& m = b.messages_[index];
+  bool isolate = b.suspect_[index] > 0;
+  for (const std::string& key : RiskKeys(m, per_routing_key_)) {
+    if (!refused_.empty()) {
+      auto it = refused_.find(key);
+      if (it != refused_.end()) {
+        absl::Time now = absl::Now();
+        if (now < it->second.until) {
+          *failed = absl::Status(
+              it->second.status.code(),
+              absl::StrCat(it->second.status.message(),
+                           " (refused by the broker for another message ",
+                           absl::FormatDuration(absl::Trunc(
+                               kRefusalMemory - (it->second.until - now),
+                               absl::Milliseconds(1))),
+                           " ago; not sent)"));
+          return true;
+        }
+        refused_.erase(it);
+      }
+    }
+    if (!proven_.contains(key)) isolate = true;
+  }
+  return isolate;
+}
+
+void Publisher::MarkProven(const amqp::OutgoingMessage& m) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
+  if (proven_.size() >= kMaxRememberedKeys) proven_.clear();
+  for (std::string& key : RiskKeys(m, per_routing_key_)) {
+    proven_.insert(std::move(key));
+  }
+}
+
+bool Publisher::HasRoomToWrite(amqp::Connection* conn,
+                               const amqp::OutgoingMessage& m) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
+  if (written_since_check_ < kUnsentCheckBytes &&
+      m.body.size() < kUnsentCheckBytes) {
+    written_since_check_ += m.body.size() + 256;
+    return true;
+  }
+  if (conn->UnsentBytes() < kMaxUnsentBytes) {
+    written_since_check_ = m.body.size();
+    write_retry_ = absl::ZeroDuration();
+    return true;
+  }
+  // The broker (or the link) takes bytes slower than they come: writing
+  // more would park this thread inside rabbitmq-c. Confirms arrive as the
+  // broker reads (Settle flushes); the timer covers a broker that reads
+  // without confirming yet.
+  if (write_timer_ == 0) {
+    write_retry_ = write_retry_ == absl::ZeroDuration()
+                       ? kFirstWriteRetry
+                       : std::min(write_retry_ * 2, kMaxWriteRetry);
+    write_timer_ = worker_->RunAfter(write_retry_, [this] {
+      write_timer_ = 0;
+      Flush();
+    });
+  }
+  return false;
 }
 
 void Publisher::Flush() {
@@ -237,6 +349,7 @@ void Publisher::Flush() {
 void Publisher::SendQueued(amqp::Connection* conn) {
   AMQPGW_DCHECK(worker_->InWorkerThread());
   while (!queue_.empty() && inflight_.size() < options_.confirm_window) {
+    if (isolating_) return;  // resumes when the isolated message is settled
     Item& item = queue_.front();
     PublishBatch& b = *item.batch;
     if (b.state_[item.index] == PublishBatch::State::kDone) {
@@ -251,6 +364,17 @@ void Publisher::SendQueued(amqp::Connection* conn) {
       continue;
     }
     const amqp::OutgoingMessage& m = b.messages_[item.index];
+    if (m.body.size() > broker_max_size_) {
+      Complete(item.batch, item.index,
+               absl::FailedPreconditionError(absl::StrCat(
+                   "body: ", m.body.size(),
+                   " bytes is more than the broker's max_message_size (",
+                   broker_max_size_,
+                   " bytes, which it refused for another message); not "
+                   "sent")));
+      queue_.pop_front();
+      continue;
+    }
     if (!IsKnownExchange(m.exchange)) {
       if (checking_.empty() && check_state_ == ChannelState::kReady) {
         checking_ = m.exchange;
@@ -261,6 +385,16 @@ void Publisher::SendQueued(amqp::Connection* conn) {
       }
       return;  // resumes when the check answers
     }
+    absl::Status refused;
+    bool isolate = NeedsIsolation(b, item.index, &refused);
+    if (!refused.ok()) {
+      Complete(item.batch, item.index, std::move(refused));
+      queue_.pop_front();
+      continue;
+    }
+    // Alone: once everything sent before it is settled.
+    if (isolate && unsettled_ > 0) return;
+    if (!HasRoomToWrite(conn, m)) return;
     absl::Status s = conn->Publish(confirm_ch_, m);
     if (!s.ok()) {
       if (!conn->status().ok()) return;  // connection failed: worker recovers
@@ -271,17 +405,23 @@ void Publisher::SendQueued(amqp::Connection* conn) {
     b.state_[item.index] = PublishBatch::State::kSent;
     if (b.record_send_times_) b.results_[item.index].sent_at = absl::Now();
     InFlight f;
+    f.isolated = isolate;
+    f.reached_before = b.reached_[item.index] != 0;
+    b.reached_[item.index] = 1;
     f.item = std::move(item);
     inflight_.push_back(std::move(f));
     queue_.pop_front();
     ++next_seq_;
+    ++unsettled_;
     stats_->unconfirmed.fetch_add(1, std::memory_order_relaxed);
+    if (isolate) isolating_ = true;
   }
 }
 
 void Publisher::OnConnected() {
   AMQPGW_DCHECK(worker_->InWorkerThread());
   draining_ = false;
+  broker_max_size_ = SIZE_MAX;  // another node may have another limit
   OpenConfirmChannel();
   OpenCheckChannel();
 }
@@ -302,25 +442,59 @@ void Publisher::OpenCheckChannel() {
   check_state_ = ChannelState::kOpening;
 }
 
+std::vector<Publisher::InFlight*> Publisher::Unsettled() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
+  std::vector<InFlight*> open;
+  open.reserve(unsettled_);
+  for (InFlight& f : inflight_) {
+    if (!f.settled) open.push_back(&f);
+  }
+  return open;
+}
+
+void Publisher::ClearInFlight() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
+  stats_->unconfirmed.fetch_sub(static_cast<int64_t>(unsettled_),
+                                std::memory_order_relaxed);
+  inflight_.clear();
+  unsettled_ = 0;
+  isolating_ = false;
+}
+
 void Publisher::OnDisconnected(const absl::Status& why) {
   AMQPGW_DCHECK(worker_->InWorkerThread());
   confirm_state_ = ChannelState::kClosed;
   check_state_ = ChannelState::kClosed;
   checking_.clear();
   blocked_ = false;
+  if (write_timer_ != 0) {
+    worker_->CancelTimer(write_timer_);
+    write_timer_ = 0;
+  }
+  written_since_check_ = 0;
   if (why.code() == absl::StatusCode::kUnavailable) {
     // A loss: unconfirmed messages go out again after reconnecting.
-    Requeue("", why, /*count_attempt=*/false);
+    int code = amqp::BrokerCloseCode(why);
+    RequeueAfterLoss(why, code != 0 && code != amqp::kConnectionForced);
   } else {
     // A requested close (Disconnect): nothing waits for a connection.
-    for (InFlight& f : inflight_) {
-      if (!f.settled) {
-        stats_->unconfirmed.fetch_sub(1, std::memory_order_relaxed);
-        Complete(f.item.batch, f.item.index, why);
-      }
+    for (InFlight* f : Unsettled()) {
+      Complete(f->item.batch, f->item.index,
+               OutcomeUnknown(absl::StrCat(
+                   why.message(),
+                   "; the message was sent and the connection closed "
+                   "before its confirm")));
     }
-    inflight_.clear();
-    for (Item& item : queue_) Complete(item.batch, item.index, why);
+    ClearInFlight();
+    for (Item& item : queue_) {
+      bool reached = item.batch->reached_[item.index] != 0;
+      Complete(item.batch, item.index,
+               reached ? OutcomeUnknown(absl::StrCat(
+                             why.message(),
+                             "; the message was sent before a lost "
+                             "connection or channel and not confirmed"))
+                       : why);
+    }
     queue_.clear();
   }
   MaybeFinishDrain();
@@ -333,27 +507,35 @@ void Publisher::OnBlocked(bool blocked, const std::string& reason) {
   if (!blocked) Flush();
 }
 
-void Publisher::Requeue(const std::string& blame_exchange,
-                        const absl::Status& cause, bool count_attempt) {
+void Publisher::RequeueAfterLoss(const absl::Status& why, bool suspicious) {
   AMQPGW_DCHECK(worker_->InWorkerThread());
   std::deque<Item> retry;
-  for (InFlight& f : inflight_) {
-    if (f.settled) continue;
-    stats_->unconfirmed.fetch_sub(1, std::memory_order_relaxed);
-    PublishBatch& b = *f.item.batch;
-    size_t i = f.item.index;
+  for (InFlight* f : Unsettled()) {
+    PublishBatch& b = *f->item.batch;
+    size_t i = f->item.index;
     if (b.state_[i] == PublishBatch::State::kDone) continue;
-    bool blamed =
-        !blame_exchange.empty() && b.messages_[i].exchange == blame_exchange;
-    if (blamed ||
-        (count_attempt && ++b.attempts_[i] >= options_.max_attempts)) {
-      Complete(f.item.batch, i, cause);
+    if (suspicious && b.suspect_[i]++ > 0) {
+      // In flight at two closes the broker could not be blamed for, the
+      // second time alone: the broker cannot handle this message.
+      spdlog::warn(
+          "publisher: {} failed: the broker closed the connection twice "
+          "while it was in flight",
+          Destination(b.messages_[i]));
+      Complete(f->item.batch, i,
+               absl::InvalidArgumentError(absl::StrCat(
+                   "the broker closed the connection each of the two times "
+                   "this message was sent, the second time with no other "
+                   "message in flight (",
+                   why.message(),
+                   "): it cannot handle the message (a header value, say); "
+                   "not sent again, and it may or may not have been "
+                   "published")));
       continue;
     }
     b.state_[i] = PublishBatch::State::kQueued;
-    retry.push_back(std::move(f.item));
+    retry.push_back(std::move(f->item));
   }
-  inflight_.clear();
+  ClearInFlight();
   queue_.insert(queue_.begin(), std::make_move_iterator(retry.begin()),
                 std::make_move_iterator(retry.end()));
 }
@@ -381,26 +563,103 @@ void Publisher::OnConfirmChannelEvent(amqp::Event& event) {
     case Type::kBasicReturn:
       OnReturn(event.returned);
       break;
-    case Type::kChannelClose: {
-      // The broker refused something on the confirm channel (an exchange
-      // deleted since it was checked, a permission). Blame the exchange it
-      // names; republish the others on a new channel.
-      spdlog::warn("publisher: broker closed the confirm channel: {} {}",
-                   event.reply_code, event.reply_text);
-      worker_->ReleaseChannel(confirm_ch_);
-      confirm_state_ = ChannelState::kClosed;
-      known_exchanges_.clear();
-      std::string blamed = BlamedExchange(event.reply_text);
-      absl::Status cause =
-          amqp::ReplyToStatus(event.reply_code, event.reply_text, "publish");
-      Requeue(blamed, cause, /*count_attempt=*/blamed.empty());
-      OpenConfirmChannel();
-      MaybeFinishDrain();
+    case Type::kChannelClose:
+      OnConfirmChannelClosed(event);
       break;
-    }
     default:
       break;
   }
+}
+
+void Publisher::OnConfirmChannelClosed(const amqp::Event& event) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
+  spdlog::warn("publisher: broker closed the confirm channel: {} {}",
+               event.reply_code, event.reply_text);
+  worker_->ReleaseChannel(confirm_ch_);
+  confirm_state_ = ChannelState::kClosed;
+  std::vector<InFlight*> open = Unsettled();
+  // Pin the close on one message: RabbitMQ refuses a basic.publish before
+  // routing it and handles a channel's publishes in order, so the refused
+  // one is the first in flight that the reply describes, or the only one in
+  // flight.
+  size_t culprit = open.size();
+  Refusal refusal;
+  if (event.class_id == kBasicClass && event.method_id == kBasicPublishMethod &&
+      !open.empty()) {
+    refusal = ParseRefusal(event.reply_text);
+    for (size_t k = 0; k < open.size(); ++k) {
+      const InFlight& f = *open[k];
+      if (refusal.Matches(f.item.batch->messages_[f.item.index])) {
+        culprit = k;
+        break;
+      }
+    }
+    if (culprit == open.size() && open.size() == 1) culprit = 0;
+  }
+  std::deque<Item> retry;
+  for (size_t k = 0; k < open.size(); ++k) {
+    InFlight& f = *open[k];
+    PublishBatch& b = *f.item.batch;
+    size_t i = f.item.index;
+    if (b.state_[i] == PublishBatch::State::kDone) continue;
+    const amqp::OutgoingMessage& m = b.messages_[i];
+    if (k == culprit) {
+      absl::Status cause = amqp::ReplyToStatus(
+          event.reply_code, event.reply_text, Destination(m));
+      // Later messages with the refused key go alone again, and for a
+      // moment fail at once; a topic refusal makes the exchange's keys
+      // per routing key; a missing exchange is checked again.
+      if (refusal.kind == Refusal::Kind::kTopic) {
+        per_routing_key_.insert(m.exchange);
+      }
+      std::string key = refusal.Key(m, per_routing_key_);
+      if (key.empty() && f.isolated) {
+        // The text named nothing, but the message was alone: every key of
+        // it is in doubt.
+        for (const std::string& k2 : RiskKeys(m, per_routing_key_)) {
+          proven_.erase(k2);
+        }
+      } else if (!key.empty()) {
+        proven_.erase(key);
+        if (event.reply_code != amqp::kNotFound) {
+          if (refused_.size() >= kMaxRememberedKeys) refused_.clear();
+          refused_[key] = Refused{cause, absl::Now() + kRefusalMemory};
+        }
+      }
+      if (refusal.kind == Refusal::Kind::kSize) {
+        broker_max_size_ = refusal.max_size;
+      }
+      if (event.reply_code == amqp::kNotFound)
+        known_exchanges_.erase(m.exchange);
+      Complete(f.item.batch, i, std::move(cause));
+      continue;
+    }
+    if (culprit == open.size()) {
+      // Nothing pins the close on one message: each becomes a suspect, sent
+      // alone from now on (so the next close is pinned); one closed on twice
+      // fails.
+      if (b.suspect_[i]++ > 0) {
+        Complete(f.item.batch, i,
+                 amqp::ReplyToStatus(
+                     event.reply_code, event.reply_text,
+                     absl::StrCat(Destination(m),
+                                  " (the broker closed the channel each "
+                                  "of the two times this message was "
+                                  "sent; not sent again)")));
+        continue;
+      }
+    } else if (k > culprit) {
+      // Discarded by the broker unseen: this write published nothing.
+      b.reached_[i] = f.reached_before ? 1 : 0;
+    }
+    b.state_[i] = PublishBatch::State::kQueued;
+    retry.push_back(std::move(f.item));
+  }
+  ClearInFlight();
+  queue_.insert(queue_.begin(), std::make_move_iterator(retry.begin()),
+                std::make_move_iterator(retry.end()));
+  OpenConfirmChannel();
+  MaybeFinishDrain();
 }
 
 void Publisher::OnCheckChannelEvent(amqp::Event& event) {
@@ -412,7 +671,9 @@ void Publisher::OnCheckChannelEvent(amqp::Event& event) {
       Flush();
       break;
     case Type::kExchangeDeclareOk:
-      if (known_exchanges_.size() >= 100000) known_exchanges_.clear();
+      if (known_exchanges_.size() >= kMaxRememberedKeys) {
+        known_exchanges_.clear();
+      }
       known_exchanges_.insert(checking_);
       checking_.clear();
       Flush();
@@ -435,7 +696,14 @@ void Publisher::OnCheckChannelEvent(amqp::Event& event) {
       checking_.clear();
       for (auto it = queue_.begin(); it != queue_.end();) {
         if (it->batch->messages_[it->index].exchange == exchange) {
-          Complete(it->batch, it->index, cause);
+          bool reached = it->batch->reached_[it->index] != 0;
+          Complete(it->batch, it->index,
+                   reached ? OutcomeUnknown(absl::StrCat(
+                                 "the message was sent before a lost "
+                                 "connection or channel and not confirmed, "
+                                 "and cannot be sent again: ",
+                                 cause.message()))
+                           : cause);
           it = queue_.erase(it);
         } else {
           ++it;
@@ -456,7 +724,13 @@ void Publisher::Settle(uint64_t tag, bool multiple, bool ack) {
   auto settle = [&](InFlight& f) {
     if (f.settled) return;
     f.settled = true;
+    --unsettled_;
     stats_->unconfirmed.fetch_sub(1, std::memory_order_relaxed);
+    if (f.isolated) {
+      // The broker took it (a nack or a return too: its checks passed).
+      isolating_ = false;
+      MarkProven(f.item.batch->messages_[f.item.index]);
+    }
     if (!ack) {
       stats_->nacked.fetch_add(1, std::memory_order_relaxed);
       Complete(f.item.batch, f.item.index,

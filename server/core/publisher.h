@@ -13,29 +13,61 @@
 //    passive exchange.declare on a second channel checks that it exists. A
 //    missing exchange fails only the messages addressed to it (NOT_FOUND)
 //    instead of closing the confirm channel under everybody's messages.
+//  - Isolation: a message some of whose risk keys (publish_risk.h: its
+//    exchange, a user_id, a direct reply-to) have never been confirmed, or a
+//    suspect (below), is sent alone: once nothing else is unconfirmed, and
+//    nothing follows it until it is settled. A refusal (internal exchange,
+//    no write permission, ...) then closes the channel under that message
+//    only. A confirm proves its keys; later messages with proven keys are
+//    pipelined. A key stays proven across channels and connections until a
+//    refusal names it.
 //  - It is published (mandatory unless allow_unroutable) and tracked by its
 //    confirm sequence number. basic.ack completes it OK; basic.nack with
 //    RESOURCE_EXHAUSTED; a basic.return before the ack with
-//    FAILED_PRECONDITION "NO_ROUTE".
-//  - When the channel or connection is lost before the confirm, it goes back
-//    to the front of the FIFO (order kept) and is published again after
-//    reconnecting: at-least-once. It is never reported OK without a confirm.
+//    FAILED_PRECONDITION "NO_ROUTE". OK only ever follows a confirm.
+//  - The broker closes the confirm channel (OnConfirmChannelClosed): the
+//    refused message is the only one in flight (isolated), or the first in
+//    flight that the reply text describes (RabbitMQ checks a channel's
+//    publishes in order). It fails with the broker's error and is never
+//    sent again; the others are published again: those after it were
+//    discarded by the broker, those before it were routed but their confirms
+//    died with the channel (so they may arrive twice: at-least-once, as
+//    after a lost connection). When nothing can be pinned, every message in
+//    flight becomes a suspect.
+//  - The connection is lost before the confirm: the message goes back to the
+//    front of the FIFO (order kept) and is published again after
+//    reconnecting: at-least-once. When the broker closed the connection with
+//    an error (connection.close other than 320 CONNECTION_FORCED: a message
+//    it could not handle, say), the messages in flight become suspects; a
+//    suspect in flight at a second such close (alone, being isolated) is
+//    failed, not sent a third time (poison).
+//  - Bounded writes: a message is written only while less than
+//    kMaxUnsentBytes wait unsent in the socket. rabbitmq-c's writes do not
+//    return before every byte is out (they wait for the socket inside the
+//    call), so without this a broker that stops reading would hold the
+//    worker thread, its timers and its heartbeats, for as long as the
+//    kernel's TCP_USER_TIMEOUT (two heartbeats).
 //  - At the batch deadline (the call's deadline, capped by the daemon's
-//    --publish_timeout), messages without a result complete with UNAVAILABLE
-//    (broker unreachable or blocked) or DEADLINE_EXCEEDED.
+//    --publish_timeout), a message without a result completes with
+//    DEADLINE_EXCEEDED "outcome unknown: ..." when some write of it may have
+//    reached the broker (it may still be confirmed, or be in a queue), and
+//    with UNAVAILABLE "... not published" when it was never written.
 #ifndef AMQPGW_SERVER_CORE_PUBLISHER_H_
 #define AMQPGW_SERVER_CORE_PUBLISHER_H_
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/amqp/types.h"
 #include "server/core/connection_worker.h"
@@ -86,7 +118,11 @@ class PublishBatch {
   size_t bytes_ = 0;
   std::vector<Result> results_;
   std::vector<State> state_;
-  std::vector<uint8_t> attempts_;
+  // Per message: 1 once a write of it may have reached the broker (its
+  // outcome is unknown without a confirm); the closes nothing could pin on
+  // one message that it was in flight at (a suspect when > 0).
+  std::vector<uint8_t> reached_;
+  std::vector<uint8_t> suspect_;
   size_t remaining_;
   absl::Time deadline_;
   bool record_send_times_ = false;
@@ -100,10 +136,18 @@ class Publisher : private ConnectionWorker::Observer {
   struct Options {
     // Most messages sent and not yet confirmed.
     uint32_t confirm_window = 1024;
-    // Times a message is republished after channel errors that cannot be
-    // attributed to it, before it fails with that error.
-    int max_attempts = 5;
   };
+
+  // A message is written only while fewer bytes than this wait unsent in
+  // the socket (amqp::Connection::UnsentBytes), checked every
+  // kUnsentCheckBytes written and before every message of at least that
+  // size.
+  static constexpr size_t kMaxUnsentBytes = 1 << 20;
+  static constexpr size_t kUnsentCheckBytes = 64 << 10;
+  // A refusal the broker gave for a risk key fails later messages with the
+  // same key at once, for this long, instead of sending each alone to be
+  // refused again (and closing the channel each time).
+  static constexpr absl::Duration kRefusalMemory = absl::Seconds(1);
 
   // `worker`, `stats` and `pending_bytes` must outlive the publisher.
   // `pending_bytes` is decreased by a batch's bytes() when it completes.
@@ -129,7 +173,15 @@ class Publisher : private ConnectionWorker::Observer {
     Item item;
     bool settled = false;
     bool returned = false;
+    // Sent alone (isolation): nothing else was unconfirmed.
+    bool isolated = false;
+    // The message's reached_ flag before this write.
+    bool reached_before = false;
     absl::Status return_status;
+  };
+  struct Refused {
+    absl::Status status;
+    absl::Time until;
   };
   enum class ChannelState { kClosed, kOpening, kSelecting, kReady };
 
@@ -164,17 +216,32 @@ class Publisher : private ConnectionWorker::Observer {
   void Complete(const std::shared_ptr<PublishBatch>& batch, size_t index,
                 absl::Status status);
   void Expire(const std::shared_ptr<PublishBatch>& batch);
-  absl::Status ExpiredStatus(bool sent) const;
+  absl::Status ExpiredStatus(const PublishBatch& batch, size_t index) const;
+  // The answer for a message some write of which may have reached the
+  // broker, when the gateway stops waiting for its confirm: `why` says why.
+  static absl::Status OutcomeUnknown(absl::string_view why);
+  // Whether `m` must be sent alone; fails it (true, `*failed` set) when the
+  // broker refused one of its keys within kRefusalMemory.
+  bool NeedsIsolation(const PublishBatch& b, size_t index,
+                      absl::Status* failed);
+  // Whether the socket takes `m` without making the worker wait; else
+  // arranges a later Flush.
+  bool HasRoomToWrite(amqp::Connection* conn, const amqp::OutgoingMessage& m);
+  void MarkProven(const amqp::OutgoingMessage& m);
   void OpenConfirmChannel();
   void OpenCheckChannel();
   void OnConfirmChannelEvent(amqp::Event& event);
   void OnCheckChannelEvent(amqp::Event& event);
+  void OnConfirmChannelClosed(const amqp::Event& event);
   void Settle(uint64_t tag, bool multiple, bool ack);
   void OnReturn(const amqp::ReturnedMessage& returned);
-  // Moves unconfirmed messages back to the queue; fails those `blame`
-  // selects with `cause`.
-  void Requeue(const std::string& blame_exchange, const absl::Status& cause,
-               bool count_attempt);
+  // Moves the unconfirmed messages back to the front of the queue, in
+  // order, for a lost connection; with `suspicious` (the broker closed it
+  // with an error) they become suspects, and a suspect already fails.
+  void RequeueAfterLoss(const absl::Status& why, bool suspicious);
+  // The unconfirmed messages of inflight_, in order.
+  std::vector<InFlight*> Unsettled();
+  void ClearInFlight();
   bool IsKnownExchange(const std::string& name) const;
   void MaybeFinishDrain();
 
@@ -188,6 +255,10 @@ class Publisher : private ConnectionWorker::Observer {
   // Worker thread only.
   std::deque<Item> queue_;
   std::deque<InFlight> inflight_;
+  size_t unsettled_ = 0;  // entries of inflight_ not settled
+  // The one unsettled message was sent alone: nothing is sent until it is
+  // settled.
+  bool isolating_ = false;
   uint64_t next_seq_ = 1;
   ChannelState confirm_state_ = ChannelState::kClosed;
   ChannelState check_state_ = ChannelState::kClosed;
@@ -195,6 +266,17 @@ class Publisher : private ConnectionWorker::Observer {
   uint16_t check_ch_ = 0;
   std::string checking_;  // exchange being checked, empty when none
   absl::flat_hash_set<std::string> known_exchanges_;
+  // Risk keys confirmed at least once (publish_risk.h).
+  absl::flat_hash_set<std::string> proven_;
+  // Exchanges that refused one routing key (topic permissions).
+  absl::flat_hash_set<std::string> per_routing_key_;
+  // Risk keys the broker refused lately (kRefusalMemory).
+  absl::flat_hash_map<std::string, Refused> refused_;
+  // The broker's max_message_size, once a refusal told it.
+  size_t broker_max_size_ = SIZE_MAX;
+  size_t written_since_check_ = 0;
+  EventLoop::TimerId write_timer_ = 0;
+  absl::Duration write_retry_ = absl::ZeroDuration();
   bool blocked_ = false;
   bool flush_scheduled_ = false;
   std::string blocked_reason_;
