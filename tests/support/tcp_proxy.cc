@@ -39,6 +39,35 @@ int ConnectTo(int port) {
   return fd;
 }
 
+// connection.close (541 INTERNAL_ERROR) for basic.publish, as one frame.
+std::string ConnectionCloseFrame() {
+  std::string payload;
+  auto u16 = [&payload](int v) {
+    payload.push_back(static_cast<char>((v >> 8) & 0xff));
+    payload.push_back(static_cast<char>(v & 0xff));
+  };
+  const std::string text =
+      "INTERNAL_ERROR (poison message, from the test proxy)";
+  u16(10);   // connection
+  u16(50);   // close
+  u16(541);  // INTERNAL_ERROR
+  payload.push_back(static_cast<char>(text.size()));
+  payload += text;
+  u16(60);  // basic
+  u16(40);  // publish
+  std::string frame;
+  frame.push_back(1);  // method frame
+  frame.push_back(0);  // channel 0
+  frame.push_back(0);
+  uint32_t n = payload.size();
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    frame.push_back(static_cast<char>((n >> shift) & 0xff));
+  }
+  frame += payload;
+  frame.push_back(static_cast<char>(0xce));
+  return frame;
+}
+
 }  // namespace
 
 TcpProxy::TcpProxy(int target_port) : target_port_(target_port) {
@@ -81,11 +110,13 @@ void TcpProxy::Wake() {
   (void)n;
 }
 
-void TcpProxy::CloseLocked(Pipe& p) {
+void TcpProxy::CloseLocked(Pipe& p, bool graceful) {
   if (p.client >= 0) {
-    // RST, like a crashed peer or a middlebox dropping state.
-    linger l{1, 0};
-    setsockopt(p.client, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    if (!graceful) {
+      // RST, like a crashed peer or a middlebox dropping state.
+      linger l{1, 0};
+      setsockopt(p.client, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    }
     close(p.client);
   }
   if (p.server >= 0) close(p.server);
@@ -114,6 +145,11 @@ void TcpProxy::SetDelay(absl::Duration delay) {
     delay_ = delay;
   }
   Wake();
+}
+
+void TcpProxy::SetPoison(std::string marker) {
+  amqpgw::MutexLock lock(&mu_);
+  poison_ = std::move(marker);
 }
 
 void TcpProxy::SetRefuse(bool refuse) {
@@ -203,7 +239,24 @@ void TcpProxy::Run() {
         char buf[65536];
         ssize_t n = read(from, buf, sizeof(buf));
         if (n > 0) {
-          q.push_back({now + delay_, std::string(buf, n)});
+          std::string data(buf, n);
+          if (from == p->client && !poison_.empty()) {
+            // The marker may straddle two reads: look at the tail too.
+            std::string scan = p->scan_tail + data;
+            size_t at = scan.find(poison_);
+            if (at != std::string::npos) {
+              size_t keep =
+                  at > p->scan_tail.size() ? at - p->scan_tail.size() : 0;
+              if (keep > 0) q.push_back({now, data.substr(0, keep)});
+              p->to_client.push_back({now, ConnectionCloseFrame()});
+              p->poisoned = true;
+              ++poisoned_;
+              return;
+            }
+            size_t tail = std::min(scan.size(), poison_.size() - 1);
+            p->scan_tail = scan.substr(scan.size() - tail);
+          }
+          q.push_back({now + delay_, std::move(data)});
         } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
           dead = true;
         }
@@ -221,13 +274,17 @@ void TcpProxy::Run() {
           q.pop_front();
         }
       };
-      if (cf.revents & (POLLIN | POLLHUP | POLLERR))
+      if (!p->poisoned && (cf.revents & (POLLIN | POLLHUP | POLLERR)))
         pump_in(p->client, p->to_server);
-      if (sf.revents & (POLLIN | POLLHUP | POLLERR))
+      if (!p->poisoned && (sf.revents & (POLLIN | POLLHUP | POLLERR)))
         pump_in(p->server, p->to_client);
       pump_out(p->server, p->to_server);
       pump_out(p->client, p->to_client);
-      if (dead) CloseLocked(*p);
+      if (p->poisoned && p->to_client.empty()) {
+        CloseLocked(*p, /*graceful=*/true);
+      } else if (dead) {
+        CloseLocked(*p);
+      }
     }
   }
 }

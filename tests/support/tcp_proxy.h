@@ -41,6 +41,15 @@ class TcpProxy {
   void SetDelay(absl::Duration delay);
   // New connections are accepted and closed at once.
   void SetRefuse(bool refuse);
+  // From now on, a connection whose client sends `marker` (empty: none) is
+  // treated as a broker that cannot handle that message treats it: the bytes
+  // before the marker are forwarded, the client gets a connection.close
+  // (541 INTERNAL_ERROR, for basic.publish) and then EOF, and the broker side
+  // is closed. For poison-message tests that must not depend on what the
+  // gateway refuses before sending.
+  void SetPoison(std::string marker);
+  // Connections closed so by SetPoison.
+  int poisoned() const { return poisoned_.load(); }
   // Connections accepted so far.
   int accepted() const { return accepted_.load(); }
   int open_connections() ABSL_LOCKS_EXCLUDED(mu_);
@@ -54,12 +63,19 @@ class TcpProxy {
     int client = -1;
     int server = -1;
     bool stalled = false;
+    // SetPoison: the client's last bytes, for a marker split across reads;
+    // once poisoned, the pipe closes when its bytes to the client are out.
+    std::string scan_tail;
+    bool poisoned = false;
     std::deque<Chunk> to_server;
     std::deque<Chunk> to_client;
   };
 
   void Run();
-  void CloseLocked(Pipe& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Closes both sides; the client with a RST unless `graceful` (a FIN after
+  // what was written to it).
+  void CloseLocked(Pipe& p, bool graceful = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Wake();
 
   int listen_fd_ = -1;
@@ -68,12 +84,14 @@ class TcpProxy {
   int wake_fd_ = -1;
   std::atomic<bool> stop_{false};
   std::atomic<int> accepted_{0};
+  std::atomic<int> poisoned_{0};
   std::thread thread_;
 
   amqpgw::Mutex mu_;
   std::vector<std::unique_ptr<Pipe>> pipes_ ABSL_GUARDED_BY(mu_);
   absl::Duration delay_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
   bool refuse_ ABSL_GUARDED_BY(mu_) = false;
+  std::string poison_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace amqpgw::testing
