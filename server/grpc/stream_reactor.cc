@@ -131,22 +131,22 @@ void StreamReactor::Push(Item item) {
 }
 
 void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
-  bool finish = false;
   ::grpc::Status status;
   PendingDelivery delivery;
   bool is_delivery = false;
   v1::StreamMessagesResponse event;
   std::shared_ptr<core::Subscription> subscription;
+  std::unique_ptr<WriteSlot> slot;
   {
     amqpgw::MutexLock lock(&s->mu);
-    if (s->finished || s->writing) return;
+    // A write is under way while the slot is not idle.
+    if (s->finished || s->idle == nullptr) return;
     if (s->queue.empty()) {
       if (!s->ended) return;
       s->finished = true;
-      finish = true;
       status = s->end_status;
     } else {
-      s->writing = true;
+      slot = std::move(s->idle);
       Item& item = s->queue.front();
       if (auto* d = std::get_if<PendingDelivery>(&item)) {
         delivery = std::move(*d);
@@ -158,61 +158,60 @@ void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
       subscription = s->subscription;
     }
   }
-  if (finish) {
+  if (slot == nullptr) {
     Finish(status);  // OnDone may delete `this` from here on
     return;
   }
-  // This thread holds the write: `this` stays alive until OnWriteDone.
+  // This thread owns the slot: `this` stays alive until OnWriteDone.
   if (is_delivery) {
-    TakeDeliveries(s, std::move(delivery));
+    TakeDeliveries(s, std::move(delivery), *slot);
     if (mode_ == core::AckMode::kNone && subscription != nullptr) {
-      subscription->HandedOver(current_delivery_id_);
+      subscription->HandedOver(slot->last_delivery_id);
     }
   } else {
-    current_ = std::move(event);
-    current_delivery_id_ = 0;
+    slot->response = std::move(event);
+    slot->last_delivery_id = 0;
   }
   // More queued behind this one: let gRPC buffer it (it goes out with the
   // next write that has no hint, at the latest the queue's last), so that a
   // burst of deliveries leaves in few HTTP/2 frames and sendmsg calls
   // instead of one each (bench/compare.sh: gateway CPU per delivery).
-  // Asked last, under the lock that OnWriteDone takes before it reads
-  // current_spans_: everything this thread did to current_, current_spans_
-  // and current_delivery_id_ happens before it, and before the next writer
-  // (gRPC's own hand-off from StartWrite to OnWriteDone is invisible to
-  // ThreadSanitizer, gRPC being uninstrumented). So this lock stays even
-  // where TakeDeliveries has just looked at the queue.
   bool more;
+  WriteSlot* writing = slot.get();
   {
     amqpgw::MutexLock lock(&s->mu);
     more = !s->queue.empty();
+    s->in_flight = std::move(slot);
   }
   ::grpc::WriteOptions options;
   if (more) options.set_buffer_hint();
-  StartWrite(&current_, options);
+  // gRPC reads the response until OnWriteDone, which alone takes the slot
+  // out of in_flight again.
+  StartWrite(&writing->response, options);
 }
 
 void StreamReactor::TakeDeliveries(const std::shared_ptr<Shared>& s,
-                                   PendingDelivery first) {
+                                   PendingDelivery first, WriteSlot& slot) {
   // Converted by the thread that starts the write: the consumer thread at
   // the end of a read that found gRPC idle, else gRPC's in OnWriteDone.
+  v1::StreamMessagesResponse& r = slot.response;
   if (max_batch_ == 0) {
-    if (!current_.has_delivery()) current_.Clear();
-    ConvertDelivery(std::move(first), current_.mutable_delivery());
+    if (!r.has_delivery()) r.Clear();
+    ConvertDelivery(std::move(first), r.mutable_delivery(), slot);
     return;
   }
-  if (!current_.has_batch()) current_.Clear();
-  auto* deliveries = current_.mutable_batch()->mutable_deliveries();
+  if (!r.has_batch()) r.Clear();
+  auto* deliveries = r.mutable_batch()->mutable_deliveries();
   // The previous batch's Delivery objects are reused in place.
-  auto slot = [deliveries](int i) {
+  auto next_slot = [deliveries](int i) {
     return i < deliveries->size() ? deliveries->Mutable(i) : deliveries->Add();
   };
   int n = 0;
   size_t bytes = 0;
   PendingDelivery next = std::move(first);
   while (true) {
-    v1::Delivery* d = slot(n++);
-    ConvertDelivery(std::move(next), d);
+    v1::Delivery* d = next_slot(n++);
+    ConvertDelivery(std::move(next), d, slot);
     bytes += d->ByteSizeLong();
     amqpgw::MutexLock lock(&s->mu);
     if (s->queue.empty() || n >= static_cast<int>(max_batch_) ||
@@ -227,7 +226,8 @@ void StreamReactor::TakeDeliveries(const std::shared_ptr<Shared>& s,
   while (deliveries->size() > n) deliveries->RemoveLast();
 }
 
-void StreamReactor::ConvertDelivery(PendingDelivery&& from, v1::Delivery* to) {
+void StreamReactor::ConvertDelivery(PendingDelivery&& from, v1::Delivery* to,
+                                    WriteSlot& slot) {
   // The previous delivery's message objects are cleared, not freed: its
   // Delivery and MessageProperties (and their strings' buffers) are reused,
   // which saves several allocations per message (bench/profile.sh stream).
@@ -239,12 +239,13 @@ void StreamReactor::ConvertDelivery(PendingDelivery&& from, v1::Delivery* to) {
     props->Clear();
     to->set_allocated_properties(props);
   }
-  current_delivery_id_ = from.delivery.delivery_id;
+  slot.last_delivery_id = from.delivery.delivery_id;
   ToProtoDelivery(std::move(from.delivery), to);
-  if (spans_ != nullptr) StartDeliverSpan(to, from.received);
+  if (spans_ != nullptr) StartDeliverSpan(to, from.received, slot);
 }
 
-void StreamReactor::StartDeliverSpan(v1::Delivery* d, absl::Time received) {
+void StreamReactor::StartDeliverSpan(v1::Delivery* d, absl::Time received,
+                                     WriteSlot& slot) {
   if (!d->has_trace_context()) return;
   std::optional<trace::TraceContext> parent = trace::ParseTraceparent(
       d->trace_context().traceparent(), d->trace_context().tracestate());
@@ -271,7 +272,7 @@ void StreamReactor::StartDeliverSpan(v1::Delivery* d, absl::Time received) {
   span.Add("amqpgw.redelivered", d->redelivered());
   d->mutable_trace_context()->set_traceparent(
       parent->WithSpan(span.span_id).Traceparent());
-  current_spans_.push_back(std::move(span));
+  slot.spans.push_back(std::move(span));
 }
 
 void StreamReactor::OnWriteDone(bool ok) {
@@ -282,11 +283,12 @@ void StreamReactor::OnWriteDone(bool ok) {
   std::vector<trace::Span> spans;
   {
     amqpgw::MutexLock lock(&s->mu);
-    // Taken before the write is released: the next one refills the vector.
-    spans.swap(current_spans_);
-    s->writing = false;
+    std::unique_ptr<WriteSlot> slot = std::move(s->in_flight);
+    // The spans leave with this write; the slot goes back for the next.
+    spans.swap(slot->spans);
+    if (ok && mode_ == core::AckMode::kAuto) handed = slot->last_delivery_id;
+    s->idle = std::move(slot);
     subscription = s->subscription;
-    if (ok && mode_ == core::AckMode::kAuto) handed = current_delivery_id_;
   }
   for (trace::Span& span : spans) {
     span.end = end;

@@ -24,10 +24,12 @@ namespace amqpgw::grpc_api {
 // the last call the subscription makes into this sink.
 //
 // Threads: Sink methods run on the subscription's worker thread; gRPC
-// reactions (OnWriteDone, OnCancel, OnDone) on gRPC's threads. The queue is
-// shared under mu_. At most `prefetch` deliveries wait in it, because the
-// broker sends no more than that many unacknowledged messages and the
-// gateway acknowledges (AUTO, NONE) only once a message leaves the queue.
+// reactions (OnWriteDone, OnCancel, OnDone) on gRPC's threads. The queue and
+// the write slot are shared under Shared::mu (see Shared for the slot's
+// hand-off). At most `prefetch` deliveries, and about max_outstanding_bytes
+// of them, wait in the queue, because the broker sends no more than the
+// subscription's window of unacknowledged messages and the gateway
+// acknowledges (AUTO, NONE) only once a message leaves the queue.
 //
 // Deliveries wait in the queue until the subscription's read that brought
 // them is over (OnDeliveriesRead), or a write in progress completes. With
@@ -81,15 +83,38 @@ class StreamReactor
   };
   using Item = std::variant<v1::StreamMessagesResponse, PendingDelivery>;
 
+  // The response of one write, with what it carries: owned by exactly one
+  // place at a time, which is the hand-off of a write between threads (see
+  // Shared). Its Delivery messages are cleared and reused by the next
+  // write, not freed.
+  struct WriteSlot {
+    v1::StreamMessagesResponse response;
+    // The id of the response's last delivery; 0 for other events.
+    uint64_t last_delivery_id = 0;
+    // The deliver spans of the response, ended in OnWriteDone.
+    std::vector<trace::Span> spans;
+  };
+
   // State shared by the subscription's thread and gRPC's. Each entry point
   // holds a reference while it runs: once a thread unlocks, another may
   // Finish and OnDone may delete the reactor, but never the mutex under a
   // thread still unlocking it.
+  //
+  // The write slot is in `idle` while no write is under way. A thread that
+  // starts a write takes it out under `mu` (so no other thread can), fills
+  // it as the only owner (a local unique_ptr), and puts it in `in_flight`
+  // under `mu` before StartWrite; OnWriteDone takes it back under `mu`.
+  // Every access to a slot is therefore either under `mu` or through the
+  // one owning pointer, which the lock analysis and ThreadSanitizer both
+  // see (gRPC's own hand-off from StartWrite to OnWriteDone is invisible to
+  // TSan: gRPC is not instrumented).
   struct Shared {
     amqpgw::Mutex mu;
     std::shared_ptr<core::Subscription> subscription ABSL_GUARDED_BY(mu);
     std::deque<Item> queue ABSL_GUARDED_BY(mu);
-    bool writing ABSL_GUARDED_BY(mu) = false;
+    std::unique_ptr<WriteSlot> idle ABSL_GUARDED_BY(mu) =
+        std::make_unique<WriteSlot>();
+    std::unique_ptr<WriteSlot> in_flight ABSL_GUARDED_BY(mu);
     bool ended ABSL_GUARDED_BY(mu) = false;
     bool finished ABSL_GUARDED_BY(mu) = false;
     ::grpc::Status end_status ABSL_GUARDED_BY(mu);
@@ -97,36 +122,30 @@ class StreamReactor
 
   void Push(Item item);
   // Starts the next write, or Finish once the queue is empty and the
-  // subscription ended. Touches `this` only while it holds the write (or to
-  // call Finish, as its last action).
+  // subscription ended. Touches `this` only while it holds the write slot
+  // (or to call Finish, as its last action).
   void Pump(const std::shared_ptr<Shared>& s);
   // Converts `first` and, with max_batch_ >= 1, the deliveries queued behind
-  // it into current_; sets current_delivery_id_ to the last one's id.
-  void TakeDeliveries(const std::shared_ptr<Shared>& s, PendingDelivery first);
+  // it into `slot`.
+  void TakeDeliveries(const std::shared_ptr<Shared>& s, PendingDelivery first,
+                      WriteSlot& slot);
   // Converts `from` into `to` (cleared for reuse); starts its span.
-  void ConvertDelivery(PendingDelivery&& from, v1::Delivery* to);
-  // With spans on: adds a deliver span for `d` to current_spans_ when its
-  // trace is sampled, and names the span as parent in d's trace context.
-  void StartDeliverSpan(v1::Delivery* d, absl::Time received);
+  void ConvertDelivery(PendingDelivery&& from, v1::Delivery* to,
+                       WriteSlot& slot);
+  // With spans on: adds a deliver span for `d` to slot.spans when its trace
+  // is sampled, and names the span as parent in d's trace context.
+  void StartDeliverSpan(v1::Delivery* d, absl::Time received, WriteSlot& slot);
 
   const core::AckMode mode_;
   const std::string queue_name_;
   const uint32_t prefetch_;
   const uint32_t max_batch_;
   trace::SpanExporter* const spans_;
-  // Written by OnSubscribed (subscription thread) before any delivery;
-  // read by the writing thread for spans.
+  // Written by OnSubscribed (subscription thread) before any delivery is
+  // queued (under Shared::mu, which orders it before every reader); read by
+  // the writing thread for spans.
   std::string subscription_id_;
   const std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
-  // The response being written: owned by the thread that set `writing`
-  // until StartWrite, then read by gRPC until OnWriteDone. Its Delivery
-  // messages are cleared and reused by the next write, not freed.
-  v1::StreamMessagesResponse current_;
-  // The id of current_'s last delivery; 0 for other events.
-  uint64_t current_delivery_id_ = 0;
-  // The deliver spans of current_, ended in OnWriteDone. Same ownership as
-  // current_; OnWriteDone takes them under shared_->mu.
-  std::vector<trace::Span> current_spans_;
 };
 
 }  // namespace amqpgw::grpc_api
