@@ -187,7 +187,15 @@ class Connection {
   virtual absl::Status OpenChannel(uint16_t channel) = 0;
   virtual absl::Status CloseChannel(uint16_t channel) = 0;
   virtual absl::Status ConfirmSelect(uint16_t channel) = 0;
-  virtual absl::Status Qos(uint16_t channel, uint16_t prefetch_count) = 0;
+  // basic.qos. `global` false: the prefetch of consumers started on the
+  // channel afterwards; true: a limit for the whole channel, which RabbitMQ
+  // 3.10 applies at once, also to running consumers, but only for classic
+  // queues (a quorum or stream queue refuses basic.consume on such a
+  // channel with 540 NOT_IMPLEMENTED, which closes the whole connection, and
+  // ignores one set after basic.consume). prefetch_size is always 0:
+  // RabbitMQ refuses any other value the same way (540).
+  virtual absl::Status Qos(uint16_t channel, uint16_t prefetch_count,
+                           bool global) = 0;
   virtual absl::Status Consume(uint16_t channel, const ConsumeArgs& args) = 0;
   virtual absl::Status Cancel(uint16_t channel,
                               absl::string_view consumer_tag) = 0;

@@ -586,9 +586,11 @@ absl::Status RabbitConnection::ConfirmSelect(uint16_t channel) {
   return SendMethod(channel, AMQP_CONFIRM_SELECT_METHOD, &m, "confirm.select");
 }
 
-absl::Status RabbitConnection::Qos(uint16_t channel, uint16_t prefetch_count) {
+absl::Status RabbitConnection::Qos(uint16_t channel, uint16_t prefetch_count,
+                                   bool global) {
   amqp_basic_qos_t m{};
   m.prefetch_count = prefetch_count;
+  m.global = global ? 1 : 0;
   return SendMethod(channel, AMQP_BASIC_QOS_METHOD, &m, "basic.qos");
 }
 

@@ -127,7 +127,7 @@ void Subscription::OnConnectionLost(const absl::Status& why) {
   channel_ = 0;
   // The broker requeues what this channel had unacked: a new generation.
   gen_base_ = next_id_ - 1;
-  unacked_.clear();
+  ResetOutstanding();
   acked_upto_tag_ = 0;
   acked_id_.store(gen_base_, std::memory_order_release);
   delivered_ = completed_;
@@ -156,12 +156,12 @@ void Subscription::OnChannelEvent(amqp::Event& event) {
   switch (event.type) {
     case Type::kChannelOpenOk: {
       if (state_ != State::kOpening) return;
-      uint16_t prefetch = options_.prefetch;
-      if (options_.max_messages > 0 && options_.max_messages < prefetch) {
-        prefetch = static_cast<uint16_t>(options_.max_messages);
-      }
       state_ = State::kQos;
-      conn->Qos(channel_, prefetch).IgnoreError();
+      // Never a channel-wide window before basic.consume: a quorum or
+      // stream queue refuses to be consumed on such a channel with 540
+      // NOT_IMPLEMENTED, which closes the whole connection.
+      conn->Qos(channel_, ConsumerPrefetch(), /*global=*/false).IgnoreError();
+      ack_batch_.store(std::max<uint64_t>(1, ConsumerPrefetch() / 4));
       return;
     }
     case Type::kBasicQosOk: {
@@ -241,7 +241,15 @@ void Subscription::OnDeliver(amqp::Delivery& d) {
     return;
   }
   ++delivered_;
-  if (options_.ack_mode == AckMode::kClient) unacked_.insert(tag);
+  uint64_t bytes = d.body.size() + 256;  // + properties, roughly
+  outstanding_bytes_ += bytes;
+  average_bytes_ = (average_bytes_ * 7 + bytes) / 8;
+  largest_bytes_ = std::max(largest_bytes_, bytes);
+  if (options_.ack_mode == AckMode::kClient) {
+    unacked_[tag] = bytes;
+  } else {
+    unacked_sizes_.push_back(bytes);
+  }
   stats_->delivered.fetch_add(1, std::memory_order_relaxed);
   stats_->delivered_bytes.fetch_add(d.body.size(), std::memory_order_relaxed);
   out.message = std::move(d);
@@ -260,7 +268,67 @@ void Subscription::OnReadDone() {
   AMQPGW_DCHECK(worker_->InWorkerThread());
   if (!delivered_in_read_) return;
   delivered_in_read_ = false;
+  UpdateWindow();
   if (state_ != State::kEnded) sink_->OnDeliveriesRead();
+}
+
+uint16_t Subscription::ConsumerPrefetch() const {
+  uint64_t prefetch = options_.prefetch;
+  if (options_.max_messages > 0 && options_.max_messages < prefetch) {
+    prefetch = options_.max_messages;
+  }
+  // What the broker may send at once keeps the byte budget for messages up
+  // to the largest seen so far (or assumed before any).
+  uint64_t size = std::max(largest_bytes_, kAssumedMessageBytes);
+  prefetch = std::min(prefetch, options_.max_outstanding_bytes / size);
+  return static_cast<uint16_t>(std::max<uint64_t>(1, prefetch));
+}
+
+bool Subscription::NeedsWindow() const {
+  // Messages larger than the consumer prefetch was sized for.
+  return uint64_t{ConsumerPrefetch()} * average_bytes_ >
+             options_.max_outstanding_bytes ||
+         outstanding_bytes_ >= options_.max_outstanding_bytes;
+}
+
+uint16_t Subscription::DesiredWindow() const {
+  uint64_t count = options_.ack_mode == AckMode::kClient
+                       ? unacked_.size()
+                       : unacked_sizes_.size();
+  uint64_t window;
+  if (outstanding_bytes_ >= options_.max_outstanding_bytes) {
+    // Full: nothing more until acks bring the count below this.
+    window = count;
+  } else {
+    window =
+        options_.max_outstanding_bytes / std::max<uint64_t>(1, average_bytes_);
+  }
+  return static_cast<uint16_t>(
+      std::clamp<uint64_t>(window, 1, ConsumerPrefetch()));
+}
+
+void Subscription::UpdateWindow() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
+  if (state_ != State::kActive && state_ != State::kCancelling) return;
+  if (window_ == 0 && !NeedsWindow()) return;
+  uint16_t want = DesiredWindow();
+  // Tighten at once; widen in steps of a quarter, so that a steady stream
+  // does not send a basic.qos per read.
+  if (want >= window_ && want <= window_ + window_ / 4) return;
+  window_ = want;
+  ack_batch_.store(std::max<uint64_t>(1, window_ / 4));
+  // Channel-wide (global): RabbitMQ applies it at once to the running
+  // consumer of a classic queue; a quorum or stream queue ignores it (the
+  // consumer prefetch bounds those).
+  worker_->connection()->Qos(channel_, window_, /*global=*/true).IgnoreError();
+}
+
+void Subscription::ResetOutstanding() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
+  unacked_.clear();
+  unacked_sizes_.clear();
+  outstanding_bytes_ = 0;
+  window_ = 0;
 }
 
 void Subscription::OnChannelClosedByBroker(const amqp::Event& event) {
@@ -274,7 +342,7 @@ void Subscription::OnChannelClosedByBroker(const amqp::Event& event) {
   state_ = State::kWaiting;
   // The broker requeues this channel's unacked messages.
   gen_base_ = next_id_ - 1;
-  unacked_.clear();
+  ResetOutstanding();
   acked_upto_tag_ = 0;
   acked_id_.store(gen_base_, std::memory_order_release);
   delivered_ = completed_;
@@ -340,7 +408,7 @@ bool Subscription::AckDue(uint64_t handed, uint64_t received,
   // once when gRPC has caught up with every delivery received (nothing to
   // batch with, and nothing stays unacked behind an idle stream). Fewer ack
   // frames for the broker (and this thread) to process.
-  uint64_t batch = std::max<uint64_t>(1, options_.prefetch / 4);
+  uint64_t batch = ack_batch_.load(std::memory_order_relaxed);
   return handed >= received || handed - acked >= batch;
 }
 
@@ -356,10 +424,15 @@ void Subscription::AckHandedOver(bool all) {
   if (!all && !AckDue(tag, received_tag, acked_upto_tag_)) return;
   worker_->connection()->Ack(channel_, tag, /*multiple=*/true).IgnoreError();
   uint64_t n = tag - acked_upto_tag_;
+  for (uint64_t k = 0; k < n && !unacked_sizes_.empty(); ++k) {
+    outstanding_bytes_ -= unacked_sizes_.front();
+    unacked_sizes_.pop_front();
+  }
   acked_upto_tag_ = tag;
   acked_id_.store(handed, std::memory_order_release);
   completed_ += n;
   stats_->acked.fetch_add(n, std::memory_order_relaxed);
+  UpdateWindow();
   MaybeComplete();
 }
 
@@ -408,17 +481,21 @@ void Subscription::DoAck(
   std::vector<uint64_t> tags;
   bool live = state_ == State::kActive || state_ == State::kCancelling;
   for (uint64_t id : ids) {
-    if (!live || id <= gen_base_ || unacked_.erase(id - gen_base_) == 0) {
+    auto it =
+        live && id > gen_base_ ? unacked_.find(id - gen_base_) : unacked_.end();
+    if (it == unacked_.end()) {
       result.stale_ids.push_back(id);
       continue;
     }
+    outstanding_bytes_ -= it->second;
+    unacked_.erase(it);
     tags.push_back(id - gen_base_);
   }
   if (!tags.empty()) {
     std::sort(tags.begin(), tags.end());
     amqp::Connection* conn = worker_->connection();
     // One frame when the tags are exactly everything unacked up to the last.
-    bool contiguous = unacked_.empty() || *unacked_.begin() > tags.back();
+    bool contiguous = unacked_.empty() || unacked_.begin()->first > tags.back();
     auto send = [&](uint64_t tag, bool multiple) {
       if (action == AckAction::kAck) {
         conn->Ack(channel_, tag, multiple).IgnoreError();
@@ -446,6 +523,7 @@ void Subscription::DoAck(
     }
     completed_ += n;
     result.applied = static_cast<uint32_t>(n);
+    UpdateWindow();
   }
   std::move(done)(std::move(result));
   MaybeComplete();

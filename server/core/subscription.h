@@ -3,11 +3,29 @@
 // Design: a few consumer connections (ConnectionWorkers), each owned by one
 // thread, carry one channel per subscription. A new subscription goes to the
 // connection with the fewest. Many streams therefore share a handful of
-// threads and sockets, and one slow stream costs only its own prefetch
-// window: the broker never has more than `prefetch` unacknowledged messages
-// in flight per channel, and the gateway acknowledges only once a message
-// was handed to gRPC (AUTO), taken for sending (NONE) or acked by the caller
-// (CLIENT), so its buffer per stream is bounded by the prefetch.
+// threads and sockets, and one slow stream costs only its own window: the
+// broker never has more than `prefetch` unacknowledged messages in flight
+// per channel, and the gateway acknowledges only once a message was handed
+// to gRPC (AUTO), taken for sending (NONE) or acked by the caller (CLIENT),
+// so its buffer per stream is bounded by the prefetch.
+//
+// Byte budget: the broker counts messages, not bytes (RabbitMQ does not
+// implement basic.qos prefetch_size), so the outstanding deliveries of a
+// stream (sent by the broker, not yet acknowledged to it) are also bounded
+// in bytes, by `max_outstanding_bytes`:
+//  - the consumer prefetch is at most the budget divided by the largest
+//    message seen on the subscription so far, and by kAssumedMessageBytes
+//    before any (1024 messages with the defaults): what the broker may send
+//    at once keeps the budget for messages up to that size;
+//  - once messages come larger than that, or the outstanding ones reach the
+//    budget, a channel-wide basic.qos (global=true) narrows the window to
+//    budget / average size, or to the outstanding count while the budget is
+//    full (nothing more until acks). RabbitMQ applies it at once to the
+//    running consumer of a classic queue; quorum and stream queues ignore it
+//    (they refuse basic.consume on a channel that has one, with 540, which
+//    closes the connection: so it is never set before basic.consume), and
+//    for them the bound is the consumer prefetch alone until the stream
+//    subscribes again (after a reconnect) with the sizes seen.
 //
 // Delivery ids: the gateway numbers deliveries 1, 2, 3, ... per subscription.
 // Broker delivery tags belong to one channel; when a connection is lost the
@@ -19,12 +37,13 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/btree_set.h"
+#include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
@@ -40,9 +59,18 @@ namespace amqpgw::core {
 enum class AckMode { kAuto, kClient, kNone };
 enum class AckAction { kAck, kRequeue, kReject };
 
+// The default byte budget of a stream's outstanding deliveries.
+inline constexpr uint64_t kDefaultMaxOutstandingBytes = 64 << 20;
+// The message size a byte budget assumes before any delivery came.
+inline constexpr uint64_t kAssumedMessageBytes = 64 << 10;
+
 struct SubscribeOptions {
   std::string queue;
   uint16_t prefetch = 100;
+  // Bytes of deliveries outstanding (not yet acknowledged to the broker) at
+  // most, give or take one message (see "Byte budget" above); at least one
+  // message is always let through.
+  uint64_t max_outstanding_bytes = kDefaultMaxOutstandingBytes;
   AckMode ack_mode = AckMode::kAuto;
   uint64_t max_messages = 0;  // 0: unlimited
   std::string consumer_tag;   // empty: generated
@@ -157,6 +185,16 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   void OnChannelClosedByBroker(const amqp::Event& event);
   // Acks (multiple=true) what was handed over, in batches unless `all`.
   void AckHandedOver(bool all = false);
+  // The consumer prefetch (basic.qos global=false) for the next consume.
+  uint16_t ConsumerPrefetch() const;
+  // Whether the byte budget needs a channel-wide window.
+  bool NeedsWindow() const;
+  // The byte-budget window the outstanding deliveries call for now.
+  uint16_t DesiredWindow() const;
+  // Sends basic.qos global=true when the window should change.
+  void UpdateWindow();
+  // Forgets the outstanding deliveries (their channel is gone).
+  void ResetOutstanding();
   void DoAck(std::vector<uint64_t> ids, AckAction action,
              absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done);
   // Whether deliveries handed over up to `handed` should be acked now, given
@@ -186,6 +224,9 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   // to (AUTO/NONE; gen_base_ after a lost channel).
   std::atomic<uint64_t> received_id_{0};
   std::atomic<uint64_t> acked_id_{0};
+  // Deliveries acked in one basic.ack (AckDue): a quarter of the window in
+  // use. Written by the worker thread.
+  std::atomic<uint64_t> ack_batch_{1};
 
   // Worker thread only.
   State state_ = State::kWaiting;
@@ -197,7 +238,17 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   uint64_t acked_upto_tag_ = 0;  // AUTO/NONE, this channel
   uint64_t delivered_ = 0;       // counted toward max_messages
   uint64_t completed_ = 0;       // acked or settled by the caller
-  absl::btree_set<uint64_t> unacked_;  // CLIENT: tags of this channel
+  // CLIENT: tags of this channel not yet settled by the caller -> bytes.
+  absl::btree_map<uint64_t, uint64_t> unacked_;
+  // AUTO/NONE: bytes of the deliveries after acked_upto_tag_, in tag order.
+  std::deque<uint64_t> unacked_sizes_;
+  // Bytes of the deliveries outstanding on this channel (byte budget).
+  uint64_t outstanding_bytes_ = 0;
+  // Average and largest message size seen (byte budget).
+  uint64_t average_bytes_ = kAssumedMessageBytes;
+  uint64_t largest_bytes_ = 0;
+  // The channel-wide window last sent (basic.qos global=true); 0: none.
+  uint16_t window_ = 0;
   absl::Status end_status_;
   EventLoop::TimerId subscribe_timer_ = 0;
   EventLoop::TimerId retry_timer_ = 0;

@@ -541,6 +541,9 @@ absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
                                               " (AUTO, CLIENT or NONE)"));
   }
   out.max_messages = r.max_messages();
+  if (r.max_outstanding_bytes() > 0) {
+    out.max_outstanding_bytes = r.max_outstanding_bytes();
+  }
   out.consumer_tag = r.consumer_tag();
   out.exclusive = r.exclusive();
   absl::StatusOr<amqp::FieldTable> args = ToAmqpArguments(r.arguments());

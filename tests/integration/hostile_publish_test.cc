@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -714,6 +715,172 @@ TEST_F(AlarmTest, BlockedBrokerNeverHoldsThePublisherThread) {
       WaitFor([&] { return !GatewayStatus(*g).connection().blocked(); }));
   Drain(node_->port(), q);
 }
+
+// --- Item 4: a slow reader's stream holds its byte budget, not more. ---
+
+struct QueueCounts {
+  int64_t ready = -1;
+  int64_t unacked = -1;
+};
+
+QueueCounts Counts(BrokerNode& node, const std::string& queue) {
+  QueueCounts c;
+  auto out = node.Ctl({"list_queues", "-q", "--no-table-headers", "name",
+                       "messages_ready", "messages_unacknowledged"});
+  EXPECT_TRUE(out.ok()) << out.status();
+  if (!out.ok()) return c;
+  for (absl::string_view line : absl::StrSplit(*out, '\n')) {
+    std::vector<std::string> f =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    if (f.size() == 3 && f[0] == queue) {
+      EXPECT_TRUE(absl::SimpleAtoi(f[1], &c.ready));
+      EXPECT_TRUE(absl::SimpleAtoi(f[2], &c.unacked));
+    }
+  }
+  return c;
+}
+
+class StreamBudgetTest : public ::testing::TestWithParam<v1::QueueType> {};
+
+// prefetch 65535 and 64 KiB messages: without a byte bound the gateway would
+// pull the whole queue into memory for a reader that does not read. What it
+// holds is what the broker counts unacknowledged (AUTO acks what gRPC took).
+TEST_P(StreamBudgetTest, SlowReaderHoldsItsByteBudget) {
+  BrokerNode node = BrokerNode::Shared();
+  auto g = TestGateway::Start(node.uri());
+  ASSERT_TRUE(g->WaitReady());
+  std::string q = UniqueName("budget");
+  {
+    v1::DeclareQueueRequest req;
+    req.set_name(q);
+    req.set_type(GetParam());
+    v1::DeclareQueueResponse resp;
+    ASSERT_TRUE(g->stub().DeclareQueue(Ctx().get(), req, &resp).ok());
+  }
+  constexpr int kMessages = 400;
+  constexpr int kSize = 64 << 10;
+  constexpr uint64_t kBudget = 4 << 20;  // 64 messages
+  for (int b = 0; b < kMessages / 50; ++b) {
+    v1::PublishBatchRequest req;
+    for (int i = 0; i < 50; ++i) {
+      auto* m = req.add_messages();
+      m->set_routing_key(q);
+      std::string body = absl::StrCat(b * 50 + i, ":");
+      body.resize(kSize, 'x');
+      m->set_body(body);
+    }
+    v1::PublishBatchResponse resp;
+    ASSERT_TRUE(g->stub().PublishBatch(Ctx().get(), req, &resp).ok());
+    ASSERT_EQ(resp.ok_count(), 50u);
+  }
+  v1::StreamMessagesRequest sreq;
+  sreq.set_queue(q);
+  sreq.set_prefetch(65535);
+  sreq.set_max_outstanding_bytes(kBudget);
+  auto stub = g->NewStub();
+  auto ctx = Ctx(absl::Seconds(120));
+  auto reader = stub->StreamMessages(ctx.get(), sreq);
+  v1::StreamMessagesResponse ev;
+  ASSERT_TRUE(reader->Read(&ev));
+  ASSERT_TRUE(ev.has_subscribed());
+  // The reader reads nothing for a while: the gateway's window fills.
+  ASSERT_TRUE(WaitFor([&] { return Counts(node, q).unacked > 0; }));
+  int64_t most = 0;
+  for (int i = 0; i < 4; ++i) {
+    QueueCounts c = Counts(node, q);
+    most = std::max(most, c.unacked);
+    EXPECT_GT(c.ready, 0);  // the budget, not the queue, is what holds it
+  }
+  std::printf(
+      "[budget %s] unacked at most %lld (budget %llu bytes = %llu "
+      "messages)\n",
+      v1::QueueType_Name(GetParam()).c_str(), static_cast<long long>(most),
+      static_cast<unsigned long long>(kBudget),
+      static_cast<unsigned long long>(kBudget / kSize));
+  EXPECT_LE(most, static_cast<int64_t>(kBudget / kSize) + 1);
+  // Reading on, every message comes once.
+  std::set<std::string> seen;
+  int deliveries = 0;
+  while (deliveries < kMessages && reader->Read(&ev)) {
+    if (!ev.has_delivery()) continue;
+    ++deliveries;
+    seen.insert(ev.delivery().body().substr(0, 8));
+  }
+  EXPECT_EQ(deliveries, kMessages);
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kMessages));
+  ctx->TryCancel();
+  reader->Finish();
+  v1::DeleteQueueRequest del;
+  del.set_name(q);
+  v1::DeleteQueueResponse del_resp;
+  g->stub().DeleteQueue(Ctx().get(), del, &del_resp);
+}
+
+// Messages four times the size the prefetch was chosen for: the first
+// window's worth comes at once, then the gateway narrows a classic queue's
+// window (channel-wide basic.qos) to the budget.
+TEST(StreamWindowTest, LargerMessagesNarrowAClassicQueuesWindow) {
+  BrokerNode node = BrokerNode::Shared();
+  auto g = TestGateway::Start(node.uri());
+  ASSERT_TRUE(g->WaitReady());
+  std::string q = DeclareQueue(g->stub(), "budget-large");
+  constexpr int kMessages = 160;
+  constexpr int kSize = 256 << 10;
+  constexpr uint64_t kBudget = 4 << 20;  // 16 messages
+  for (int b = 0; b < kMessages / 16; ++b) {
+    v1::PublishBatchRequest req;
+    for (int i = 0; i < 16; ++i) {
+      auto* m = req.add_messages();
+      m->set_routing_key(q);
+      std::string body = absl::StrCat(b * 16 + i, ":");
+      body.resize(kSize, 'x');
+      m->set_body(body);
+    }
+    v1::PublishBatchResponse resp;
+    ASSERT_TRUE(g->stub().PublishBatch(Ctx().get(), req, &resp).ok());
+    ASSERT_EQ(resp.ok_count(), 16u);
+  }
+  v1::StreamMessagesRequest sreq;
+  sreq.set_queue(q);
+  sreq.set_prefetch(65535);
+  sreq.set_max_outstanding_bytes(kBudget);
+  auto stub = g->NewStub();
+  auto ctx = Ctx(absl::Seconds(120));
+  auto reader = stub->StreamMessages(ctx.get(), sreq);
+  v1::StreamMessagesResponse ev;
+  std::set<std::string> seen;
+  int deliveries = 0;
+  auto read = [&](int n) {
+    while (n > 0 && reader->Read(&ev)) {
+      if (!ev.has_delivery()) continue;
+      --n;
+      ++deliveries;
+      seen.insert(ev.delivery().body().substr(0, 8));
+    }
+  };
+  // The first 64 (4 MiB / the 64 KiB assumed) come at once; read past them.
+  read(80);
+  ASSERT_TRUE(WaitFor([&] { return Counts(node, q).unacked > 0; }));
+  int64_t most = 0;
+  for (int i = 0; i < 3; ++i) most = std::max(most, Counts(node, q).unacked);
+  std::printf(
+      "[budget, 256 KiB messages] unacked at most %lld after the "
+      "first window (budget = %llu messages)\n",
+      static_cast<long long>(most),
+      static_cast<unsigned long long>(kBudget / kSize));
+  EXPECT_LE(most, static_cast<int64_t>(kBudget / kSize) + 1);
+  read(kMessages - deliveries);
+  EXPECT_EQ(deliveries, kMessages);
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kMessages));
+  ctx->TryCancel();
+  reader->Finish();
+}
+
+INSTANTIATE_TEST_SUITE_P(QueueTypes, StreamBudgetTest,
+                         ::testing::Values(v1::CLASSIC, v1::QUORUM),
+                         [](const ::testing::TestParamInfo<v1::QueueType>& i) {
+                           return v1::QueueType_Name(i.param);
+                         });
 
 }  // namespace
 }  // namespace amqpgw::testing

@@ -578,9 +578,11 @@ absl::Status FakeConnection::ConfirmSelect(uint16_t channel) {
   return peer_->Record(Method(Sent::Kind::kConfirmSelect, channel));
 }
 
-absl::Status FakeConnection::Qos(uint16_t channel, uint16_t prefetch_count) {
+absl::Status FakeConnection::Qos(uint16_t channel, uint16_t prefetch_count,
+                                 bool global) {
   Sent s = Method(Sent::Kind::kQos, channel);
   s.prefetch = prefetch_count;
+  s.global = global;
   return peer_->Record(std::move(s));
 }
 

@@ -86,6 +86,7 @@ struct Sent {
   bool requeue = false;
   // kQos.
   uint16_t prefetch = 0;
+  bool global = false;
   // kCancel: the consumer tag; kQueueDelete, kQueuePurge: the queue;
   // kExchangeDelete: the exchange; kQueueDeclare, kExchangeDeclare: the
   // name from the arguments.
@@ -286,7 +287,8 @@ class FakeConnection final : public Connection {
   absl::Status OpenChannel(uint16_t channel) override;
   absl::Status CloseChannel(uint16_t channel) override;
   absl::Status ConfirmSelect(uint16_t channel) override;
-  absl::Status Qos(uint16_t channel, uint16_t prefetch_count) override;
+  absl::Status Qos(uint16_t channel, uint16_t prefetch_count,
+                   bool global) override;
   absl::Status Consume(uint16_t channel, const ConsumeArgs& args) override;
   absl::Status Cancel(uint16_t channel,
                       absl::string_view consumer_tag) override;
