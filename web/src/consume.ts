@@ -181,6 +181,8 @@ async function start(): Promise<void> {
     // Deliveries that wait together come in one response (fewer grpc-web
     // frames for a busy queue); shown one by one all the same.
     maxBatch: 100,
+    // 0: the gateway's default byte budget (64 MiB).
+    maxOutstandingBytes: "0",
   }, { abort: s.abort.signal });
   try {
     for await (const ev of call.responses) onEvent(s, ev);
