@@ -10,13 +10,18 @@ namespace {
 // RabbitMQ names the default exchange so in its texts.
 constexpr absl::string_view kDefaultExchangeName = "amq.default";
 
-std::string ExchangeKey(
-    const amqp::OutgoingMessage& m,
-    const absl::flat_hash_set<std::string>& per_routing_key) {
+void ExchangeKey(const amqp::OutgoingMessage& m,
+                 const absl::flat_hash_set<std::string>& per_routing_key,
+                 std::string* out) {
   if (per_routing_key.contains(m.exchange)) {
-    return absl::StrCat("t:", m.exchange, std::string(1, '\0'), m.routing_key);
+    out->assign("t:");
+    out->append(m.exchange);
+    out->push_back('\0');
+    out->append(m.routing_key);
+  } else {
+    out->assign("e:");
+    out->append(m.exchange);
   }
-  return absl::StrCat("e:", m.exchange);
 }
 
 bool IsDirectReplyTo(const amqp::OutgoingMessage& m) {
@@ -45,15 +50,33 @@ std::string FromBrokerName(std::string name) {
 
 }  // namespace
 
+bool ForEachRiskKey(const amqp::OutgoingMessage& m,
+                    const absl::flat_hash_set<std::string>& per_routing_key,
+                    std::string* scratch,
+                    absl::FunctionRef<bool(const std::string&)> fn) {
+  ExchangeKey(m, per_routing_key, scratch);
+  if (!fn(*scratch)) return false;
+  if (m.properties.user_id.has_value()) {
+    scratch->assign("u:");
+    scratch->append(*m.properties.user_id);
+    if (!fn(*scratch)) return false;
+  }
+  if (IsDirectReplyTo(m)) {
+    scratch->assign("r:");
+    if (!fn(*scratch)) return false;
+  }
+  return true;
+}
+
 std::vector<std::string> RiskKeys(
     const amqp::OutgoingMessage& m,
     const absl::flat_hash_set<std::string>& per_routing_key) {
   std::vector<std::string> keys;
-  keys.push_back(ExchangeKey(m, per_routing_key));
-  if (m.properties.user_id.has_value()) {
-    keys.push_back(absl::StrCat("u:", *m.properties.user_id));
-  }
-  if (IsDirectReplyTo(m)) keys.push_back("r:");
+  std::string scratch;
+  ForEachRiskKey(m, per_routing_key, &scratch, [&](const std::string& key) {
+    keys.push_back(key);
+    return true;
+  });
   return keys;
 }
 
@@ -83,8 +106,11 @@ std::string Refusal::Key(
     const absl::flat_hash_set<std::string>& per_routing_key) const {
   switch (kind) {
     case Kind::kExchange:
-    case Kind::kTopic:
-      return ExchangeKey(m, per_routing_key);
+    case Kind::kTopic: {
+      std::string key;
+      ExchangeKey(m, per_routing_key, &key);
+      return key;
+    }
     case Kind::kUserId:
       return absl::StrCat("u:", value);
     case Kind::kReplyTo:

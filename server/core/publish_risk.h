@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/string_view.h"
 #include "server/amqp/types.h"
 
@@ -35,8 +36,16 @@ namespace amqpgw::core {
 // it (406) on a channel that does not consume from it, as the gateway's.
 inline constexpr absl::string_view kDirectReplyTo = "amq.rabbitmq.reply-to";
 
-// The risk keys of `m`. `per_routing_key` holds the exchanges that refused
-// a routing key: their key includes the routing key.
+// Calls `fn(key)` for each risk key of `m`, built in `*scratch` (reused, so
+// that the publishing path allocates nothing per message). `per_routing_key`
+// holds the exchanges that refused a routing key: their key includes the
+// routing key. Stops and returns false as soon as `fn` does.
+bool ForEachRiskKey(const amqp::OutgoingMessage& m,
+                    const absl::flat_hash_set<std::string>& per_routing_key,
+                    std::string* scratch,
+                    absl::FunctionRef<bool(const std::string&)> fn);
+
+// The risk keys of `m`, as ForEachRiskKey visits them.
 std::vector<std::string> RiskKeys(
     const amqp::OutgoingMessage& m,
     const absl::flat_hash_set<std::string>& per_routing_key);

@@ -266,36 +266,40 @@ bool Publisher::NeedsIsolation(const PublishBatch& b, size_t index,
   AMQPGW_DCHECK(worker_->InWorkerThread());
   const amqp::OutgoingMessage& m = b.messages_[index];
   bool isolate = b.suspect_[index] > 0;
-  for (const std::string& key : RiskKeys(m, per_routing_key_)) {
-    if (!refused_.empty()) {
-      auto it = refused_.find(key);
-      if (it != refused_.end()) {
-        absl::Time now = absl::Now();
-        if (now < it->second.until) {
-          *failed = absl::Status(
-              it->second.status.code(),
-              absl::StrCat(it->second.status.message(),
-                           " (refused by the broker for another message ",
-                           absl::FormatDuration(absl::Trunc(
-                               kRefusalMemory - (it->second.until - now),
-                               absl::Milliseconds(1))),
-                           " ago; not sent)"));
-          return true;
+  ForEachRiskKey(
+      m, per_routing_key_, &key_scratch_, [&](const std::string& key) {
+        if (!refused_.empty()) {
+          auto it = refused_.find(key);
+          if (it != refused_.end()) {
+            absl::Time now = absl::Now();
+            if (now < it->second.until) {
+              *failed = absl::Status(
+                  it->second.status.code(),
+                  absl::StrCat(it->second.status.message(),
+                               " (refused by the broker for another message ",
+                               absl::FormatDuration(absl::Trunc(
+                                   kRefusalMemory - (it->second.until - now),
+                                   absl::Milliseconds(1))),
+                               " ago; not sent)"));
+              return false;
+            }
+            refused_.erase(it);
+          }
         }
-        refused_.erase(it);
-      }
-    }
-    if (!proven_.contains(key)) isolate = true;
-  }
+        if (!proven_.contains(key)) isolate = true;
+        return true;
+      });
   return isolate;
 }
 
 void Publisher::MarkProven(const amqp::OutgoingMessage& m) {
   AMQPGW_DCHECK(worker_->InWorkerThread());
   if (proven_.size() >= kMaxRememberedKeys) proven_.clear();
-  for (std::string& key : RiskKeys(m, per_routing_key_)) {
-    proven_.insert(std::move(key));
-  }
+  ForEachRiskKey(m, per_routing_key_, &key_scratch_,
+                 [&](const std::string& key) {
+                   proven_.insert(key);
+                   return true;
+                 });
 }
 
 bool Publisher::HasRoomToWrite(amqp::Connection* conn,

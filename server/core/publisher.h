@@ -274,6 +274,7 @@ class Publisher : private ConnectionWorker::Observer {
   absl::flat_hash_map<std::string, Refused> refused_;
   // The broker's max_message_size, once a refusal told it.
   size_t broker_max_size_ = SIZE_MAX;
+  std::string key_scratch_;  // ForEachRiskKey's buffer
   size_t written_since_check_ = 0;
   EventLoop::TimerId write_timer_ = 0;
   absl::Duration write_retry_ = absl::ZeroDuration();

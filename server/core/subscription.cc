@@ -295,13 +295,12 @@ uint16_t Subscription::DesiredWindow() const {
   uint64_t count = options_.ack_mode == AckMode::kClient
                        ? unacked_.size()
                        : unacked_sizes_.size();
-  uint64_t window;
+  uint64_t window =
+      options_.max_outstanding_bytes / std::max<uint64_t>(1, average_bytes_);
   if (outstanding_bytes_ >= options_.max_outstanding_bytes) {
-    // Full: nothing more until acks bring the count below this.
-    window = count;
-  } else {
-    window =
-        options_.max_outstanding_bytes / std::max<uint64_t>(1, average_bytes_);
+    // Full (sizes vary: the average may say there is room): nothing more
+    // until acks bring the count below this.
+    window = std::min(window, count);
   }
   return static_cast<uint16_t>(
       std::clamp<uint64_t>(window, 1, ConsumerPrefetch()));

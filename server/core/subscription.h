@@ -19,8 +19,9 @@
 //    at once keeps the budget for messages up to that size;
 //  - once messages come larger than that, or the outstanding ones reach the
 //    budget, a channel-wide basic.qos (global=true) narrows the window to
-//    budget / average size, or to the outstanding count while the budget is
-//    full (nothing more until acks). RabbitMQ applies it at once to the
+//    budget / average size (and at most the outstanding count while they
+//    fill the budget: nothing more until acks). RabbitMQ applies it at once
+//    to the
 //    running consumer of a classic queue; quorum and stream queues ignore it
 //    (they refuse basic.consume on a channel that has one, with 540, which
 //    closes the connection: so it is never set before basic.consume), and
