@@ -21,12 +21,12 @@
 //    budget, a channel-wide basic.qos (global=true) narrows the window to
 //    budget / average size (and at most the outstanding count while they
 //    fill the budget: nothing more until acks). RabbitMQ applies it at once
-//    to the
-//    running consumer of a classic queue; quorum and stream queues ignore it
-//    (they refuse basic.consume on a channel that has one, with 540, which
-//    closes the connection: so it is never set before basic.consume), and
-//    for them the bound is the consumer prefetch alone until the stream
-//    subscribes again (after a reconnect) with the sizes seen.
+//    to the running consumer of a classic queue; quorum and stream queues
+//    ignore it (they refuse basic.consume on a channel that has one, with
+//    540, which closes the connection: so it is never set before
+//    basic.consume), and for them the bound is the consumer prefetch alone
+//    until the stream subscribes again (after a reconnect) with the sizes
+//    seen.
 //
 // Delivery ids: the gateway numbers deliveries 1, 2, 3, ... per subscription.
 // Broker delivery tags belong to one channel; when a connection is lost the
