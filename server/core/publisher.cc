@@ -614,6 +614,9 @@ void Publisher::OnConfirmChannelClosed(const amqp::Event& event) {
       // moment fail at once; a topic refusal makes the exchange's keys
       // per routing key; a missing exchange is checked again.
       if (refusal.kind == Refusal::Kind::kTopic) {
+        if (per_routing_key_.size() >= kMaxRememberedKeys) {
+          per_routing_key_.clear();
+        }
         per_routing_key_.insert(m.exchange);
       }
       std::string key = refusal.Key(m, per_routing_key_);
