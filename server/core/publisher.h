@@ -43,10 +43,13 @@
 //    failed, not sent a third time (poison).
 //  - Bounded writes: a message is written only while less than
 //    kMaxUnsentBytes wait unsent in the socket. rabbitmq-c's writes do not
-//    return before every byte is out (they wait for the socket inside the
-//    call), so without this a broker that stops reading would hold the
-//    worker thread, its timers and its heartbeats, for as long as the
-//    kernel's TCP_USER_TIMEOUT (two heartbeats).
+//    return before every byte is out: they poll the socket inside the call,
+//    until two heartbeat intervals pass with nothing received (and anything
+//    the broker sends, a heartbeat say, starts that over). A broker that
+//    stops reading but not sending (a memory alarm) would otherwise hold the
+//    worker thread, its timers and its heartbeats, inside one write until
+//    the kernel gives up on the closed window (TCP_USER_TIMEOUT, two
+//    heartbeats): 20 s and more with the default heartbeat.
 //  - At the batch deadline (the call's deadline, capped by the daemon's
 //    --publish_timeout), a message without a result completes with
 //    DEADLINE_EXCEEDED "outcome unknown: ..." when some write of it may have
