@@ -160,8 +160,9 @@ void Subscription::OnChannelEvent(amqp::Event& event) {
       // Never a channel-wide window before basic.consume: a quorum or
       // stream queue refuses to be consumed on such a channel with 540
       // NOT_IMPLEMENTED, which closes the whole connection.
-      conn->Qos(channel_, ConsumerPrefetch(), /*global=*/false).IgnoreError();
-      ack_batch_.store(std::max<uint64_t>(1, ConsumerPrefetch() / 4));
+      consumer_prefetch_ = ConsumerPrefetch();
+      conn->Qos(channel_, consumer_prefetch_, /*global=*/false).IgnoreError();
+      ack_batch_.store(std::max<uint64_t>(1, consumer_prefetch_ / 4));
       return;
     }
     case Type::kBasicQosOk: {
@@ -286,7 +287,7 @@ uint16_t Subscription::ConsumerPrefetch() const {
 
 bool Subscription::NeedsWindow() const {
   // Messages larger than the consumer prefetch was sized for.
-  return uint64_t{ConsumerPrefetch()} * average_bytes_ >
+  return uint64_t{consumer_prefetch_} * average_bytes_ >
              options_.max_outstanding_bytes ||
          outstanding_bytes_ >= options_.max_outstanding_bytes;
 }
@@ -302,8 +303,8 @@ uint16_t Subscription::DesiredWindow() const {
     // until acks bring the count below this.
     window = std::min(window, count);
   }
-  return static_cast<uint16_t>(
-      std::clamp<uint64_t>(window, 1, ConsumerPrefetch()));
+  return static_cast<uint16_t>(std::clamp<uint64_t>(
+      window, 1, std::max<uint16_t>(1, consumer_prefetch_)));
 }
 
 void Subscription::UpdateWindow() {

@@ -248,7 +248,10 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   // Average and largest message size seen (byte budget).
   uint64_t average_bytes_ = kAssumedMessageBytes;
   uint64_t largest_bytes_ = 0;
-  // The channel-wide window last sent (basic.qos global=true); 0: none.
+  // The consumer prefetch this channel consumes with (ConsumerPrefetch()
+  // when it was opened), and the channel-wide window last sent
+  // (basic.qos global=true; 0: none).
+  uint16_t consumer_prefetch_ = 0;
   uint16_t window_ = 0;
   absl::Status end_status_;
   EventLoop::TimerId subscribe_timer_ = 0;
