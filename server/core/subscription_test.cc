@@ -414,5 +414,67 @@ TEST(ConsumerPoolTest, NewSubscriptionsGoToTheLeastLoadedConnection) {
   w1.Stop();
 }
 
+// --- The byte budget (max_outstanding_bytes). ---
+
+TEST_F(SubscriptionTest, TheByteBudgetCapsThePrefetch) {
+  RecordingSink& sink = NewSink();
+  SubscribeOptions o;
+  o.queue = "q";
+  o.ack_mode = AckMode::kClient;
+  o.prefetch = 65535;
+  o.max_outstanding_bytes = 4 << 20;
+  auto sub = pool_->Subscribe(std::move(o), &sink);
+  ASSERT_EQ(sink.events.Take(), "subscribed");
+  // 4 MiB / 64 KiB assumed per message, and no channel-wide window before
+  // basic.consume (a quorum or stream queue would close the connection).
+  std::vector<Sent> qos = peer_->sent(Sent::Kind::kQos);
+  ASSERT_EQ(qos.size(), 1u);
+  EXPECT_EQ(qos[0].prefetch, 64u);
+  EXPECT_FALSE(qos[0].global);
+}
+
+TEST_F(SubscriptionTest, LargerMessagesNarrowTheWindowAndAcksWidenIt) {
+  RecordingSink& sink = NewSink();
+  SubscribeOptions o;
+  o.queue = "q";
+  o.ack_mode = AckMode::kClient;
+  o.prefetch = 65535;
+  o.max_outstanding_bytes = 4 << 20;
+  auto sub = pool_->Subscribe(std::move(o), &sink);
+  ASSERT_EQ(sink.events.Take(), "subscribed");
+  // Eight of 1 MiB: twice the budget outstanding.
+  std::vector<std::string> bodies(8, std::string(1 << 20, 'x'));
+  std::vector<uint64_t> ids = Deliver(*peer_, sink, bodies);
+  ASSERT_TRUE(Settle(*worker_, *peer_));
+  std::vector<Sent> qos = peer_->sent(Sent::Kind::kQos);
+  ASSERT_GE(qos.size(), 2u);
+  EXPECT_TRUE(qos.back().global);
+  // Nothing more until acks: at most what is outstanding, and under the
+  // budget's count for messages this size.
+  EXPECT_LE(qos.back().prefetch, 8u);
+  uint16_t narrowed = qos.back().prefetch;
+  // Acking all of them makes room: the window is budget / average size,
+  // the average moving from the 64 KiB assumed towards 1 MiB per delivery
+  // (after eight: 0.68 MiB, so 5 messages).
+  ASSERT_TRUE(Ack(sink.id, ids).ok());
+  ASSERT_TRUE(Settle(*worker_, *peer_));
+  qos = peer_->sent(Sent::Kind::kQos);
+  EXPECT_TRUE(qos.back().global);
+  EXPECT_GE(qos.back().prefetch, narrowed);
+  EXPECT_EQ(qos.back().prefetch, 5u);
+}
+
+TEST_F(SubscriptionTest, SmallMessagesNeedNoChannelWideWindow) {
+  RecordingSink& sink = NewSink();
+  auto sub = Subscribe(&sink, AckMode::kClient, 100);
+  Deliver(*peer_, sink, {"a", "b", "c"});
+  ASSERT_TRUE(Settle(*worker_, *peer_));
+  // One basic.qos: the consumer prefetch (100 x 64 KiB < 64 MiB).
+  std::vector<Sent> qos = peer_->sent(Sent::Kind::kQos);
+  ASSERT_EQ(qos.size(), 1u);
+  EXPECT_EQ(qos[0].prefetch, 100u);
+  EXPECT_FALSE(qos[0].global);
+}
+
 }  // namespace
 }  // namespace amqpgw::core

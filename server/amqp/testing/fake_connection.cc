@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -53,6 +54,46 @@ const char* SentKindName(Sent::Kind kind) {
 }
 
 namespace {
+
+// The (class id, method id) of the method `kind` stands for.
+std::pair<uint16_t, uint16_t> MethodId(Sent::Kind kind) {
+  using K = Sent::Kind;
+  switch (kind) {
+    case K::kChannelOpen:
+      return {20, 10};
+    case K::kChannelClose:
+      return {20, 40};
+    case K::kConfirmSelect:
+      return {85, 10};
+    case K::kQos:
+      return {60, 10};
+    case K::kConsume:
+      return {60, 20};
+    case K::kCancel:
+      return {60, 30};
+    case K::kPublish:
+      return {60, 40};
+    case K::kAck:
+      return {60, 80};
+    case K::kNack:
+      return {60, 120};
+    case K::kQueueDeclare:
+      return {50, 10};
+    case K::kQueueBind:
+      return {50, 20};
+    case K::kQueuePurge:
+      return {50, 30};
+    case K::kQueueDelete:
+      return {50, 40};
+    case K::kQueueUnbind:
+      return {50, 50};
+    case K::kExchangeDeclare:
+      return {40, 10};
+    case K::kExchangeDelete:
+      return {40, 20};
+  }
+  return {0, 0};
+}
 
 // Waits on `cv` until `done()` or `deadline`; returns done().
 template <typename Done>
@@ -269,12 +310,15 @@ void FakePeer::CancelConsumer(uint16_t channel) {
 }
 
 void FakePeer::CloseChannel(uint16_t channel, uint16_t reply_code,
-                            std::string reply_text) {
+                            std::string reply_text, uint16_t class_id,
+                            uint16_t method_id) {
   amqpgw::MutexLock lock(&mu_);
   ForgetChannel(channel);
   Event e = MakeEvent(Event::Type::kChannelClose, channel);
   e.reply_code = reply_code;
   e.reply_text = std::move(reply_text);
+  e.class_id = class_id;
+  e.method_id = method_id;
   PushLocked(std::move(e));
 }
 
@@ -398,6 +442,8 @@ void FakePeer::Answer(const Sent& s) {
     Event e = MakeEvent(T::kChannelClose, ch);
     e.reply_code = it->reply_code;
     e.reply_text = it->reply_text;
+    // channel.close names the refused method, as RabbitMQ's does.
+    std::tie(e.class_id, e.method_id) = MethodId(s.kind);
     if (--it->count <= 0) refusals_.erase(it);
     ForgetChannel(ch);
     Reply(s.kind, std::move(e));

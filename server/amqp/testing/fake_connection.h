@@ -172,9 +172,11 @@ class FakePeer {
                    Properties properties = {}) ABSL_LOCKS_EXCLUDED(mu_);
   // basic.cancel of the consumer on `channel` (queue deleted).
   void CancelConsumer(uint16_t channel) ABSL_LOCKS_EXCLUDED(mu_);
-  // channel.close from the broker (the fake has "sent" close-ok).
+  // channel.close from the broker (the fake has "sent" close-ok), naming
+  // the method it refuses by class and method id (0: none).
   void CloseChannel(uint16_t channel, uint16_t reply_code,
-                    std::string reply_text) ABSL_LOCKS_EXCLUDED(mu_);
+                    std::string reply_text, uint16_t class_id = 0,
+                    uint16_t method_id = 0) ABSL_LOCKS_EXCLUDED(mu_);
   // connection.blocked / connection.unblocked.
   void Block(std::string reason) ABSL_LOCKS_EXCLUDED(mu_);
   void Unblock() ABSL_LOCKS_EXCLUDED(mu_);
