@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "server/base/http_url.h"
 #include "server/base/sync.h"
 #include "spdlog/spdlog.h"
 
@@ -109,30 +110,11 @@ std::string UnixNanos(absl::Time t) {
 }  // namespace
 
 absl::StatusOr<Endpoint> ParseEndpoint(absl::string_view url) {
-  url = absl::StripAsciiWhitespace(url);
-  absl::string_view rest = url;
-  std::string scheme;
-  if (absl::ConsumePrefix(&rest, "http://")) {
-    scheme = "http://";
-  } else if (absl::ConsumePrefix(&rest, "https://")) {
-    scheme = "https://";
-  } else {
-    return absl::InvalidArgumentError(
-        "want an http:// or https:// URL, e.g. http://127.0.0.1:4318");
-  }
-  size_t slash = rest.find('/');
-  absl::string_view authority = rest.substr(0, slash);
-  if (authority.empty()) {
-    return absl::InvalidArgumentError("the URL has no host");
-  }
-  if (authority.find('@') != absl::string_view::npos) {
-    return absl::InvalidArgumentError(
-        "credentials in the URL are not supported");
-  }
+  absl::StatusOr<HttpUrl> parsed = ParseHttpUrl(url);
+  if (!parsed.ok()) return parsed.status();
   Endpoint e;
-  e.scheme_host_port = absl::StrCat(scheme, authority);
-  e.path =
-      slash == absl::string_view::npos ? "" : std::string(rest.substr(slash));
+  e.scheme_host_port = parsed->SchemeHostPort();
+  e.path = parsed->path;
   if (e.path.empty() || e.path == "/") e.path = "/v1/traces";
   return e;
 }
