@@ -65,6 +65,8 @@ GWD=$BUILD/server/amqpgwd
 GBENCH=$BUILD/bench/amqpgw-bench
 DBENCH=$BUILD/bench/amqpgw-bench-direct
 NODE=$ROOT/tests/support/rabbitmq-node.sh
+# No management plugin: its statistics collection would load the measured broker.
+export AMQPGW_NODE_MANAGEMENT=0
 
 WORK=$(mktemp -d /tmp/amqpgw-ab.XXXXXX)
 PIDS=()

@@ -60,6 +60,8 @@ GWD=$BUILD/server/amqpgwd
 GBENCH=$BUILD/bench/amqpgw-bench
 DBENCH=$BUILD/bench/amqpgw-bench-direct
 NODE=$ROOT/tests/support/rabbitmq-node.sh
+# No management plugin: its statistics collection would load the measured broker.
+export AMQPGW_NODE_MANAGEMENT=0
 PY=/usr/bin/python3  # Debian's, with python3-grpcio and python3-aio-pika
 
 WORK=$(mktemp -d /tmp/amqpgw-bench.XXXXXX)

@@ -38,6 +38,8 @@ esac
 OUT=${OUT:-$(mktemp -d /tmp/amqpgw-profile.XXXXXX)}
 mkdir -p "$OUT"
 NODE=$ROOT/tests/support/rabbitmq-node.sh
+# No management plugin: its statistics collection would load the measured broker.
+export AMQPGW_NODE_MANAGEMENT=0
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 GW_PID=""

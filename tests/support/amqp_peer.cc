@@ -79,7 +79,8 @@ std::string Render(const amqp_field_value_t& v) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<AmqpPeer>> AmqpPeer::Connect(int port) {
+absl::StatusOr<std::unique_ptr<AmqpPeer>> AmqpPeer::Connect(
+    int port, const std::string& connection_name) {
   amqp_connection_state_t conn = amqp_new_connection();
   amqp_socket_t* socket = amqp_tcp_socket_new(conn);
   if (amqp_socket_open(socket, "127.0.0.1", port) != AMQP_STATUS_OK) {
@@ -87,8 +88,14 @@ absl::StatusOr<std::unique_ptr<AmqpPeer>> AmqpPeer::Connect(int port) {
     return absl::UnavailableError(
         absl::StrCat("peer: cannot connect to ", port));
   }
-  amqp_rpc_reply_t r = amqp_login(conn, "/", 0, 131072, 0,
-                                  AMQP_SASL_METHOD_PLAIN, "guest", "guest");
+  amqp_table_entry_t name_entry;
+  name_entry.key = amqp_cstring_bytes("connection_name");
+  name_entry.value.kind = AMQP_FIELD_KIND_UTF8;
+  name_entry.value.value.bytes = amqp_cstring_bytes(connection_name.c_str());
+  amqp_table_t properties{connection_name.empty() ? 0 : 1, &name_entry};
+  amqp_rpc_reply_t r =
+      amqp_login_with_properties(conn, "/", 0, 131072, 0, &properties,
+                                 AMQP_SASL_METHOD_PLAIN, "guest", "guest");
   if (r.reply_type != AMQP_RESPONSE_NORMAL) {
     amqp_destroy_connection(conn);
     return absl::UnavailableError("peer: login failed");
@@ -124,6 +131,34 @@ absl::Status AmqpPeer::DeclareQueue(const std::string& name, bool durable) {
   amqp_queue_declare(conn_, 1, amqp_cstring_bytes(name.c_str()), 0, durable, 0,
                      0, amqp_empty_table);
   return Check("queue.declare");
+}
+
+absl::Status AmqpPeer::DeclareExchange(const std::string& name,
+                                       const std::string& type) {
+  amqp_exchange_declare(conn_, 1, amqp_cstring_bytes(name.c_str()),
+                        amqp_cstring_bytes(type.c_str()), 0, /*durable=*/0,
+                        /*auto_delete=*/0, 0, amqp_empty_table);
+  return Check("exchange.declare");
+}
+
+absl::Status AmqpPeer::Bind(const std::string& queue,
+                            const std::string& exchange,
+                            const std::string& routing_key) {
+  amqp_queue_bind(conn_, 1, amqp_cstring_bytes(queue.c_str()),
+                  amqp_cstring_bytes(exchange.c_str()),
+                  amqp_cstring_bytes(routing_key.c_str()), amqp_empty_table);
+  return Check("queue.bind");
+}
+
+absl::Status AmqpPeer::Consume(const std::string& queue, uint16_t prefetch,
+                               const std::string& consumer_tag) {
+  amqp_basic_qos(conn_, 1, 0, prefetch, 0);
+  absl::Status s = Check("basic.qos");
+  if (!s.ok()) return s;
+  amqp_basic_consume(conn_, 1, amqp_cstring_bytes(queue.c_str()),
+                     amqp_cstring_bytes(consumer_tag.c_str()), 0,
+                     /*no_ack=*/0, 0, amqp_empty_table);
+  return Check("basic.consume");
 }
 
 absl::Status AmqpPeer::DeleteQueue(const std::string& name) {

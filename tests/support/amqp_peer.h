@@ -31,10 +31,22 @@ struct PeerMessage {
 
 class AmqpPeer {
  public:
-  static absl::StatusOr<std::unique_ptr<AmqpPeer>> Connect(int port);
+  // `connection_name`, when given, is sent as the connection_name client
+  // property (what the management API shows as the connection's name).
+  static absl::StatusOr<std::unique_ptr<AmqpPeer>> Connect(
+      int port, const std::string& connection_name = "");
   ~AmqpPeer();
 
   absl::Status DeclareQueue(const std::string& name, bool durable = true);
+  absl::Status DeclareExchange(const std::string& name,
+                               const std::string& type);
+  absl::Status Bind(const std::string& queue, const std::string& exchange,
+                    const std::string& routing_key);
+  // basic.qos `prefetch` and basic.consume: the broker delivers up to
+  // `prefetch` messages, which stay unacknowledged (this peer never reads
+  // them) until it closes.
+  absl::Status Consume(const std::string& queue, uint16_t prefetch,
+                       const std::string& consumer_tag);
   absl::Status DeleteQueue(const std::string& name);
   absl::Status Publish(const std::string& exchange,
                        const std::string& routing_key, const std::string& body,

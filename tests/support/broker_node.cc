@@ -66,12 +66,13 @@ BrokerNode BrokerNode::Shared() {
 }
 
 absl::StatusOr<BrokerNode> BrokerNode::StartPrivate(
-    const std::string& name, const std::string& extra_conf) {
+    const std::string& name, const std::string& extra_conf, bool management) {
   BrokerNode node;
   node.dir_ = absl::StrCat(AMQPGW_TEST_TMP_DIR, "/", UniqueName(name));
   if (!extra_conf.empty()) {
     node.env_ = absl::StrCat("RABBITMQ_EXTRA_CONF=", Quote(extra_conf), " ");
   }
+  if (!management) absl::StrAppend(&node.env_, "AMQPGW_NODE_MANAGEMENT=0 ");
   absl::Status s = node.Start();
   if (!s.ok()) return s;
   return node;
@@ -114,6 +115,7 @@ absl::Status BrokerNode::Load() {
         absl::StrSplit(line, absl::MaxSplits('=', 1));
     if (kv.first == "URI") uri_ = kv.second;
     if (kv.first == "NODE") node_name_ = kv.second;
+    if (kv.first == "MGMT_URL") management_url_ = kv.second;
     if (kv.first == "AMQP_PORT") (void)absl::SimpleAtoi(kv.second, &port_);
   }
   return absl::OkStatus();

@@ -16,9 +16,12 @@ class BrokerNode {
   // (AMQPGW_TEST_NODE_DIR). Do not stop it: use a private node for that.
   static BrokerNode Shared();
   // Starts a node of the test's own in a fresh folder under the build tree.
-  // `extra_conf` lines are added to its rabbitmq.conf.
+  // `extra_conf` lines are added to its rabbitmq.conf. With `management`
+  // false the node runs without the management plugin (management_url()
+  // then points at a port nothing listens on).
   static absl::StatusOr<BrokerNode> StartPrivate(
-      const std::string& name, const std::string& extra_conf = "");
+      const std::string& name, const std::string& extra_conf = "",
+      bool management = true);
   // Starts `n` nodes and clusters them (the first is the seed).
   // `extra_conf` lines are added to every node's rabbitmq.conf.
   static absl::StatusOr<std::vector<BrokerNode>> StartCluster(
@@ -28,6 +31,9 @@ class BrokerNode {
   // amqp://guest:guest@127.0.0.1:PORT/
   const std::string& uri() const { return uri_; }
   int port() const { return port_; }
+  // The management plugin's HTTP API: http://127.0.0.1:PORT/ (user guest,
+  // password guest).
+  const std::string& management_url() const { return management_url_; }
 
   // Same folder, same ports: durable queues and persistent messages survive.
   absl::Status Start();
@@ -47,6 +53,7 @@ class BrokerNode {
   std::string dir_;
   std::string uri_;
   std::string node_name_;
+  std::string management_url_;
   std::string env_;  // extra environment for the node script
   int port_ = 0;
 };

@@ -11,7 +11,11 @@
 #   rabbitmq-node.sh plugins DIR ARGS...    rabbitmq-plugins on that node
 #   rabbitmq-node.sh env DIR                print its settings (sh syntax)
 #
-# DIR/node.env holds NODE, AMQP_PORT, DIST_PORT and URI after a start.
+# DIR/node.env holds NODE, AMQP_PORT, DIST_PORT, URI, MGMT_PORT and MGMT_URL
+# after a start. The management plugin (rabbitmq_management) listens on
+# 127.0.0.1:MGMT_PORT (MGMT_URL http://127.0.0.1:MGMT_PORT/); with
+# AMQPGW_NODE_MANAGEMENT=0 the node runs without it (MGMT_PORT stays
+# reserved in node.env, nothing listens there).
 # AMQPGW_NODE_COOKIE sets the Erlang cookie (nodes of one cluster share it);
 # RABBITMQ_EXTRA_CONF adds lines to rabbitmq.conf (e.g. a TLS listener).
 # Ports stay in 20000-31999: away from the CLI's own distribution ports
@@ -84,15 +88,32 @@ alive() {
 start_once() {
   local dir=$1
   mkdir -p "$dir/mnesia" "$dir/log"
+  # Plugins enabled before (rabbitmq-node.sh plugins DIR enable ...) stay;
+  # rabbitmq_management is added or removed.
+  local plugins=""
+  if [ -f "$dir/enabled_plugins" ]; then
+    plugins=$(tr -d '[]. \n' < "$dir/enabled_plugins" | tr ',' '\n' |
+      grep -v -x -e rabbitmq_management -e '' | paste -sd, -) || true
+  fi
+  local mgmt_conf=""
+  if [ "${AMQPGW_NODE_MANAGEMENT:-1}" != 0 ]; then
+    # Rates are sampled every second (the default is 5 s) so that tests see
+    # them move soon after a load starts.
+    mgmt_conf="management.tcp.ip = 127.0.0.1
+management.tcp.port = $MGMT_PORT
+collect_statistics_interval = 1000"
+    plugins="rabbitmq_management${plugins:+,$plugins}"
+  fi
   cat > "$dir/rabbitmq.conf" <<EOF
 listeners.tcp.default = 127.0.0.1:$AMQP_PORT
 loopback_users = none
 disk_free_limit.absolute = 50MB
 log.console = false
 log.file.level = info
+$mgmt_conf
 ${RABBITMQ_EXTRA_CONF:-}
 EOF
-  [ -f "$dir/enabled_plugins" ] || echo '[].' > "$dir/enabled_plugins"
+  echo "[$plugins]." > "$dir/enabled_plugins"
   if [ -n "${AMQPGW_NODE_COOKIE:-}" ]; then
     rm -f "$dir/.erlang.cookie"
     printf '%s' "$AMQPGW_NODE_COOKIE" > "$dir/.erlang.cookie"
@@ -123,11 +144,19 @@ cmd_start() {
   mkdir -p "$dir"
   if alive "$dir"; then load_env "$dir"; echo "$URI"; return 0; fi
   local fixed=0
-  if [ -f "$dir/node.env" ]; then load_env "$dir"; fixed=1; fi
+  if [ -f "$dir/node.env" ]; then
+    load_env "$dir"; fixed=1
+    if [ -z "${MGMT_PORT:-}" ]; then  # a folder from before the plugin
+      MGMT_PORT=$(free_port)
+      printf 'MGMT_PORT=%s\nMGMT_URL=http://127.0.0.1:%s/\n' \
+        "$MGMT_PORT" "$MGMT_PORT" >> "$dir/node.env"
+    fi
+  fi
   for attempt in 1 2 3; do
     if [ "$fixed" = 0 ]; then
       AMQP_PORT=${want_port:-$(free_port)}
       DIST_PORT=$(free_port)
+      MGMT_PORT=$(free_port)
       NODE="amqpgw-$(basename "$dir" | tr -cd 'a-zA-Z0-9-' | cut -c1-20)-$$-$RANDOM@localhost"
       URI="amqp://guest:guest@127.0.0.1:$AMQP_PORT/"
       cat > "$dir/node.env" <<EOF
@@ -135,6 +164,8 @@ NODE=$NODE
 AMQP_PORT=$AMQP_PORT
 DIST_PORT=$DIST_PORT
 URI=$URI
+MGMT_PORT=$MGMT_PORT
+MGMT_URL=http://127.0.0.1:$MGMT_PORT/
 EOF
     fi
     if start_once "$dir"; then echo "$URI"; return 0; fi
