@@ -9,7 +9,7 @@ PACKAGES=(
   build-essential cmake pkg-config git ca-certificates python3 ccache
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   grpc-proto libabsl-dev librabbitmq-dev libspdlog-dev libfmt-dev
-  libcpp-httplib-dev libssl-dev
+  libcpp-httplib-dev libssl-dev nlohmann-json3-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev clang clang-format libclang-rt-14-dev
   rabbitmq-server amqp-tools openssl procps iproute2 haproxy
