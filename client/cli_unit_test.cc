@@ -154,6 +154,16 @@ TEST(ValuesTest, FieldValuesFormat) {
   EXPECT_EQ(FormatFieldValue(v), R"({d=0.005, n=5, s="a \"b\"", x=b64:AQ==})");
 }
 
+TEST(ValuesTest, RatesAreShort) {
+  EXPECT_EQ(FormatRate(0), "0");
+  EXPECT_EQ(FormatRate(-1), "0");
+  EXPECT_EQ(FormatRate(0.04), "0.0");
+  EXPECT_EQ(FormatRate(0.42), "0.4");
+  EXPECT_EQ(FormatRate(9.94), "9.9");
+  EXPECT_EQ(FormatRate(9.96), "10");
+  EXPECT_EQ(FormatRate(1499.6), "1500");
+}
+
 TEST(DeliveryFormatTest, HumanLine) {
   v1::Delivery d;
   d.set_delivery_id(3);

@@ -115,6 +115,17 @@ int RunStatus(const Command&, const ParsedArgs&, Client& client) {
                   absl::StrCat(c.acked()), absl::StrCat(c.requeued()),
                   absl::StrCat(c.rejected()), absl::StrCat(c.reconnects())});
   streams.Print(stdout);
+  std::printf("\n");
+  Table rates;
+  rates.AddRow({"msg/s", "published", "confirmed", "delivered", "acked"});
+  for (const auto& [label, m] :
+       {std::pair<const char*, const v1::MessageRates&>{"last 10 s",
+                                                        resp.rates_10s()},
+        {"last 1 min", resp.rates_1m()}}) {
+    rates.AddRow({label, FormatRate(m.published()), FormatRate(m.confirmed()),
+                  FormatRate(m.delivered()), FormatRate(m.acked())});
+  }
+  rates.Print(stdout);
   return kExitOk;
 }
 
@@ -187,7 +198,8 @@ std::vector<Command> SessionCommands() {
       "",
       "session state, counters, daemon version",
       "Prints the broker session (state, node, server, heartbeat, blocked, "
-      "last error), the daemon's counters since it started, its version and "
+      "last error), the daemon's counters since it started and its own "
+      "message rates over the last 10 s and minute, its version and "
       "instance id. Works whatever the broker's state.",
       {},
       {"amqpgw status", "amqpgw status --json | jq .connection.state"},

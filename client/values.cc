@@ -433,4 +433,10 @@ std::string FormatDuration(const google::protobuf::Duration& d) {
                               absl::Nanoseconds(d.nanos()));
 }
 
+std::string FormatRate(double per_second) {
+  if (!(per_second > 0)) return "0";
+  if (per_second < 9.95) return absl::StrFormat("%.1f", per_second);
+  return absl::StrFormat("%.0f", per_second);
+}
+
 }  // namespace amqpgw::cli

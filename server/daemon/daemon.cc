@@ -17,6 +17,7 @@
 #include "server/daemon/memory.h"
 #include "server/daemon/metrics_server.h"
 #include "server/daemon/operations.h"
+#include "server/daemon/rate_sampler.h"
 #include "server/grpc/auth.h"
 #include "server/grpc/call_interceptor.h"
 #include "server/grpc/gateway_service.h"
@@ -37,6 +38,8 @@ struct Daemon::Components {
   std::unique_ptr<trace::OtlpHttpExporter> spans;
   std::unique_ptr<MemoryTrimmer> memory;
   std::unique_ptr<core::Session> session;
+  // GetStatus's rates; reads the session's counters.
+  std::unique_ptr<RateSampler> rates;
   // Destroyed before the session (their waiting checks end first).
   std::unique_ptr<core::ExchangeTypes> exchange_types;
   std::unique_ptr<grpc_api::GatewayService> service;
@@ -108,6 +111,10 @@ absl::Status Daemon::Start() {
   service_options.authorizer = config_->tokens().get();
   service_options.spans = p.spans.get();
   service_options.exchange_types = p.exchange_types.get();
+  p.rates = std::make_unique<RateSampler>(p.session.get());
+  service_options.rates = [rates = p.rates.get()](absl::Duration window) {
+    return rates->Recent(window);
+  };
   p.service = std::make_unique<grpc_api::GatewayService>(p.session.get(),
                                                          service_options);
 

@@ -661,4 +661,14 @@ void ToProtoCounters(const core::CountersSnapshot& c, v1::Counters* out) {
 #undef AMQPGW_SET_COUNTER
 }
 
+void ToProtoRates(const RecentRates& r, v1::MessageRates* out) {
+  const int64_t nanos = absl::ToInt64Nanoseconds(r.window);
+  out->mutable_window()->set_seconds(nanos / 1000000000);
+  out->mutable_window()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+  out->set_published(r.published);
+  out->set_confirmed(r.confirmed);
+  out->set_delivered(r.delivered);
+  out->set_acked(r.acked);
+}
+
 }  // namespace amqpgw::grpc_api

@@ -77,6 +77,16 @@ void ToProtoConnectionInfo(const core::ConnectionInfo& info,
                            v1::ConnectionInfo* out);
 void ToProtoCounters(const core::CountersSnapshot& counters, v1::Counters* out);
 
+// The gateway's own message rates over a recent window (GetStatus).
+struct RecentRates {
+  absl::Duration window = absl::ZeroDuration();
+  double published = 0;
+  double confirmed = 0;
+  double delivered = 0;
+  double acked = 0;
+};
+void ToProtoRates(const RecentRates& rates, v1::MessageRates* out);
+
 // Helpers shared with tests.
 void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out);
 

@@ -162,6 +162,12 @@ ServerUnaryReactor* GatewayService::GetStatus(
   ToProtoCounters(session_->Counters(), response->mutable_counters());
   response->set_version(options_.version);
   response->set_instance_id(session_->instance_id());
+  if (options_.rates) {
+    ToProtoRates(options_.rates(absl::Seconds(10)),
+                 response->mutable_rates_10s());
+    ToProtoRates(options_.rates(absl::Minutes(1)),
+                 response->mutable_rates_1m());
+  }
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   reactor->Finish(::grpc::Status::OK);
   return reactor;

@@ -11,6 +11,7 @@
 #ifndef AMQPGW_SERVER_GRPC_GATEWAY_SERVICE_H_
 #define AMQPGW_SERVER_GRPC_GATEWAY_SERVICE_H_
 
+#include <functional>
 #include <string>
 
 #include "amqpgw/v1/gateway.grpc.pb.h"
@@ -34,6 +35,9 @@ class GatewayService final : public v1::Gateway::CallbackService {
     // Checks DeclareExchange's custom_type. Null: only built-in exchange
     // types are accepted. Must outlive the service.
     core::ExchangeTypes* exchange_types = nullptr;
+    // The gateway's own rates over the last `window` (GetStatus); called on
+    // gRPC's threads, must not block. Empty: GetStatus reports none.
+    std::function<RecentRates(absl::Duration window)> rates;
   };
 
   // `session` must outlive the service and every call it serves.

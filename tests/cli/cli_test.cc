@@ -774,6 +774,10 @@ TEST_F(CliTest, DisconnectConnectAndStatus) {
   EXPECT_THAT(r.out, ::testing::ContainsRegex("state +READY"));
   EXPECT_THAT(r.out, HasSubstr("RabbitMQ"));
   EXPECT_THAT(r.out, ::testing::ContainsRegex("published +confirmed"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex(
+                         "msg/s +published +confirmed +delivered +acked\n"
+                         "last 10 s +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+\n"
+                         "last 1 min +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+\n"));
 
   r = cli({"disconnect", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -798,6 +802,8 @@ TEST_F(CliTest, DisconnectConnectAndStatus) {
                   .struct_value()
                   .fields()
                   .count("published"));
+  EXPECT_TRUE(
+      status.fields().at("rates_1m").struct_value().fields().count("acked"));
   // Connect after Disconnect is a fresh start, not a reconnect after a loss.
   EXPECT_EQ(GatewayStatus(*g).connection().reconnects(), 0u);
   EXPECT_EQ(GatewayStatus(*g).counters().reconnects(), 0u);

@@ -6,6 +6,7 @@
 
 #include "tests/support/broker_node.h"
 #include "tests/support/gateway_fixture.h"
+#include "tests/support/stream_reader.h"
 #include "tests/support/wait.h"
 
 namespace amqpgw::testing {
@@ -160,6 +161,53 @@ TEST(SessionTest, WrongCredentialsAreReported) {
   }));
   // Never the password.
   EXPECT_THAT(Status(*g).last_error(), ::testing::Not(HasSubstr("wrong")));
+}
+
+double Seconds(const google::protobuf::Duration& d) {
+  return static_cast<double>(d.seconds()) + d.nanos() / 1e9;
+}
+
+// GetStatus's own rates: zero at rest, moving with a load, and never more
+// than the counters allow over their window.
+TEST(SessionTest, StatusRatesFollowTheLoad) {
+  BrokerNode node = BrokerNode::Shared();
+  auto g = TestGateway::Start(node.uri());
+  ASSERT_TRUE(g->WaitReady());
+  v1::GetStatusResponse r = GatewayStatus(*g);
+  EXPECT_EQ(r.rates_10s().published(), 0);
+  EXPECT_EQ(r.rates_1m().acked(), 0);
+  EXPECT_LE(Seconds(r.rates_1m().window()), 61.5);
+
+  std::string q = UniqueName("rates");
+  v1::DeclareQueueRequest dq;
+  dq.set_name(q);
+  dq.set_durable(false);
+  v1::DeclareQueueResponse dq_resp;
+  ASSERT_TRUE(g->stub().DeclareQueue(Ctx().get(), dq, &dq_resp).ok());
+  v1::StreamMessagesRequest sreq;
+  sreq.set_queue(q);
+  StreamReader reader(g->NewStub().get(), sreq);
+  ASSERT_TRUE(reader.WaitSubscribed());
+  Traffic traffic(g->NewStub(), q);
+  // Rates of all four counters show the load within a few samples.
+  EXPECT_TRUE(WaitFor([&] {
+    r = GatewayStatus(*g);
+    const v1::MessageRates& m = r.rates_10s();
+    return m.published() > 0 && m.confirmed() > 0 && m.delivered() > 0 &&
+           m.acked() > 0;
+  })) << r.rates_10s().DebugString();
+  traffic.Stop();
+  r = GatewayStatus(*g);
+  for (const v1::MessageRates& m : {r.rates_10s(), r.rates_1m()}) {
+    const double window = Seconds(m.window());
+    EXPECT_GT(window, 0);
+    // What a rate claims over its window was really counted.
+    EXPECT_LE(m.published() * window, r.counters().published() + 1.0);
+    EXPECT_LE(m.acked() * window, r.counters().acked() + 1.0);
+    EXPECT_GE(m.published() * window, 1.0);
+  }
+  EXPECT_LE(Seconds(r.rates_10s().window()), 11.5);
+  EXPECT_LE(Seconds(r.rates_10s().window()), Seconds(r.rates_1m().window()));
 }
 
 }  // namespace
