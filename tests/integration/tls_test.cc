@@ -18,7 +18,9 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "server/management/client.h"
 #include "server/web/grpc_web_frame.h"
 #include "tests/support/broker_node.h"
 #include "tests/support/gateway_fixture.h"
@@ -80,14 +82,25 @@ class TlsTest : public ::testing::Test {
     ASSERT_TRUE(made.ok()) << made;
     tls_port_ = FreePort();
     ASSERT_GT(tls_port_, 0);
+    management_tls_port_ = FreePort();
+    ASSERT_GT(management_tls_port_, 0);
     // rabbitmq-node.sh appends RABBITMQ_EXTRA_CONF to the node's config.
-    std::string conf =
-        absl::StrCat("listeners.ssl.default = 127.0.0.1:", tls_port_, "\n",
-                     "ssl_options.cacertfile = ", certs_->path("ca.pem"), "\n",
-                     "ssl_options.certfile = ", certs_->path("server.pem"),
-                     "\n", "ssl_options.keyfile = ", certs_->path("server.key"),
-                     "\n", "ssl_options.verify = verify_peer\n",
-                     "ssl_options.fail_if_no_peer_cert = true\n");
+    std::string conf = absl::StrCat(
+        "listeners.ssl.default = 127.0.0.1:", tls_port_, "\n",
+        "ssl_options.cacertfile = ", certs_->path("ca.pem"), "\n",
+        "ssl_options.certfile = ", certs_->path("server.pem"), "\n",
+        "ssl_options.keyfile = ", certs_->path("server.key"), "\n",
+        "ssl_options.verify = verify_peer\n",
+        "ssl_options.fail_if_no_peer_cert = true\n",
+        // The management API over https, client certificates
+        // required, as for AMQP.
+        "management.ssl.ip = 127.0.0.1\n",
+        "management.ssl.port = ", management_tls_port_, "\n",
+        "management.ssl.cacertfile = ", certs_->path("ca.pem"), "\n",
+        "management.ssl.certfile = ", certs_->path("server.pem"), "\n",
+        "management.ssl.keyfile = ", certs_->path("server.key"), "\n",
+        "management.ssl.verify = verify_peer\n",
+        "management.ssl.fail_if_no_peer_cert = true\n");
     setenv("RABBITMQ_EXTRA_CONF", conf.c_str(), 1);
     auto node = BrokerNode::StartPrivate("tls");
     unsetenv("RABBITMQ_EXTRA_CONF");
@@ -159,14 +172,43 @@ class TlsTest : public ::testing::Test {
                            &r);
   }
 
+  // WhoAmI through the management API over https with our CA and
+  // `client`'s certificate ("" for none).
+  static absl::StatusOr<management::User> ManagementWhoAmI(
+      const std::string& host, const std::string& ca,
+      const std::string& client) {
+    management::ManagementClient::Options o;
+    o.url = absl::StrCat("https://", host, ":", management_tls_port_, "/");
+    o.user = "guest";
+    o.password = "guest";
+    if (!ca.empty()) o.tls_ca_file = certs_->path(ca.c_str());
+    if (!client.empty()) {
+      o.tls_cert_file = certs_->path((client + ".pem").c_str());
+      o.tls_key_file = certs_->path((client + ".key").c_str());
+    }
+    o.timeout = absl::Seconds(5);
+    auto c = management::ManagementClient::Create(o);
+    if (!c.ok()) return c.status();
+    absl::Notification done;
+    absl::StatusOr<management::User> out = absl::UnknownError("no answer");
+    (*c)->WhoAmI([&](absl::StatusOr<management::User> r) {
+      out = std::move(r);
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return out;
+  }
+
   static Certs* certs_;
   static BrokerNode* node_;
   static int tls_port_;
+  static int management_tls_port_;
 };
 
 Certs* TlsTest::certs_ = nullptr;
 BrokerNode* TlsTest::node_ = nullptr;
 int TlsTest::tls_port_ = 0;
+int TlsTest::management_tls_port_ = 0;
 
 TEST_F(TlsTest, GatewayReachesTheBrokerOverAmqpsWithAClientCertificate) {
   auto g =
@@ -249,6 +291,28 @@ TEST_F(TlsTest, MutualTlsRefusesClientsWithoutAValidCertificate) {
   EXPECT_EQ(GetStatusOver(port, ClientTls("other-client")).error_code(),
             ::grpc::StatusCode::UNAVAILABLE);
   EXPECT_TRUE(GetStatusOver(port, ClientTls("client")).ok());
+}
+
+// The management API over https is trusted like the broker: the same CA
+// and client certificate.
+TEST_F(TlsTest, ManagementApiOverHttpsWithTheBrokersTrust) {
+  for (const char* host : {"127.0.0.1", "localhost"}) {
+    auto user = ManagementWhoAmI(host, "ca.pem", "client");
+    ASSERT_TRUE(user.ok()) << host << ": " << user.status();
+    EXPECT_EQ(user->name, "guest");
+  }
+  // A server signed by a CA it does not trust: UNAVAILABLE, saying which
+  // flags set the trust.
+  auto other = ManagementWhoAmI("127.0.0.1", "other-ca.pem", "client");
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(other.status().message(),
+              ::testing::AllOf(HasSubstr("TLS"), HasSubstr("--broker_tls_ca")));
+  // The system's CAs do not know ours either.
+  EXPECT_EQ(ManagementWhoAmI("127.0.0.1", "", "client").status().code(),
+            absl::StatusCode::kUnavailable);
+  // The broker wants a client certificate.
+  EXPECT_EQ(ManagementWhoAmI("127.0.0.1", "ca.pem", "").status().code(),
+            absl::StatusCode::kUnavailable);
 }
 
 // --- HTTPS on the HTTP port, with curl as the client. ----------------------
