@@ -29,6 +29,10 @@ absl::Status Session::DisconnectedError() {
       "disconnected from the broker by a Disconnect call; call Connect");
 }
 
+std::string ConnectionName(absl::string_view instance_id) {
+  return absl::StrCat("amqpgw ", instance_id);
+}
+
 Session::Session(SessionOptions options) : options_(std::move(options)) {
   auto make = [&](std::string name,
                   absl::Duration read_pause = absl::ZeroDuration()) {
@@ -37,7 +41,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
     o.read_pause = read_pause;
     o.brokers = options_.brokers;
     o.open = options_.open;
-    o.open.connection_name = absl::StrCat("amqpgw ", options_.instance_id);
+    o.open.connection_name = ConnectionName(options_.instance_id);
     o.factory = options_.connection_factory;
     o.backoff = options_.backoff;
     workers_.push_back(std::make_unique<ConnectionWorker>(

@@ -26,6 +26,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/amqp/broker_address.h"
 #include "server/amqp/connection.h"
@@ -64,6 +65,11 @@ struct SessionOptions {
 };
 
 enum class SessionState { kConnecting, kReady, kReconnecting, kDisconnected };
+
+// The name the session's AMQP connections give the broker, before the
+// worker's own ("amqpgw <instance_id> consumer-0"): how the gateway's own
+// connections are told apart in the broker's management API.
+std::string ConnectionName(absl::string_view instance_id);
 
 const char* SessionStateName(SessionState state);
 

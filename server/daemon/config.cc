@@ -173,6 +173,25 @@ absl::StatusOr<std::shared_ptr<const Config>> Config::Load(Options options) {
     if (!tokens.ok()) return Bad("auth_tokens", tokens.status().message());
     c->tokens_ = *std::move(tokens);
   }
+
+  // Listing: the management API, by default as the (first) broker's user.
+  management::ManagementClient::Options& m = c->management_;
+  const amqp::BrokerAddress& broker = out.brokers.front();
+  m.url = o.management_url;
+  m.user = o.management_user.empty() ? broker.user : o.management_user;
+  m.password = broker.password;
+  if (!o.management_password_file.empty()) {
+    absl::StatusOr<std::string> text =
+        ReadFileForFlag("management_password_file", o.management_password_file);
+    if (!text.ok()) return text.status();
+    m.password = std::string(absl::StripAsciiWhitespace(*text));
+  }
+  m.vhost = broker.vhost;
+  m.tls_ca_file = o.broker_tls_ca;
+  m.tls_cert_file = o.broker_tls_cert;
+  m.tls_key_file = o.broker_tls_key;
+  m.own_connection_prefix =
+      absl::StrCat(core::ConnectionName(out.instance_id), " ");
   return std::shared_ptr<const Config>(std::move(c));
 }
 

@@ -17,6 +17,7 @@
 #include "server/core/session.h"
 #include "server/daemon/options.h"
 #include "server/grpc/auth.h"
+#include "server/management/client.h"
 #include "server/web/tls_context.h"
 
 namespace amqpgw::daemon {
@@ -46,6 +47,14 @@ class Config {
   }
   // --cors_origins as a list.
   const std::vector<std::string>& cors_origins() const { return cors_origins_; }
+  // The management API client's settings (listing): URL (empty: derived
+  // from the broker's host once the session is up), user and password (the
+  // first broker URI's unless --management_user / --management_password_file
+  // say otherwise), vhost, the broker's TLS trust, and the prefix of the
+  // gateway's own connection names.
+  const management::ManagementClient::Options& management() const {
+    return management_;
+  }
 
  private:
   Config() = default;
@@ -58,6 +67,7 @@ class Config {
   std::shared_ptr<const web::TlsContext> http_tls_;
   std::shared_ptr<grpc_api::Authorizer> tokens_;
   std::vector<std::string> cors_origins_;
+  management::ManagementClient::Options management_;
 };
 
 }  // namespace amqpgw::daemon

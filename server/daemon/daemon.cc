@@ -21,12 +21,37 @@
 #include "server/grpc/auth.h"
 #include "server/grpc/call_interceptor.h"
 #include "server/grpc/gateway_service.h"
+#include "server/management/backend.h"
 #include "server/metrics/prometheus.h"
 #include "server/metrics/rpc_metrics.h"
 #include "server/trace/otlp_exporter.h"
 #include "spdlog/spdlog.h"
 
 namespace amqpgw::daemon {
+namespace {
+
+// The daemon's one look at the management API, once the session is up.
+void LogManagementProbe(const std::string& url,
+                        const absl::StatusOr<management::User>& user) {
+  if (!user.ok()) {
+    spdlog::warn("listing (ListQueues, ...) unavailable: {}",
+                 std::string(user.status().message()));
+    return;
+  }
+  spdlog::info(
+      "listing: RabbitMQ's management API at {} answers, user {} (tags: {})",
+      url, user->name,
+      user->tags.empty() ? "none" : absl::StrJoin(user->tags, ", "));
+  for (const std::string& tag : user->tags) {
+    if (tag == "monitoring" || tag == "administrator") return;
+  }
+  spdlog::info(
+      "listing: user {} has no 'monitoring' tag: other users' consumers are "
+      "listed without the names of their connections",
+      user->name);
+}
+
+}  // namespace
 
 // What Start builds, in dependency order. Members are destroyed in reverse:
 // the HTTP port and --metrics_listen close, the gRPC server shuts down (its
@@ -37,6 +62,9 @@ struct Daemon::Components {
   std::unique_ptr<metrics::RpcMetrics> rpc_metrics;
   std::unique_ptr<trace::OtlpHttpExporter> spans;
   std::unique_ptr<MemoryTrimmer> memory;
+  // Listing (the broker's management API); outlives the session, whose
+  // state listener tells it when the session is up.
+  std::unique_ptr<management::Backend> management;
   std::unique_ptr<core::Session> session;
   // GetStatus's rates; reads the session's counters.
   std::unique_ptr<RateSampler> rates;
@@ -93,10 +121,23 @@ absl::Status Daemon::Start() {
   // Hands back what malloc keeps after a burst (memory.h).
   p.memory = std::make_unique<MemoryTrimmer>(MemoryTrimmer::Options());
 
+  p.management = std::make_unique<management::Backend>(config_->management(),
+                                                       &LogManagementProbe);
   p.session = std::make_unique<core::Session>(config_->session());
-  p.session->SetStateListener([this](core::SessionState state) {
-    SetServing(state == core::SessionState::kReady);
-  });
+  p.session->SetStateListener(
+      [this, session = p.session.get(),
+       management = p.management.get()](core::SessionState state) {
+        SetServing(state == core::SessionState::kReady);
+        if (state != core::SessionState::kReady) return;
+        // The management API is looked for on the node the session is on.
+        const std::string at = session->Info().broker;
+        const auto& brokers = config_->session().brokers;
+        std::string host = brokers.front().host;
+        for (const amqp::BrokerAddress& b : brokers) {
+          if (b.HostPort() == at) host = b.host;
+        }
+        management->SessionUp(host);
+      });
 
   p.exchange_types =
       std::make_unique<core::ExchangeTypes>(core::ExchangeTypes::BrokerProbe(
@@ -111,6 +152,7 @@ absl::Status Daemon::Start() {
   service_options.authorizer = config_->tokens().get();
   service_options.spans = p.spans.get();
   service_options.exchange_types = p.exchange_types.get();
+  service_options.management = p.management.get();
   p.rates = std::make_unique<RateSampler>(p.session.get());
   service_options.rates = [rates = p.rates.get()](absl::Duration window) {
     return rates->Recent(window);
@@ -314,6 +356,8 @@ void Daemon::Shutdown() {
   if (p.web != nullptr) p.web->WaitForCalls(deadline);
   p.server->Shutdown(absl::ToChronoTime(deadline));
   if (p.web != nullptr) p.web->Stop(absl::Seconds(2));
+  // Listing calls still waiting for the management API end UNAVAILABLE.
+  p.management->Stop();
   // Exchange type checks still waiting end UNAVAILABLE before the session
   // stops (none of them declares anything afterwards).
   p.exchange_types.reset();

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "server/amqp/broker_address.h"
 #include "server/base/host_port.h"
+#include "server/base/http_url.h"
 #include "server/trace/otlp_exporter.h"
 
 extern char** environ;
@@ -442,6 +443,27 @@ std::vector<FlagDef> BuildTable() {
       DurationRange(&O::http_body_timeout,
                     FixedDuration(absl::Milliseconds(100)),
                     absl::Seconds(3600))));
+
+  t.push_back(Section(
+      StringFlag(
+          "management_url", &O::management_url,
+          "RabbitMQ's management HTTP API, for the listing RPCs (ListQueues, "
+          "...): http(s)://host:port/; https is trusted like the broker "
+          "(--broker_tls_*); empty: http://<broker host>:15672/, tried once "
+          "the session is up",
+          [](const O& o) {
+            if (o.management_url.empty()) return absl::OkStatus();
+            return ParseHttpUrl(o.management_url).status();
+          }),
+      "Listing the broker (RabbitMQ's management API)"));
+  t.push_back(StringFlag(
+      "management_user", &O::management_user,
+      "user for --management_url (default: the broker URI's); it needs a "
+      "management tag, 'monitoring' to see other users' connections"));
+  t.push_back(StringFlag("management_password_file",
+                         &O::management_password_file,
+                         "file holding the password of --management_user "
+                         "(default: the broker URI's password)"));
   return t;
 }
 

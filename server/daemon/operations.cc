@@ -84,6 +84,7 @@ void WarnAboutRisks(const Config& config) {
   WarnIfOthersCanRead("tls_key", o.tls_key);
   WarnIfOthersCanRead("http_tls_key", o.http_tls_key);
   WarnIfOthersCanRead("broker_tls_key", o.broker_tls_key);
+  WarnIfOthersCanRead("management_password_file", o.management_password_file);
   bool any_tls_flag = !o.broker_tls_ca.empty() || !o.broker_tls_cert.empty();
   bool any_amqps = false;
   for (const auto& b : config.session().brokers) any_amqps |= b.tls;

@@ -91,6 +91,15 @@ struct Options {
   // (from the end of its head).
   absl::Duration http_header_timeout = absl::Seconds(10);
   absl::Duration http_body_timeout = absl::Seconds(30);
+
+  // --- Listing the broker: RabbitMQ's management HTTP API. ---
+  // http(s)://host:port/; empty: http://<broker host>:15672/, tried once the
+  // session is up. https uses the --broker_tls_* trust.
+  std::string management_url;
+  // Its user, and a file holding the password; empty: those of the (first)
+  // broker URI.
+  std::string management_user;
+  std::string management_password_file;
 };
 
 // --cors_origins as a list (empty entries dropped).

@@ -92,7 +92,8 @@ TEST(FlagTableTest, EveryFlagParsesFromTheCommandLineAndItsEnvironmentTwin) {
        {"listen", "broker", "heartbeat", "max_pending_bytes", "log_level",
         "auth_tokens", "http_listen", "http_max_connections", "http_tls_cert",
         "http_tls_key", "http_tls_client_ca", "http_insecure",
-        "http_header_timeout", "http_body_timeout"}) {
+        "http_header_timeout", "http_body_timeout", "management_url",
+        "management_user", "management_password_file"}) {
     EXPECT_EQ(names.count(name), 1u) << name;
   }
 }
@@ -222,6 +223,10 @@ TEST(OptionsTest, EachBadValueNamesItsFlag) {
       {[](Options& o) { o.http_tls_key = "/x"; }, "--http_tls_cert"},
       {[](Options& o) { o.http_tls_client_ca = "/x"; }, "--http_tls_client_ca"},
       {[](Options& o) { o.broker_tls_key = "/x"; }, "--broker_tls_cert"},
+      {[](Options& o) { o.management_url = "127.0.0.1:15672"; },
+       "--management_url"},
+      {[](Options& o) { o.management_url = "http://u:p@h:15672/"; },
+       "--management_url"},
   };
   for (const Case& c : cases) {
     Options o;
@@ -262,6 +267,8 @@ TEST(OptionsTest, FilesAreReadWhenTheConfigLoadsAndNamedInErrors) {
        "--tls_cert: certificate: no PEM certificate"},
       {[](Options& o) { o.broker_tls_ca = "/nonexistent/ca"; },
        "--broker_tls_ca: cannot read"},
+      {[](Options& o) { o.management_password_file = "/nonexistent/pw"; },
+       "--management_password_file: cannot read"},
   };
   for (const Case& c : cases) {
     Options o;
@@ -284,6 +291,36 @@ TEST(OptionsTest, FilesAreReadWhenTheConfigLoadsAndNamedInErrors) {
   EXPECT_EQ((*config)->session().brokers[1].HostPort(), "10.0.0.3:5671");
   ASSERT_NE((*config)->tokens(), nullptr);
   EXPECT_EQ((*config)->tokens()->size(), 1u);
+}
+
+TEST(OptionsTest, ManagementApiDefaultsToTheBrokersUserAndVhost) {
+  std::string dir = TempDir();
+  std::string ca = WriteFile(dir, "ca", "any readable file will do here");
+  Options o;
+  o.broker = "amqp://app:s3cret@a:5672/prod,amqp://other:x@b/";
+  o.instance_id = "gw-1";
+  o.broker_tls_ca = ca;
+  auto config = Config::Load(o);
+  ASSERT_TRUE(config.ok()) << config.status();
+  const management::ManagementClient::Options& m = (*config)->management();
+  EXPECT_EQ(m.url, "");  // derived once the session is up
+  EXPECT_EQ(m.user, "app");
+  EXPECT_EQ(m.password, "s3cret");
+  EXPECT_EQ(m.vhost, "prod");
+  EXPECT_EQ(m.tls_ca_file, ca);
+  // The gateway's own connections, as the session names them.
+  EXPECT_EQ(m.own_connection_prefix, "amqpgw gw-1 ");
+  EXPECT_EQ(core::ConnectionName("gw-1"), "amqpgw gw-1");
+
+  // Given: a user and a password file (its line ending dropped).
+  o.management_url = "https://rabbit.example:15671/";
+  o.management_user = "watcher";
+  o.management_password_file = WriteFile(dir, "pw", "watch-pw\n");
+  config = Config::Load(o);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ((*config)->management().url, "https://rabbit.example:15671/");
+  EXPECT_EQ((*config)->management().user, "watcher");
+  EXPECT_EQ((*config)->management().password, "watch-pw");
 }
 
 TEST(OptionsTest, TheHttpPortIsNeverLessProtectedThanTheGrpcPort) {

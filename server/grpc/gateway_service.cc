@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/amqp/broker_rules.h"
+#include "server/grpc/listing.h"
 #include "server/grpc/status.h"
 #include "server/grpc/stream_reactor.h"
 #include "server/grpc/tracing.h"
@@ -27,6 +28,10 @@ absl::Time CallDeadline(const CallbackServerContext* ctx) {
 }
 
 namespace {
+
+// After the management API failed, how long InspectQueue answers without
+// asking it again.
+constexpr absl::Duration kSkipUnavailableManagement = absl::Seconds(10);
 
 // Hands `batch` to the session; `reactor` (the call's default reactor) is
 // finished by the batch's done callback, or here if the session refuses it.
@@ -162,6 +167,10 @@ ServerUnaryReactor* GatewayService::GetStatus(
   ToProtoCounters(session_->Counters(), response->mutable_counters());
   response->set_version(options_.version);
   response->set_instance_id(session_->instance_id());
+  if (options_.management != nullptr) {
+    ToProtoListingStatus(options_.management->status(),
+                         response->mutable_listing());
+  }
   if (options_.rates) {
     ToProtoRates(options_.rates(absl::Seconds(10)),
                  response->mutable_rates_10s());
@@ -197,9 +206,65 @@ ServerUnaryReactor* GatewayService::InspectQueue(
   absl::Status s = ValidateName("name", request->name(), false);
   if (!s.ok()) return Fail(ctx, s);
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  session_->topology().InspectQueue(request->name(),
-                                    session_->Deadline(CallDeadline(ctx)),
-                                    FinishWithQueueInfo(reactor, response));
+  const absl::Time deadline = session_->Deadline(CallDeadline(ctx));
+  std::shared_ptr<management::ManagementClient> client =
+      options_.management == nullptr ? nullptr : options_.management->client();
+  std::string unavailable;
+  if (client == nullptr) {
+    unavailable =
+        options_.management == nullptr
+            ? "the management API is not configured"
+            : std::string(options_.management->NotYetError().message());
+  } else if (management::Backend::Status st = options_.management->status();
+             st.state == management::Backend::Status::State::kUnavailable &&
+             absl::Now() - st.checked < kSkipUnavailableManagement) {
+    // It failed moments ago: the AMQP counts alone, without waiting for it
+    // (up to its timeout) on every call.
+    unavailable = st.detail;
+    client = nullptr;
+  }
+  if (client == nullptr) {
+    response->set_details_unavailable(SanitizeUtf8(unavailable));
+    session_->topology().InspectQueue(request->name(), deadline,
+                                      FinishWithQueueInfo(reactor, response));
+    return reactor;
+  }
+  // The passive declare and the management API at once; the call ends when
+  // both have answered, and the response is written by the last one.
+  struct Join {
+    std::atomic<int> left{2};
+    absl::StatusOr<core::QueueInfo> amqp = absl::UnknownError("");
+    absl::StatusOr<management::Queue> details = absl::UnknownError("");
+  };
+  auto join = std::make_shared<Join>();
+  auto finish_if_last = [reactor, response, join] {
+    if (join->left.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (!join->amqp.ok()) {
+      reactor->Finish(ToGrpcStatus(join->amqp.status()));
+      return;
+    }
+    response->set_name(join->amqp->name);
+    response->set_message_count(join->amqp->message_count);
+    response->set_consumer_count(join->amqp->consumer_count);
+    if (join->details.ok()) {
+      ToProtoQueue(*join->details, response->mutable_details());
+    } else {
+      response->set_details_unavailable(
+          SanitizeUtf8(join->details.status().message()));
+    }
+    reactor->Finish(::grpc::Status::OK);
+  };
+  session_->topology().InspectQueue(
+      request->name(), deadline,
+      [join, finish_if_last](absl::StatusOr<core::QueueInfo> r) {
+        join->amqp = std::move(r);
+        finish_if_last();
+      });
+  client->GetQueue(request->name(),
+                   [join, finish_if_last](absl::StatusOr<management::Queue> q) {
+                     join->details = std::move(q);
+                     finish_if_last();
+                   });
   return reactor;
 }
 

@@ -19,6 +19,7 @@
 #include "server/core/session.h"
 #include "server/grpc/auth.h"
 #include "server/grpc/convert.h"
+#include "server/management/backend.h"
 #include "server/trace/span.h"
 
 namespace amqpgw::grpc_api {
@@ -38,6 +39,9 @@ class GatewayService final : public v1::Gateway::CallbackService {
     // The gateway's own rates over the last `window` (GetStatus); called on
     // gRPC's threads, must not block. Empty: GetStatus reports none.
     std::function<RecentRates(absl::Duration window)> rates;
+    // The broker's management API (listing RPCs, GetStatus's `listing`).
+    // Null: listing RPCs answer UNIMPLEMENTED. Must outlive the service.
+    management::Backend* management = nullptr;
   };
 
   // `session` must outlive the service and every call it serves.

@@ -69,6 +69,20 @@ std::string PageQuery(const ListQuery& q, const char* columns) {
   return out;
 }
 
+// Errors that say the API cannot serve listings (as opposed to answers
+// about one object, such as NOT_FOUND).
+bool SaysTheApiIsUnusable(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kUnknown:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // A parse.h function as a type-erased Parser.
 template <typename T, absl::StatusOr<T> (*parse)(absl::string_view)>
 absl::StatusOr<std::shared_ptr<const void>> Erased(absl::string_view body) {
@@ -129,6 +143,11 @@ void ManagementClient::Stop() {
       "the gateway is shutting down its management "
       "API client");
   for (Callback& w : orphans) std::move(w)(stopped);
+}
+
+ManagementClient::Availability ManagementClient::availability() const {
+  amqpgw::MutexLock lock(&mu_);
+  return availability_;
 }
 
 ManagementClient::Counters ManagementClient::counters() const {
@@ -217,6 +236,10 @@ void ManagementClient::Run() {
     std::vector<Callback> waiters;
     {
       amqpgw::MutexLock lock(&mu_);
+      availability_.checked = absl::Now();
+      availability_.status = SaysTheApiIsUnusable(result.status())
+                                 ? result.status()
+                                 : absl::OkStatus();
       Entry& e = cache_[path];
       e.in_flight = false;
       e.answered = absl::Now();

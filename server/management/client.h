@@ -79,6 +79,14 @@ class ManagementClient {
     std::string own_connection_prefix;
   };
 
+  // Whether the API answered the last request it was sent: OK, or why not
+  // (errors that say nothing of the API itself, such as NOT_FOUND for a
+  // queue, count as answers).
+  struct Availability {
+    absl::Time checked = absl::InfinitePast();  // never asked yet
+    absl::Status status;
+  };
+
   struct Counters {
     uint64_t requests = 0;    // HTTP requests sent
     uint64_t failures = 0;    // of those, without a 2xx answer
@@ -118,6 +126,7 @@ class ManagementClient {
   const std::string& url() const { return context_.url; }
   const std::string& user() const { return options_.user; }
   Counters counters() const;
+  Availability availability() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   // A parsed answer; its type is fixed by the request path.
@@ -157,6 +166,7 @@ class ManagementClient {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<std::string, Entry> cache_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> waiting_ ABSL_GUARDED_BY(mu_);  // paths to fetch
+  Availability availability_ ABSL_GUARDED_BY(mu_);
 
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> failures_{0};

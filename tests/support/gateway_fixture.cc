@@ -100,7 +100,9 @@ TestGateway* SharedGatewayTest::gateway_ = nullptr;
 
 void SharedGatewayTest::SetUpTestSuite() {
   node_ = new BrokerNode(BrokerNode::Shared());
-  gateway_ = TestGateway::Start(node_->uri()).release();
+  gateway_ = TestGateway::Start(node_->uri(), [](daemon::Options& o) {
+               o.management_url = node_->management_url();
+             }).release();
   ASSERT_TRUE(gateway_->WaitReady());
 }
 
