@@ -557,4 +557,127 @@ ServerUnaryReactor* GatewayService::Ack(CallbackServerContext* ctx,
   return reactor;
 }
 
+absl::StatusOr<std::shared_ptr<management::ManagementClient>>
+GatewayService::ManagementClient() const {
+  if (options_.management == nullptr) {
+    return absl::UnimplementedError(
+        "this gateway was built without a management API backend");
+  }
+  std::shared_ptr<management::ManagementClient> client =
+      options_.management->client();
+  if (client == nullptr) return options_.management->NotYetError();
+  return client;
+}
+
+// The listing RPCs: validate, hand the query to the management API client
+// (its threads do the HTTP), and finish from its answer.
+
+ServerUnaryReactor* GatewayService::ListQueues(
+    CallbackServerContext* ctx, const v1::ListQueuesRequest* request,
+    v1::ListQueuesResponse* response) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
+    return Fail(ctx, s);
+  }
+  absl::StatusOr<management::ListQuery> query =
+      ToListQuery(request->has_filter() ? &request->filter() : nullptr,
+                  request->page_size(), request->page_token());
+  if (!query.ok()) return Fail(ctx, query.status());
+  auto client = ManagementClient();
+  if (!client.ok()) return Fail(ctx, client.status());
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  (*client)->ListQueues(
+      *std::move(query),
+      [reactor,
+       response](absl::StatusOr<management::Page<management::Queue>> r) {
+        if (r.ok()) {
+          for (const management::Queue& q : r->items) {
+            ToProtoQueue(q, response->add_queues());
+          }
+          response->set_next_page_token(NextPageToken(*r));
+          response->set_filtered_count(r->filtered_count);
+          response->set_total_count(r->total_count);
+        }
+        reactor->Finish(ToGrpcStatus(r.status()));
+      });
+  return reactor;
+}
+
+ServerUnaryReactor* GatewayService::ListExchanges(
+    CallbackServerContext* ctx, const v1::ListExchangesRequest* request,
+    v1::ListExchangesResponse* response) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
+    return Fail(ctx, s);
+  }
+  absl::StatusOr<management::ListQuery> query =
+      ToListQuery(request->has_filter() ? &request->filter() : nullptr,
+                  request->page_size(), request->page_token());
+  if (!query.ok()) return Fail(ctx, query.status());
+  auto client = ManagementClient();
+  if (!client.ok()) return Fail(ctx, client.status());
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  (*client)->ListExchanges(
+      *std::move(query),
+      [reactor,
+       response](absl::StatusOr<management::Page<management::Exchange>> r) {
+        if (r.ok()) {
+          for (const management::Exchange& e : r->items) {
+            ToProtoExchange(e, response->add_exchanges());
+          }
+          response->set_next_page_token(NextPageToken(*r));
+          response->set_filtered_count(r->filtered_count);
+          response->set_total_count(r->total_count);
+        }
+        reactor->Finish(ToGrpcStatus(r.status()));
+      });
+  return reactor;
+}
+
+ServerUnaryReactor* GatewayService::ListBindings(
+    CallbackServerContext* ctx, const v1::ListBindingsRequest* request,
+    v1::ListBindingsResponse* response) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
+    return Fail(ctx, s);
+  }
+  absl::StatusOr<management::BindingFilter> filter = ToBindingFilter(*request);
+  if (!filter.ok()) return Fail(ctx, filter.status());
+  auto client = ManagementClient();
+  if (!client.ok()) return Fail(ctx, client.status());
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  (*client)->ListBindings(
+      *std::move(filter),
+      [reactor, response](absl::StatusOr<std::vector<management::Binding>> r) {
+        if (r.ok()) {
+          for (const management::Binding& b : *r) {
+            ToProtoBinding(b, response->add_bindings());
+          }
+        }
+        reactor->Finish(ToGrpcStatus(r.status()));
+      });
+  return reactor;
+}
+
+ServerUnaryReactor* GatewayService::ListConsumers(
+    CallbackServerContext* ctx, const v1::ListConsumersRequest* request,
+    v1::ListConsumersResponse* response) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
+    return Fail(ctx, s);
+  }
+  absl::Status s = ValidateName("queue", request->queue(), false);
+  if (!s.ok()) return Fail(ctx, s);
+  auto client = ManagementClient();
+  if (!client.ok()) return Fail(ctx, client.status());
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  (*client)->ListConsumers(
+      request->queue(),
+      [reactor, response](absl::StatusOr<std::vector<management::Consumer>> r) {
+        if (r.ok()) {
+          for (const management::Consumer& c : *r) {
+            ToProtoConsumer(c, response->add_consumers());
+          }
+        }
+        reactor->Finish(ToGrpcStatus(r.status()));
+      });
+  return reactor;
+}
+
 }  // namespace amqpgw::grpc_api

@@ -97,12 +97,30 @@ class GatewayService final : public v1::Gateway::CallbackService {
   ::grpc::ServerUnaryReactor* Ack(::grpc::CallbackServerContext* ctx,
                                   const v1::AckRequest* request,
                                   v1::AckResponse* response) override;
+  ::grpc::ServerUnaryReactor* ListQueues(
+      ::grpc::CallbackServerContext* ctx, const v1::ListQueuesRequest* request,
+      v1::ListQueuesResponse* response) override;
+  ::grpc::ServerUnaryReactor* ListExchanges(
+      ::grpc::CallbackServerContext* ctx,
+      const v1::ListExchangesRequest* request,
+      v1::ListExchangesResponse* response) override;
+  ::grpc::ServerUnaryReactor* ListBindings(
+      ::grpc::CallbackServerContext* ctx,
+      const v1::ListBindingsRequest* request,
+      v1::ListBindingsResponse* response) override;
+  ::grpc::ServerUnaryReactor* ListConsumers(
+      ::grpc::CallbackServerContext* ctx,
+      const v1::ListConsumersRequest* request,
+      v1::ListConsumersResponse* response) override;
 
  private:
   // OK when no tokens are configured or the call's token allows the RPC
   // named `rpc` (the handler's __func__).
   absl::Status Authorize(const ::grpc::CallbackServerContext* ctx,
                          absl::string_view rpc) const;
+  // The management API client for a listing call, or why there is none.
+  absl::StatusOr<std::shared_ptr<management::ManagementClient>>
+  ManagementClient() const;
 
   core::Session* const session_;
   const Options options_;
