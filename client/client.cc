@@ -246,6 +246,8 @@ void Table::Print(FILE* out) const {
       line += row[i];
       if (i + 1 < row.size()) line.append(widths[i] - row[i].size() + 2, ' ');
     }
+    // Empty cells at the end leave no trailing blanks.
+    while (!line.empty() && line.back() == ' ') line.pop_back();
     std::fprintf(out, "%s\n", line.c_str());
   }
 }

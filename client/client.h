@@ -94,7 +94,7 @@ std::string ToJsonLine(const google::protobuf::Message& message,
 // ToJsonLine + newline on stdout.
 void PrintJson(const google::protobuf::Message& message);
 
-// Aligned columns, two spaces apart; the last column is not padded.
+// Aligned columns, two spaces apart; no line ends in blanks.
 class Table {
  public:
   void AddRow(std::vector<std::string> row) { rows_.push_back(std::move(row)); }

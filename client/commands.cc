@@ -172,8 +172,8 @@ std::string UnknownCommandLine(const std::vector<std::string>& words) {
 const std::vector<Command>& AllCommands() {
   static const auto* commands = [] {
     auto* all = new std::vector<Command>();
-    for (auto part : {SessionCommands(), TopologyCommands(), PublishCommands(),
-                      ConsumeCommands()}) {
+    for (auto part : {SessionCommands(), TopologyCommands(), ListCommands(),
+                      PublishCommands(), ConsumeCommands()}) {
       for (Command& c : part) all->push_back(std::move(c));
     }
     return all;
@@ -182,7 +182,8 @@ const std::vector<Command>& AllCommands() {
 }
 
 bool IsCommandGroup(absl::string_view word) {
-  return word == "queue" || word == "exchange";
+  return word == "queue" || word == "exchange" || word == "binding" ||
+         word == "consumer";
 }
 
 const Command* FindCommand(const std::vector<std::string>& words,

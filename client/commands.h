@@ -35,7 +35,8 @@ const std::vector<Command>& AllCommands();
 // The command named by the first one or two of `words` ("queue declare");
 // `*used` says how many. nullptr when there is none.
 const Command* FindCommand(const std::vector<std::string>& words, size_t* used);
-// True for "queue" and "exchange", whose subcommands are words of their own.
+// True for "queue", "exchange", "binding" and "consumer", whose subcommands
+// are words of their own.
 bool IsCommandGroup(absl::string_view word);
 
 // Commands close to what was typed, for "did you mean ...?": `words` are
@@ -55,11 +56,20 @@ std::string GroupHelp(absl::string_view group);
 // kExitUsage.
 int UsageError(const Command& command, absl::string_view message);
 
+// `once` as the command runs it, or with --watch (WatchFlag()) again every
+// 2 s until stdout closes: on a terminal each round redraws the screen,
+// into a pipe it follows a "--- HH:MM:SS" line. RPC errors go to stderr and
+// the watch goes on; usage errors end it.
+int RunWatched(const Command& command, const ParsedArgs& args, Client& client,
+               int (*once)(const Command&, const ParsedArgs&, Client&));
+const FlagSpec& WatchFlag();
+
 // Per-file command lists, assembled by AllCommands().
 std::vector<Command> SessionCommands();   // connect, disconnect, status, health
 std::vector<Command> TopologyCommands();  // queue ..., exchange ..., (un)bind
-std::vector<Command> PublishCommands();   // publish, publish-batch
-std::vector<Command> ConsumeCommands();   // consume, ack
+std::vector<Command> ListCommands();     // queue|exchange|binding|consumer list
+std::vector<Command> PublishCommands();  // publish, publish-batch
+std::vector<Command> ConsumeCommands();  // consume, ack
 
 }  // namespace amqpgw::cli
 

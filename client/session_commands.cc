@@ -83,7 +83,25 @@ int RunDisconnect(const Command&, const ParsedArgs&, Client& client) {
   return PrintConnection(client, resp.connection(), resp);
 }
 
-int RunStatus(const Command&, const ParsedArgs&, Client& client) {
+// "AVAILABLE at URL (user guest (tags: ...))", "UNAVAILABLE: why".
+std::string ListingLine(const v1::ListingStatus& l) {
+  std::string state = v1::ListingStatus::State_Name(l.state());
+  switch (l.state()) {
+    case v1::ListingStatus::AVAILABLE:
+      return absl::StrCat(state, " at ", l.url(),
+                          l.detail().empty() ? "" : "  (", l.detail(),
+                          l.detail().empty() ? "" : ")");
+    case v1::ListingStatus::UNAVAILABLE:
+      return absl::StrCat(state, ": ", l.detail());
+    case v1::ListingStatus::WAITING:
+      return absl::StrCat(
+          state, l.url().empty() ? "" : absl::StrCat(" (", l.url(), ")"));
+    default:
+      return "-";
+  }
+}
+
+int StatusOnce(const Command&, const ParsedArgs&, Client& client) {
   v1::GetStatusResponse resp;
   auto ctx = client.NewContext();
   ::grpc::Status s =
@@ -97,6 +115,7 @@ int RunStatus(const Command&, const ParsedArgs&, Client& client) {
   t.AddRow({"gateway", absl::StrCat(resp.version(), "  (instance ",
                                     resp.instance_id(), ")")});
   AddConnectionRows(resp.connection(), &t);
+  if (resp.has_listing()) t.AddRow({"listing", ListingLine(resp.listing())});
   t.Print(stdout);
   const v1::Counters& c = resp.counters();
   std::printf("\n");
@@ -127,6 +146,10 @@ int RunStatus(const Command&, const ParsedArgs&, Client& client) {
   }
   rates.Print(stdout);
   return kExitOk;
+}
+
+int RunStatus(const Command& cmd, const ParsedArgs& args, Client& client) {
+  return RunWatched(cmd, args, client, &StatusOnce);
 }
 
 int RunHealth(const Command&, const ParsedArgs& args, Client& client) {
@@ -198,11 +221,13 @@ std::vector<Command> SessionCommands() {
       "",
       "session state, counters, daemon version",
       "Prints the broker session (state, node, server, heartbeat, blocked, "
-      "last error), the daemon's counters since it started and its own "
-      "message rates over the last 10 s and minute, its version and "
-      "instance id. Works whatever the broker's state.",
-      {},
-      {"amqpgw status", "amqpgw status --json | jq .connection.state"},
+      "last error), whether listing works (RabbitMQ's management API), the "
+      "daemon's counters since it started and its own message rates over "
+      "the last 10 s and minute, its version and instance id. Works "
+      "whatever the broker's state.",
+      {WatchFlag()},
+      {"amqpgw status", "amqpgw status --watch",
+       "amqpgw status --json | jq .connection.state"},
       0,
       0,
       RunStatus,

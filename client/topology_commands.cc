@@ -78,8 +78,20 @@ int RunQueueInspect(const Command&, const ParsedArgs& args, Client& client) {
   auto ctx = client.NewContext();
   ::grpc::Status s = client.gateway().InspectQueue(ctx.get(), req, &resp);
   if (!s.ok()) return ReportRpcError(client, s);
-  return PrintQueue(client, resp, resp.name(), resp.message_count(),
-                    resp.consumer_count());
+  int code = PrintQueue(client, resp, resp.name(), resp.message_count(),
+                        resp.consumer_count());
+  if (!client.options().json && resp.has_details()) {
+    // What the management API adds (its statistics lag by a few seconds).
+    const v1::QueueInfo& d = resp.details();
+    Table t;
+    t.AddRow({"type", "unacked", "in/s", "out/s", "state"});
+    t.AddRow({QueueTypeName(d.type()), absl::StrCat(d.unacked()),
+              FormatRate(d.rates().publish()), FormatRate(d.rates().deliver()),
+              d.state()});
+    std::printf("\n");
+    t.Print(stdout);
+  }
+  return code;
 }
 
 // What a delete found: the line to print and the exit code. A gateway
@@ -243,7 +255,9 @@ std::vector<Command> TopologyCommands() {
       "ready messages and consumers of a queue",
       "Prints a queue's ready message count and consumer count without "
       "creating it (passive declare). NOT_FOUND (exit 1) when it does not "
-      "exist.",
+      "exist. When the broker's management API answers, also its type, "
+      "unacknowledged messages, rates in and out, and state (as 'queue "
+      "list' shows them).",
       {},
       {"amqpgw queue inspect orders", "amqpgw queue inspect orders --json"},
       1,

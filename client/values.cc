@@ -439,4 +439,17 @@ std::string FormatRate(double per_second) {
   return absl::StrFormat("%.0f", per_second);
 }
 
+std::string QueueTypeName(v1::QueueType type) {
+  switch (type) {
+    case v1::CLASSIC:
+      return "classic";
+    case v1::QUORUM:
+      return "quorum";
+    case v1::STREAM:
+      return "stream";
+    default:
+      return "?";
+  }
+}
+
 }  // namespace amqpgw::cli

@@ -76,6 +76,8 @@ std::string Plural(int64_t n, absl::string_view singular,
 
 std::string FormatTimestamp(const google::protobuf::Timestamp& t);
 std::string FormatDuration(const google::protobuf::Duration& d);
+// "classic", "quorum", "stream"; "?" for a type this CLI does not know.
+std::string QueueTypeName(v1::QueueType type);
 // Messages per second in a table: "0", "0.4", "12", "1500".
 std::string FormatRate(double per_second);
 

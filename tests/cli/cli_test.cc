@@ -619,6 +619,7 @@ TEST_F(CliTest, HelpListsEveryCommandWithExamples) {
       "connect",          "disconnect",      "status",       "health",
       "queue declare",    "queue inspect",   "queue delete", "queue purge",
       "exchange declare", "exchange delete", "bind",         "unbind",
+      "queue list",       "exchange list",   "binding list", "consumer list",
       "publish",          "publish-batch",   "consume",      "ack"};
   for (const std::string& c : commands) {
     EXPECT_THAT(r.out, HasSubstr("\n  " + c + " ")) << c;
@@ -655,9 +656,13 @@ TEST_F(CliTest, TopologyCommands) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = Cli({"queue", "inspect", q});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_THAT(Lines(r.out),
-              ElementsAre(::testing::MatchesRegex("queue +messages +consumers"),
-                          ::testing::MatchesRegex(q + " +1 +0")));
+  // The AMQP counts, then what the management API adds.
+  EXPECT_THAT(
+      Lines(r.out),
+      ElementsAre(::testing::MatchesRegex("queue +messages +consumers"),
+                  ::testing::MatchesRegex(q + " +1 +0"), "",
+                  ::testing::MatchesRegex("type +unacked +in/s +out/s +state"),
+                  ::testing::MatchesRegex("classic +0 +.*")));
   r = Cli({"queue", "purge", q});
   EXPECT_EQ(r.out, "purged 1 message from " + q + "\n");
   r = Cli({"unbind", q, exchange, "order.*"});
@@ -859,6 +864,140 @@ TEST_F(CliTest, DeletesSayWhetherItExisted) {
                            HasSubstr("hint: it holds messages; without "
                                      "--if-empty")));
   EXPECT_EQ(Inspect(q).message_count(), 1u);
+}
+
+TEST_F(CliTest, ListsQueuesExchangesBindingsAndConsumers) {
+  const std::string prefix = UniqueName("cli-list");
+  const std::string q = prefix + "-q";
+  const std::string x = prefix + "-x";
+  queues_.push_back(q);
+  ASSERT_EQ(Cli({"queue", "declare", q, "--transient"}).exit_code, 0);
+  ASSERT_EQ(Cli({"exchange", "declare", x, "--type", "fanout", "--transient"})
+                .exit_code,
+            0);
+  ASSERT_EQ(Cli({"bind", q, x}).exit_code, 0);
+  for (int i = 0; i < 3; ++i) Publish(q, "m");
+  // Another client consumes, holding 2 unacknowledged.
+  auto holder = AmqpPeer::Connect(node_->port(), "cli-list holder");
+  ASSERT_TRUE(holder.ok()) << holder.status();
+  ASSERT_TRUE((*holder)->Consume(q, 2, "holder-tag").ok());
+
+  // The broker's statistics catch up within a few seconds.
+  ProcessResult r;
+  EXPECT_TRUE(WaitFor([&] {
+    r = Cli({"queue", "list", "--prefix", prefix});
+    return r.exit_code == 0 &&
+           ::testing::Matches(::testing::ContainsRegex(
+               q + " +classic +1 +2 +1 +[0-9.]+ +[0-9.]+\n"))(r.out);
+  })) << r.out
+      << r.err;
+  EXPECT_THAT(Lines(r.out),
+              ElementsAre(::testing::MatchesRegex(
+                              "name +type +ready +unacked +consumers +in/s "
+                              "+out/s"),
+                          ::testing::StartsWith(q + " "),
+                          ::testing::MatchesRegex("1 of [0-9]+ queues")));
+  // --filter takes a regular expression; --json one QueueInfo per line.
+  r = Cli({"queue", "list", "--filter", "^" + prefix + "-[q]$", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(Lines(r.out).size(), 1u) << r.out;
+  v1::QueueInfo info;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &info).ok())
+      << r.out;
+  EXPECT_EQ(info.name(), q);
+  EXPECT_EQ(info.total(), 3u);
+
+  r = Cli({"exchange", "list", "--prefix", x});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(
+      Lines(r.out),
+      ElementsAre(::testing::MatchesRegex("name +type +durable +in/s +out/s"),
+                  ::testing::MatchesRegex(x + " +fanout +no +.*"),
+                  ::testing::MatchesRegex("1 of [0-9]+ exchanges")));
+
+  r = Cli({"binding", "list", "--queue", q});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(
+      Lines(r.out),
+      ElementsAre(
+          ::testing::MatchesRegex("exchange +destination +kind +routing key "
+                                  "+arguments"),
+          ::testing::MatchesRegex("\\(default\\) +" + q + " +queue +" + q),
+          ::testing::MatchesRegex(x + " +" + q + " +queue *"), "2 bindings"));
+  r = Cli({"binding", "list", "--exchange", x, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ParseJson(r.out).fields().at("destination").string_value(), q);
+
+  r = Cli({"consumer", "list", q});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(Lines(r.out),
+              ElementsAre(::testing::MatchesRegex(
+                              "tag +connection +user +prefetch +ack +gateway"),
+                          ::testing::MatchesRegex(
+                              "holder-tag +cli-list holder +guest +2 +manual"),
+                          "1 consumers"));
+
+  // Absent objects, and flags that do not go together.
+  r = Cli({"consumer", "list", q + "-absent"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, StartsWith("amqpgw: NOT_FOUND: queue '" + q));
+  r = Cli({"binding", "list", "--queue", q, "--exchange", x});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--queue or --exchange, not both"));
+  r = Cli({"queue", "list", "--filter", "a", "--prefix", "b"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--filter or --prefix, not both"));
+  EXPECT_EQ(Cli({"consumer", "list"}).exit_code, 2);
+  holder->reset();
+  (void)Cli({"exchange", "delete", x});
+}
+
+TEST_F(CliTest, WatchRedrawsOnATerminalAndPrintsRoundsIntoAPipe) {
+  // Into a pipe: plain rounds, each after a "--- HH:MM:SS" line.
+  Subprocess::Options o = CliOptions(
+      gateway_->address(), {"queue", "list", "--watch", "--prefix", queue_});
+  auto watch = Subprocess::Start(o);
+  ASSERT_NE(watch, nullptr);
+  EXPECT_TRUE(watch->WaitOutput(
+      [](const std::string& out, const std::string&) {
+        // Two rounds, the second complete.
+        size_t first = out.find("--- ");
+        size_t second = first == std::string::npos
+                            ? std::string::npos
+                            : out.find("--- ", first + 1);
+        return second != std::string::npos &&
+               out.find("queues\n", second) != std::string::npos;
+      },
+      absl::Seconds(20)))
+      << watch->out() << watch->err();
+  EXPECT_FALSE(HasControlCharacters(watch->out()));
+  EXPECT_THAT(watch->out(), ::testing::ContainsRegex(
+                                "--- [0-9:]{8}\nname +type +ready[^\n]*\n" +
+                                queue_ + " +classic"));
+  watch->Signal(SIGINT);
+  watch->Wait(absl::Seconds(10));
+
+  // On a terminal: each round homes the cursor and clears the screen.
+  o = CliOptions(gateway_->address(), {"status", "--watch"});
+  o.stdout_is_terminal = true;
+  watch = Subprocess::Start(o);
+  ASSERT_NE(watch, nullptr);
+  const std::string clear = "\x1b[H\x1b[2J";
+  EXPECT_TRUE(watch->WaitOutput(
+      [&](const std::string& out, const std::string&) {
+        size_t first = out.find(clear);
+        return first != std::string::npos &&
+               out.find(clear, first + 1) != std::string::npos;
+      },
+      absl::Seconds(20)))
+      << watch->out() << watch->err();
+  EXPECT_THAT(watch->out(),
+              AllOf(HasSubstr("amqpgw status  "), HasSubstr("Ctrl-C stops"),
+                    ::testing::ContainsRegex("state +READY"),
+                    ::testing::ContainsRegex("listing +AVAILABLE at http")));
+  watch->Signal(SIGINT);
+  ProcessResult end = watch->Wait(absl::Seconds(10));
+  EXPECT_FALSE(end.timed_out);
 }
 
 TEST_F(CliTest, ServerFromTheEnvironment) {

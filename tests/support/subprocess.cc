@@ -72,27 +72,35 @@ std::unique_ptr<Subprocess> Subprocess::Start(const Options& options) {
   for (auto& s : argv_strings) argv.push_back(s.data());
   argv.push_back(nullptr);
 
-  int in[2], out[2], err[2] = {-1, -1};
-  int pty_master = -1, pty_slave = -1;
-  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
-    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
-    return nullptr;
-  }
-  if (options.stderr_is_terminal) {
+  // out[0] / err[0]: the parent's end, [1]: the child's; a pipe, or a
+  // pseudo-terminal's master and slave.
+  int in[2], out[2] = {-1, -1}, err[2] = {-1, -1};
+  auto open_output = [](bool terminal, int fds[2]) {
+    if (!terminal) {
+      if (pipe2(fds, O_CLOEXEC) == 0) return true;
+      ADD_FAILURE() << "pipe2: " << std::strerror(errno);
+      return false;
+    }
     struct termios raw;
     std::memset(&raw, 0, sizeof(raw));
     cfmakeraw(&raw);  // no "\n" -> "\r\n": the test sees the bytes written
-    if (openpty(&pty_master, &pty_slave, nullptr, &raw, nullptr) != 0) {
+    if (openpty(&fds[0], &fds[1], nullptr, &raw, nullptr) != 0) {
       ADD_FAILURE() << "openpty: " << std::strerror(errno);
-      return nullptr;
+      return false;
     }
-    fcntl(pty_master, F_SETFD, FD_CLOEXEC);
-    fcntl(pty_slave, F_SETFD, FD_CLOEXEC);
-  } else if (pipe2(err, O_CLOEXEC) != 0) {
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+    return true;
+  };
+  if (pipe2(in, O_CLOEXEC) != 0) {
     ADD_FAILURE() << "pipe2: " << std::strerror(errno);
     return nullptr;
   }
-  const int child_err = options.stderr_is_terminal ? pty_slave : err[1];
+  if (!open_output(options.stdout_is_terminal, out) ||
+      !open_output(options.stderr_is_terminal, err)) {
+    return nullptr;
+  }
+  const int child_err = err[1];
   const char* cwd = options.cwd.empty() ? nullptr : options.cwd.c_str();
 
   pid_t pid = fork();
@@ -107,11 +115,7 @@ std::unique_ptr<Subprocess> Subprocess::Start(const Options& options) {
   }
   close(in[0]);
   close(out[1]);
-  if (options.stderr_is_terminal) {
-    close(pty_slave);
-  } else {
-    close(err[1]);
-  }
+  close(err[1]);
   if (pid < 0) {
     ADD_FAILURE() << "fork: " << std::strerror(errno);
     return nullptr;
@@ -120,7 +124,7 @@ std::unique_ptr<Subprocess> Subprocess::Start(const Options& options) {
   p->pid_ = pid;
   p->stdin_fd_ = in[1];
   p->out_fd_ = out[0];
-  p->err_fd_ = options.stderr_is_terminal ? pty_master : err[0];
+  p->err_fd_ = err[0];
   p->stdin_data_ = options.stdin_data;
   for (int fd : {p->stdin_fd_, p->out_fd_, p->err_fd_}) {
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);

@@ -1,6 +1,6 @@
 // A child process for tests that drive real binaries (amqpgw, python3, node,
 // buf): stdin fed from a string, stdout and stderr captured separately (or
-// stderr on a pseudo-terminal), exit code, signals, and waiting on output
+// either on a pseudo-terminal), exit code, signals, and waiting on output
 // with a deadline. Safe to use from a multi-threaded test: the child only
 // calls async-signal-safe functions before exec.
 #ifndef AMQPGW_TESTS_SUPPORT_SUBPROCESS_H_
@@ -41,8 +41,10 @@ class Subprocess {
     // Written to the child's stdin, which is then closed.
     std::string stdin_data;
     std::string cwd;
-    // stderr is a pseudo-terminal (isatty() is true), output unmodified.
+    // stderr (stdout) is a pseudo-terminal (isatty() is true), output
+    // unmodified.
     bool stderr_is_terminal = false;
+    bool stdout_is_terminal = false;
   };
 
   // nullptr (and a gtest failure) when the process cannot be started.
