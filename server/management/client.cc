@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "server/base/hex.h"
+#include "server/base/quote.h"
 #include "server/management/parse.h"
 
 namespace amqpgw::management {
@@ -357,7 +358,7 @@ void ManagementClient::ListQueues(ListQuery query, Done<Page<Queue>> done) {
 void ManagementClient::GetQueue(std::string name, Done<Queue> done) {
   std::string path =
       ApiPath(absl::StrCat("queues/", vhost_path_, "/", PercentEncode(name)));
-  FetchParsed(std::move(path), absl::StrCat("queue '", name, "'"), false,
+  FetchParsed(std::move(path), absl::StrCat("queue ", QuoteInput(name)), false,
               &Erased<QueueDetails, &ParseQueueDetails>,
               [done = std::move(done)](const Parsed& r) mutable {
                 if (!r.ok()) return std::move(done)(r.status());
@@ -371,7 +372,7 @@ void ManagementClient::ListConsumers(std::string queue,
   std::string path =
       ApiPath(absl::StrCat("queues/", vhost_path_, "/", PercentEncode(queue)));
   FetchParsed(
-      std::move(path), absl::StrCat("queue '", queue, "'"), false,
+      std::move(path), absl::StrCat("queue ", QuoteInput(queue)), false,
       &Erased<QueueDetails, &ParseQueueDetails>,
       [this, done = std::move(done)](const Parsed& r) mutable {
         if (!r.ok()) return std::move(done)(r.status());
@@ -430,7 +431,7 @@ void ManagementClient::ListBindings(BindingFilter filter,
   const std::string name = PercentEncode(
       !queue && filter.name.empty() ? "amq.default" : filter.name);
   const std::string object =
-      absl::StrCat(queue ? "queue '" : "exchange '", filter.name, "'");
+      absl::StrCat(queue ? "queue " : "exchange ", QuoteInput(filter.name));
   std::string bindings =
       queue ? ApiPath(
                   absl::StrCat("queues/", vhost_path_, "/", name, "/bindings"))

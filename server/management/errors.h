@@ -31,7 +31,8 @@ struct RequestContext {
   // The management user.
   std::string user;
   std::string vhost;
-  // What a 404 means, e.g. "queue 'orders'"; empty: the vhost.
+  // What a 404 means, e.g. "queue 'orders'" (the name quoted with
+  // QuoteInput: it came from a caller); empty: the vhost.
   std::string object;
 };
 
