@@ -87,7 +87,8 @@ TEST_F(ListingTest, InspectQueueGainsTheManagementApisDetails) {
   EXPECT_TRUE(WaitFor([&] {
     resp.Clear();
     return stub().InspectQueue(Ctx().get(), req, &resp).ok() &&
-           resp.details().unacked() == 2 && resp.details().ready() == 3;
+           resp.details().unacked() == 2 && resp.details().ready() == 3 &&
+           resp.details().consumers() == 1;
   })) << resp.DebugString();
   EXPECT_EQ(resp.name(), q);
   EXPECT_EQ(resp.message_count(), 3u);
@@ -121,9 +122,12 @@ TEST_F(ListingTest, QueuesDeclaredElsewhereAppearWithTheirCounts) {
   ASSERT_TRUE((*consumer)->Consume(q, 4, "billing-1").ok());
 
   std::optional<v1::QueueInfo> seen;
+  // The broker's statistics arrive in parts (counts, consumers, state),
+  // each within its collect_statistics_interval.
   EXPECT_TRUE(WaitFor([&] {
     seen = Queue(q);
-    return seen && seen->unacked() == 4 && seen->ready() == 2;
+    return seen && seen->unacked() == 4 && seen->ready() == 2 &&
+           seen->consumers() == 1 && !seen->state().empty();
   })) << (seen ? seen->DebugString() : "absent");
   ASSERT_TRUE(seen.has_value());
   EXPECT_EQ(seen->total(), 6u);

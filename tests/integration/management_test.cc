@@ -139,10 +139,12 @@ TEST_F(ManagementTest, QueuesDeclaredElsewhereAppearWithTheirCounts) {
 
   auto c = NewClient();
   std::optional<Queue> seen;
-  // The broker's statistics lag by up to collect_statistics_interval.
+  // The broker's statistics lag by up to collect_statistics_interval, and
+  // arrive in parts (counts, consumers, state).
   EXPECT_TRUE(WaitFor([&] {
     seen = FindQueue(*c, q);
-    return seen.has_value() && seen->unacked == 3 && seen->ready == 4;
+    return seen.has_value() && seen->unacked == 3 && seen->ready == 4 &&
+           seen->consumers == 1 && !seen->state.empty();
   })) << (seen ? absl::StrCat(seen->ready, " ready ", seen->unacked, " unacked")
                : "absent");
   ASSERT_TRUE(seen.has_value());
