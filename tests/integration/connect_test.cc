@@ -428,6 +428,19 @@ TEST_F(ConnectTest, GetForReadOnlyMethods) {
   v1::InspectQueueResponse resp;
   ASSERT_TRUE(resp.ParseFromString(c.body));
   EXPECT_EQ(resp.message_count(), 1u);
+  // The listing RPCs only read: a GET lists the queue (the management
+  // API may take a moment to see a queue declared just now).
+  std::string listing;
+  EXPECT_TRUE(WaitFor([&] {
+    Curl l =
+        RunCurl({"-G", "--data-urlencode",
+                 absl::StrCat(R"(message={"filter":{"prefix":")", q, R"("}})"),
+                 "-d", "encoding=json", "-d", "connect=v1"},
+                Url("ListQueues"));
+    listing = absl::StrCat(l.status, " ", l.body);
+    return l.status == 200 &&
+           absl::StrContains(l.body, absl::StrCat(R"("name":")", q, "\""));
+  })) << listing;
   // Methods with side effects only by POST: nothing was published.
   c = RunCurl({"-G", "--data-urlencode",
                absl::StrCat(R"(message={"routingKey":")", q, R"("})")},
