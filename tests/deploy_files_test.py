@@ -530,6 +530,13 @@ for name in gateways:
           "compose.cluster: %s must listen beyond loopback" % name)
     instance_ids.add(env.get("AMQPGW_INSTANCE_ID"))
     secrets = mounted(svc, "secrets")
+    advertised = str(env.get("AMQPGW_ADVERTISE_ADDRESS", ""))
+    check(advertised == "%s:%s" % (name, listen_ports[name]),
+          "compose.cluster: %s: AMQPGW_ADVERTISE_ADDRESS must be its own "
+          "service name and gRPC port, got %r" % (name, advertised))
+    check(env.get("AMQPGW_PEER_SECRET_FILE") in secrets,
+          "compose.cluster: %s: AMQPGW_PEER_SECRET_FILE is not one of its "
+          "secrets" % name)
     broker_file = env.get("AMQPGW_BROKER_FILE")
     check(broker_file in secrets, "compose.cluster: %s: AMQPGW_BROKER_FILE "
           "%s is not one of its secrets" % (name, broker_file))
@@ -709,6 +716,16 @@ if deployments:
     check_env_flags(env, "deploy/kubernetes")
     check("AMQPGW_INSTANCE_ID" in env,
           "Deployment: every pod needs its own AMQPGW_INSTANCE_ID")
+    check(str(env.get("AMQPGW_ADVERTISE_ADDRESS", "")).endswith(
+              ":%s" % ports.get("grpc")),
+          "Deployment: AMQPGW_ADVERTISE_ADDRESS must name the grpc port, got "
+          "%r" % env.get("AMQPGW_ADVERTISE_ADDRESS"))
+    peer_secret = str(env.get("AMQPGW_PEER_SECRET_FILE", ""))
+    check(peer_secret.startswith("/etc/amqpgw/secrets/") and any(
+              peer_secret.rsplit("/", 1)[-1] in s.get("stringData", {})
+              for s in k8s_secrets.values()),
+          "Deployment: AMQPGW_PEER_SECRET_FILE must be a key of the mounted "
+          "Secret, got %r" % peer_secret)
 
     # Ports: flags = container ports = probes = Service targetPorts.
     check(port_of(env.get("AMQPGW_LISTEN")) == ports.get("grpc"),

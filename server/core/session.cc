@@ -69,8 +69,9 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
         return enabled_.load() ? absl::OkStatus() : DisconnectedError();
       },
       options_.default_timeout);
-  consumers_ = std::make_unique<ConsumerPool>(consumer_workers,
-                                              options_.instance_id, &stats_);
+  consumers_ =
+      std::make_unique<ConsumerPool>(consumer_workers, options_.instance_id,
+                                     &stats_, options_.seal_subscription_id);
 }
 
 Session::~Session() {

@@ -61,6 +61,11 @@ struct SessionOptions {
   absl::Duration drain_timeout = absl::Seconds(5);
   // Prefix of subscription ids; says which instance holds a stream.
   std::string instance_id = "amqpgw";
+  // Appends routing to a new subscription id ("<instance_id>/<random>"),
+  // e.g. where other instances can forward its Acks
+  // (grpc_api::AckRouter::Seal). The result must not add a '/'. Empty: ids
+  // stay as they are. Called on any thread.
+  std::function<std::string(const std::string& id)> seal_subscription_id;
   bool connect_on_start = true;
 };
 

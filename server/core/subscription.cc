@@ -576,9 +576,12 @@ void Subscription::End(absl::Status status) {
 
 // --- ConsumerPool ---
 
-ConsumerPool::ConsumerPool(std::vector<ConnectionWorker*> workers,
-                           std::string instance_id, Stats* stats)
-    : instance_id_(std::move(instance_id)), stats_(stats) {
+ConsumerPool::ConsumerPool(
+    std::vector<ConnectionWorker*> workers, std::string instance_id,
+    Stats* stats, std::function<std::string(const std::string& id)> seal_id)
+    : instance_id_(std::move(instance_id)),
+      stats_(stats),
+      seal_id_(std::move(seal_id)) {
   for (ConnectionWorker* w : workers) {
     hosts_.push_back(std::make_unique<ConsumerHost>(w));
     w->AddObserver(hosts_.back().get());
@@ -598,6 +601,7 @@ std::shared_ptr<Subscription> ConsumerPool::Subscribe(SubscribeOptions options,
   host->load.fetch_add(1);
   std::string random = SecureRandomHex(16);
   std::string id = absl::StrCat(instance_id_, "/", random);
+  if (seal_id_) id = seal_id_(id);
   if (options.consumer_tag.empty()) {
     options.consumer_tag = absl::StrCat("amqpgw-", random.substr(0, 12));
   }

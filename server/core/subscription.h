@@ -39,6 +39,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -264,9 +265,11 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
 class ConsumerPool {
  public:
   // `workers` and `stats` must outlive the pool. Construct before the workers
-  // start.
-  ConsumerPool(std::vector<ConnectionWorker*> workers, std::string instance_id,
-               Stats* stats);
+  // start. `seal_id`: as SessionOptions::seal_subscription_id.
+  ConsumerPool(
+      std::vector<ConnectionWorker*> workers, std::string instance_id,
+      Stats* stats,
+      std::function<std::string(const std::string& id)> seal_id = nullptr);
   ~ConsumerPool();
 
   // Thread-safe. Starts a subscription; its events go to `sink`, which must
@@ -292,6 +295,7 @@ class ConsumerPool {
 
   const std::string instance_id_;
   Stats* const stats_;
+  const std::function<std::string(const std::string& id)> seal_id_;
   std::vector<std::unique_ptr<ConsumerHost>> hosts_;
 
   mutable amqpgw::Mutex mu_;

@@ -174,6 +174,18 @@ absl::StatusOr<std::shared_ptr<const Config>> Config::Load(Options options) {
     c->tokens_ = *std::move(tokens);
   }
 
+  if (!o.peer_secret_file.empty()) {
+    absl::StatusOr<std::string> secret =
+        ReadFileForFlag("peer_secret_file", o.peer_secret_file);
+    if (!secret.ok()) return secret.status();
+    c->peer_secret_ = std::string(absl::StripAsciiWhitespace(*secret));
+    if (c->peer_secret_.size() < 16) {
+      return Bad("peer_secret_file",
+                 "the secret must be at least 16 characters (e.g. `openssl "
+                 "rand -hex 32`)");
+    }
+  }
+
   // Listing: the management API, by default as the (first) broker's user.
   management::ManagementClient::Options& m = c->management_;
   const amqp::BrokerAddress& broker = out.brokers.front();

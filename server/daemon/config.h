@@ -45,6 +45,8 @@ class Config {
   const std::shared_ptr<grpc_api::Authorizer>& tokens() const {
     return tokens_;
   }
+  // --peer_secret_file's content (whitespace trimmed); empty without it.
+  const std::string& peer_secret() const { return peer_secret_; }
   // --cors_origins as a list.
   const std::vector<std::string>& cors_origins() const { return cors_origins_; }
   // The management API client's settings (listing): URL (empty: derived
@@ -67,6 +69,7 @@ class Config {
   std::shared_ptr<const web::TlsContext> http_tls_;
   std::shared_ptr<grpc_api::Authorizer> tokens_;
   std::vector<std::string> cors_origins_;
+  std::string peer_secret_;
   management::ManagementClient::Options management_;
 };
 

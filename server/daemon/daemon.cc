@@ -65,6 +65,8 @@ struct Daemon::Components {
   // Listing (the broker's management API); outlives the session, whose
   // state listener tells it when the session is up.
   std::unique_ptr<management::Backend> management;
+  // Seals the session's subscription ids; outlives the session.
+  std::unique_ptr<grpc_api::AckRouter> ack_router;
   std::unique_ptr<core::Session> session;
   // GetStatus's rates; reads the session's counters.
   std::unique_ptr<RateSampler> rates;
@@ -123,7 +125,20 @@ absl::Status Daemon::Start() {
 
   p.management = std::make_unique<management::Backend>(config_->management(),
                                                        &LogManagementProbe);
-  p.session = std::make_unique<core::Session>(config_->session());
+  core::SessionOptions session_options = config_->session();
+  if (!config_->peer_secret().empty()) {
+    grpc_api::AckRouter::Options r;
+    r.instance_id = session_options.instance_id;
+    r.advertise_address = o.advertise_address;
+    r.secret = config_->peer_secret();
+    r.credentials = MakePeerCredentials(*config_);
+    p.ack_router = std::make_unique<grpc_api::AckRouter>(std::move(r));
+    session_options.seal_subscription_id =
+        [router = p.ack_router.get()](const std::string& id) {
+          return router->Seal(id);
+        };
+  }
+  p.session = std::make_unique<core::Session>(std::move(session_options));
   p.session->SetStateListener(
       [this, session = p.session.get(),
        management = p.management.get()](core::SessionState state) {
@@ -153,6 +168,7 @@ absl::Status Daemon::Start() {
   service_options.spans = p.spans.get();
   service_options.exchange_types = p.exchange_types.get();
   service_options.management = p.management.get();
+  service_options.ack_router = p.ack_router.get();
   p.rates = std::make_unique<RateSampler>(p.session.get());
   service_options.rates = [rates = p.rates.get()](absl::Duration window) {
     return rates->Recent(window);

@@ -291,6 +291,26 @@ std::vector<FlagDef> BuildTable() {
                                       : absl::InvalidArgumentError(
                                             "must not contain '/'");
                          }));
+  t.push_back(StringFlag(
+      "advertise_address", &O::advertise_address,
+      "host:port at which the other instances reach this one's gRPC port: "
+      "an Ack sent to another instance is forwarded here (needs "
+      "--peer_secret_file)",
+      [](const O& o) {
+        if (o.advertise_address.find_first_of("/~") != std::string::npos) {
+          return absl::InvalidArgumentError("must not contain '/' or '~'");
+        }
+        if (o.advertise_address.empty() != o.peer_secret_file.empty()) {
+          return absl::InvalidArgumentError(
+              "--advertise_address and --peer_secret_file go together");
+        }
+        return HostPortOrEmpty(o.advertise_address, true, "");
+      }));
+  t.push_back(StringFlag(
+      "peer_secret_file", &O::peer_secret_file,
+      "file holding a secret shared by every instance behind the same "
+      "balancer; it seals subscription ids so that only Acks for ids an "
+      "instance made are forwarded"));
   t.push_back(BoolFlag("connect_on_start", &O::connect_on_start,
                        "connect to the broker at start-up (else wait for "
                        "Connect)"));

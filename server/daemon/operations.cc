@@ -53,6 +53,18 @@ std::shared_ptr<::grpc::ServerCredentials> MakeServerCredentials(
   return ::grpc::SslServerCredentials(ssl);
 }
 
+std::shared_ptr<::grpc::ChannelCredentials> MakePeerCredentials(
+    const Config& config) {
+  if (config.grpc_cert_pem().empty()) {
+    return ::grpc::InsecureChannelCredentials();
+  }
+  ::grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = config.grpc_client_ca_pem();
+  ssl.pem_private_key = config.grpc_key_pem();
+  ssl.pem_cert_chain = config.grpc_cert_pem();
+  return ::grpc::SslCredentials(ssl);
+}
+
 void WarnAboutRisks(const Config& config) {
   const Options& o = config.options();
   const bool tokens = !o.auth_tokens.empty();
@@ -81,6 +93,7 @@ void WarnAboutRisks(const Config& config) {
   }
   WarnIfOthersCanRead("auth_tokens", o.auth_tokens);
   WarnIfOthersCanRead("broker_file", o.broker_file);
+  WarnIfOthersCanRead("peer_secret_file", o.peer_secret_file);
   WarnIfOthersCanRead("tls_key", o.tls_key);
   WarnIfOthersCanRead("http_tls_key", o.http_tls_key);
   WarnIfOthersCanRead("broker_tls_key", o.broker_tls_key);

@@ -4,6 +4,7 @@
 #ifndef AMQPGW_SERVER_DAEMON_OPERATIONS_H_
 #define AMQPGW_SERVER_DAEMON_OPERATIONS_H_
 
+#include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
 
 #include <memory>
@@ -21,6 +22,12 @@ namespace amqpgw::daemon {
 // TLS credentials when --tls_cert is set (requiring and verifying client
 // certificates with --tls_client_ca), else insecure ones.
 std::shared_ptr<::grpc::ServerCredentials> MakeServerCredentials(
+    const Config& config);
+
+// How this instance reaches the others to forward Acks: TLS when its own
+// port has TLS (its certificate as the client's, peers verified against
+// --tls_client_ca or else the system's CAs), else insecure.
+std::shared_ptr<::grpc::ChannelCredentials> MakePeerCredentials(
     const Config& config);
 
 // Logs a warning for each risk: a non-loopback gRPC or HTTP address without

@@ -42,6 +42,11 @@ struct Options {
   absl::Duration consumer_read_pause = absl::Milliseconds(2);
   // Prefix of subscription ids; default "<hostname>:<listen port>".
   std::string instance_id;
+  // Ack forwarding between instances (grpc_api::AckRouter): where the
+  // others reach this one's gRPC port, and the file of the secret they all
+  // share. Both or neither.
+  std::string advertise_address;
+  std::string peer_secret_file;
   bool connect_on_start = true;
   std::string log_level = "info";
 

@@ -543,6 +543,26 @@ ServerUnaryReactor* GatewayService::Ack(CallbackServerContext* ctx,
   absl::StatusOr<core::AckAction> action = ToAckAction(*request);
   if (!action.ok()) return Fail(ctx, action.status());
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (AckRouter* router = options_.ack_router; router != nullptr) {
+    const auto& md = ctx->client_metadata();
+    auto it = md.find(AckRouter::kForwardedBy);
+    absl::string_view forwarded_by;
+    if (it != md.end()) {
+      forwarded_by = absl::string_view(it->second.data(), it->second.size());
+    }
+    absl::StatusOr<AckRouter::Route> route =
+        router->Resolve(request->subscription_id(), forwarded_by);
+    if (!route.ok()) return Fail(ctx, route.status());
+    if (!route->holder_address.empty()) {
+      router->Forward(route->holder_address, *ctx, *request,
+                      [reactor, response](const ::grpc::Status& status,
+                                          const v1::AckResponse& answer) {
+                        *response = answer;
+                        reactor->Finish(status);
+                      });
+      return reactor;
+    }
+  }
   std::vector<uint64_t> ids(request->delivery_ids().begin(),
                             request->delivery_ids().end());
   session_->Ack(request->subscription_id(), std::move(ids), *action,

@@ -17,6 +17,7 @@
 #include "amqpgw/v1/gateway.grpc.pb.h"
 #include "server/core/exchange_types.h"
 #include "server/core/session.h"
+#include "server/grpc/ack_router.h"
 #include "server/grpc/auth.h"
 #include "server/grpc/convert.h"
 #include "server/management/backend.h"
@@ -42,6 +43,10 @@ class GatewayService final : public v1::Gateway::CallbackService {
     // The broker's management API (listing RPCs, GetStatus's `listing`).
     // Null: listing RPCs answer UNIMPLEMENTED. Must outlive the service.
     management::Backend* management = nullptr;
+    // Forwards Acks for streams other instances hold. Null: an Ack for
+    // another instance's stream fails FAILED_PRECONDITION. Must outlive the
+    // service.
+    AckRouter* ack_router = nullptr;
   };
 
   // `session` must outlive the service and every call it serves.

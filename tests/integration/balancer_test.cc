@@ -121,6 +121,130 @@ TEST(BalancerTest, HealthChecksRoundRobinAndVanishedClients) {
   EXPECT_TRUE(stub->DeleteQueue(Ctx().get(), del, &del_resp).ok());
 }
 
+// Acks sent through the balancer land on any instance; those that do not
+// hold the stream forward them to the one that does (--advertise_address,
+// --peer_secret_file). Counts: every delivery acked once with applied 1,
+// the queue empty and nothing unacked at the end; a route changed by the
+// caller is refused without a connection; a holder that is gone is named.
+TEST(BalancerTest, AcksReachTheInstanceHoldingTheStream) {
+  BrokerNode node = BrokerNode::Shared();
+  GatewayRig::Options options{{node.uri(), node.uri(), node.uri()}, kFastFlags};
+  options.forward_acks = true;
+  auto rig = GatewayRig::Start(options);
+  ASSERT_TRUE(rig.ok()) << rig.status();
+  GatewayRig& r = **rig;
+  ASSERT_TRUE(r.WaitAllUp(absl::Seconds(60)));
+  auto stub = r.NewStub();
+
+  std::string q = UniqueName("lb-acks");
+  v1::DeclareQueueRequest dq;
+  dq.set_name(q);
+  v1::DeclareQueueResponse dq_resp;
+  ASSERT_TRUE(stub->DeclareQueue(Ctx().get(), dq, &dq_resp).ok());
+  const int kMessages = 30;
+  for (int i = 0; i < kMessages; ++i) {
+    v1::PublishRequest p;
+    p.set_routing_key(q);
+    p.set_body(absl::StrCat(i));
+    v1::PublishResponse resp;
+    ::grpc::Status s = stub->Publish(Ctx().get(), p, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+
+  v1::StreamMessagesRequest sreq;
+  sreq.set_queue(q);
+  sreq.set_prefetch(kMessages);
+  sreq.set_ack_mode(v1::StreamMessagesRequest::CLIENT);
+  StreamReader reader(stub.get(), sreq, absl::Seconds(120));
+  ASSERT_TRUE(reader.WaitSubscribed());
+  const std::string id = reader.subscription_id();
+  const int holder = r.GatewayOf(id);
+  ASSERT_GE(holder, 0) << id;
+  ASSERT_TRUE(reader.WaitDeliveries(kMessages));
+  std::vector<v1::Delivery> deliveries = reader.deliveries();
+
+  // Each Ack on a call of its own: through HAProxy (round robin over the
+  // three), and straight to each instance that does not hold the stream.
+  int applied = 0;
+  std::vector<std::string> errors;
+  std::vector<std::unique_ptr<v1::Gateway::Stub>> direct;
+  for (int i = 0; i < r.size(); ++i) {
+    direct.push_back(v1::Gateway::NewStub(::grpc::CreateChannel(
+        r.gateway(i).grpc_address(), ::grpc::InsecureChannelCredentials())));
+  }
+  for (int i = 0; i < kMessages; ++i) {
+    v1::Gateway::Stub* via = stub.get();
+    if (i % 3 == 1) via = direct[(holder + 1) % r.size()].get();
+    if (i % 3 == 2) via = direct[(holder + 2) % r.size()].get();
+    v1::AckRequest ack;
+    ack.set_subscription_id(id);
+    ack.add_delivery_ids(deliveries[i].delivery_id());
+    v1::AckResponse resp;
+    ::grpc::Status s = via->Ack(Ctx().get(), ack, &resp);
+    if (s.ok()) {
+      applied += static_cast<int>(resp.applied_count());
+    } else {
+      errors.push_back(s.error_message());
+    }
+  }
+  EXPECT_EQ(applied, kMessages);
+  EXPECT_THAT(errors, ::testing::IsEmpty());
+  v1::InspectQueueRequest iq;
+  iq.set_name(q);
+  v1::InspectQueueResponse iq_resp;
+  ASSERT_TRUE(stub->InspectQueue(Ctx().get(), iq, &iq_resp).ok());
+  EXPECT_EQ(iq_resp.message_count(), 0u);
+  // Acked twice: stale, answered by the holder through another instance.
+  {
+    v1::AckRequest ack;
+    ack.set_subscription_id(id);
+    ack.add_delivery_ids(deliveries[0].delivery_id());
+    v1::AckResponse resp;
+    ::grpc::Status s =
+        direct[(holder + 1) % r.size()]->Ack(Ctx().get(), ack, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(resp.applied_count(), 0u);
+    EXPECT_EQ(resp.stale_ids_size(), 1);
+  }
+
+  // A route the caller changed (the holder's address swapped for another):
+  // refused, INVALID_ARGUMENT, without calling anyone.
+  std::vector<std::string> parts = absl::StrSplit(id, '~');
+  ASSERT_EQ(parts.size(), 3u) << id;
+  EXPECT_EQ(parts[1], r.gateway(holder).grpc_address());
+  for (const std::string& forged :
+       {absl::StrCat(parts[0], "~127.0.0.1:1~", parts[2]),
+        absl::StrCat(parts[0], "~", parts[1], "~", std::string(32, '0'))}) {
+    v1::AckRequest ack;
+    ack.set_subscription_id(forged);
+    ack.add_delivery_ids(1);
+    v1::AckResponse resp;
+    ::grpc::Status s =
+        direct[(holder + 1) % r.size()]->Ack(Ctx().get(), ack, &resp);
+    EXPECT_EQ(s.error_code(), ::grpc::StatusCode::INVALID_ARGUMENT) << forged;
+    EXPECT_THAT(s.error_message(), ::testing::HasSubstr("--peer_secret_file"));
+  }
+
+  // The holder gone: another instance says which one did not answer.
+  r.KillGateway(holder);
+  {
+    v1::AckRequest ack;
+    ack.set_subscription_id(id);
+    ack.add_delivery_ids(deliveries[1].delivery_id());
+    v1::AckResponse resp;
+    ::grpc::Status s =
+        direct[(holder + 1) % r.size()]->Ack(Ctx().get(), ack, &resp);
+    EXPECT_EQ(s.error_code(), ::grpc::StatusCode::UNAVAILABLE);
+    EXPECT_THAT(s.error_message(),
+                ::testing::HasSubstr(r.gateway(holder).grpc_address()));
+  }
+  // Nothing was redelivered: every message had been acked before the kill.
+  ASSERT_TRUE(direct[(holder + 1) % r.size()]
+                  ->InspectQueue(Ctx().get(), iq, &iq_resp)
+                  .ok());
+  EXPECT_EQ(iq_resp.message_count(), 0u);
+}
+
 // Three gateways behind HAProxy on the 3-node cluster, configured as
 // docker/compose.cluster.yaml configures it (docker/cluster/definitions.json
 // loaded at boot: the gateways' user, quorum queues by default). Publishers

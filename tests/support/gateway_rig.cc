@@ -189,10 +189,12 @@ std::string LoggedProcess::Log() const {
 
 absl::StatusOr<std::unique_ptr<GatewayProcess>> GatewayProcess::Start(
     const std::string& instance_id, const std::string& brokers,
-    const std::vector<std::string>& flags, const std::string& dir) {
+    const std::vector<std::string>& flags, const std::string& dir,
+    int grpc_port) {
   std::vector<std::string> argv = {
       AMQPGWD_BINARY, "--instance_id=" + instance_id, "--broker=" + brokers,
-      "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0"};
+      absl::StrCat("--listen=127.0.0.1:", grpc_port),
+      "--http_listen=127.0.0.1:0"};
   argv.insert(argv.end(), flags.begin(), flags.end());
   auto g = std::make_unique<GatewayProcess>();
   g->instance_id_ = instance_id;
@@ -335,11 +337,22 @@ absl::StatusOr<std::unique_ptr<GatewayRig>> GatewayRig::Start(
   if (mkdir(rig->dir_.c_str(), 0755) != 0) {
     return absl::InternalError(absl::StrCat("cannot create ", rig->dir_));
   }
+  std::string secret_file = absl::StrCat(rig->dir_, "/peer.secret");
+  if (options.forward_acks) {
+    std::ofstream(secret_file) << UniqueName("secret-of-the-rig") << "\n";
+    chmod(secret_file.c_str(), 0600);
+  }
   std::vector<std::pair<std::string, std::string>> addresses;
   for (size_t i = 0; i < options.brokers.size(); ++i) {
-    auto g =
-        GatewayProcess::Start(absl::StrCat(options.id_prefix, i + 1),
-                              options.brokers[i], options.flags, rig->dir_);
+    std::vector<std::string> flags = options.flags;
+    int port = 0;
+    if (options.forward_acks) {
+      port = FreeLoopbackPort();
+      flags.push_back(absl::StrCat("--advertise_address=127.0.0.1:", port));
+      flags.push_back("--peer_secret_file=" + secret_file);
+    }
+    auto g = GatewayProcess::Start(absl::StrCat(options.id_prefix, i + 1),
+                                   options.brokers[i], flags, rig->dir_, port);
     if (!g.ok()) return g.status();
     addresses.emplace_back((*g)->grpc_address(), (*g)->http_address());
     rig->gateways_.push_back(*std::move(g));

@@ -70,12 +70,14 @@ class LoggedProcess {
 // One amqpgwd process on free loopback ports (gRPC and HTTP).
 class GatewayProcess {
  public:
-  // Starts AMQPGWD_BINARY with --instance_id, --broker, --listen and
-  // --http_listen on 127.0.0.1:0, and `flags`; logs to DIR/ID.log. Returns
-  // once it listens (its broker session may still be connecting).
+  // Starts AMQPGWD_BINARY with --instance_id, --broker, --listen on
+  // 127.0.0.1:`grpc_port` and --http_listen on 127.0.0.1:0, and `flags`;
+  // logs to DIR/ID.log. Returns once it listens (its broker session may
+  // still be connecting).
   static absl::StatusOr<std::unique_ptr<GatewayProcess>> Start(
       const std::string& instance_id, const std::string& brokers,
-      const std::vector<std::string>& flags, const std::string& dir);
+      const std::vector<std::string>& flags, const std::string& dir,
+      int grpc_port = 0);
 
   const std::string& instance_id() const { return instance_id_; }
   int grpc_port() const { return grpc_port_; }
@@ -140,6 +142,9 @@ class GatewayRig {
     // Instance ids are "<id_prefix>1", "<id_prefix>2", ...: HAProxy's
     // server names are gw1, gw2, ... in the same order.
     std::string id_prefix = "gw";
+    // Each gateway forwards Acks to the others (--advertise_address of its
+    // own gRPC port, one --peer_secret_file for all).
+    bool forward_acks = false;
   };
   static absl::StatusOr<std::unique_ptr<GatewayRig>> Start(
       const Options& options);
