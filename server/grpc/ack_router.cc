@@ -97,8 +97,8 @@ std::shared_ptr<v1::Gateway::Stub> AckRouter::StubFor(
   auto it = stubs_.find(address);
   if (it != stubs_.end()) return it->second;
   if (stubs_.size() >= kMaxStubs) stubs_.clear();
-  auto stub = std::shared_ptr<v1::Gateway::Stub>(
-      v1::Gateway::NewStub(::grpc::CreateChannel(address, options_.credentials)));
+  auto stub = std::shared_ptr<v1::Gateway::Stub>(v1::Gateway::NewStub(
+      ::grpc::CreateChannel(address, options_.credentials)));
   stubs_[address] = stub;
   return stub;
 }
@@ -127,8 +127,8 @@ void AckRouter::Forward(
   call->context.set_deadline(std::min(deadline, latest));
   const auto& md = ctx.client_metadata();
   if (auto it = md.find("authorization"); it != md.end()) {
-    call->context.AddMetadata("authorization",
-                              std::string(it->second.data(), it->second.size()));
+    call->context.AddMetadata(
+        "authorization", std::string(it->second.data(), it->second.size()));
   }
   call->context.AddMetadata(kForwardedBy, options_.instance_id);
   call->stub->async()->Ack(

@@ -79,12 +79,11 @@ class AckRouter {
   // an UNAVAILABLE naming the holder when it did not answer. `ctx` must
   // stay valid until `done` runs (the handler's reactor is not finished
   // before).
-  void Forward(const std::string& address,
-               const ::grpc::CallbackServerContext& ctx,
-               const v1::AckRequest& request,
-               absl::AnyInvocable<void(const ::grpc::Status&,
-                                       const v1::AckResponse&) &&>
-                   done);
+  void Forward(
+      const std::string& address, const ::grpc::CallbackServerContext& ctx,
+      const v1::AckRequest& request,
+      absl::AnyInvocable<void(const ::grpc::Status&, const v1::AckResponse&) &&>
+          done);
 
   const std::string& advertise_address() const {
     return options_.advertise_address;

@@ -592,6 +592,26 @@ GatewayService::ManagementClient() const {
 // The listing RPCs: validate, hand the query to the management API client
 // (its threads do the HTTP), and finish from its answer.
 
+namespace {
+
+// Finishes a paged listing call from the management API's page: `add`
+// converts each item into `response`, then the page's token and counts.
+template <typename Item, typename Response, typename Add>
+auto FinishPage(ServerUnaryReactor* reactor, Response* response, Add add) {
+  return [reactor, response,
+          add = std::move(add)](absl::StatusOr<management::Page<Item>> r) {
+    if (r.ok()) {
+      for (const Item& item : r->items) add(item);
+      response->set_next_page_token(NextPageToken(*r));
+      response->set_filtered_count(r->filtered_count);
+      response->set_total_count(r->total_count);
+    }
+    reactor->Finish(ToGrpcStatus(r.status()));
+  };
+}
+
+}  // namespace
+
 ServerUnaryReactor* GatewayService::ListQueues(
     CallbackServerContext* ctx, const v1::ListQueuesRequest* request,
     v1::ListQueuesResponse* response) {
@@ -607,18 +627,10 @@ ServerUnaryReactor* GatewayService::ListQueues(
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   (*client)->ListQueues(
       *std::move(query),
-      [reactor,
-       response](absl::StatusOr<management::Page<management::Queue>> r) {
-        if (r.ok()) {
-          for (const management::Queue& q : r->items) {
-            ToProtoQueue(q, response->add_queues());
-          }
-          response->set_next_page_token(NextPageToken(*r));
-          response->set_filtered_count(r->filtered_count);
-          response->set_total_count(r->total_count);
-        }
-        reactor->Finish(ToGrpcStatus(r.status()));
-      });
+      FinishPage<management::Queue>(reactor, response,
+                                    [response](const management::Queue& q) {
+                                      ToProtoQueue(q, response->add_queues());
+                                    }));
   return reactor;
 }
 
@@ -637,18 +649,10 @@ ServerUnaryReactor* GatewayService::ListExchanges(
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   (*client)->ListExchanges(
       *std::move(query),
-      [reactor,
-       response](absl::StatusOr<management::Page<management::Exchange>> r) {
-        if (r.ok()) {
-          for (const management::Exchange& e : r->items) {
+      FinishPage<management::Exchange>(
+          reactor, response, [response](const management::Exchange& e) {
             ToProtoExchange(e, response->add_exchanges());
-          }
-          response->set_next_page_token(NextPageToken(*r));
-          response->set_filtered_count(r->filtered_count);
-          response->set_total_count(r->total_count);
-        }
-        reactor->Finish(ToGrpcStatus(r.status()));
-      });
+          }));
   return reactor;
 }
 
