@@ -2,7 +2,8 @@
 //   1. TypeScript stubs from proto/amqpgw/v1/gateway.proto with Debian's
 //      /usr/bin/protoc and @protobuf-ts/plugin (into src/gen/, not committed);
 //   2. a type check (tsc --noEmit);
-//   3. one bundle, dist/app.js (esbuild), plus src/index.html and src/app.css.
+//   3. one bundle, dist/app.js (esbuild, uPlot included), plus
+//      src/index.html, src/app.css and uPlot's stylesheet (dist/uplot.css).
 //
 //   npm ci && npm run build     rebuild dist/ (commit the result)
 //   npm run check               rebuild into a temporary folder and fail when
@@ -59,6 +60,7 @@ function copyStatic(outdir) {
   for (const f of ["index.html", "app.css", "favicon.svg"]) {
     copyFileSync(join(here, "src", f), join(outdir, f));
   }
+  copyFileSync(join(here, "node_modules/uplot/dist/uPlot.min.css"), join(outdir, "uplot.css"));
 }
 
 async function build(outdir) {

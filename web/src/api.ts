@@ -72,9 +72,22 @@ function decodeGrpcMessage(m: string): string {
   }
 }
 
+// fetch() itself failed (nothing answered: the gateway is down or the
+// network is gone). The transport reports that as INTERNAL with the
+// browser's text ("Failed to fetch" in Chromium, "NetworkError when
+// attempting to fetch resource." in Firefox, "Load failed" in Safari).
+const NETWORK_FAILURE = /^(Failed to fetch|NetworkError|Load failed|network error)/i;
+
 export function describeError(e: unknown): CallError {
   if (e instanceof RpcError) {
-    return { code: e.code, message: decodeGrpcMessage(e.message) };
+    const message = decodeGrpcMessage(e.message);
+    if (e.code === "INTERNAL" && NETWORK_FAILURE.test(message)) {
+      return { code: "UNAVAILABLE", message: `the gateway does not answer (${message})` };
+    }
+    return { code: e.code, message };
+  }
+  if (e instanceof TypeError && NETWORK_FAILURE.test(e.message)) {
+    return { code: "UNAVAILABLE", message: `the gateway does not answer (${e.message})` };
   }
   if (e instanceof Error) return { code: "UNKNOWN", message: e.message };
   return { code: "UNKNOWN", message: String(e) };

@@ -1,10 +1,12 @@
 // The Connection section: the broker session's state (polled with
 // GetStatus), Connect and Disconnect, counters, and the page's settings.
-import { currentSettings, gateway, updateSettings, within, type WireFormat } from "./api";
+import { currentSettings, describeError, gateway, updateSettings, within, type WireFormat } from "./api";
 import { button, byId, h, input, select } from "./dom";
 import { durationMs, formatTimestamp, msToDuration } from "./format";
+import { Freshness } from "./fresh";
 import {
   type ConnectionInfo, ConnectionInfo_State, type Counters, type GetStatusResponse,
+  ListingStatus_State, type MessageRates,
 } from "./gen/amqpgw/v1/gateway";
 import { clearError, log, reportError, toast } from "./log";
 
@@ -13,6 +15,7 @@ const POLL_MS = 2000;
 let polling = false;
 let reachable: boolean | undefined;
 let lastState = "";
+let fresh: Freshness;
 
 export function stateName(s: ConnectionInfo_State): string {
   return ConnectionInfo_State[s] ?? "STATE_UNSPECIFIED";
@@ -61,9 +64,22 @@ function renderCounters(c: Counters | undefined): void {
     h("div", { class: "counter", "data-counter": k }, h("div", { class: "n" }, n), h("div", { class: "k" }, k))));
 }
 
+function formatRates(r: MessageRates | undefined): string {
+  if (r === undefined) return "—";
+  const f = (n: number) => (n < 10 ? n.toFixed(1) : Math.round(n).toString());
+  return `${f(r.published)} published · ${f(r.confirmed)} confirmed · ${f(r.delivered)} delivered · ` +
+    `${f(r.acked)} acked per second`;
+}
+
 function render(r: GetStatusResponse): void {
   renderConnection(r.connection);
   renderCounters(r.counters);
+  byId("conn-rates").textContent = formatRates(r.rates10S);
+  const l = r.listing;
+  byId("conn-listing").textContent = l === undefined ? "—"
+    : l.state === ListingStatus_State.AVAILABLE ? `available (${l.url})`
+    : l.state === ListingStatus_State.UNAVAILABLE ? `unavailable: ${l.detail}`
+    : "not asked yet";
   byId("gw-version").textContent = `v${r.version}`;
   byId("conn-gateway").textContent = `amqpgwd ${r.version} · ${r.instanceId}`;
 }
@@ -75,9 +91,16 @@ export async function refreshStatus(): Promise<void> {
     if (reachable === false) log("ok", "the gateway answers again");
     reachable = true;
     clearError("connection-error");
+    fresh.ok();
   } catch (e) {
-    setBadge("unreachable", "gateway unreachable");
-    if (reachable !== false) reportError("connection-error", "GetStatus", e);
+    // Nothing known about the session now: say so, never the last state.
+    const err = describeError(e);
+    setBadge("unreachable", `${err.code} · gateway unreachable`);
+    byId("conn-state").textContent =
+      `${err.code}: no answer from the gateway; the broker session's state is unknown`;
+    fresh.fail(err);
+    reportError("connection-error", "GetStatus", e, reachable === false);
+    if (reachable !== false) lastState = "";
     reachable = false;
   }
 }
@@ -94,6 +117,7 @@ async function poll(): Promise<void> {
 }
 
 export function initConnection(): void {
+  fresh = new Freshness(byId("connection-fresh"), byId("connection"));
   const connect = button("connect-btn");
   const disconnect = button("disconnect-btn");
   connect.addEventListener("click", async () => {

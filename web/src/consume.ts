@@ -10,7 +10,7 @@ import {
   StreamStatus_Kind,
 } from "./gen/amqpgw/v1/gateway";
 import { clearError, log, reportError } from "./log";
-import { refreshQueue } from "./queues";
+import { refreshQueue } from "./queue";
 
 const MAX_SHOWN = 500;
 
@@ -216,10 +216,10 @@ function stop(): void {
   stream.abort.abort();
 }
 
+// The queue page opened `queue`: consume from it next (a running stream
+// goes on; its queue is named in the card).
 export function consumeFrom(queue: string): void {
-  input("c-queue").value = queue;
-  byId("consume").scrollIntoView({ behavior: "smooth", block: "start" });
-  button("consume-start").focus();
+  if (stream === undefined) input("c-queue").value = queue;
 }
 
 export function initConsume(): void {

@@ -53,23 +53,138 @@ export function formatField(v: FieldValue | undefined): string {
   }
 }
 
-export type HeaderType = "string" | "int" | "double" | "bool";
+// The header and argument types of the CLI (client/values.cc), with its
+// spelling and semantics: KEY:TYPE=VALUE there, a type menu here.
+export const HEADER_TYPES = [
+  "string", "int", "float", "bool", "bytes", "timestamp", "json", "decimal", "null",
+] as const;
+export type HeaderType = typeof HEADER_TYPES[number];
 
-// A header or argument from a form field. Throws with a readable message.
+// What each type takes, shown as the value's placeholder.
+export const HEADER_HINTS: Record<HeaderType, string> = {
+  string: "text",
+  int: "64-bit integer",
+  float: "number",
+  bool: "true or false",
+  bytes: "base64",
+  timestamp: "RFC 3339 or Unix seconds",
+  json: '{"a": [1, 2]}',
+  decimal: "12.34",
+  null: "(no value)",
+};
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+const MAX_JSON_DEPTH = 16;
+
+function quoted(raw: string): string {
+  return JSON.stringify(raw.length > 40 ? `${raw.slice(0, 40)}…` : raw);
+}
+
+// absl::SimpleAtob's words.
+const TRUE_WORDS = /^(true|t|yes|y|1)$/i;
+const FALSE_WORDS = /^(false|f|no|n|0)$/i;
+
+function parseBase64(raw: string): Uint8Array {
+  const s = raw.trim();
+  // Standard or URL-safe alphabet, padding optional (as the CLI).
+  if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(s) || s.replace(/=+$/, "").length % 4 === 1) {
+    throw new Error(`${quoted(raw)} is not base64`);
+  }
+  let std = s.replace(/-/g, "+").replace(/_/g, "/").replace(/=+$/, "");
+  while (std.length % 4 !== 0) std += "=";
+  const bin = atob(std);
+  return Uint8Array.from(bin, (c) => c.charCodeAt(0));
+}
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+function parseTimestamp(raw: string): FieldValue {
+  const s = raw.trim();
+  let seconds: number;
+  if (/^-?\d+$/.test(s)) {
+    seconds = Number(s);
+  } else if (RFC3339.test(s) && Number.isFinite(Date.parse(s))) {
+    seconds = Math.floor(Date.parse(s) / 1000);
+  } else {
+    throw new Error(`${quoted(raw)} is not a timestamp (RFC 3339 or Unix seconds)`);
+  }
+  return { kind: { oneofKind: "timestampValue", timestampValue: { seconds: String(seconds), nanos: 0 } } };
+}
+
+// A JSON value as the CLI maps it: objects become tables, arrays arrays,
+// integral numbers int, other numbers float, null null.
+function fromJson(v: unknown, depth: number): FieldValue {
+  if (depth > MAX_JSON_DEPTH) throw new Error(`nested deeper than ${MAX_JSON_DEPTH} levels`);
+  if (v === null) return { kind: { oneofKind: "nullValue", nullValue: 0 } };
+  if (typeof v === "boolean") return { kind: { oneofKind: "boolValue", boolValue: v } };
+  if (typeof v === "string") return stringField(v);
+  if (typeof v === "number") {
+    if (Number.isInteger(v) && Math.abs(v) <= 2 ** 53) return { kind: { oneofKind: "intValue", intValue: String(v) } };
+    return { kind: { oneofKind: "doubleValue", doubleValue: v } };
+  }
+  if (Array.isArray(v)) {
+    return { kind: { oneofKind: "arrayValue", arrayValue: { values: v.map((x) => fromJson(x, depth + 1)) } } };
+  }
+  const fields: Record<string, FieldValue> = {};
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) fields[k] = fromJson(x, depth + 1);
+  return { kind: { oneofKind: "tableValue", tableValue: { fields } } };
+}
+
+export function jsonField(raw: string): FieldValue {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch (e) {
+    throw new Error(`not JSON: ${e instanceof Error ? e.message : e}`);
+  }
+  return fromJson(v, 0);
+}
+
+// A header or argument from a form field, as the CLI's KEY:TYPE=VALUE.
+// Throws with a readable message.
 export function toField(type: HeaderType, raw: string): FieldValue {
   switch (type) {
-    case "int":
-      if (!/^-?\d+$/.test(raw.trim())) throw new Error(`"${raw}" is not an integer`);
-      return { kind: { oneofKind: "intValue", intValue: raw.trim() } };
-    case "double": {
+    case "int": {
+      const s = raw.trim();
+      if (!/^[+-]?\d+$/.test(s)) throw new Error(`${quoted(raw)} is not a 64-bit integer`);
+      const n = BigInt(s);
+      if (n < INT64_MIN || n > INT64_MAX) throw new Error(`${quoted(raw)} is not a 64-bit integer`);
+      return { kind: { oneofKind: "intValue", intValue: n.toString() } };
+    }
+    case "float": {
       const n = Number(raw);
-      if (raw.trim() === "" || !Number.isFinite(n)) throw new Error(`"${raw}" is not a number`);
+      if (raw.trim() === "" || Number.isNaN(n)) throw new Error(`${quoted(raw)} is not a number`);
+      // The broker closes the connection on NaN or infinity in a table.
+      if (!Number.isFinite(n)) throw new Error(`${quoted(raw)} is not finite (RabbitMQ refuses NaN and infinity)`);
       return { kind: { oneofKind: "doubleValue", doubleValue: n } };
     }
-    case "bool":
-      return { kind: { oneofKind: "boolValue", boolValue: /^(true|1|yes)$/i.test(raw.trim()) } };
+    case "bool": {
+      const s = raw.trim();
+      if (TRUE_WORDS.test(s)) return { kind: { oneofKind: "boolValue", boolValue: true } };
+      if (FALSE_WORDS.test(s)) return { kind: { oneofKind: "boolValue", boolValue: false } };
+      throw new Error(`${quoted(raw)} is not true or false`);
+    }
+    case "bytes":
+      return { kind: { oneofKind: "bytesValue", bytesValue: parseBase64(raw) } };
+    case "timestamp":
+      return parseTimestamp(raw);
+    case "json":
+      return jsonField(raw);
+    case "decimal": {
+      const m = raw.match(/^(\d*)(?:\.(\d*))?$/);
+      const digits = m === null ? "" : m[1] + (m[2] ?? "");
+      const scale = m?.[2]?.length ?? 0;
+      if (digits === "" || scale > 255 || BigInt(digits) >= 2n ** 32n) {
+        throw new Error(`${quoted(raw)} is not a decimal (digits, one '.', < 2^32 unscaled)`);
+      }
+      return { kind: { oneofKind: "decimalValue", decimalValue: { scale, value: Number(digits) } } };
+    }
+    case "null":
+      if (raw !== "") throw new Error("null takes no value");
+      return { kind: { oneofKind: "nullValue", nullValue: 0 } };
     default:
-      return { kind: { oneofKind: "stringValue", stringValue: raw } };
+      return stringField(raw);
   }
 }
 

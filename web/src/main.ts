@@ -2,17 +2,28 @@
 // served this page.
 import { initConnection } from "./connection";
 import { consumeFrom, initConsume } from "./consume";
+import { initExchanges } from "./exchanges";
+import { initFreshness } from "./fresh";
 import { initLog, log } from "./log";
 import { initPublish, publishTo } from "./publish";
-import { initQueues, setQueueActions } from "./queues";
+import { initQueuePage, setOnQueueShown } from "./queue";
+import { initQueues } from "./queues";
+import { initRouter } from "./router";
 
 function main(): void {
   initLog();
-  setQueueActions({ consume: consumeFrom, publish: publishTo });
+  initFreshness();
   initConnection();
   initQueues();
+  initQueuePage();
+  initExchanges();
   initPublish();
   initConsume();
+  setOnQueueShown((name) => {
+    publishTo(name);
+    consumeFrom(name);
+  });
+  initRouter();
   log("info", `grpc-web to ${location.origin}`);
 }
 

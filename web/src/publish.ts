@@ -3,25 +3,33 @@
 // body, message id or correlation id becomes the message's number.
 import { codeName, describeError, gateway, within } from "./api";
 import { button, byId, h, input, optionalNumber, select } from "./dom";
-import { type HeaderType, msToDuration, toField } from "./format";
+import { HEADER_HINTS, HEADER_TYPES, type HeaderType, msToDuration, toField } from "./format";
 import {
   DeliveryMode, type FieldValue, type MessageProperties, type PublishRequest,
 } from "./gen/amqpgw/v1/gateway";
 import { clearError, log, reportError, toast } from "./log";
-import { refreshQueue } from "./queues";
+import { refreshQueue } from "./queue";
 
 const CHUNK = 500;
 const MAX_FAILURES_SHOWN = 200;
 
 let running: AbortController | undefined;
 
+// A header row: name, type (the CLI's KEY:TYPE=VALUE types), value.
 function addHeaderRow(key = "", type: HeaderType = "string", value = ""): void {
+  const valueInput = h("input", { placeholder: HEADER_HINTS[type], value, "aria-label": "header value",
+                                  "data-h": "value", spellcheck: "false" });
+  const typeSelect = h("select", { "aria-label": "header type", "data-h": "type" },
+    ...HEADER_TYPES.map((t) => h("option", { value: t, selected: t === type }, t)));
+  typeSelect.addEventListener("change", () => {
+    const t = typeSelect.value as HeaderType;
+    valueInput.placeholder = HEADER_HINTS[t];
+    valueInput.disabled = t === "null";
+    if (t === "null") valueInput.value = "";
+  });
   const row = h("div", { class: "header-row" },
-    h("input", { placeholder: "header", value: key, "aria-label": "header name", "data-h": "key" }),
-    h("select", { "aria-label": "header type", "data-h": "type" },
-      ...["string", "int", "double", "bool"].map((t) =>
-        h("option", { value: t, selected: t === type }, t))),
-    h("input", { placeholder: "value", value, "aria-label": "header value", "data-h": "value" }),
+    h("input", { placeholder: "header", value: key, "aria-label": "header name", "data-h": "key", spellcheck: "false" }),
+    typeSelect, valueInput,
     h("button", { type: "button", class: "small-btn", "aria-label": "remove header",
                   onclick: () => row.remove() }, "×"));
   byId("p-headers").append(row);
@@ -165,11 +173,12 @@ async function publish(): Promise<void> {
   }
 }
 
+// The queue page opened `queue`: publish to it through the default
+// exchange unless the form is busy.
 export function publishTo(queue: string): void {
+  if (running !== undefined) return;
   input("p-exchange").value = "";
   input("p-routing-key").value = queue;
-  byId("publish").scrollIntoView({ behavior: "smooth", block: "start" });
-  byId<HTMLTextAreaElement>("p-body").focus();
 }
 
 export function initPublish(): void {

@@ -1,152 +1,160 @@
-// The Queues section: declare (type and options), inspect, purge, delete,
-// and the queues this browser knows with live counts. The API has no
-// ListQueues: the list is the queues declared or inspected here (kept in
-// localStorage), refreshed with InspectQueue.
-import { RpcError } from "@protobuf-ts/runtime-rpc";
-import { gateway, within } from "./api";
-import { button, byId, confirmButton, h, input, optionalNumber, select } from "./dom";
-import { intField, plural, stringField } from "./format";
-import { type FieldValue, QueueType } from "./gen/amqpgw/v1/gateway";
+// The Queues page: every queue of the vhost from ListQueues (the
+// management API), sortable, filtered by prefix or regex, refreshed every
+// 2 s with its age shown; a click opens the queue's page. Declaring a queue
+// and opening one by name (which works without the management API) sit
+// under the table.
+import { describeError, gateway, within } from "./api";
+import { button, byId, h, input, optionalNumber, select } from "./dom";
+import { Freshness } from "./fresh";
+import { intField, stringField } from "./format";
+import { type FieldValue, type ListQueuesRequest, type QueueInfo, QueueType } from "./gen/amqpgw/v1/gateway";
+import { recordInfo } from "./history";
 import { clearError, log, reportError, toast } from "./log";
+import { navigate, queueHref, registerView } from "./router";
 
-const STORE_KEY = "amqpgw.queues";
 const REFRESH_MS = 2000;
-const MAX_TRACKED = 100;
+const PAGE_SIZE = 500;
 
-interface Known {
-  name: string;
-  type?: string;
+type SortKey = "name" | "type" | "ready" | "unacked" | "consumers" | "publish" | "deliver";
+
+let queues: QueueInfo[] = [];
+let sortKey: SortKey = "name";
+let sortDesc = false;
+let active = false;
+let inFlight = false;
+let timer: number | undefined;
+let fresh: Freshness;
+// Bumped when the filter changes: answers to older requests are dropped.
+let generation = 0;
+
+export function queueTypeName(t: QueueType): string {
+  return t === QueueType.QUORUM ? "quorum" : t === QueueType.STREAM ? "stream"
+    : t === QueueType.CLASSIC ? "classic" : "—";
 }
 
-interface Row {
-  tr: HTMLTableRowElement;
-  messages: HTMLTableCellElement;
-  consumers: HTMLTableCellElement;
+export function formatRate(r: number | undefined): string {
+  if (r === undefined) return "—";
+  if (r === 0) return "0";
+  return r < 10 ? r.toFixed(1) : Math.round(r).toLocaleString("en-US");
 }
 
-let known: Known[] = load();
-const rows = new Map<string, Row>();
-const listeners: Array<(names: string[]) => void> = [];
-let actions = { consume: (_name: string) => {}, publish: (_name: string) => {} };
-let refreshing = false;
-
-function load(): Known[] {
-  try {
-    const v = JSON.parse(localStorage.getItem(STORE_KEY) ?? "[]");
-    return Array.isArray(v) ? v.filter((k) => typeof k?.name === "string") : [];
-  } catch {
-    return [];
+function sortValue(q: QueueInfo, k: SortKey): string | number {
+  switch (k) {
+    case "name": return q.name;
+    case "type": return queueTypeName(q.type);
+    case "ready": return Number(q.ready);
+    case "unacked": return Number(q.unacked);
+    case "consumers": return Number(q.consumers);
+    case "publish": return q.rates?.publish ?? 0;
+    case "deliver": return q.rates?.deliver ?? 0;
   }
 }
 
-function save(): void {
-  localStorage.setItem(STORE_KEY, JSON.stringify(known));
-  const names = known.map((k) => k.name);
-  byId("queue-names").replaceChildren(...names.map((n) => h("option", { value: n })));
-  byId("queues-empty").hidden = names.length > 0;
-  for (const f of listeners) f(names);
+function sorted(): QueueInfo[] {
+  const out = [...queues];
+  out.sort((a, b) => {
+    const x = sortValue(a, sortKey);
+    const y = sortValue(b, sortKey);
+    const c = typeof x === "number" && typeof y === "number" ? x - y
+      : String(x).localeCompare(String(y));
+    return (sortDesc ? -c : c) || a.name.localeCompare(b.name);
+  });
+  return out;
 }
 
-export function knownQueues(): string[] {
-  return known.map((k) => k.name);
-}
-
-export function onQueuesChanged(f: (names: string[]) => void): void {
-  listeners.push(f);
-}
-
-export function setQueueActions(a: typeof actions): void {
-  actions = a;
-}
-
-function typeName(t: QueueType): string | undefined {
-  return t === QueueType.QUORUM ? "quorum" : t === QueueType.STREAM ? "stream" : undefined;
-}
-
-// Adds `name` to the list (first), or moves it there.
-export function trackQueue(name: string, type?: string): void {
-  const old = known.find((k) => k.name === name);
-  known = [{ name, type: type ?? old?.type }, ...known.filter((k) => k.name !== name)]
-    .slice(0, MAX_TRACKED);
-  save();
-  renderRows();
-  void refreshOne(name);
-}
-
-function forget(name: string): void {
-  known = known.filter((k) => k.name !== name);
-  save();
-  renderRows();
-}
-
-function makeRow(k: Known): Row {
-  const messages = h("td", { class: "num", "data-col": "messages" }, "…");
-  const consumers = h("td", { class: "num", "data-col": "consumers" }, "…");
-  const ops = h("div", { class: "actions" },
-    h("button", { type: "button", class: "small-btn", onclick: () => actions.consume(k.name) }, "Consume"),
-    h("button", { type: "button", class: "small-btn", onclick: () => actions.publish(k.name) }, "Publish"),
-    confirmButton("Purge", "Purge?", () => void purge(k.name), "Remove its ready messages"),
-    confirmButton("Delete", "Delete?", () => void remove(k.name), "Delete the queue"),
-    h("button", { type: "button", class: "small-btn", title: "Forget (the queue stays)", "aria-label": `forget ${k.name}`,
-                  onclick: () => forget(k.name) }, "×"));
-  const tr = h("tr", { "data-queue": k.name, "data-status": "pending" },
-    h("td", { class: "name" }, k.name, k.type ? h("span", { class: "tag" }, k.type) : null),
-    messages, consumers, h("td", { class: "ops" }, ops));
-  return { tr, messages, consumers };
-}
-
-function renderRows(): void {
+function renderTable(): void {
   const body = byId("queue-table").querySelector("tbody")!;
-  const next: HTMLTableRowElement[] = [];
-  for (const k of known) {
-    let row = rows.get(k.name);
-    if (row === undefined) {
-      row = makeRow(k);
-      rows.set(k.name, row);
-    }
-    next.push(row.tr);
+  body.replaceChildren(...sorted().map((q) => {
+    const href = queueHref(q.name);
+    return h("tr", { "data-queue": q.name, "data-state": q.state || undefined, onclick: (ev: Event) => {
+      if ((ev.target as HTMLElement).closest("a") === null) navigate(href);
+    } },
+      h("td", { class: "name" }, h("a", { href }, q.name),
+        q.state && q.state !== "running" ? h("span", { class: "tag warn" }, q.state) : null),
+      h("td", { "data-col": "type" }, queueTypeName(q.type)),
+      h("td", { class: "num", "data-col": "ready" }, q.ready),
+      h("td", { class: "num", "data-col": "unacked" }, q.unacked),
+      h("td", { class: "num", "data-col": "consumers" }, q.consumers),
+      h("td", { class: "num", "data-col": "publish" }, formatRate(q.rates?.publish)),
+      h("td", { class: "num", "data-col": "deliver" }, formatRate(q.rates?.deliver)));
+  }));
+  for (const th of byId("queue-table").querySelectorAll<HTMLElement>("th[data-sort]")) {
+    const on = th.dataset.sort === sortKey;
+    th.setAttribute("aria-sort", on ? (sortDesc ? "descending" : "ascending") : "none");
   }
-  for (const name of [...rows.keys()]) {
-    if (!known.some((k) => k.name === name)) rows.delete(name);
-  }
-  body.replaceChildren(...next);
 }
 
-async function refreshOne(name: string): Promise<void> {
-  const row = rows.get(name);
-  if (row === undefined) return;
+function filterRequest(): ListQueuesRequest["filter"] {
+  const text = input("qf-text").value;
+  if (text === "") return undefined;
+  return select("qf-kind").value === "regex"
+    ? { kind: { oneofKind: "regex", regex: text } }
+    : { kind: { oneofKind: "prefix", prefix: text } };
+}
+
+export async function refreshQueues(): Promise<void> {
+  if (inFlight) return;
+  inFlight = true;
+  const gen = generation;
   try {
-    const { response } = await gateway().inspectQueue({ name }, within(5000));
-    row.tr.dataset.status = "ok";
-    row.messages.textContent = String(response.messageCount);
-    row.consumers.textContent = String(response.consumerCount);
-    row.tr.title = "";
+    const { response } = await gateway().listQueues(
+      { filter: filterRequest(), pageSize: PAGE_SIZE, pageToken: "" }, within(8000));
+    if (gen !== generation) return;
+    queues = response.queues;
+    for (const q of queues) recordInfo(q);
+    renderTable();
+    byId("queue-names").replaceChildren(...queues.slice(0, 200).map((q) => h("option", { value: q.name })));
+    const shown = queues.length;
+    const filtered = Number(response.filteredCount);
+    const total = Number(response.totalCount);
+    byId("queues-count").textContent =
+      (filtered > shown ? `the first ${shown} of ${filtered} queues` : `${shown} ${shown === 1 ? "queue" : "queues"}`) +
+      (filterRequest() !== undefined ? ` matching (of ${total})` : "") +
+      (filtered > shown ? " (narrow the filter to see the others)" : "");
+    byId("queues-empty").hidden = shown > 0;
+    byId("queues-unavailable").hidden = true;
+    clearError("queues-list-error");
+    fresh.ok();
   } catch (e) {
-    const gone = e instanceof RpcError && e.code === "NOT_FOUND";
-    row.tr.dataset.status = gone ? "missing" : "error";
-    row.messages.textContent = gone ? "gone" : "?";
-    row.consumers.textContent = gone ? "" : "?";
-    row.tr.title = e instanceof Error ? e.message : String(e);
-  }
-}
-
-async function refreshAll(): Promise<void> {
-  if (refreshing || document.visibilityState === "hidden") return;
-  refreshing = true;
-  try {
-    // Two at a time: the browser has six connections per host, and a
-    // stream, the status poll and the user's calls need theirs.
-    const names = knownQueues();
-    for (let i = 0; i < names.length; i += 2) {
-      await Promise.all(names.slice(i, i + 2).map(refreshOne));
+    if (gen !== generation) return;
+    const err = describeError(e);
+    fresh.fail(err);
+    if (err.code === "FAILED_PRECONDITION") {
+      // No management API: say so with the server's words, nothing stale.
+      queues = [];
+      renderTable();
+      byId("queues-count").textContent = "";
+      byId("queues-empty").hidden = true;
+      clearError("queues-list-error");
+      const box = byId("queues-unavailable");
+      box.replaceChildren(h("b", {}, "Listing is unavailable. "), err.message,
+        h("br"), "Queues can still be opened by name below.");
+      box.hidden = false;
+    } else {
+      byId("queues-unavailable").hidden = true;
+      const wasShown = !byId("queues-list-error").hidden;
+      reportError("queues-list-error", "ListQueues", e, wasShown);
     }
   } finally {
-    refreshing = false;
+    inFlight = false;
   }
 }
 
-export function refreshQueue(name: string): void {
-  void refreshOne(name);
+function schedule(): void {
+  window.clearTimeout(timer);
+  if (!active) return;
+  timer = window.setTimeout(async () => {
+    if (document.visibilityState !== "hidden") await refreshQueues();
+    schedule();
+  }, REFRESH_MS);
+}
+
+function filterChanged(): void {
+  generation++;
+  inFlight = false;
+  fresh.reset();
+  void refreshQueues();
+  schedule();
 }
 
 function declareArguments(): Record<string, FieldValue> {
@@ -179,9 +187,9 @@ async function declare(): Promise<void> {
       type,
       arguments: declareArguments(),
     }, within(15000));
-    trackQueue(response.name, typeName(type));
     log("ok", `declared queue ${response.name} (${response.messageCount} ready, ${response.consumerCount} consumers)`);
     toast("ok", `queue ${response.name} declared`);
+    void refreshQueues();
   } catch (e) {
     reportError("queues-error", "DeclareQueue", e);
   } finally {
@@ -189,60 +197,58 @@ async function declare(): Promise<void> {
   }
 }
 
-async function inspect(): Promise<void> {
+function open(): void {
   clearError("queues-error");
   const name = input("q-name").value.trim();
   if (name === "") {
-    reportError("queues-error", "InspectQueue", new Error("enter the name of the queue to inspect"));
+    reportError("queues-error", "Open", new Error("enter the name of the queue to open"));
     return;
   }
-  try {
-    const { response } = await gateway().inspectQueue({ name }, within(10000));
-    trackQueue(response.name);
-    log("info", `queue ${name}: ${response.messageCount} ready, ${response.consumerCount} consumers`);
-  } catch (e) {
-    reportError("queues-error", "InspectQueue", e);
-  }
-}
-
-async function purge(name: string): Promise<void> {
-  clearError("queues-error");
-  try {
-    const { response } = await gateway().purgeQueue({ name }, within(15000));
-    log("ok", `purged ${plural(response.messageCount, "message")} from ${name}`);
-    toast("ok", `purged ${response.messageCount} from ${name}`);
-  } catch (e) {
-    reportError("queues-error", "PurgeQueue", e);
-  }
-  void refreshOne(name);
-}
-
-async function remove(name: string): Promise<void> {
-  clearError("queues-error");
-  try {
-    const { response } = await gateway().deleteQueue(
-      { name, ifUnused: false, ifEmpty: false }, within(15000));
-    forget(name);
-    if (response.existed === false) {
-      log("ok", `queue ${name} did not exist`);
-      toast("info", `queue ${name} did not exist`);
-      return;
-    }
-    log("ok", `deleted queue ${name} (${plural(response.messageCount, "message")} with it)`);
-    toast("ok", `queue ${name} deleted`);
-  } catch (e) {
-    reportError("queues-error", "DeleteQueue", e);
-  }
+  navigate(queueHref(name));
 }
 
 export function initQueues(): void {
+  fresh = new Freshness(byId("queues-fresh"), byId("queues"));
   byId("declare-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     void declare();
   });
-  button("track-btn").addEventListener("click", () => void inspect());
-  save();
-  renderRows();
-  void refreshAll();
-  window.setInterval(() => void refreshAll(), REFRESH_MS);
+  button("open-btn").addEventListener("click", open);
+  byId("queue-filter").addEventListener("submit", (ev) => ev.preventDefault());
+  let debounce: number | undefined;
+  input("qf-text").addEventListener("input", () => {
+    window.clearTimeout(debounce);
+    debounce = window.setTimeout(filterChanged, 250);
+  });
+  select("qf-kind").addEventListener("change", filterChanged);
+  for (const th of byId("queue-table").querySelectorAll<HTMLElement>("th[data-sort]")) {
+    const key = th.dataset.sort as SortKey;
+    const act = () => {
+      if (sortKey === key) sortDesc = !sortDesc;
+      else {
+        sortKey = key;
+        sortDesc = key !== "name" && key !== "type";  // numbers: largest first
+      }
+      renderTable();
+    };
+    th.tabIndex = 0;
+    th.addEventListener("click", act);
+    th.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" || ev.key === " ") {
+        ev.preventDefault();
+        act();
+      }
+    });
+  }
+  registerView("queues", {
+    enter: () => {
+      active = true;
+      void refreshQueues();
+      schedule();
+    },
+    leave: () => {
+      active = false;
+      window.clearTimeout(timer);
+    },
+  });
 }
