@@ -42,20 +42,26 @@ async function main() {
     await page.fill("#q-name", queue);
     await page.click("#declare-btn");
     const row = page.locator(`#queue-table tr[data-queue="${queue}"]`);
-    await waitText(row.locator("[data-col=messages]"), /^0$/, "new queue's count");
+    await waitText(row.locator("[data-col=ready]"), /^0$/, "new queue's count");
     console.log(`declared ${queue}`);
 
+    // Its page: publish and consume live there.
+    await row.locator("td.name a").click();
+    await waitText(page.locator("#qp-name"), new RegExp(`^${queue}$`), "the queue's page");
+    const ready = page.locator('#qp-stats [data-stat="ready"] .n');
+    const consumers = page.locator('#qp-stats [data-stat="consumers"] .n');
+
     // Publish a batch of 50.
-    await page.fill("#p-routing-key", queue);
+    check(await page.inputValue("#p-routing-key") === queue, "publish form targets the queue");
     await page.fill("#p-count", "50");
     await page.click("#publish-btn");
     await waitText(page.locator("#publish-result"), /^50 of 50 confirmed$/, "batch result");
     await waitText(page.locator("#p-progress-text"), /50 \/ 50 sent · 50 confirmed/, "progress");
-    await waitText(row.locator("[data-col=messages]"), /^50$/, "queue count after publish");
+    await waitText(ready, /^50$/, "queue count after publish");
     console.log("published 50");
 
     // Consume in CLIENT mode: all 50 appear, newest first.
-    await page.fill("#c-queue", queue);
+    check(await page.inputValue("#c-queue") === queue, "consume form targets the queue");
     await page.selectOption("#c-ack-mode", "2");
     await page.click("#consume-start");
     await waitText(page.locator("#consume-state"), /^streaming$/, "consumer state");
@@ -64,7 +70,7 @@ async function main() {
     await waitText(messages.first().locator(".msg-id"), /^#50$/, "newest first");
     await waitText(messages.first().locator(".msg-body"), /^Hello from amqpgw, message 50$/, "body");
     await waitText(messages.last().locator(".msg-body"), /^Hello from amqpgw, message 1$/, "oldest last");
-    await waitText(row.locator("[data-col=consumers]"), /^1$/, "consumer count");
+    await waitText(consumers, /^1$/, "consumer count");
     await messages.first().locator("details summary").click();
     await waitText(messages.first().locator("table.kv"), /header x-source.*amqpgw-web/, "headers shown");
     await page.screenshot({ path: join(ARTIFACTS, "web-e2e.png"), fullPage: true });
@@ -85,19 +91,23 @@ async function main() {
     // Stop: the 40 unacked go back to the queue; the 10 acked/rejected do not.
     await page.click("#consume-stop");
     await waitText(page.locator("#consume-state"), /^stopped$/, "consumer stopped");
-    await waitText(row.locator("[data-col=messages]"), /^40$/, "queue count falls to 40");
-    await waitText(row.locator("[data-col=consumers]"), /^0$/, "consumer gone");
+    await waitText(ready, /^40$/, "queue count falls to 40");
+    await waitText(consumers, /^0$/, "consumer gone");
     console.log("acked 9, rejected 1, requeued 1; 40 left");
 
     // Errors are shown with their code: a reserved name, a missing queue.
+    await page.click('nav a[data-nav="queues"]');
     await page.fill("#q-name", "amq.e2e-reserved");
     await page.click("#declare-btn");
     await waitText(page.locator("#queues-error"), /PERMISSION_DENIED/, "error for a reserved name");
     check(await page.locator("#queues-error").isVisible(), "error line visible");
     await page.fill("#q-name", `${queue}-missing`);
-    await page.click("#track-btn");
-    await waitText(page.locator("#queues-error"), /NOT_FOUND.*missing/, "error for a missing queue");
+    await page.click("#open-btn");
+    await waitText(page.locator("#qp-error"), /NOT_FOUND.*missing/, "error for a missing queue");
     await waitText(page.locator("#log"), /InspectQueue failed: NOT_FOUND/, "error in the activity log");
+    await page.click('nav a[data-nav="queues"]');
+    await row.locator("td.name a").click();
+    await waitText(ready, /^40$/, "back on the queue's page");
     console.log("errors shown");
 
     // grpc-web-text: one message in text mode.
@@ -106,7 +116,7 @@ async function main() {
     await page.fill("#p-count", "1");
     await page.click("#publish-btn");
     await waitText(page.locator("#publish-result"), /^confirmed by the broker: message id /, "text-mode publish");
-    await waitText(row.locator("[data-col=messages]"), /^41$/, "count after text-mode publish");
+    await waitText(ready, /^41$/, "count after text-mode publish");
     await waitText(page.locator("#state-badge"), /^READY/, "status over grpc-web-text");
     await page.selectOption("#wire-format", "binary");
 
@@ -133,10 +143,10 @@ async function main() {
     await page.screenshot({ path: join(ARTIFACTS, "web-e2e-phone.png"), fullPage: false });
     await page.setViewportSize({ width: 1400, height: 1000 });
 
-    // Delete the queue from the page (two clicks).
-    const del = row.locator('button:text-is("Delete")');
-    await del.click();
-    await row.locator('button:text-is("Delete?")').click();
+    // Delete the queue from its page (two clicks): back to the list.
+    await page.click('#qp-actions button:text-is("Delete")');
+    await page.click('#qp-actions button:text-is("Delete?")');
+    await page.waitForURL(/#\/queues$/, { timeout: WAIT });
     await waitCount(page.locator(`#queue-table tr[data-queue="${queue}"]`), 0, "deleted queue row");
 
     check(pageErrors.length === 0, `no page errors (${pageErrors.join("; ")})`);

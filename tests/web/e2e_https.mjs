@@ -80,17 +80,19 @@ async function main() {
     await page.fill("#q-name", queue);
     await page.click("#declare-btn");
     const row = page.locator(`#queue-table tr[data-queue="${queue}"]`);
-    await waitText(row.locator("[data-col=messages]"), /^0$/, "new queue's count");
-    await page.fill("#p-routing-key", queue);
+    await waitText(row.locator("[data-col=ready]"), /^0$/, "new queue's count");
+    await row.locator("td.name a").click();
+    const ready = page.locator('#qp-stats [data-stat="ready"] .n');
+    await waitText(ready, /^0$/, "the queue's page");
+    check(await page.inputValue("#p-routing-key") === queue, "publish form targets the queue");
     await page.fill("#p-count", "5");
     await page.click("#publish-btn");
     await waitText(page.locator("#publish-result"), /^5 of 5 confirmed$/, "batch result");
-    await waitText(row.locator("[data-col=messages]"), /^5$/, "queue count after publish");
-    await page.fill("#c-queue", queue);
+    await waitText(ready, /^5$/, "queue count after publish");
     await page.selectOption("#c-ack-mode", "1");
     await page.click("#consume-start");
     await waitCount(page.locator("#messages > li"), 5, "messages shown");
-    await waitText(row.locator("[data-col=messages]"), /^0$/, "all consumed");
+    await waitText(ready, /^0$/, "all consumed");
     await page.click("#consume-stop");
     await waitText(page.locator("#consume-state"), /^stopped$/, "consumer stopped");
 
