@@ -33,6 +33,9 @@ struct Limits {
   // be empty or one of them: the broker refuses any other by closing the
   // publishing channel. Empty: user_id is not checked.
   std::vector<std::string> broker_users;
+  // Most messages a PublishStream may have read and not yet answered
+  // (--confirm_window).
+  uint32_t max_stream_in_flight = 1024;
 };
 
 using ProtoTable = google::protobuf::Map<std::string, v1::FieldValue>;
@@ -51,6 +54,11 @@ absl::StatusOr<amqp::Properties> ToAmqpProperties(
 // delivery unless TRANSIENT, and mandatory unless allow_unroutable.
 absl::StatusOr<amqp::OutgoingMessage> ToOutgoingMessage(
     const v1::PublishRequest& request, absl::string_view field,
+    const Limits& limits);
+// The same for a request the caller owns: its body is moved, not copied
+// (the request is left without one).
+absl::StatusOr<amqp::OutgoingMessage> ToOutgoingMessage(
+    v1::PublishRequest&& request, absl::string_view field,
     const Limits& limits);
 
 absl::StatusOr<amqp::QueueDeclareArgs> ToQueueDeclareArgs(
@@ -76,6 +84,12 @@ void ToProtoDelivery(core::StreamDelivery&& delivery, v1::Delivery* out);
 void ToProtoConnectionInfo(const core::ConnectionInfo& info,
                            v1::ConnectionInfo* out);
 void ToProtoCounters(const core::CountersSnapshot& counters, v1::Counters* out);
+// One message's outcome: code 0 with publish_time when `status` is OK,
+// else the code and error (`out` may be reused: every field is set or
+// cleared).
+void ToProtoPublishResult(const absl::Status& status, absl::Time confirmed_at,
+                          const std::string& message_id,
+                          v1::PublishResult* out);
 
 // The gateway's own message rates over a recent window (GetStatus).
 struct RecentRates {
