@@ -322,11 +322,15 @@ int PublishOne(const Command& cmd, const ParsedArgs& args, Client& client,
   if (client.options().json) {
     PrintJson(resp);
   } else {
-    std::printf(
-        "published message_id=%s exchange=%s routing_key=%s confirmed=%s\n",
-        resp.message_id().c_str(), JsonString(req.exchange()).c_str(),
-        JsonString(req.routing_key()).c_str(),
-        FormatTimestamp(resp.publish_time()).c_str());
+    // A message_id only when the message has one (--message-id, or the
+    // gateway's --default_message_id).
+    std::string id = resp.message_id().empty()
+                         ? std::string()
+                         : absl::StrCat(" message_id=", resp.message_id());
+    std::printf("published%s exchange=%s routing_key=%s confirmed=%s\n",
+                id.c_str(), JsonString(req.exchange()).c_str(),
+                JsonString(req.routing_key()).c_str(),
+                FormatTimestamp(resp.publish_time()).c_str());
   }
   return kExitOk;
 }
@@ -441,7 +445,9 @@ std::vector<FlagSpec> MessageFlags() {
       {"content-encoding", "ENC", "e.g. gzip"},
       {"correlation-id", "ID", "e.g. to match a reply to its request"},
       {"reply-to", "QUEUE", "where replies should go"},
-      {"message-id", "ID", "default: a UUID set by the gateway"},
+      {"message-id", "ID",
+       "default: none, unless the gateway runs with --default_message_id "
+       "(then a UUID)"},
       {"type", "TYPE", "the message's type property"},
       {"app-id", "ID", "the sending application"},
       {"user-id", "USER", "must equal the broker user"},
@@ -481,7 +487,8 @@ std::vector<Command> PublishCommands() {
       "ROUTING_KEY [BODY]",
       "publish a message (or --lines, --count)",
       "Publishes one message and returns once the broker confirmed it "
-      "(message_id and confirm time are printed). The body is BODY, or the "
+      "(the confirm time is printed, and the message_id when it has one). The "
+      "body is BODY, or the "
       "bytes of --file, or standard input, exactly as given (no newline is "
       "added or removed). With the default exchange ROUTING_KEY is the "
       "queue's name.\n\n"

@@ -412,7 +412,7 @@ absl::StatusOr<amqp::OutgoingMessage> ToOutgoing(const v1::PublishRequest& r,
   m.routing_key = r.routing_key();
   m.mandatory = !r.allow_unroutable();
   m.properties = *std::move(props);
-  if (!m.properties.message_id.has_value()) {
+  if (limits.default_message_id && !m.properties.message_id.has_value()) {
     m.properties.message_id = core::NewUuid();
   }
   if (owned_body != nullptr) {

@@ -23,7 +23,7 @@
 
 namespace amqpgw::grpc_api {
 
-// Limits on what callers send.
+// Limits on what callers send, and what the gateway adds to their messages.
 struct Limits {
   size_t max_message_bytes = 4 << 20;
   size_t max_batch_messages = 10000;
@@ -36,6 +36,9 @@ struct Limits {
   // Most messages a PublishStream may have read and not yet answered
   // (--confirm_window).
   uint32_t max_stream_in_flight = 1024;
+  // A message without a message_id gets a new UUID (--default_message_id);
+  // else it is published without one.
+  bool default_message_id = false;
 };
 
 using ProtoTable = google::protobuf::Map<std::string, v1::FieldValue>;
@@ -50,8 +53,9 @@ absl::StatusOr<amqp::FieldTable> ToAmqpTable(const ProtoTable& table,
 absl::StatusOr<amqp::Properties> ToAmqpProperties(
     const v1::MessageProperties& properties, absl::string_view field,
     const Limits& limits);
-// Validates the request; sets message_id (a new UUID when empty), persistent
-// delivery unless TRANSIENT, and mandatory unless allow_unroutable.
+// Validates the request; sets persistent delivery unless TRANSIENT,
+// mandatory unless allow_unroutable, and, with limits.default_message_id, a
+// new UUID as message_id when the caller set none.
 absl::StatusOr<amqp::OutgoingMessage> ToOutgoingMessage(
     const v1::PublishRequest& request, absl::string_view field,
     const Limits& limits);

@@ -413,7 +413,7 @@ ServerUnaryReactor* GatewayService::Publish(CallbackServerContext* ctx,
     spans = std::make_unique<PublishTracing>(std::move(tracing));
   }
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  std::string id = *m->properties.message_id;
+  std::string id = m->properties.message_id.value_or(std::string());
   std::vector<amqp::OutgoingMessage> messages;
   messages.push_back(*std::move(m));
   bool record = spans != nullptr;
@@ -460,7 +460,7 @@ ServerUnaryReactor* GatewayService::PublishBatch(
                           absl::StrCat("messages[", i, "]"), options_.limits);
     if (!m.ok()) return Fail(ctx, m.status());
     tracing.Inject(i, *m);
-    ids->push_back(*m->properties.message_id);
+    ids->push_back(m->properties.message_id.value_or(std::string()));
     messages.push_back(*std::move(m));
   }
   std::unique_ptr<PublishTracing> spans;

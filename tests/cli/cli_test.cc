@@ -167,9 +167,13 @@ class CliTest : public SharedGatewayTest {
 TEST_F(CliTest, PublishesFromArgumentStdinAndFile) {
   ProcessResult r = Cli({"publish", queue_, "from the argument"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  // No message_id unless asked for (the gateway adds none by default).
   EXPECT_THAT(r.out,
-              AllOf(StartsWith("published message_id="),
+              AllOf(StartsWith("published exchange="),
                     HasSubstr(absl::StrCat("routing_key=\"", queue_, "\""))));
+  r = Cli({"publish", queue_, "with an id", "--message-id", "m-7"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, StartsWith("published message_id=m-7 exchange="));
 
   r = Cli({"publish", queue_}, "from stdin\n");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -179,11 +183,12 @@ TEST_F(CliTest, PublishesFromArgumentStdinAndFile) {
   r = Cli({"publish", queue_, "--file", WriteTempFile(binary), "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   google::protobuf::Struct json = ParseJson(r.out);
-  EXPECT_FALSE(json.fields().at("message_id").string_value().empty());
+  EXPECT_EQ(json.fields().at("message_id").string_value(), "") << r.out;
+  EXPECT_FALSE(json.fields().at("publish_time").string_value().empty());
 
   // Bodies are exactly what was given: nothing added, nothing trimmed.
-  EXPECT_THAT(Drain(queue_),
-              ElementsAre("from the argument", "from stdin\n", binary));
+  EXPECT_THAT(Drain(queue_), ElementsAre("from the argument", "with an id",
+                                         "from stdin\n", binary));
 }
 
 TEST_F(CliTest, PublishLinesSendsEachLineInOrder) {
