@@ -31,6 +31,8 @@ class Flags {
   int64_t Int(const std::string& name, int64_t def);
   double Double(const std::string& name, double def);
   bool Bool(const std::string& name, bool def);
+  // Whether the flag was given (`name` with '_').
+  bool Has(const std::string& name) const { return values_.count(name) > 0; }
   // Exits when a flag was given that no Str/Int/Bool call asked for.
   void CheckAllUsed();
   [[noreturn]] void Die(const std::string& message) const;
@@ -51,6 +53,11 @@ class Latencies {
   void Reserve(size_t n) { ns_.reserve(n); }
   void Add(int64_t ns) { ns_.push_back(ns); }
   size_t size() const { return ns_.size(); }
+  // Appends these latencies to `other`.
+  void MergeInto(Latencies* other) const {
+    other->ns_.insert(other->ns_.end(), ns_.begin(), ns_.end());
+    other->sorted_ = false;
+  }
   // Microseconds at quantile q in [0, 1]; 0 when empty. Sorts.
   double PercentileUs(double q);
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The gateway against direct AMQP, side by side, on one private RabbitMQ node.
 #
-#   bench/compare.sh [--reps R] [-n N] [--quick] [--out FILE] [--keep]
+#   bench/compare.sh [--reps R] [-n N] [--cli-n N] [--quick] [--out FILE]
+#                    [--keep]
 #
 # Builds amqpgwd and the two load tools, starts its own RabbitMQ node and
 # daemon (nothing else on the machine is touched), runs every scenario R times
@@ -15,10 +16,12 @@
 #   -n N              messages per publish and stream run (default 100000;
 #                     N/10 for the prefetch-10 streams)
 #   --sync-n N        messages per publish-sync run (default 3000)
+#   --cli-n N         messages of the `amqpgw publish --count N` run, and of
+#                     the direct run it is compared with (default 60000)
 #   --py-n N          messages per Python run (default 20000)
 #   --idle-seconds S  how long 100 idle streams are watched (default 60)
 #   --quick           a smoke run: --reps 1 -n 20000 --sync-n 500
-#                     --py-n 5000 --idle-seconds 10
+#                     --cli-n 5000 --py-n 5000 --idle-seconds 10
 #   --build DIR       build folder (default build); --no-build uses it as is
 #   --out FILE        also write the table (and FILE.raw, the raw lines)
 #   --keep            keep the work folder (broker logs, daemon log)
@@ -27,21 +30,22 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-REPS=3 N=100000 SYNC_N=3000 PY_N=20000 IDLE_S=60
+REPS=3 N=100000 SYNC_N=3000 PY_N=20000 IDLE_S=60 CLI_N=60000
 BUILD=$ROOT/build DO_BUILD=1 OUT="" KEEP=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) REPS=$2; shift 2 ;;
     -n) N=$2; shift 2 ;;
     --sync-n) SYNC_N=$2; shift 2 ;;
+    --cli-n) CLI_N=$2; shift 2 ;;
     --py-n) PY_N=$2; shift 2 ;;
     --idle-seconds) IDLE_S=$2; shift 2 ;;
-    --quick) REPS=1 N=20000 SYNC_N=500 PY_N=5000 IDLE_S=10; shift ;;
+    --quick) REPS=1 N=20000 SYNC_N=500 PY_N=5000 IDLE_S=10 CLI_N=5000; shift ;;
     --build) BUILD=$(realpath -m "$2"); shift 2 ;;
     --no-build) DO_BUILD=0; shift ;;
     --out) OUT=$(realpath -m "$2"); shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -53,12 +57,13 @@ log() { echo "compare: $*" >&2; }
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 if [ "$DO_BUILD" = 1 ]; then
-  log "building amqpgwd, amqpgw-bench, amqpgw-bench-direct"
-  bench_build "$BUILD" amqpgwd amqpgw-bench amqpgw-bench-direct
+  log "building amqpgwd, amqpgw, amqpgw-bench, amqpgw-bench-direct"
+  bench_build "$BUILD" amqpgwd amqpgw amqpgw-bench amqpgw-bench-direct
 fi
 GWD=$BUILD/server/amqpgwd
 GBENCH=$BUILD/bench/amqpgw-bench
 DBENCH=$BUILD/bench/amqpgw-bench-direct
+CLI=$BUILD/client/amqpgw
 NODE=$ROOT/tests/support/rabbitmq-node.sh
 # No management plugin: its statistics collection would load the measured broker.
 export AMQPGW_NODE_MANAGEMENT=0
@@ -115,6 +120,28 @@ run() {
     log "$scenario: FAILED: $*"; cat "$WORK/last.err" >&2
   fi
 }
+# cli_publish N: `amqpgw publish --count N` as a user runs it (100-byte
+# persistent bodies, default --max-in-flight) on an emptied queue; prints a
+# summary line like the load tools' (the CLI's own rate, the gateway's CPU
+# per message from /proc).
+cli_publish() {
+  local n=$1 body ticks cpu0 cpu1 json
+  body=$(head -c 100 /dev/zero | tr '\0' x)
+  ticks=$(getconf CLK_TCK)
+  "$CLI" --server "$SERVER" queue purge "$Q" >/dev/null
+  cpu0=$(awk '{print $14 + $15}' "/proc/$GW_PID/stat")
+  json=$("$CLI" --server "$SERVER" publish "$Q" "$body" --count "$n" --json --no-progress)
+  cpu1=$(awk '{print $14 + $15}' "/proc/$GW_PID/stat")
+  "$PY" - "$json" "$n" "$cpu0" "$cpu1" "$ticks" <<'PYEOF'
+import json, sys
+r = json.loads(sys.argv[1])
+n, cpu = int(sys.argv[2]), (float(sys.argv[4]) - float(sys.argv[3])) / float(sys.argv[5])
+print(f"tool=cli mode=publish-count n={n} size=100 persistent=1 ok={r['sent']} "
+      f"errors={r['failed']} msgs_per_s={r['rate']:.1f} "
+      f"gw_cpu_us_per_msg={cpu * 1e6 / max(1, r['sent'] + r['failed']):.2f}")
+sys.exit(0 if r["failed"] == 0 and "rpc_error" not in r else 1)
+PYEOF
+}
 # The queue holds exactly N fresh messages (not timed).
 fill() {
   "$DBENCH" publish "${COMMON_D[@]}" -n "$1" --window 1024 --purge >/dev/null
@@ -143,6 +170,11 @@ for rep in $(seq 1 "$REPS"); do
   # 256, persistent 100-byte messages, confirmed.
   pub_g_batch() { run pub_batch "$GBENCH" publish-batch "${COMMON_G[@]}" -n "$N" --batch 256 --purge; }
   pub_g_unary() { run pub_unary "$GBENCH" publish "${COMMON_G[@]}" -n "$N" --concurrency 64 --purge; }
+  # PublishStream: one stream, 256 messages unanswered at most.
+  pub_g_stream() { run pub_stream "$GBENCH" publish-stream "${COMMON_G[@]}" -n "$N" --max_in_flight 256 --purge; }
+  # The CLI as a user runs it, against direct with the same message count.
+  pub_cli() { run cli_publish cli_publish "$CLI_N"; }
+  pub_d_cli() { run pub_direct_cli "$DBENCH" publish "${COMMON_D[@]}" -n "$CLI_N" --window 256 --purge; }
   pub_d() { run pub_direct "$DBENCH" publish "${COMMON_D[@]}" -n "$N" --window 256 --purge; }
   # The most 64 callers can get: direct with the same 64 messages in flight
   # (each caller waits for its confirm).
@@ -156,7 +188,8 @@ for rep in $(seq 1 "$REPS"); do
     run status_hot "$GBENCH" status-sync --server "$SERVER" --gateway_pid "$GW_PID" -n "$SYNC_N"
     run status_idle "$GBENCH" status-sync --server "$SERVER" --gateway_pid "$GW_PID" -n "$SYNC_N" --pause_us 700
   }
-  # What the broker pays for the properties amqpgwd adds with tracing on.
+  # What the broker pays for the properties amqpgwd adds when asked to
+  # (--default_message_id, tracing); by default it adds neither.
   pub_d_props() { run pub_direct_props "$DBENCH" publish "${COMMON_D[@]}" -n "$N" --window 256 --purge --gateway_props; }
   stream_g() { fill "$N"; run stream_gateway "$GBENCH" stream "${COMMON_G[@]}" -n "$N" --prefetch 1000 --ack auto; }
   # The same with up to 256 deliveries per response (max_batch).
@@ -180,12 +213,14 @@ for rep in $(seq 1 "$REPS"); do
       --broker "$URI" --queue "$Q" -n "$PY_N" --prefetch 1000
   }
   if [ $((rep % 2)) = 1 ]; then
-    pub_g_batch; pub_d; pub_g_unary; pub_d64; pub_d_props
+    pub_g_batch; pub_d; pub_g_stream; pub_g_unary; pub_d64; pub_d_props
+    pub_cli; pub_d_cli
     sync_g; sync_d; status_g
     stream_g; stream_d; streamb_g; small_g; small_d
     py_g; py_d; py_gb
   else
-    pub_d_props; pub_d64; pub_g_unary; pub_d; pub_g_batch
+    pub_d_cli; pub_cli
+    pub_d_props; pub_d64; pub_g_unary; pub_g_stream; pub_d; pub_g_batch
     status_g; sync_d; sync_g
     streamb_g; stream_d; stream_g; small_d; small_g
     py_gb; py_d; py_g
@@ -224,6 +259,8 @@ def ratio_row(name, g, d, target=None):
         return
     out.append(f"| {name} | {fmt(gv, ' msg/s')} | {fmt(dv, ' msg/s')} | {fmt(r, '', 2)} | >= {target} | {verdict(None if r is None else r >= target)} |")
 ratio_row("PublishBatch, batch 256, persistent 100 B (direct: confirm window 256)", "pub_batch", "pub_direct", 0.9)
+ratio_row("PublishStream, max_in_flight 256, persistent 100 B (direct: window 256)", "pub_stream", "pub_direct", 0.95)
+ratio_row("amqpgw publish --count ${CLI_N} (the CLI on PublishStream; direct: window 256, same count)", "cli_publish", "pub_direct_cli", 0.9)
 ratio_row("Publish, 64 concurrent callers (direct: window 256)", "pub_unary", "pub_direct", 0.8)
 ratio_row("Direct with 64 in flight (window 64) vs window 256: the ceiling for 64 callers (no target)", "pub_direct64", "pub_direct")
 ratio_row("Publish, 64 concurrent callers vs direct window 64 (no target)", "pub_unary", "pub_direct64")
@@ -235,7 +272,7 @@ out.append(f"| GetStatus p50 with idle threads between calls: a gRPC round trip 
 ratio_row("StreamMessages, prefetch 1000, AUTO ack (direct: basic.consume prefetch 1000, manual acks)", "stream_gateway", "stream_direct", 0.9)
 ratio_row("StreamMessages as above, max_batch 256 (up to 256 deliveries per response)", "stream_batch_gateway", "stream_direct", 0.9)
 ratio_row("StreamMessages, prefetch 10, AUTO ack (no target)", "stream10_gateway", "stream10_direct")
-for name, s in (("PublishBatch", "pub_batch"), ("StreamMessages", "stream_gateway"), ("StreamMessages, max_batch 256", "stream_batch_gateway"), ("Publish x64 (no target)", "pub_unary")):
+for name, s in (("PublishBatch", "pub_batch"), ("PublishStream", "pub_stream"), ("StreamMessages", "stream_gateway"), ("StreamMessages, max_batch 256", "stream_batch_gateway"), ("Publish x64 (no target)", "pub_unary")):
     c = med(s, "gw_cpu_us_per_msg")
     target = None if "no target" in name else 25
     out.append(f"| Gateway CPU per message, {name} | {fmt(c, ' us', 1)} | | | {'<= 25 us' if target else ''} | {verdict(None if c is None or target is None else c <= target)} |")
@@ -258,7 +295,7 @@ out.append("Medians per scenario (CPU in microseconds per message; latency per c
 out.append("")
 out.append("| Run | msg/s | p50 us | p99 us | p999 us | gateway CPU | broker CPU | client CPU | gateway peak RSS MB | runs |")
 out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-for s in ("pub_batch", "pub_unary", "pub_direct", "pub_direct64", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "stream_gateway", "stream_batch_gateway", "stream_direct", "stream10_gateway", "stream10_direct", "py_grpc", "py_grpc_batch", "py_aiopika"):
+for s in ("pub_batch", "pub_stream", "cli_publish", "pub_direct_cli", "pub_unary", "pub_direct", "pub_direct64", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "stream_gateway", "stream_batch_gateway", "stream_direct", "stream10_gateway", "stream10_direct", "py_grpc", "py_grpc_batch", "py_aiopika"):
     if s not in rows:
         continue
     n = len([r for r in rows[s] if "failed" not in r])
@@ -273,7 +310,7 @@ PYEOF
 )
 
 {
-  echo "bench/compare.sh --reps $REPS -n $N --sync-n $SYNC_N --py-n $PY_N --idle-seconds $IDLE_S${AMQPGWD_FLAGS:+ (AMQPGWD_FLAGS=$AMQPGWD_FLAGS)}"
+  echo "bench/compare.sh --reps $REPS -n $N --sync-n $SYNC_N --cli-n $CLI_N --py-n $PY_N --idle-seconds $IDLE_S${AMQPGWD_FLAGS:+ (AMQPGWD_FLAGS=$AMQPGWD_FLAGS)}"
   echo "Machine: $MACHINE; load average $LOAD_START at start, $LOAD_END at end"
   echo "RabbitMQ $("$NODE" ctl "$WORK/rabbitmq" version 2>/dev/null | tail -n 1), amqpgwd defaults unless AMQPGWD_FLAGS"
   echo

@@ -46,9 +46,9 @@ Flags:
   --purge             purge the queue before the run
   --warmup M          publish: M messages first, not timed
   --gateway_props     publish: give every message a fresh message_id (a
-                      UUID, as amqpgwd always adds) and a fresh
-                      `traceparent` header (as amqpgwd adds for traced
-                      calls), to measure what they cost the broker
+                      UUID, as amqpgwd adds with --default_message_id) and
+                      a fresh `traceparent` header (as amqpgwd adds for
+                      traced calls), to measure what they cost the broker
   --gateway_pid PID   (unused here; accepted so both tools take one command)
   --broker_pid PID    report the broker's CPU per message and peak RSS
   --label TEXT        echoed in the summary

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -35,6 +36,9 @@ Modes:
   publish        unary Publish, --concurrency C calls in flight
   publish-batch  PublishBatch of --batch B messages, --concurrency C calls
   publish-sync   one Publish at a time (latency p50/p99/p999)
+  publish-stream PublishStream: --streams K streams (default 1) share the
+                 N messages, each with --max_in_flight M unanswered
+                 (latency: from writing a message to its answer)
   status-sync    one GetStatus at a time: the round trip of a gRPC call
                  through the gateway without the broker (the floor under
                  publish-sync's latency); --pause_us U idles U us between
@@ -42,7 +46,9 @@ Modes:
   stream         StreamMessages with --prefetch and --ack; --fill first
                  publishes N messages (not timed)
   streams        --streams K idle streams on K queues for --duration: the
-                 gateway's CPU and RSS with many open streams
+                 gateway's CPU and RSS with many open streams; --trickle R
+                 publishes R messages/s in all to them meanwhile (latency:
+                 from Publish to delivery, p50/p99)
 
 Flags:
   --server HOST:PORT  the gateway (default 127.0.0.1:50051)
@@ -60,7 +66,10 @@ Flags:
   --fill              stream: publish N messages first (PublishBatch)
   --purge             purge the queue before the run
   --warmup M          publish modes: M messages first, not timed
-  --streams K         streams: how many (default 100)
+  --streams K         streams, publish-stream: how many (default 100;
+                      publish-stream: 1)
+  --max_in_flight M   publish-stream: per stream (default 256)
+  --trickle R         streams: messages per second to the streams (default 0)
   --duration D        streams: seconds to measure (default 60)
   --gateway_pid PID   report the gateway's CPU per message and peak RSS
   --broker_pid PID    the same for the broker
@@ -89,6 +98,9 @@ struct Options {
   pid_t broker_pid;
   std::string label;
   int64_t pause_us;
+  int64_t max_in_flight;
+  double trickle;
+  bool streams_given;
 };
 
 [[noreturn]] void Fatal(const std::string& what) {
@@ -297,6 +309,181 @@ int RunPublish(const Options& o, const std::string& mode) {
   return 0;
 }
 
+// One PublishStream writing `n` copies of a message, at most
+// `max_in_flight` unanswered (the gateway holds it to that too), one write
+// in flight; answers counted and timed.
+class StreamPublisher
+    : public grpc::ClientBidiReactor<v1::PublishStreamRequest,
+                                     v1::PublishStreamResponse> {
+ public:
+  StreamPublisher(v1::Gateway::Stub* stub, const v1::PublishRequest& message,
+                  int64_t n, int64_t max_in_flight)
+      : n_(n), max_in_flight_(max_in_flight) {
+    ctx_.set_deadline(In(absl::Minutes(30)));
+    *request_.mutable_message() = message;
+    request_.set_max_in_flight(static_cast<uint32_t>(max_in_flight));
+    sent_at_.resize(static_cast<size_t>(n));
+    lat_.Reserve(static_cast<size_t>(n));
+    stub->async()->PublishStream(&ctx_, this);
+    StartRead(&response_);
+    Next();
+    StartCall();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return;  // the stream ended: OnDone says why
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      writing_ = false;
+    }
+    Next();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++answered_;
+      uint64_t seq = response_.sequence();
+      if (seq >= 1 && seq <= static_cast<uint64_t>(n_)) {
+        lat_.Add(NowNs() - sent_at_[seq - 1]);
+      }
+      if (response_.result().code() == 0) {
+        ++result_.ok;
+      } else {
+        ++result_.errors;
+        if (result_.first_error.empty()) {
+          result_.first_error = response_.result().error();
+        }
+      }
+    }
+    StartRead(&response_);
+    Next();
+  }
+  void OnDone(const grpc::Status& s) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    status_ = s;
+    done_ = true;
+    cv_.notify_all();
+  }
+
+  // Waits for the stream's end; adds its latencies to `lat`.
+  PublishResult Wait(Latencies* lat) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return done_; });
+    if (!status_.ok()) {
+      result_.errors += static_cast<uint64_t>(n_) - answered_;
+      if (result_.first_error.empty()) {
+        result_.first_error = "PublishStream: " + status_.error_message();
+      }
+    }
+    if (lat != nullptr) lat_.MergeInto(lat);
+    return result_;
+  }
+
+ private:
+  // Starts the next write, or the half-close after the last.
+  void Next() {
+    bool write = false, close = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (writing_ || closed_) return;
+      if (issued_ < n_ &&
+          issued_ - static_cast<int64_t>(answered_) < max_in_flight_) {
+        writing_ = true;
+        write = true;
+        ++issued_;
+        sent_at_[static_cast<size_t>(issued_ - 1)] = NowNs();
+        request_.set_sequence(static_cast<uint64_t>(issued_));
+        if (issued_ == 2) request_.clear_max_in_flight();
+      } else if (issued_ == n_) {
+        closed_ = true;
+        close = true;
+      }
+    }
+    if (write) StartWrite(&request_);
+    if (close) StartWritesDone();
+  }
+
+  const int64_t n_;
+  const int64_t max_in_flight_;
+  grpc::ClientContext ctx_;
+  v1::PublishStreamRequest request_;
+  v1::PublishStreamResponse response_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<int64_t> sent_at_;
+  Latencies lat_;
+  int64_t issued_ = 0;
+  uint64_t answered_ = 0;
+  bool writing_ = false;
+  bool closed_ = false;
+  bool done_ = false;
+  PublishResult result_;
+  grpc::Status status_;
+};
+
+int RunPublishStream(const Options& o) {
+  const int64_t streams = o.streams_given ? o.streams : 1;
+  constexpr int64_t kPerChannel = 100;
+  std::vector<std::unique_ptr<v1::Gateway::Stub>> stubs;
+  for (int64_t i = 0; i < (streams + kPerChannel - 1) / kPerChannel; ++i) {
+    stubs.push_back(
+        v1::Gateway::NewStub(MakeChannel(o.server, static_cast<int>(i))));
+  }
+  Prepare(*stubs[0], o.queue, o.purge);
+  const v1::PublishRequest message = MakeMessage(o);
+  if (o.warmup > 0) {
+    StreamPublisher warm(stubs[0].get(), message, o.warmup, o.max_in_flight);
+    warm.Wait(nullptr);
+  }
+  ProcWatch gateway(o.gateway_pid), broker(o.broker_pid);
+  Latencies lat;
+  gateway.Start();
+  broker.Start();
+  double cpu0 = SelfCpuSeconds();
+  absl::Time start = absl::Now();
+  std::vector<std::unique_ptr<StreamPublisher>> publishers;
+  for (int64_t i = 0; i < streams; ++i) {
+    int64_t share = o.n / streams + (i < o.n % streams ? 1 : 0);
+    if (share == 0) continue;
+    publishers.push_back(std::make_unique<StreamPublisher>(
+        stubs[static_cast<size_t>(i / kPerChannel)].get(), message, share,
+        o.max_in_flight));
+  }
+  PublishResult r;
+  for (auto& p : publishers) {
+    PublishResult one = p->Wait(&lat);
+    r.ok += one.ok;
+    r.errors += one.errors;
+    if (r.first_error.empty()) r.first_error = one.first_error;
+  }
+  absl::Duration elapsed = absl::Now() - start;
+  double client_cpu = SelfCpuSeconds() - cpu0;
+  gateway.Stop();
+  broker.Stop();
+
+  Summary s;
+  s.Set("tool", "gateway").Set("mode", "publish-stream");
+  if (!o.label.empty()) s.Set("label", o.label);
+  s.Set("n", o.n).Set("size", o.size).Set("persistent", o.persistent ? 1 : 0);
+  s.Set("streams", streams).Set("max_in_flight", o.max_in_flight);
+  s.Set("ok", static_cast<int64_t>(r.ok))
+      .Set("errors", static_cast<int64_t>(r.errors));
+  AddThroughput(s, static_cast<uint64_t>(o.n), elapsed);
+  AddLatencies(s, lat);
+  AddClientCpu(s, client_cpu, static_cast<uint64_t>(o.n));
+  AddProcess(s, "gw", gateway, static_cast<uint64_t>(o.n), elapsed);
+  AddProcess(s, "broker", broker, static_cast<uint64_t>(o.n), elapsed);
+  s.Print();
+  if (r.errors > 0) {
+    std::fprintf(stderr, "amqpgw-bench: %llu errors, first: %s\n",
+                 static_cast<unsigned long long>(r.errors),
+                 r.first_error.c_str());
+    return 1;
+  }
+  return 0;
+}
+
 // N GetStatus calls one at a time, the way publish-sync calls Publish: what
 // a unary call through the gateway costs before the broker does anything.
 int RunStatusSync(const Options& o) {
@@ -470,12 +657,20 @@ int RunStream(const Options& o) {
   return got == o.n ? 0 : 1;
 }
 
-// One idle stream: counts `subscribed`, ends when cancelled.
+// Delivery latencies of the trickle (streams --trickle), from all streams.
+struct SharedLatencies {
+  std::mutex mu;
+  Latencies lat;
+};
+
+// One idle stream: counts `subscribed`, ends when cancelled. A delivery's
+// body is the NowNs() of its Publish: its latency goes to `lat`.
 class IdleStream : public grpc::ClientReadReactor<v1::StreamMessagesResponse> {
  public:
   IdleStream(v1::Gateway::Stub* stub, const std::string& queue,
-             std::atomic<int>* subscribed, std::atomic<int>* done)
-      : subscribed_(subscribed), done_(done) {
+             std::atomic<int>* subscribed, std::atomic<int>* done,
+             SharedLatencies* lat)
+      : subscribed_(subscribed), done_(done), lat_(lat) {
     req_.set_queue(queue);
     req_.set_prefetch(100);
     stub->async()->StreamMessages(&ctx_, &req_, this);
@@ -486,6 +681,14 @@ class IdleStream : public grpc::ClientReadReactor<v1::StreamMessagesResponse> {
   void OnReadDone(bool ok) override {
     if (!ok) return;
     if (event_.has_subscribed()) subscribed_->fetch_add(1);
+    if (event_.has_delivery()) {
+      int64_t sent = 0;
+      if (absl::SimpleAtoi(event_.delivery().body(), &sent) && sent > 0) {
+        int64_t ns = NowNs() - sent;
+        std::lock_guard<std::mutex> lock(lat_->mu);
+        lat_->lat.Add(ns);
+      }
+    }
     StartRead(&event_);
   }
   void OnDone(const grpc::Status& s) override {
@@ -500,7 +703,64 @@ class IdleStream : public grpc::ClientReadReactor<v1::StreamMessagesResponse> {
   v1::StreamMessagesResponse event_;
   std::atomic<int>* subscribed_;
   std::atomic<int>* done_;
+  SharedLatencies* lat_;
   grpc::Status status_;
+};
+
+// Publishes `rate` messages a second in all, round robin to `queues`, each
+// body its NowNs(), with unary Publish calls in flight side by side, until
+// stopped. Counts what failed.
+class Trickle {
+ public:
+  Trickle(v1::Gateway::Stub* stub, std::vector<std::string> queues, double rate)
+      : stub_(stub), queues_(std::move(queues)), rate_(rate) {
+    if (rate_ > 0) thread_ = std::thread([this] { Run(); });
+  }
+  ~Trickle() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    while (pending_.load() > 0) absl::SleepFor(absl::Milliseconds(1));
+  }
+  int64_t sent() const { return sent_.load(); }
+  int64_t failed() const { return failed_.load(); }
+
+ private:
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::PublishRequest req;
+    v1::PublishResponse resp;
+  };
+  void Run() {
+    const absl::Duration every = absl::Seconds(1 / rate_);
+    absl::Time next = absl::Now();
+    size_t i = 0;
+    while (!stop_.load()) {
+      absl::SleepFor(next - absl::Now());  // pacing, not synchronisation
+      next += every;
+      auto* call = new Call();
+      call->ctx.set_deadline(In(absl::Seconds(30)));
+      call->req.set_routing_key(queues_[i++ % queues_.size()]);
+      call->req.set_body(absl::StrCat(NowNs()));
+      ++pending_;
+      stub_->async()->Publish(&call->ctx, &call->req, &call->resp,
+                              [this, call](grpc::Status s) {
+                                if (s.ok()) {
+                                  ++sent_;
+                                } else {
+                                  ++failed_;
+                                }
+                                delete call;
+                                --pending_;
+                              });
+    }
+  }
+  v1::Gateway::Stub* stub_;
+  const std::vector<std::string> queues_;
+  const double rate_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> pending_{0}, sent_{0}, failed_{0};
+  std::thread thread_;
 };
 
 bool WaitUntil(const std::function<bool()>& cond, absl::Duration timeout) {
@@ -528,12 +788,13 @@ int RunStreams(const Options& o) {
     Prepare(*stubs[0], queues.back(), /*purge=*/false, /*durable=*/false);
   }
   std::atomic<int> subscribed{0}, done{0};
+  SharedLatencies lat;
   std::vector<std::unique_ptr<IdleStream>> streams;
   absl::Time open_start = absl::Now();
   for (int64_t i = 0; i < o.streams; ++i) {
     streams.push_back(std::make_unique<IdleStream>(
         stubs[static_cast<size_t>(i / kPerChannel)].get(), queues[i],
-        &subscribed, &done));
+        &subscribed, &done, &lat));
   }
   if (!WaitUntil([&] { return subscribed.load() == o.streams; },
                  absl::Seconds(120))) {
@@ -544,7 +805,9 @@ int RunStreams(const Options& o) {
   absl::SleepFor(absl::Seconds(1));  // let the opening settle
   gateway.Start();
   absl::Time start = absl::Now();
+  Trickle trickle(stubs[0].get(), queues, o.trickle);
   absl::SleepFor(absl::Seconds(o.duration));
+  trickle.Stop();
   absl::Duration elapsed = absl::Now() - start;
   gateway.Stop();
   double rss_open = gateway.RssMb();
@@ -565,6 +828,15 @@ int RunStreams(const Options& o) {
   s.Set("streams", o.streams).Set("subscribed", subscribed.load());
   s.Set("open_s", absl::ToDoubleSeconds(open_time), 2);
   s.Set("duration_s", absl::ToDoubleSeconds(elapsed), 1);
+  if (o.trickle > 0) {
+    std::lock_guard<std::mutex> lock(lat.mu);
+    s.Set("trickle_per_s", o.trickle, 1)
+        .Set("sent", trickle.sent())
+        .Set("trickle_failed", trickle.failed())
+        .Set("delivered", static_cast<int64_t>(lat.lat.size()));
+    s.Set("delivery_p50_us", lat.lat.PercentileUs(0.5), 1)
+        .Set("delivery_p99_us", lat.lat.PercentileUs(0.99), 1);
+  }
   if (gateway.enabled()) {
     s.Set("gw_cpu_pct",
           100.0 * gateway.cpu_seconds() / absl::ToDoubleSeconds(elapsed), 2);
@@ -599,6 +871,9 @@ int Main(int argc, char** argv) {
   o.broker_pid = static_cast<pid_t>(f.Int("broker_pid", 0));
   o.label = f.Str("label", "");
   o.pause_us = f.Int("pause_us", 0);
+  o.streams_given = f.Has("streams");
+  o.max_in_flight = f.Int("max_in_flight", 256);
+  o.trickle = f.Double("trickle", 0);
   f.CheckAllUsed();
   if (o.ack != "auto" && o.ack != "client" && o.ack != "none") {
     f.Die("--ack: auto, client or none");
@@ -613,6 +888,10 @@ int Main(int argc, char** argv) {
   const std::string& mode = f.mode();
   if (mode == "publish" || mode == "publish-batch" || mode == "publish-sync") {
     return RunPublish(o, mode);
+  }
+  if (mode == "publish-stream") {
+    if (o.max_in_flight <= 0) f.Die("--max_in_flight must be positive");
+    return RunPublishStream(o);
   }
   if (mode == "status-sync") return RunStatusSync(o);
   if (mode == "stream") return RunStream(o);

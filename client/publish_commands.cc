@@ -1,12 +1,15 @@
 // publish and publish-batch: one confirmed message, or many (lines of a
-// file or stdin, or --count copies) through PublishBatch in chunks.
+// file or stdin, or --count copies) on one PublishStream.
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -19,10 +22,9 @@
 namespace amqpgw::cli {
 namespace {
 
-constexpr size_t kMaxBatch = 10000;
-// A chunk is sent early once its bodies reach this size, well under the
-// daemon's default --max_request_bytes (64 MiB).
-constexpr size_t kMaxChunkBytes = 8 << 20;
+// --max-in-flight's largest value (the gateway lowers it further to its
+// --confirm_window).
+constexpr uint64_t kMaxInFlight = 1 << 20;
 // Failures listed one by one; the rest are counted.
 constexpr size_t kListedFailures = 10;
 constexpr size_t kJsonFailures = 100;
@@ -126,65 +128,65 @@ bool ReadAll(FILE* f, std::string* out) {
   return !std::ferror(f);
 }
 
-// Sends messages in PublishBatch chunks and keeps the tally. Lives on the
-// main thread for one run; one call in flight at a time.
-class BatchSender {
+// Sends messages on one PublishStream and keeps the tally. The main thread
+// writes (gRPC's flow control holds it once --max-in-flight messages are
+// unanswered); a reader thread of its own takes the answers, in any order,
+// counts them and draws the progress bar (Progress is used by that thread
+// only, until Close() joins it).
+class StreamSender {
  public:
-  BatchSender(Client& client, const v1::PublishRequest& message_template,
-              size_t batch_size, Progress* progress)
+  StreamSender(Client& client, const v1::PublishRequest& message_template,
+               uint32_t max_in_flight, bool inputs_ready, Progress* progress)
       : client_(client),
-        template_(message_template),
-        batch_size_(batch_size),
+        inputs_ready_(inputs_ready),
         progress_(progress),
-        start_(absl::Now()) {}
-
-  // Queues one body; sends the chunk when full. False after an RPC error.
-  bool Add(std::string body) {
-    chunk_bytes_ += body.size();
-    v1::PublishRequest* m = request_.add_messages();
-    *m = template_;
-    m->set_body(std::move(body));
-    if (static_cast<size_t>(request_.messages_size()) >= batch_size_ ||
-        chunk_bytes_ >= kMaxChunkBytes) {
-      return Flush();
+        start_(absl::Now()),
+        ctx_(client.NewStreamContext()),
+        stream_(client.gateway().PublishStream(ctx_.get())) {
+    *request_.mutable_message() = message_template;
+    request_.set_max_in_flight(max_in_flight);
+    reader_ = std::thread([this] { ReadAnswers(); });
+  }
+  ~StreamSender() {
+    if (reader_.joinable()) {
+      ctx_->TryCancel();
+      reader_.join();
     }
+  }
+
+  // Writes one message (numbered from 1, the line number with --lines).
+  // False once the stream is broken.
+  bool Add(std::string body) {
+    request_.mutable_message()->set_body(std::move(body));
+    request_.set_sequence(static_cast<uint64_t>(written_ + 1));
+    ::grpc::WriteOptions options;
+    // With the next message at hand, let gRPC gather several in one frame
+    // and system call; every 64th, and the end of the stream, flush.
+    if (inputs_ready_ && (written_ + 1) % 64 != 0) options.set_buffer_hint();
+    if (!stream_->Write(request_, options)) {
+      write_failed_ = true;  // this one may or may not have left too
+      return false;
+    }
+    ++written_;
+    if (written_ == 1) request_.clear_max_in_flight();
     return true;
   }
 
-  bool Flush() {
-    if (request_.messages_size() == 0) return rpc_error_.ok();
-    v1::PublishBatchResponse resp;
-    auto ctx = client_.NewContext();
-    ::grpc::Status s =
-        client_.gateway().PublishBatch(ctx.get(), request_, &resp);
-    if (!s.ok()) {
-      rpc_error_ = s;
-      not_sent_ += request_.messages_size();
-    } else {
-      for (int i = 0; i < resp.results_size(); ++i) {
-        const v1::PublishResult& r = resp.results(i);
-        if (r.code() == 0) {
-          ++sent_;
-        } else {
-          ++failed_;
-          if (failures_.size() < kJsonFailures) {
-            failures_.push_back({first_index_ + i + 1,
-                                 static_cast<::grpc::StatusCode>(r.code()),
-                                 r.error()});
-          }
-        }
-      }
-    }
-    first_index_ += request_.messages_size();
-    request_.clear_messages();
-    chunk_bytes_ = 0;
-    progress_->Update(sent_ + failed_);
-    return s.ok();
+  // Half-closes, waits for every answer and the stream's end.
+  void Close() {
+    stream_->WritesDone();
+    reader_.join();
+    rpc_error_ = stream_->Finish();
   }
 
   // Prints the failures (stderr) and the summary; returns the exit code.
   int Report(bool json) {
     progress_->Finish();
+    std::sort(
+        failures_.begin(), failures_.end(),
+        [](const Failure& a, const Failure& b) { return a.number < b.number; });
+    const int64_t not_answered =
+        written_ + (write_failed_ ? 1 : 0) - sent_ - failed_;
     double seconds = absl::ToDoubleSeconds(absl::Now() - start_);
     double rate = seconds > 0 ? (sent_ + failed_) / seconds : 0;
     if (json) {
@@ -201,8 +203,8 @@ class BatchSender {
       absl::StrAppend(&out, "]");
       if (!rpc_error_.ok()) {
         absl::StrAppend(
-            &out, ",\"unknown\":", not_sent_, ",\"rpc_error\":{", "\"code\":\"",
-            CodeName(rpc_error_.error_code()),
+            &out, ",\"unknown\":", not_answered, ",\"rpc_error\":{",
+            "\"code\":\"", CodeName(rpc_error_.error_code()),
             "\",\"message\":", JsonString(rpc_error_.error_message()), "}");
       }
       std::printf("%s}\n", out.c_str());
@@ -229,12 +231,18 @@ class BatchSender {
     std::fflush(stdout);
     if (!rpc_error_.ok()) {
       ReportRpcError(client_, rpc_error_);
-      // A call that never reached a gateway published nothing.
+      // A stream that never reached a gateway published nothing.
       const bool unsent = DescribeUnreachable(rpc_error_, "", "").has_value();
-      std::fprintf(stderr, "amqpgw: stopped; the last chunk of %s %s\n",
-                   Plural(not_sent_, "message").c_str(),
-                   unsent ? "never reached the gateway"
-                          : "may or may not have been published");
+      if (unsent) {
+        std::fprintf(stderr,
+                     "amqpgw: stopped; the stream never reached the gateway: "
+                     "nothing was published\n");
+      } else {
+        std::fprintf(stderr,
+                     "amqpgw: stopped; %s without an answer may or may not "
+                     "have been published\n",
+                     Plural(not_answered, "message").c_str());
+      }
     }
     return rpc_error_.ok() && failed_ == 0 ? kExitOk : kExitRpcError;
   }
@@ -246,18 +254,42 @@ class BatchSender {
     std::string error;
   };
 
+  // The reader thread: counts every answer until the stream ends.
+  void ReadAnswers() {
+    v1::PublishStreamResponse r;
+    while (stream_->Read(&r)) {
+      if (r.result().code() == 0) {
+        ++sent_;
+      } else {
+        ++failed_;
+        if (failures_.size() < kJsonFailures) {
+          failures_.push_back(
+              {static_cast<int64_t>(r.sequence()),
+               static_cast<::grpc::StatusCode>(r.result().code()),
+               r.result().error()});
+        }
+      }
+      progress_->Update(sent_ + failed_);
+    }
+  }
+
   Client& client_;
-  const v1::PublishRequest& template_;
-  const size_t batch_size_;
+  const bool inputs_ready_;
   Progress* const progress_;
   const absl::Time start_;
-  v1::PublishBatchRequest request_;
-  size_t chunk_bytes_ = 0;
-  int64_t first_index_ = 0;
+  std::unique_ptr<::grpc::ClientContext> ctx_;
+  std::unique_ptr<::grpc::ClientReaderWriter<v1::PublishStreamRequest,
+                                             v1::PublishStreamResponse>>
+      stream_;
+  // Main thread only.
+  v1::PublishStreamRequest request_;
+  int64_t written_ = 0;
+  bool write_failed_ = false;
+  // The reader thread's until Close() joins it, then the main thread's.
   int64_t sent_ = 0;
   int64_t failed_ = 0;
-  int64_t not_sent_ = 0;
   std::vector<Failure> failures_;
+  std::thread reader_;
   ::grpc::Status rpc_error_;
 };
 
@@ -290,11 +322,15 @@ int PublishOne(const Command& cmd, const ParsedArgs& args, Client& client,
   if (client.options().json) {
     PrintJson(resp);
   } else {
-    std::printf(
-        "published message_id=%s exchange=%s routing_key=%s confirmed=%s\n",
-        resp.message_id().c_str(), JsonString(req.exchange()).c_str(),
-        JsonString(req.routing_key()).c_str(),
-        FormatTimestamp(resp.publish_time()).c_str());
+    // A message_id only when the message has one (--message-id, or the
+    // gateway's --default_message_id).
+    std::string id = resp.message_id().empty()
+                         ? std::string()
+                         : absl::StrCat(" message_id=", resp.message_id());
+    std::printf("published%s exchange=%s routing_key=%s confirmed=%s\n",
+                id.c_str(), JsonString(req.exchange()).c_str(),
+                JsonString(req.routing_key()).c_str(),
+                FormatTimestamp(resp.publish_time()).c_str());
   }
   return kExitOk;
 }
@@ -313,12 +349,12 @@ int Run(const Command& cmd, const ParsedArgs& args, Client& client,
     }
     count = *c;
   }
-  absl::StatusOr<uint64_t> batch_size =
-      ParseCount(args.Get("batch-size", "500"), kMaxBatch);
-  if (!batch_size.ok() || *batch_size == 0) {
-    return UsageError(cmd,
-                      absl::StrCat("--batch-size: '", args.Get("batch-size"),
-                                   "' is not 1..", kMaxBatch));
+  absl::StatusOr<uint64_t> max_in_flight =
+      ParseCount(args.Get("max-in-flight", "256"), kMaxInFlight);
+  if (!max_in_flight.ok() || *max_in_flight == 0) {
+    return UsageError(
+        cmd, absl::StrCat("--max-in-flight: '", args.Get("max-in-flight"),
+                          "' is not 1..", kMaxInFlight));
   }
   if (lines && args.positionals.size() > 1) {
     return UsageError(cmd,
@@ -358,7 +394,11 @@ int Run(const Command& cmd, const ParsedArgs& args, Client& client,
 
   bool show_progress = isatty(STDERR_FILENO) && !args.GetBool("no-progress");
   Progress progress(stderr, show_progress, total);
-  BatchSender sender(client, message_template, *batch_size, &progress);
+  // --count, or a regular file: the next message is always at hand.
+  const bool inputs_ready = !lines || total >= 0;
+  StreamSender sender(client, message_template,
+                      static_cast<uint32_t>(*max_in_flight), inputs_ready,
+                      &progress);
   bool ok = true;
   if (lines) {
     char* line = nullptr;
@@ -374,7 +414,7 @@ int Run(const Command& cmd, const ParsedArgs& args, Client& client,
   } else {
     for (uint64_t i = 0; ok && i < count; ++i) ok = sender.Add(body);
   }
-  if (ok) sender.Flush();
+  sender.Close();
   return sender.Report(client.options().json);
 }
 
@@ -405,7 +445,9 @@ std::vector<FlagSpec> MessageFlags() {
       {"content-encoding", "ENC", "e.g. gzip"},
       {"correlation-id", "ID", "e.g. to match a reply to its request"},
       {"reply-to", "QUEUE", "where replies should go"},
-      {"message-id", "ID", "default: a UUID set by the gateway"},
+      {"message-id", "ID",
+       "default: none, unless the gateway runs with --default_message_id "
+       "(then a UUID)"},
       {"type", "TYPE", "the message's type property"},
       {"app-id", "ID", "the sending application"},
       {"user-id", "USER", "must equal the broker user"},
@@ -418,8 +460,9 @@ std::vector<FlagSpec> MessageFlags() {
 
 std::vector<FlagSpec> BatchFlags() {
   return {
-      {"batch-size", "N",
-       "messages per PublishBatch call, 1..10000 (default 500)"},
+      {"max-in-flight", "N",
+       "most messages sent and not yet answered (default 256; the gateway "
+       "lowers it to its --confirm_window)"},
       {"no-progress", "", "no progress bar even on a terminal"},
   };
 }
@@ -429,9 +472,9 @@ std::vector<FlagSpec> BatchFlags() {
 std::vector<Command> PublishCommands() {
   std::vector<FlagSpec> publish_flags = {
       {"lines", "",
-       "publish each line of --file or stdin as its own message, through "
-       "PublishBatch (like publish-batch)"},
-      {"count", "N", "publish the body N times, through PublishBatch"},
+       "publish each line of --file or stdin as its own message, on one "
+       "PublishStream (like publish-batch)"},
+      {"count", "N", "publish the body N times, on one PublishStream"},
   };
   for (FlagSpec& f : BatchFlags()) publish_flags.push_back(f);
   for (FlagSpec& f : MessageFlags()) publish_flags.push_back(f);
@@ -444,15 +487,17 @@ std::vector<Command> PublishCommands() {
       "ROUTING_KEY [BODY]",
       "publish a message (or --lines, --count)",
       "Publishes one message and returns once the broker confirmed it "
-      "(message_id and confirm time are printed). The body is BODY, or the "
+      "(the confirm time is printed, and the message_id when it has one). The "
+      "body is BODY, or the "
       "bytes of --file, or standard input, exactly as given (no newline is "
       "added or removed). With the default exchange ROUTING_KEY is the "
       "queue's name.\n\n"
       "--lines publishes every line of --file or stdin as its own message "
       "(without its line ending) and --count N sends the body N times; both "
-      "go through PublishBatch in chunks of --batch-size, show a progress "
-      "bar when stderr is a terminal, and end with a summary: sent, failed, "
-      "rate. Failed messages are listed on stderr by number (the line "
+      "go through one PublishStream with up to --max-in-flight messages "
+      "awaiting their confirms, show a progress bar when stderr is a "
+      "terminal, and end with a summary: sent, failed, rate. Failed "
+      "messages are listed on stderr by number (the line "
       "number with --lines); exit code 1 when any failed.",
       publish_flags,
       {"amqpgw publish orders 'hello'",
@@ -471,13 +516,14 @@ std::vector<Command> PublishCommands() {
       "ROUTING_KEY",
       "publish each line of a file or stdin",
       "Publishes each line of --file (or standard input) as its own message "
-      "through PublishBatch, in chunks of --batch-size; same as 'publish "
-      "--lines'. A progress bar (messages, rate, ETA) is drawn on stderr "
+      "on one PublishStream, up to --max-in-flight awaiting their confirms; "
+      "same as 'publish --lines'. A progress bar (messages, rate, ETA) is "
+      "drawn on stderr "
       "when it is a terminal, never into a pipe or file. Prints a summary "
       "(sent, failed, rate); exit code 1 when any message failed.",
       batch_flags,
       {"amqpgw publish-batch orders --file orders.txt",
-       "seq 1 100000 | amqpgw publish-batch numbers --batch-size 2000",
+       "seq 1 100000 | amqpgw publish-batch numbers --max-in-flight 1024",
        "amqpgw publish-batch orders --file orders.ndjson --json"},
       1,
       1,

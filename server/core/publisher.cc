@@ -767,9 +767,13 @@ void Publisher::OnReturn(const amqp::ReturnedMessage& r) {
   stats_->returned.fetch_add(1, std::memory_order_relaxed);
   // basic.return carries no sequence number; it comes just before the ack of
   // its message. Match the oldest unsettled message with the same id,
-  // exchange and routing key.
+  // exchange, routing key and body, or, when none has that body, the oldest
+  // with the same id, exchange and routing key. (Messages need no
+  // message_id for this: without one, two messages alike in all of these
+  // are also routed alike, unless bindings change between them.)
   const std::string* id =
       r.properties.message_id ? &*r.properties.message_id : nullptr;
+  InFlight* first = nullptr;
   for (InFlight& f : inflight_) {
     if (f.settled || f.returned) continue;
     const amqp::OutgoingMessage& m = f.item.batch->messages_[f.item.index];
@@ -777,10 +781,15 @@ void Publisher::OnReturn(const amqp::ReturnedMessage& r) {
     const auto& mid = m.properties.message_id;
     if ((id == nullptr) != !mid.has_value()) continue;
     if (id != nullptr && *id != *mid) continue;
-    f.returned = true;
-    f.return_status = ReturnStatus(r);
-    return;
+    if (m.body == r.body) {
+      first = &f;
+      break;
+    }
+    if (first == nullptr) first = &f;
   }
+  if (first == nullptr) return;
+  first->returned = true;
+  first->return_status = ReturnStatus(r);
 }
 
 }  // namespace amqpgw::core

@@ -227,6 +227,26 @@ TEST_F(PublisherTest, AReturnFollowedByItsConfirmFailsThatMessageOnly) {
   EXPECT_EQ(Confirmed(), 1u);
 }
 
+TEST_F(PublisherTest, AReturnWithoutMessageIdsFindsItsMessageByBody) {
+  // No message_id (the default): the second message is returned while the
+  // first, to the same routing key, is still unconfirmed (a headers
+  // exchange routes by headers, say). The body tells them apart.
+  PublishEach({"routed", "returned"});
+  ASSERT_TRUE(WaitPublished(2));
+  uint16_t ch = confirm_channel();
+  peer_->Return(ch, Seq(2));
+  peer_->Confirm(ch, Seq(2));
+  peer_->Confirm(ch, Seq(1));
+  std::optional<Done> first = done_.Take();
+  std::optional<Done> second = done_.Take();
+  ASSERT_TRUE(first.has_value() && second.has_value());
+  EXPECT_EQ(first->tag, "returned");
+  EXPECT_EQ(first->results[0].code(), absl::StatusCode::kFailedPrecondition)
+      << first->results[0];
+  EXPECT_EQ(second->tag, "routed");
+  EXPECT_TRUE(second->results[0].ok()) << second->results[0];
+}
+
 TEST_F(PublisherTest, UnconfirmedMessagesAreRepublishedAfterALostConnection) {
   PublishEach({"m1", "m2", "m3", "m4", "m5"});
   ASSERT_TRUE(WaitPublished(5));

@@ -328,6 +328,11 @@ void Session::FinishTransition() {
 }
 
 absl::Status Session::Publish(std::shared_ptr<PublishBatch> batch) {
+  return Publish(std::move(batch), PickPublisher());
+}
+
+absl::Status Session::Publish(std::shared_ptr<PublishBatch> batch,
+                              size_t publisher) {
   if (!enabled_.load()) return DisconnectedError();
   int64_t bytes = static_cast<int64_t>(batch->bytes());
   // (max_pending_bytes >= max_request_bytes: a batch alone always fits.)
@@ -338,8 +343,7 @@ absl::Status Session::Publish(std::shared_ptr<PublishBatch> batch) {
         " MiB of messages waiting for the broker (--max_pending_bytes); retry "
         "later"));
   }
-  Publisher* p =
-      publishers_[next_publisher_.fetch_add(1) % publishers_.size()].get();
+  Publisher* p = publishers_[publisher % publishers_.size()].get();
   stats_.published.fetch_add(batch->size(), std::memory_order_relaxed);
   uint64_t body_bytes = 0;
   for (size_t i = 0; i < batch->size(); ++i) {

@@ -128,6 +128,12 @@ class Session {
   // `done` is not called) with FAILED_PRECONDITION after Disconnect,
   // RESOURCE_EXHAUSTED when max_pending_bytes are already waiting.
   absl::Status Publish(std::shared_ptr<PublishBatch> batch);
+  // The same on the publisher connection `publisher` (from PickPublisher),
+  // for a caller whose successive batches must keep their order (a
+  // PublishStream): one connection publishes its batches in order.
+  absl::Status Publish(std::shared_ptr<PublishBatch> batch, size_t publisher);
+  // The next publisher connection, round robin; any value is valid.
+  size_t PickPublisher() { return next_publisher_.fetch_add(1); }
 
   // Declare, inspect, delete, purge, bind and unbind, on the control
   // connection; they fail with FAILED_PRECONDITION after Disconnect.

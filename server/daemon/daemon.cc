@@ -161,6 +161,9 @@ absl::Status Daemon::Start() {
   grpc_api::GatewayService::Options service_options;
   service_options.limits.max_message_bytes =
       static_cast<size_t>(o.max_message_bytes);
+  service_options.limits.default_message_id = o.default_message_id;
+  service_options.limits.max_stream_in_flight =
+      static_cast<uint32_t>(o.confirm_window);
   for (const amqp::BrokerAddress& b : config_->session().brokers) {
     service_options.limits.broker_users.push_back(b.user);
   }

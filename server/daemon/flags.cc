@@ -246,6 +246,11 @@ std::vector<FlagDef> BuildTable() {
       "confirm_window", &O::confirm_window,
       "most messages sent and not yet confirmed, per publisher connection",
       IntRange(&O::confirm_window, Fixed(1), 1 << 20)));
+  t.push_back(BoolFlag(
+      "default_message_id", &O::default_message_id,
+      "give each published message that has no message_id a new UUID "
+      "(off: such messages are published without one; the caller's own "
+      "message_id is always kept)"));
   t.push_back(
       IntFlag("max_pending_bytes", &O::max_pending_bytes,
               "most message bytes held while waiting for the broker, over all "

@@ -28,6 +28,8 @@ struct Options {
   int64_t max_message_bytes = 4 << 20;
   int64_t max_request_bytes = 64 << 20;
   int64_t confirm_window = 1024;
+  // Give each published message without a message_id a new UUID.
+  bool default_message_id = false;
   int64_t max_pending_bytes = int64_t{256} << 20;
   absl::Duration publish_timeout = absl::Seconds(30);
   absl::Duration shutdown_grace = absl::Seconds(10);

@@ -96,19 +96,28 @@ TEST(AuthTest, EveryRpcDeclaresItsRoleInTheProto) {
     EXPECT_EQ(rpc.full_name, absl::StrCat("/amqpgw.v1.Gateway/", rpc.name));
     roles[rpc.name] = RoleName(rpc.role);
   }
-  EXPECT_EQ(roles,
-            (std::map<std::string, std::string>{
-                {"Connect", "any"},           {"Disconnect", "admin"},
-                {"GetStatus", "any"},         {"DeclareQueue", "any"},
-                {"InspectQueue", "any"},      {"DeleteQueue", "admin"},
-                {"PurgeQueue", "admin"},      {"DeclareExchange", "any"},
-                {"DeleteExchange", "admin"},  {"BindQueue", "any"},
-                {"UnbindQueue", "any"},       {"Publish", "publish"},
-                {"PublishBatch", "publish"},  {"StreamMessages", "consume"},
-                {"Ack", "consume"},           {"ListQueues", "consume"},
-                {"ListExchanges", "consume"}, {"ListBindings", "consume"},
-                {"ListConsumers", "consume"},
-            }));
+  EXPECT_EQ(roles, (std::map<std::string, std::string>{
+                       {"Connect", "any"},
+                       {"Disconnect", "admin"},
+                       {"GetStatus", "any"},
+                       {"DeclareQueue", "any"},
+                       {"InspectQueue", "any"},
+                       {"DeleteQueue", "admin"},
+                       {"PurgeQueue", "admin"},
+                       {"DeclareExchange", "any"},
+                       {"DeleteExchange", "admin"},
+                       {"BindQueue", "any"},
+                       {"UnbindQueue", "any"},
+                       {"Publish", "publish"},
+                       {"PublishBatch", "publish"},
+                       {"PublishStream", "publish"},
+                       {"StreamMessages", "consume"},
+                       {"Ack", "consume"},
+                       {"ListQueues", "consume"},
+                       {"ListExchanges", "consume"},
+                       {"ListBindings", "consume"},
+                       {"ListConsumers", "consume"},
+                   }));
   EXPECT_EQ(FindGatewayRpc("NoSuchRpc"), nullptr);
 }
 

@@ -245,6 +245,20 @@ void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
   out->set_nanos(static_cast<int32_t>(ns % 1000000000));
 }
 
+void ToProtoPublishResult(const absl::Status& status, absl::Time confirmed_at,
+                          const std::string& message_id,
+                          v1::PublishResult* out) {
+  out->set_code(static_cast<int32_t>(status.code()));
+  out->set_message_id(message_id);
+  if (status.ok()) {
+    SetTimestamp(confirmed_at, out->mutable_publish_time());
+    out->clear_error();
+  } else {
+    out->set_error(std::string(status.message()));
+    out->clear_publish_time();
+  }
+}
+
 absl::Status ValidateName(absl::string_view field, absl::string_view value,
                           bool allow_empty) {
   if (!allow_empty && value.empty()) return Invalid(field, "must not be empty");
@@ -361,9 +375,14 @@ absl::StatusOr<amqp::Properties> ToAmqpProperties(
   return out;
 }
 
-absl::StatusOr<amqp::OutgoingMessage> ToOutgoingMessage(
-    const v1::PublishRequest& r, absl::string_view field,
-    const Limits& limits) {
+namespace {
+
+// ToOutgoingMessage; the body is moved from `*owned_body` when not null
+// (the request's own body, of a request the caller owns), else copied.
+absl::StatusOr<amqp::OutgoingMessage> ToOutgoing(const v1::PublishRequest& r,
+                                                 absl::string_view field,
+                                                 const Limits& limits,
+                                                 std::string* owned_body) {
   // Field names ("messages[12].routing_key") are built only for an error:
   // the checks run with short names first and again with the full ones when
   // they fail (they have no side effects).
@@ -393,14 +412,32 @@ absl::StatusOr<amqp::OutgoingMessage> ToOutgoingMessage(
   m.routing_key = r.routing_key();
   m.mandatory = !r.allow_unroutable();
   m.properties = *std::move(props);
-  if (!m.properties.message_id.has_value()) {
+  if (limits.default_message_id && !m.properties.message_id.has_value()) {
     m.properties.message_id = core::NewUuid();
   }
-  m.body = r.body();
+  if (owned_body != nullptr) {
+    m.body = std::move(*owned_body);
+  } else {
+    m.body = r.body();
+  }
   if (std::optional<amqp::Violation> v = amqp::CheckPublish(m)) {
     return Invalid(name(v->field), v->problem);
   }
   return m;
+}
+
+}  // namespace
+
+absl::StatusOr<amqp::OutgoingMessage> ToOutgoingMessage(
+    const v1::PublishRequest& request, absl::string_view field,
+    const Limits& limits) {
+  return ToOutgoing(request, field, limits, nullptr);
+}
+
+absl::StatusOr<amqp::OutgoingMessage> ToOutgoingMessage(
+    v1::PublishRequest&& request, absl::string_view field,
+    const Limits& limits) {
+  return ToOutgoing(request, field, limits, request.mutable_body());
 }
 
 absl::StatusOr<amqp::QueueDeclareArgs> ToQueueDeclareArgs(

@@ -23,7 +23,7 @@
 
 namespace amqpgw::grpc_api {
 
-// Limits on what callers send.
+// Limits on what callers send, and what the gateway adds to their messages.
 struct Limits {
   size_t max_message_bytes = 4 << 20;
   size_t max_batch_messages = 10000;
@@ -33,6 +33,12 @@ struct Limits {
   // be empty or one of them: the broker refuses any other by closing the
   // publishing channel. Empty: user_id is not checked.
   std::vector<std::string> broker_users;
+  // Most messages a PublishStream may have read and not yet answered
+  // (--confirm_window).
+  uint32_t max_stream_in_flight = 1024;
+  // A message without a message_id gets a new UUID (--default_message_id);
+  // else it is published without one.
+  bool default_message_id = false;
 };
 
 using ProtoTable = google::protobuf::Map<std::string, v1::FieldValue>;
@@ -47,10 +53,16 @@ absl::StatusOr<amqp::FieldTable> ToAmqpTable(const ProtoTable& table,
 absl::StatusOr<amqp::Properties> ToAmqpProperties(
     const v1::MessageProperties& properties, absl::string_view field,
     const Limits& limits);
-// Validates the request; sets message_id (a new UUID when empty), persistent
-// delivery unless TRANSIENT, and mandatory unless allow_unroutable.
+// Validates the request; sets persistent delivery unless TRANSIENT,
+// mandatory unless allow_unroutable, and, with limits.default_message_id, a
+// new UUID as message_id when the caller set none.
 absl::StatusOr<amqp::OutgoingMessage> ToOutgoingMessage(
     const v1::PublishRequest& request, absl::string_view field,
+    const Limits& limits);
+// The same for a request the caller owns: its body is moved, not copied
+// (the request is left without one).
+absl::StatusOr<amqp::OutgoingMessage> ToOutgoingMessage(
+    v1::PublishRequest&& request, absl::string_view field,
     const Limits& limits);
 
 absl::StatusOr<amqp::QueueDeclareArgs> ToQueueDeclareArgs(
@@ -76,6 +88,12 @@ void ToProtoDelivery(core::StreamDelivery&& delivery, v1::Delivery* out);
 void ToProtoConnectionInfo(const core::ConnectionInfo& info,
                            v1::ConnectionInfo* out);
 void ToProtoCounters(const core::CountersSnapshot& counters, v1::Counters* out);
+// One message's outcome: code 0 with publish_time when `status` is OK,
+// else the code and error (`out` may be reused: every field is set or
+// cleared).
+void ToProtoPublishResult(const absl::Status& status, absl::Time confirmed_at,
+                          const std::string& message_id,
+                          v1::PublishResult* out);
 
 // The gateway's own message rates over a recent window (GetStatus).
 struct RecentRates {

@@ -165,16 +165,37 @@ TEST(ConvertTest, NestingUpToTheLimitIsAccepted) {
   EXPECT_TRUE(ToOutgoingMessage(r, "", Limits()).ok());
 }
 
+TEST(ConvertTest, AnOwnedRequestsBodyIsMovedNotCopied) {
+  v1::PublishRequest r;
+  r.set_routing_key("q");
+  r.set_body(std::string(1 << 16, 'b'));
+  const char* data = r.body().data();
+  auto m = ToOutgoingMessage(std::move(r), "message", Limits());
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->body.size(), size_t{1} << 16);
+  EXPECT_EQ(m->body.data(), data);  // the same buffer
+  // Errors name the field under the given prefix.
+  v1::PublishRequest bad;
+  bad.set_routing_key(std::string(300, 'k'));
+  auto e = ToOutgoingMessage(std::move(bad), "message", Limits());
+  EXPECT_EQ(e.status().message().substr(0, 20), "message.routing_key:");
+}
+
 TEST(ConvertTest, OutgoingMessageDefaults) {
   v1::PublishRequest r;
   r.set_routing_key("q");
   auto m = ToOutgoingMessage(r, "", Limits());
   ASSERT_TRUE(m.ok());
   EXPECT_TRUE(m->mandatory);
+  EXPECT_FALSE(m->properties.message_id.has_value());  // nothing added
+  Limits with_ids;
+  with_ids.default_message_id = true;
+  m = ToOutgoingMessage(r, "", with_ids);
+  ASSERT_TRUE(m.ok());
   EXPECT_EQ(m->properties.message_id->size(), 36u);
   r.set_allow_unroutable(true);
   r.mutable_properties()->set_message_id("mine");
-  m = ToOutgoingMessage(r, "", Limits());
+  m = ToOutgoingMessage(r, "", with_ids);
   ASSERT_TRUE(m.ok());
   EXPECT_FALSE(m->mandatory);
   EXPECT_EQ(m->properties.message_id, "mine");

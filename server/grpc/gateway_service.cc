@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/amqp/broker_rules.h"
 #include "server/grpc/listing.h"
+#include "server/grpc/publish_stream_reactor.h"
 #include "server/grpc/status.h"
 #include "server/grpc/stream_reactor.h"
 #include "server/grpc/tracing.h"
@@ -55,17 +56,6 @@ ServerUnaryReactor* Fail(CallbackServerContext* ctx, const absl::Status& s) {
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   reactor->Finish(ToGrpcStatus(s));
   return reactor;
-}
-
-void FillResult(const core::PublishBatch::Result& r, const std::string& id,
-                v1::PublishResult* out) {
-  out->set_code(static_cast<int32_t>(r.status.code()));
-  out->set_message_id(id);
-  if (r.status.ok()) {
-    SetTimestamp(r.confirmed_at, out->mutable_publish_time());
-  } else {
-    out->set_error(std::string(r.status.message()));
-  }
 }
 
 // Completion callbacks for the session: they finish a unary call with the
@@ -423,7 +413,7 @@ ServerUnaryReactor* GatewayService::Publish(CallbackServerContext* ctx,
     spans = std::make_unique<PublishTracing>(std::move(tracing));
   }
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  std::string id = *m->properties.message_id;
+  std::string id = m->properties.message_id.value_or(std::string());
   std::vector<amqp::OutgoingMessage> messages;
   messages.push_back(*std::move(m));
   bool record = spans != nullptr;
@@ -470,7 +460,7 @@ ServerUnaryReactor* GatewayService::PublishBatch(
                           absl::StrCat("messages[", i, "]"), options_.limits);
     if (!m.ok()) return Fail(ctx, m.status());
     tracing.Inject(i, *m);
-    ids->push_back(*m->properties.message_id);
+    ids->push_back(m->properties.message_id.value_or(std::string()));
     messages.push_back(*std::move(m));
   }
   std::unique_ptr<PublishTracing> spans;
@@ -486,7 +476,8 @@ ServerUnaryReactor* GatewayService::PublishBatch(
         if (spans != nullptr) spans->Finish(b);
         uint32_t ok = 0;
         for (size_t i = 0; i < b.size(); ++i) {
-          FillResult(b.result(i), (*ids)[i], response->add_results());
+          ToProtoPublishResult(b.result(i).status, b.result(i).confirmed_at,
+                               (*ids)[i], response->add_results());
           if (b.result(i).status.ok()) ++ok;
         }
         response->set_ok_count(ok);
@@ -494,6 +485,18 @@ ServerUnaryReactor* GatewayService::PublishBatch(
       });
   batch->set_record_send_times(record);
   return StartPublish(ctx, reactor, *session_, std::move(batch));
+}
+
+::grpc::ServerBidiReactor<v1::PublishStreamRequest, v1::PublishStreamResponse>*
+GatewayService::PublishStream(CallbackServerContext* ctx) {
+  auto* reactor =
+      new PublishStreamReactor(ctx, session_, options_.limits, options_.spans);
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
+    reactor->FinishNow(ToGrpcStatus(s));
+    return reactor;
+  }
+  reactor->Start();
+  return reactor;
 }
 
 ::grpc::ServerWriteReactor<v1::StreamMessagesResponse>*

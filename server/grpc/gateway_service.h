@@ -96,6 +96,9 @@ class GatewayService final : public v1::Gateway::CallbackService {
       ::grpc::CallbackServerContext* ctx,
       const v1::PublishBatchRequest* request,
       v1::PublishBatchResponse* response) override;
+  ::grpc::ServerBidiReactor<v1::PublishStreamRequest,
+                            v1::PublishStreamResponse>*
+  PublishStream(::grpc::CallbackServerContext* ctx) override;
   ::grpc::ServerWriteReactor<v1::StreamMessagesResponse>* StreamMessages(
       ::grpc::CallbackServerContext* ctx,
       const v1::StreamMessagesRequest* request) override;

@@ -167,9 +167,13 @@ class CliTest : public SharedGatewayTest {
 TEST_F(CliTest, PublishesFromArgumentStdinAndFile) {
   ProcessResult r = Cli({"publish", queue_, "from the argument"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  // No message_id unless asked for (the gateway adds none by default).
   EXPECT_THAT(r.out,
-              AllOf(StartsWith("published message_id="),
+              AllOf(StartsWith("published exchange="),
                     HasSubstr(absl::StrCat("routing_key=\"", queue_, "\""))));
+  r = Cli({"publish", queue_, "with an id", "--message-id", "m-7"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, StartsWith("published message_id=m-7 exchange="));
 
   r = Cli({"publish", queue_}, "from stdin\n");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -179,11 +183,12 @@ TEST_F(CliTest, PublishesFromArgumentStdinAndFile) {
   r = Cli({"publish", queue_, "--file", WriteTempFile(binary), "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   google::protobuf::Struct json = ParseJson(r.out);
-  EXPECT_FALSE(json.fields().at("message_id").string_value().empty());
+  EXPECT_EQ(json.fields().at("message_id").string_value(), "") << r.out;
+  EXPECT_FALSE(json.fields().at("publish_time").string_value().empty());
 
   // Bodies are exactly what was given: nothing added, nothing trimmed.
-  EXPECT_THAT(Drain(queue_),
-              ElementsAre("from the argument", "from stdin\n", binary));
+  EXPECT_THAT(Drain(queue_), ElementsAre("from the argument", "with an id",
+                                         "from stdin\n", binary));
 }
 
 TEST_F(CliTest, PublishLinesSendsEachLineInOrder) {
@@ -195,7 +200,7 @@ TEST_F(CliTest, PublishLinesSendsEachLineInOrder) {
     absl::StrAppend(&text, expected.back(), "\n");
   }
   ProcessResult r = Cli({"publish", queue_, "--lines", "--file",
-                         WriteTempFile(text), "--batch-size", "100"});
+                         WriteTempFile(text), "--max-in-flight", "100"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("sent 1,234, failed 0 in"));
   EXPECT_THAT(r.out, HasSubstr("msg/s"));
@@ -223,7 +228,7 @@ TEST_F(CliTest, ProgressBarOnlyOnATerminal) {
   std::string file = WriteTempFile(text);
   Subprocess::Options o = CliOptions(
       gateway_->address(),
-      {"publish", queue_, "--lines", "--file", file, "--batch-size", "100"});
+      {"publish", queue_, "--lines", "--file", file, "--max-in-flight", "100"});
   o.stderr_is_terminal = true;
   ProcessResult r = RunProcess(o);
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -249,7 +254,8 @@ TEST_F(CliTest, FailedMessagesOfABatchAreListedAndExitOne) {
   EXPECT_THAT(r.err, HasSubstr("message 3: NOT_FOUND"));
   EXPECT_THAT(r.out, HasSubstr("sent 0, failed 3"));
 
-  r = Cli({"publish", queue_, "tick", "--count", "25", "--batch-size", "10"});
+  r = Cli(
+      {"publish", queue_, "tick", "--count", "25", "--max-in-flight", "10"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("sent 25, failed 0"));
   EXPECT_EQ(Inspect(queue_).message_count(), 25u);
@@ -443,6 +449,8 @@ TEST_F(CliTest, BadUsageExitsTwoWithUsageOnStderr) {
       {{"publish", queue_, "--lines", "body"}, "--lines reads --file or stdin"},
       {{"publish", queue_, "--file", "/nonexistent/x"}, "--file: cannot open"},
       {{"publish", queue_, "x", "--ttl", "soon"}, "--ttl"},
+      {{"publish", queue_, "x", "--count", "3", "--max-in-flight", "0"},
+       "--max-in-flight: '0' is not 1..1048576"},
       {{"consume", queue_, "--ack", "sometimes"}, "--ack: 'sometimes'"},
       {{"consume", queue_, "--prefetch", "0"}, "--prefetch"},
       {{"consume", queue_, "--bogus"}, "unknown flag --bogus"},
@@ -587,13 +595,13 @@ TEST_F(CliTest, NoDaemonThereIsSaidInPlainWords) {
                       Not(HasSubstr("ipv4:")), Not(HasSubstr("received"))))
         << what;
   }
-  // A batch that never reached a gateway says so.
+  // A stream that never reached a gateway says so.
   ProcessResult r = RunProcess(
       CliOptions("127.0.0.1:1", {"publish", queue_, "--lines"}, "a\nb\n"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("nothing answers at 127.0.0.1:1"));
-  EXPECT_THAT(r.err, HasSubstr("the last chunk of 2 messages never reached "
-                               "the gateway"));
+  EXPECT_THAT(r.err, HasSubstr("the stream never reached the gateway: "
+                               "nothing was published"));
 
   // The address from the environment, or the default, is named as such.
   Subprocess::Options o;

@@ -74,6 +74,23 @@ class CallerAuthTest : public ::testing::Test {
     v1::PublishResponse resp;
     return stub().Publish(As(token).get(), req, &resp);
   }
+  // One message on a PublishStream: the stream's error, else the message's.
+  ::grpc::Status PublishStream(const std::string& token, const std::string& q) {
+    auto ctx = As(token);
+    auto stream = stub().PublishStream(ctx.get());
+    v1::PublishStreamRequest req;
+    req.mutable_message()->set_routing_key(q);
+    req.mutable_message()->set_body("x");
+    stream->Write(req);
+    stream->WritesDone();
+    v1::PublishStreamResponse resp;
+    bool answered = stream->Read(&resp);
+    ::grpc::Status s = stream->Finish();
+    if (!s.ok()) return s;
+    if (!answered) return ::grpc::Status(StatusCode::INTERNAL, "no answer");
+    return ::grpc::Status(static_cast<StatusCode>(resp.result().code()),
+                          resp.result().error());
+  }
   // Opens a stream; OK once `subscribed` arrived, else the stream's status.
   ::grpc::Status Stream(const std::string& token, const std::string& q) {
     v1::StreamMessagesRequest req;
@@ -127,6 +144,7 @@ TEST_F(CallerAuthTest, MissingOrWrongTokenIsUnauthenticated) {
   std::string q = UniqueName("auth");
   EXPECT_EQ(Publish("", q).error_code(), StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(Stream("", q).error_code(), StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(PublishStream("", q).error_code(), StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(Delete("wrong-token-wrong-token", q).error_code(),
             StatusCode::UNAUTHENTICATED);
   // Any valid token may read the status.
@@ -147,6 +165,12 @@ TEST_F(CallerAuthTest, RolesAllowWhatTheTableSays) {
   ::grpc::Status s = Publish(kConsumeToken, q);
   EXPECT_EQ(s.error_code(), StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(s.error_message(), HasSubstr("'consume' may not call Publish"));
+
+  EXPECT_TRUE(PublishStream(kPublishToken, q).ok());
+  s = PublishStream(kConsumeToken, q);
+  EXPECT_EQ(s.error_code(), StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("'consume' may not call PublishStream"));
 
   EXPECT_TRUE(Stream(kConsumeToken, q).ok());
   EXPECT_EQ(Stream(kPublishToken, q).error_code(),

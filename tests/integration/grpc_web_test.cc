@@ -152,11 +152,11 @@ TEST_F(GrpcWebTest, UnaryCallsInBothContentTypes) {
     publish.set_routing_key(declare.name());
     publish.set_body(std::string("bytes \x00\xff", 8));
     (*publish.mutable_properties()->mutable_headers())["x-n"].set_int_value(7);
+    publish.mutable_properties()->set_message_id("web-1");
     GrpcWebReply p = GrpcWebPost(port(), absl::StrCat(kService, "Publish"),
                                  {publish.SerializeAsString()}, o);
     ASSERT_EQ(p.GrpcStatus(), 0) << p.GrpcMessage();
-    EXPECT_FALSE(
-        Parse<v1::PublishResponse>(p.messages)[0].message_id().empty());
+    EXPECT_EQ(Parse<v1::PublishResponse>(p.messages)[0].message_id(), "web-1");
 
     v1::InspectQueueRequest inspect;
     inspect.set_name(declare.name());

@@ -107,24 +107,52 @@ TEST_F(PublishTest, MessageReachesTheBrokerWithPropertiesAndTypedHeaders) {
           Pair("dec", "D:2,12345"), Pair("nul", "V:")));
 }
 
-TEST_F(PublishTest, DefaultsArePersistentWithAGeneratedMessageId) {
+TEST_F(PublishTest, DefaultsArePersistentWithNothingAdded) {
   std::string q = NewQueue("defaults");
   v1::PublishRequest req;
   req.set_routing_key(q);
   req.set_body("hello");
   v1::PublishResponse resp;
   ASSERT_TRUE(stub().Publish(Ctx().get(), req, &resp).ok());
-  EXPECT_EQ(resp.message_id().size(), 36u);  // a UUID
+  // No message_id and no trace headers unless asked for.
+  EXPECT_EQ(resp.message_id(), "");
   auto got = peer_->Get(q);
   ASSERT_TRUE(got.ok() && got->has_value());
   EXPECT_EQ((*got)->properties.at("delivery_mode"), "2");
-  EXPECT_EQ((*got)->properties.at("message_id"), resp.message_id());
+  EXPECT_EQ((*got)->properties.count("message_id"), 0u);
+  EXPECT_TRUE((*got)->headers.empty());
 
   req.mutable_properties()->set_delivery_mode(v1::TRANSIENT);
   ASSERT_TRUE(stub().Publish(Ctx().get(), req, &resp).ok());
   got = peer_->Get(q);
   ASSERT_TRUE(got.ok() && got->has_value());
   EXPECT_EQ((*got)->properties.at("delivery_mode"), "1");
+}
+
+TEST_F(PublishTest, DefaultMessageIdFlagGivesEachMessageAUuid) {
+  auto g = TestGateway::Start(
+      node_->uri(), [](daemon::Options& o) { o.default_message_id = true; });
+  ASSERT_TRUE(g->WaitReady());
+  std::string q = NewQueue("default-id");
+  v1::PublishBatchRequest req;
+  for (int i = 0; i < 3; ++i) {
+    v1::PublishRequest* m = req.add_messages();
+    m->set_routing_key(q);
+    m->set_body(absl::StrCat(i));
+  }
+  req.mutable_messages(2)->mutable_properties()->set_message_id("mine");
+  v1::PublishBatchResponse resp;
+  ASSERT_TRUE(g->stub().PublishBatch(Ctx().get(), req, &resp).ok());
+  ASSERT_EQ(resp.ok_count(), 3u);
+  EXPECT_EQ(resp.results(0).message_id().size(), 36u);  // a UUID
+  EXPECT_NE(resp.results(0).message_id(), resp.results(1).message_id());
+  EXPECT_EQ(resp.results(2).message_id(), "mine");  // the caller's kept
+  for (int i = 0; i < 3; ++i) {
+    auto got = peer_->Get(q);
+    ASSERT_TRUE(got.ok() && got->has_value());
+    EXPECT_EQ((*got)->properties.at("message_id"),
+              resp.results(i).message_id());
+  }
 }
 
 TEST_F(PublishTest, UnroutableIsReportedUnlessAllowed) {
@@ -239,7 +267,7 @@ TEST_F(PublishTest, BatchReportsEachMessage) {
   EXPECT_THAT(resp.results(10).error(), HasSubstr("NO_ROUTE"));
   EXPECT_EQ(resp.results(20).code(), ::grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(resp.results(0).code(), 0);
-  EXPECT_FALSE(resp.results(0).message_id().empty());
+  EXPECT_EQ(resp.results(0).message_id(), "");  // none set, none added
   // The 98 good ones arrived, in order.
   for (int i = 0; i < 100; ++i) {
     if (i == 10 || i == 20) continue;

@@ -125,7 +125,9 @@ async function publish(): Promise<void> {
       byId("publish-progress").hidden = true;
       const { response } = await gateway().publish(make(1), within(60000, { abort: abort.signal }));
       byId("publish-result").textContent =
-        `confirmed by the broker: message id ${response.messageId}`;
+        response.messageId
+          ? `confirmed by the broker: message id ${response.messageId}`
+          : "confirmed by the broker";
       log("ok", `published 1 message to ${routingKey || "(no key)"}`);
       toast("ok", "message confirmed");
       return;

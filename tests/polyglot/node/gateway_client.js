@@ -1,5 +1,5 @@
-// amqpgw from Node.js: Publish, PublishBatch, a CLIENT-ack stream and a
-// typed header round trip, with @grpc/grpc-js and @grpc/proto-loader
+// amqpgw from Node.js: Publish, PublishBatch, a CLIENT-ack stream, a typed
+// header round trip and PublishStream, with @grpc/grpc-js and @grpc/proto-loader
 // loading gateway.proto at run time (no generated code).
 //
 //   node gateway_client.js --server 127.0.0.1:50051 --queue demo
@@ -90,6 +90,34 @@ async function main() {
   assert.equal(h.meta.table_value.fields.region.string_value, 'eu');
   const left = await call('InspectQueue', { name: queue });
   assert.equal(left.message_count, 0);
+
+  // --- snippet: PublishStream (docs/clients.md) ---
+  // Many messages on one stream, each answered (by its sequence, in any
+  // order) once the broker has confirmed it; at most max_in_flight (read
+  // from the first request) unanswered at a time.
+  const confirmed = new Set();
+  await new Promise((resolve, reject) => {
+    const stream = gw.PublishStream({ deadline: Date.now() + 60000 });
+    stream.on('data', (answer) => {
+      if (answer.result.code === 0) {
+        confirmed.add(answer.sequence);  // a string (longs: String)
+      } else {
+        console.log(answer.sequence, answer.result.error);
+      }
+    });
+    stream.on('error', reject);
+    stream.on('end', resolve);
+    for (let i = 1; i <= 100; i++) {
+      stream.write({ sequence: i, max_in_flight: 64,
+                     message: { routing_key: queue, body: Buffer.from(`s${i}`) } });
+    }
+    stream.end();  // half-close: every message is answered, then 'end'
+  });
+  // --- end of snippet ---
+  assert.equal(confirmed.size, 100);
+  assert.ok(confirmed.has('1') && confirmed.has('100'));
+  const streamed = await call('InspectQueue', { name: queue });
+  assert.equal(streamed.message_count, 100);
   await call('DeleteQueue', { name: queue });
   gw.close();
   console.log('node: ok');

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """amqpgw from Python: Publish, PublishBatch, a CLIENT-ack stream, a typed
-header round trip and a stream of batches (max_batch), with stubs generated
+header round trip, a stream of batches (max_batch) and PublishStream, with
+stubs generated
 at run time (protoc + grpc_python_plugin). Run with Debian's /usr/bin/python3
 (python3-grpcio).
 
@@ -120,6 +121,28 @@ def run(server, queue):
     assert bodies == [f"m{i}".encode() for i in range(500)], bodies[:5]
     left = gw.InspectQueue(pb.InspectQueueRequest(name=queue), timeout=10)
     assert left.message_count == 0, left
+
+    # --- snippet: PublishStream (docs/clients.md) ---
+    # Many messages on one stream, each answered (by its sequence, in any
+    # order) once the broker has confirmed it; at most max_in_flight (read
+    # from the first request) unanswered at a time.
+    def messages():
+        for i in range(1, 101):
+            yield pb.PublishStreamRequest(
+                sequence=i, max_in_flight=64,
+                message=pb.PublishRequest(routing_key=queue,
+                                          body=f"s{i}".encode()))
+
+    confirmed = set()
+    for answer in gw.PublishStream(messages(), timeout=60):
+        if answer.result.code == 0:
+            confirmed.add(answer.sequence)
+        else:
+            print(answer.sequence, answer.result.error)
+    # --- end of snippet ---
+    assert confirmed == set(range(1, 101)), sorted(confirmed)[:5]
+    left = gw.InspectQueue(pb.InspectQueueRequest(name=queue), timeout=10)
+    assert left.message_count == 100, left
     gw.DeleteQueue(pb.DeleteQueueRequest(name=queue), timeout=10)
 
 

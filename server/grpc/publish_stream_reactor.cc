@@ -1,0 +1,217 @@
+#include "server/grpc/publish_stream_reactor.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "server/grpc/gateway_service.h"
+#include "server/grpc/status.h"
+#include "server/grpc/tracing.h"
+
+namespace amqpgw::grpc_api {
+
+PublishStreamReactor::PublishStreamReactor(::grpc::CallbackServerContext* ctx,
+                                           core::Session* session,
+                                           const Limits& limits,
+                                           trace::SpanExporter* spans)
+    : ctx_(ctx),
+      session_(session),
+      limits_(limits),
+      spans_(spans),
+      caller_trace_(TraceContextFromMetadata(*ctx)),
+      call_deadline_(CallDeadline(ctx)),
+      publisher_(session->PickPublisher()) {}
+
+void PublishStreamReactor::Start() {
+  std::shared_ptr<Shared> s = shared_;
+  {
+    amqpgw::MutexLock lock(&s->mu);
+    s->reading = true;
+  }
+  StartRead(&request_);
+}
+
+void PublishStreamReactor::FinishNow(const ::grpc::Status& status) {
+  std::shared_ptr<Shared> s = shared_;
+  {
+    amqpgw::MutexLock lock(&s->mu);
+    s->finished = true;
+  }
+  Finish(status);
+}
+
+void PublishStreamReactor::OnReadDone(bool ok) {
+  std::shared_ptr<Shared> s = shared_;
+  if (ok) HandleRequest(s);
+  Actions actions;
+  {
+    amqpgw::MutexLock lock(&s->mu);
+    s->reading = false;
+    if (!ok) s->read_closed = true;  // half-close, or the call is over
+    Claim(*s, &actions);
+  }
+  Act(std::move(actions));
+}
+
+void PublishStreamReactor::HandleRequest(const std::shared_ptr<Shared>& s) {
+  ++position_;
+  const uint64_t sequence =
+      request_.sequence() != 0 ? request_.sequence() : position_;
+  if (first_read_) {
+    first_read_ = false;
+    const uint32_t cap = std::max<uint32_t>(1, limits_.max_stream_in_flight);
+    const uint32_t asked = request_.max_in_flight();
+    amqpgw::MutexLock lock(&s->mu);
+    s->max_in_flight = std::min(asked == 0 ? kDefaultMaxInFlight : asked, cap);
+  }
+  {
+    amqpgw::MutexLock lock(&s->mu);
+    ++s->outstanding;
+  }
+  if (!request_.has_message()) {
+    Deliver(s, Answer{sequence,
+                      absl::InvalidArgumentError(
+                          "message: must be set (the message to publish)"),
+                      std::string(), absl::Now()});
+    return;
+  }
+  absl::StatusOr<amqp::OutgoingMessage> m = ToOutgoingMessage(
+      std::move(*request_.mutable_message()), "message", limits_);
+  if (!m.ok()) {
+    Deliver(s, Answer{sequence, m.status(), std::string(), absl::Now()});
+    return;
+  }
+  // Trace headers only for a caller that sent a trace context, or when
+  // spans are recorded (PublishTracing::Inject would add nothing else).
+  std::unique_ptr<PublishTracing> spans;
+  if (caller_trace_.has_value() || spans_ != nullptr) {
+    PublishTracing tracing(caller_trace_, spans_, "PublishStream");
+    tracing.Inject(0, *m);
+    if (tracing.recording()) {
+      spans = std::make_unique<PublishTracing>(std::move(tracing));
+    }
+  }
+  const bool record = spans != nullptr;
+  std::string id = m->properties.message_id.value_or(std::string());
+  std::vector<amqp::OutgoingMessage> messages;
+  messages.push_back(*std::move(m));
+  // The callback runs on the publisher's thread before Finish (this stream
+  // is not finished while the message is outstanding), so `this` is alive.
+  auto batch = std::make_shared<core::PublishBatch>(
+      std::move(messages), session_->Deadline(call_deadline_),
+      [this, s, sequence, id = std::move(id),
+       spans = std::move(spans)](core::PublishBatch& b) mutable {
+        if (spans != nullptr) spans->Finish(b);
+        const core::PublishBatch::Result& r = b.result(0);
+        Deliver(s, Answer{sequence, r.status, std::move(id), r.confirmed_at});
+      });
+  batch->set_record_send_times(record);
+  batch->set_cancelled(
+      [s] { return s->cancelled.load(std::memory_order_relaxed); });
+  absl::Status st = session_->Publish(std::move(batch), publisher_);
+  if (!st.ok()) {
+    Deliver(s, Answer{sequence, std::move(st), std::string(), absl::Now()});
+  }
+}
+
+void PublishStreamReactor::Deliver(const std::shared_ptr<Shared>& s,
+                                   Answer answer) {
+  Actions actions;
+  {
+    amqpgw::MutexLock lock(&s->mu);
+    if (s->broken) {
+      --s->outstanding;  // nobody to tell
+    } else {
+      s->answers.push_back(std::move(answer));
+    }
+    Claim(*s, &actions);
+  }
+  Act(std::move(actions));
+}
+
+void PublishStreamReactor::OnWriteDone(bool ok) {
+  std::shared_ptr<Shared> s = shared_;
+  Actions actions;
+  {
+    amqpgw::MutexLock lock(&s->mu);
+    s->idle = std::move(s->in_flight);
+    --s->outstanding;
+    if (!ok && !s->broken) {
+      s->broken = true;
+      s->cancelled.store(true, std::memory_order_relaxed);
+      s->outstanding -= static_cast<uint32_t>(s->answers.size());
+      s->answers.clear();
+    }
+    Claim(*s, &actions);
+  }
+  Act(std::move(actions));
+}
+
+void PublishStreamReactor::OnCancel() {
+  std::shared_ptr<Shared> s = shared_;
+  Actions actions;
+  {
+    amqpgw::MutexLock lock(&s->mu);
+    s->cancelled.store(true, std::memory_order_relaxed);
+    if (!s->broken) {
+      s->broken = true;
+      s->outstanding -= static_cast<uint32_t>(s->answers.size());
+      s->answers.clear();
+    }
+    Claim(*s, &actions);
+  }
+  Act(std::move(actions));
+}
+
+void PublishStreamReactor::OnDone() { delete this; }
+
+void PublishStreamReactor::Claim(Shared& s, Actions* out) {
+  if (s.finished) return;
+  if (!s.reading && !s.read_closed && !s.broken &&
+      s.outstanding < s.max_in_flight) {
+    s.reading = true;
+    out->read = true;
+  }
+  if (s.idle != nullptr && !s.answers.empty()) {
+    out->slot = std::move(s.idle);
+    out->answer = std::move(s.answers.front());
+    s.answers.pop_front();
+    out->more = !s.answers.empty();
+  }
+  if (!out->read && out->slot == nullptr && s.idle != nullptr && !s.reading &&
+      s.outstanding == 0 && (s.read_closed || s.broken)) {
+    s.finished = true;
+    out->finish = true;
+    out->answer.status =
+        s.broken ? absl::CancelledError(
+                       "the stream was cancelled or broke; answers still "
+                       "owed were dropped")
+                 : absl::OkStatus();
+  }
+}
+
+void PublishStreamReactor::Act(Actions a) {
+  if (a.read) StartRead(&request_);
+  if (a.slot != nullptr) {
+    v1::PublishStreamResponse* r = a.slot.get();
+    r->set_sequence(a.answer.sequence);
+    ToProtoPublishResult(a.answer.status, a.answer.confirmed_at,
+                         a.answer.message_id, r->mutable_result());
+    {
+      std::shared_ptr<Shared> s = shared_;
+      amqpgw::MutexLock lock(&s->mu);
+      s->in_flight = std::move(a.slot);
+    }
+    ::grpc::WriteOptions options;
+    // More answers queued: gRPC may hold this one for the next write's
+    // flush (fewer frames and system calls for a burst of confirms).
+    if (a.more) options.set_buffer_hint();
+    StartWrite(r, options);
+  }
+  if (a.finish) {
+    Finish(ToGrpcStatus(a.answer.status));  // `this` may go now
+  }
+}
+
+}  // namespace amqpgw::grpc_api

@@ -1,0 +1,151 @@
+// The PublishStream reactor: reads messages from one bidirectional gRPC
+// stream, publishes each as a one-message core::PublishBatch (so each is
+// validated, isolated, retried and answered exactly as a unary Publish), and
+// writes each message's result back, tagged with its sequence, as soon as
+// the publisher settles it.
+//
+// Flow control: at most max_in_flight messages are read and not yet
+// answered (their answer written to gRPC). Beyond that the reactor issues
+// no next read until a write completes, so gRPC's flow control holds the
+// caller. Answers wait in a queue that this bounds too; one write is in
+// flight at a time.
+//
+// Lifetime: created by the handler; deletes itself in OnDone, which gRPC
+// calls after Finish. Finish is called once, when nothing is outstanding: no
+// read or write in flight, every message read answered (or, once the
+// stream broke, its result dropped), and the reading side over (half-close,
+// cancel) or the stream broken. So every batch's done callback runs before
+// Finish, while `this` is alive.
+//
+// Threads: gRPC reactions (OnReadDone, OnWriteDone, OnCancel, OnDone) run on
+// gRPC's threads; batch results arrive on a publisher's worker thread.
+// Neither blocks: each takes Shared::mu briefly to update the counts and to
+// claim the next action (a read, a write or Finish), then acts outside the
+// lock. Reads are one at a time, so the request object and `this`'s
+// read-side members belong to the thread in OnReadDone.
+#ifndef AMQPGW_SERVER_GRPC_PUBLISH_STREAM_REACTOR_H_
+#define AMQPGW_SERVER_GRPC_PUBLISH_STREAM_REACTOR_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "amqpgw/v1/gateway.pb.h"
+#include "server/base/sync.h"
+#include "server/core/session.h"
+#include "server/grpc/convert.h"
+#include "server/trace/span.h"
+#include "server/trace/trace_context.h"
+
+namespace amqpgw::grpc_api {
+
+class PublishStreamReactor
+    : public ::grpc::ServerBidiReactor<v1::PublishStreamRequest,
+                                       v1::PublishStreamResponse> {
+ public:
+  // max_in_flight when the first request leaves it 0.
+  static constexpr uint32_t kDefaultMaxInFlight = 256;
+
+  // `session`, `limits` and `spans` (null: no spans) must outlive the
+  // reactor. Call Start() or FinishNow() next.
+  PublishStreamReactor(::grpc::CallbackServerContext* ctx,
+                       core::Session* session, const Limits& limits,
+                       trace::SpanExporter* spans);
+
+  // Issues the first read.
+  void Start();
+  // Ends the stream at once, before any read (authorization failed).
+  void FinishNow(const ::grpc::Status& status);
+
+  // ::grpc::ServerBidiReactor.
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  // One message's outcome, waiting to be written.
+  struct Answer {
+    uint64_t sequence = 0;
+    absl::Status status;
+    std::string message_id;
+    absl::Time confirmed_at;
+  };
+  // What a thread claimed under Shared::mu and does after unlocking.
+  struct Actions {
+    bool read = false;
+    // A write: the slot (this thread's until it puts it in
+    // Shared::in_flight) and the answer to fill it with.
+    std::unique_ptr<v1::PublishStreamResponse> slot;
+    Answer answer;
+    bool more = false;  // answers queued behind this one: buffer hint
+    bool finish = false;
+  };
+
+  // State shared by gRPC's threads and the publishers'. Each entry point
+  // holds a reference while it runs, so the mutex outlives a thread that
+  // unlocks it after another has called Finish.
+  struct Shared {
+    amqpgw::Mutex mu;
+    // Messages read and not yet answered (written or dropped).
+    uint32_t outstanding ABSL_GUARDED_BY(mu) = 0;
+    uint32_t max_in_flight ABSL_GUARDED_BY(mu) = kDefaultMaxInFlight;
+    std::deque<Answer> answers ABSL_GUARDED_BY(mu);
+    bool reading ABSL_GUARDED_BY(mu) = false;
+    // The response of a write is in `idle` while no write is under way; a
+    // thread that claims a write takes it out, fills it as its only owner
+    // and puts it in `in_flight` before StartWrite; OnWriteDone takes it
+    // back (the hand-off StreamReactor's WriteSlot describes).
+    std::unique_ptr<v1::PublishStreamResponse> idle ABSL_GUARDED_BY(mu) =
+        std::make_unique<v1::PublishStreamResponse>();
+    std::unique_ptr<v1::PublishStreamResponse> in_flight ABSL_GUARDED_BY(mu);
+    // The caller half-closed (or the read failed): no more reads.
+    bool read_closed ABSL_GUARDED_BY(mu) = false;
+    // A write failed or the call was cancelled: answers are dropped.
+    bool broken ABSL_GUARDED_BY(mu) = false;
+    bool finished ABSL_GUARDED_BY(mu) = false;
+    ::grpc::Status end_status ABSL_GUARDED_BY(mu);
+    // Read by the publishers before sending each message (CANCELLED then).
+    std::atomic<bool> cancelled{false};
+  };
+
+  // Publishes the message just read (or answers its error).
+  void HandleRequest(const std::shared_ptr<Shared>& s);
+  // Queues `answer` (from any thread) and acts on it.
+  void Deliver(const std::shared_ptr<Shared>& s, Answer answer);
+  // Under s.mu: claims the next read, write or Finish that the state allows.
+  static void Claim(Shared& s, Actions* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
+  // Does what Claim claimed. Touches `this` only for those actions, and
+  // Finish is its last.
+  void Act(Actions actions);
+
+  ::grpc::CallbackServerContext* const ctx_;
+  core::Session* const session_;
+  const Limits& limits_;
+  trace::SpanExporter* const spans_;
+  const std::optional<trace::TraceContext> caller_trace_;
+  // The call's deadline (InfiniteFuture when none).
+  const absl::Time call_deadline_;
+  // All of this stream's batches go to one publisher connection: in order.
+  const size_t publisher_;
+
+  // Read side: the thread in OnReadDone only (reads are one at a time).
+  v1::PublishStreamRequest request_;
+  uint64_t position_ = 0;
+  bool first_read_ = true;
+
+  const std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
+};
+
+}  // namespace amqpgw::grpc_api
+
+#endif  // AMQPGW_SERVER_GRPC_PUBLISH_STREAM_REACTOR_H_
