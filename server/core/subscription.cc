@@ -135,9 +135,12 @@ void Subscription::OnConnectionLost(const absl::Status& why) {
     worker_->CancelTimer(retry_timer_);
     retry_timer_ = 0;
   }
-  if (state_ == State::kClosing) {
+  if (state_ == State::kClosing || state_ == State::kDraining) {
+    // Draining: the broker requeues what was outstanding; the drain is over.
+    absl::Status status =
+        state_ == State::kDraining ? absl::OkStatus() : end_status_;
     state_ = State::kWaiting;
-    End(end_status_);
+    End(status);
     return;
   }
   state_ = State::kWaiting;
@@ -242,6 +245,7 @@ void Subscription::OnDeliver(amqp::Delivery& d) {
     return;
   }
   ++delivered_;
+  ++counts_.delivered;
   uint64_t bytes = d.body.size() + 256;  // + properties, roughly
   outstanding_bytes_ += bytes;
   average_bytes_ = (average_bytes_ * 7 + bytes) / 8;
@@ -325,6 +329,9 @@ void Subscription::UpdateWindow() {
 
 void Subscription::ResetOutstanding() {
   AMQPGW_DCHECK(worker_->InWorkerThread());
+  counts_.requeued += options_.ack_mode == AckMode::kClient
+                          ? unacked_.size()
+                          : unacked_sizes_.size();
   unacked_.clear();
   unacked_sizes_.clear();
   outstanding_bytes_ = 0;
@@ -348,6 +355,11 @@ void Subscription::OnChannelClosedByBroker(const amqp::Event& event) {
   delivered_ = completed_;
   if (was == State::kClosing) {
     End(end_status_);
+    return;
+  }
+  if (was == State::kDraining) {
+    // The broker requeued what was outstanding: the drain is over.
+    End(absl::OkStatus());
     return;
   }
   std::string context =
@@ -431,6 +443,7 @@ void Subscription::AckHandedOver(bool all) {
   acked_upto_tag_ = tag;
   acked_id_.store(handed, std::memory_order_release);
   completed_ += n;
+  counts_.acked += n;
   stats_->acked.fetch_add(n, std::memory_order_relaxed);
   UpdateWindow();
   MaybeComplete();
@@ -439,6 +452,40 @@ void Subscription::AckHandedOver(bool all) {
 void Subscription::Cancel(absl::Status why) {
   worker_->Post(
       [self = shared_from_this(), why = std::move(why)] { self->Close(why); });
+}
+
+void Subscription::Drain(absl::Duration timeout) {
+  worker_->Post(
+      [self = shared_from_this(), timeout] { self->StartDrain(timeout); });
+}
+
+void Subscription::StartDrain(absl::Duration timeout) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
+  switch (state_) {
+    case State::kActive:
+    case State::kCancelling:
+      if (options_.ack_mode != AckMode::kClient) break;
+      if (state_ == State::kActive) {
+        worker_->connection()->Cancel(channel_, consumer_tag_).IgnoreError();
+      }
+      // Deliveries the broker sent before its cancel-ok are not passed on:
+      // they stay unacknowledged and are requeued when the channel closes.
+      state_ = State::kDraining;
+      drain_timer_ = worker_->RunAfter(timeout, [this] {
+        drain_timer_ = 0;
+        if (state_ == State::kDraining) Close(absl::OkStatus());
+      });
+      MaybeComplete();
+      return;
+    case State::kDraining:
+    case State::kClosing:
+    case State::kEnded:
+      return;
+    default:
+      break;
+  }
+  // Nothing outstanding to wait for (or AUTO, NONE): stop now.
+  Close(absl::OkStatus());
 }
 
 void Subscription::Ack(
@@ -479,7 +526,7 @@ void Subscription::DoAck(
   }
   AckResult result;
   std::vector<uint64_t> tags;
-  bool live = state_ == State::kActive || state_ == State::kCancelling;
+  bool live = Live();
   for (uint64_t id : ids) {
     auto it =
         live && id > gen_base_ ? unacked_.find(id - gen_base_) : unacked_.end();
@@ -487,6 +534,7 @@ void Subscription::DoAck(
       result.stale_ids.push_back(id);
       continue;
     }
+    result.applied_ids.push_back(id);
     outstanding_bytes_ -= it->second;
     unacked_.erase(it);
     tags.push_back(id - gen_base_);
@@ -513,16 +561,20 @@ void Subscription::DoAck(
     switch (action) {
       case AckAction::kAck:
         stats_->acked.fetch_add(n, std::memory_order_relaxed);
+        counts_.acked += n;
         break;
       case AckAction::kRequeue:
         stats_->requeued.fetch_add(n, std::memory_order_relaxed);
+        counts_.requeued += n;
         break;
       case AckAction::kReject:
         stats_->rejected.fetch_add(n, std::memory_order_relaxed);
+        counts_.rejected += n;
         break;
     }
     completed_ += n;
     result.applied = static_cast<uint32_t>(n);
+    std::sort(result.applied_ids.begin(), result.applied_ids.end());
     UpdateWindow();
   }
   std::move(done)(std::move(result));
@@ -531,6 +583,10 @@ void Subscription::DoAck(
 
 void Subscription::MaybeComplete() {
   AMQPGW_DCHECK(worker_->InWorkerThread());
+  if (state_ == State::kDraining && unacked_.empty()) {
+    Close(absl::OkStatus());  // every outstanding delivery was settled
+    return;
+  }
   if (options_.max_messages == 0 || completed_ < options_.max_messages) return;
   if (state_ != State::kActive && state_ != State::kCancelling) return;
   Close(absl::OkStatus());
@@ -569,8 +625,11 @@ void Subscription::End(absl::Status status) {
   state_ = State::kEnded;
   if (subscribe_timer_ != 0) worker_->CancelTimer(subscribe_timer_);
   if (retry_timer_ != 0) worker_->CancelTimer(retry_timer_);
-  subscribe_timer_ = retry_timer_ = 0;
+  if (drain_timer_ != 0) worker_->CancelTimer(drain_timer_);
+  subscribe_timer_ = retry_timer_ = drain_timer_ = 0;
+  ResetOutstanding();  // counted as requeued: the channel is gone
   pool_->Remove(this);
+  sink_->OnSummary(counts_);
   sink_->OnEnd(status);
 }
 

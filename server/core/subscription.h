@@ -88,6 +88,26 @@ struct StreamDelivery {
   amqp::Delivery message;
 };
 
+struct AckResult {
+  uint32_t applied = 0;
+  // The ids applied, ascending.
+  std::vector<uint64_t> applied_ids;
+  std::vector<uint64_t> stale_ids;
+};
+
+// What became of a subscription's deliveries, for its end. Every delivery
+// given to the sink is counted once more when it is settled:
+// delivered = acked + rejected + requeued at the end.
+struct SubscriptionCounts {
+  uint64_t delivered = 0;
+  // Acked by the caller (CLIENT) or by the gateway (AUTO, NONE).
+  uint64_t acked = 0;
+  uint64_t rejected = 0;
+  // Requeued by the caller, and every delivery still unacknowledged when its
+  // channel closed or its connection was lost (the broker requeues those).
+  uint64_t requeued = 0;
+};
+
 // Where a subscription's events go (the gRPC stream). Called on the
 // subscription's worker thread, never concurrently, and never after OnEnd.
 class SubscriptionSink {
@@ -104,13 +124,10 @@ class SubscriptionSink {
   // redelivered by the broker: the sink should drop them.
   virtual void OnPaused(const std::string& why) = 0;
   virtual void OnResumed() = 0;
+  // Comes just before OnEnd, with the subscription's final counts.
+  virtual void OnSummary(const SubscriptionCounts& counts) {}
   // The last call. The sink may be destroyed once it returns.
   virtual void OnEnd(const absl::Status& status) = 0;
-};
-
-struct AckResult {
-  uint32_t applied = 0;
-  std::vector<uint64_t> stale_ids;
 };
 
 class ConsumerPool;
@@ -139,7 +156,8 @@ class ConsumerHost : public ConnectionWorker::Observer {
 };
 
 // One stream's consumer. Created by ConsumerPool::Subscribe; its state lives
-// on its worker's thread. Thread-safe entry points: HandedOver, Cancel, Ack.
+// on its worker's thread. Thread-safe entry points: HandedOver, Cancel, Drain,
+// Ack.
 class Subscription : public std::enable_shared_from_this<Subscription>,
                      private ConnectionWorker::ChannelHandler {
  public:
@@ -158,6 +176,13 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   // Ends the stream with `why` (client cancelled, shutdown): cancels the
   // consumer by closing its channel, so unacked messages are requeued.
   void Cancel(absl::Status why);
+  // A graceful stop (CLIENT mode; the caller half-closed a Subscribe): the
+  // consumer is cancelled (basic.cancel) and nothing more goes to the sink;
+  // acks of the outstanding deliveries are still applied until none is left
+  // or `timeout` passes, then the channel is closed (the broker requeues
+  // the rest) and the stream ends OK. In AUTO and NONE mode, and before the
+  // consumer is running, the same as Cancel(OK).
+  void Drain(absl::Duration timeout);
   // CLIENT mode acknowledgement; `done` runs on the worker thread.
   void Ack(std::vector<uint64_t> delivery_ids, AckAction action,
            absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done);
@@ -172,6 +197,7 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
     kConsuming,   // basic.consume sent
     kActive,      // receiving deliveries
     kCancelling,  // max_messages reached, basic.cancel sent
+    kDraining,    // Drain: basic.cancel sent, acks applied until the timer
     kClosing,     // channel.close sent; ends when close-ok arrives
     kEnded,
   };
@@ -185,6 +211,12 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   void OpenChannel();
   void OnDeliver(amqp::Delivery& d);
   void OnChannelClosedByBroker(const amqp::Event& event);
+  void StartDrain(absl::Duration timeout);
+  // Whether acks apply to this channel's deliveries now.
+  bool Live() const {
+    return state_ == State::kActive || state_ == State::kCancelling ||
+           state_ == State::kDraining;
+  }
   // Acks (multiple=true) what was handed over, in batches unless `all`.
   void AckHandedOver(bool all = false);
   // The consumer prefetch (basic.qos global=false) for the next consume.
@@ -195,7 +227,8 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   uint16_t DesiredWindow() const;
   // Sends basic.qos global=true when the window should change.
   void UpdateWindow();
-  // Forgets the outstanding deliveries (their channel is gone).
+  // Forgets the outstanding deliveries (their channel is gone: the broker
+  // requeues them, counted in counts_.requeued).
   void ResetOutstanding();
   void DoAck(std::vector<uint64_t> ids, AckAction action,
              absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done);
@@ -257,6 +290,8 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   absl::Status end_status_;
   EventLoop::TimerId subscribe_timer_ = 0;
   EventLoop::TimerId retry_timer_ = 0;
+  EventLoop::TimerId drain_timer_ = 0;
+  SubscriptionCounts counts_;
   int resubscribe_retries_ = 0;
   bool delivered_in_read_ = false;  // OnDeliver since the last OnReadDone
 };

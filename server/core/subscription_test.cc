@@ -43,6 +43,7 @@ class RecordingSink : public SubscriptionSink {
   }
   void OnPaused(const std::string& why) override { events.Put("paused"); }
   void OnResumed() override { events.Put("resumed"); }
+  void OnSummary(const SubscriptionCounts& c) override { counts = c; }
   void OnEnd(const absl::Status& status) override {
     end_status = status;
     events.Put(absl::StrCat("end: ", absl::StatusCodeToString(status.code())));
@@ -50,6 +51,7 @@ class RecordingSink : public SubscriptionSink {
 
   std::string id;  // written before "subscribed" is put
   absl::Status end_status;
+  SubscriptionCounts counts;  // written before the "end: ..." event
   Mailbox<std::string> events;
   Mailbox<StreamDelivery> deliveries;
 };
@@ -380,6 +382,104 @@ TEST_F(SubscriptionTest, WithoutABrokerTheSubscribeDeadlineEndsTheStream) {
   EXPECT_NE(sink.end_status.message().find("broker unreachable"),
             std::string::npos)
       << sink.end_status;
+}
+
+// --- Drain (Subscribe's half-close) and requeue on cancel ---
+
+std::vector<uint64_t> CountsOf(const SubscriptionCounts& c) {
+  return {c.delivered, c.acked, c.rejected, c.requeued};
+}
+
+TEST_F(SubscriptionTest, DrainAppliesAcksUntilNothingIsOutstandingThenEndsOk) {
+  RecordingSink& sink = NewSink();
+  auto sub = Subscribe(&sink);
+  uint16_t ch = peer_->channel_of(Sent::Kind::kConsume);
+  EXPECT_EQ(Deliver(*peer_, sink, {"a", "b", "c"}),
+            (std::vector<uint64_t>{1, 2, 3}));
+  sub->Drain(absl::Hours(1));
+  ASSERT_TRUE(peer_->WaitForCount(Sent::Kind::kCancel, 1));
+  EXPECT_TRUE(Settle(*worker_, *peer_));
+  EXPECT_EQ(peer_->count(Sent::Kind::kChannelClose), 0u);
+  // Acks still apply while draining.
+  absl::StatusOr<AckResult> r = Ack(sink.id, {2, 1});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->applied_ids, (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(peer_->count(Sent::Kind::kChannelClose), 0u);
+  r = Ack(sink.id, {3}, AckAction::kReject);
+  ASSERT_TRUE(r.ok()) << r.status();
+  // The last outstanding one settled: the channel closes, the stream ends.
+  EXPECT_EQ(sink.events.Take(), "end: OK");
+  EXPECT_EQ(peer_->count(Sent::Kind::kChannelClose), 1u);
+  EXPECT_TRUE(peer_->requeued().empty());
+  EXPECT_TRUE(peer_->unacked(ch).empty());
+  EXPECT_EQ(CountsOf(sink.counts), (std::vector<uint64_t>{3, 2, 1, 0}));
+}
+
+TEST_F(SubscriptionTest, DrainTimeoutClosesTheChannelAndTheRestIsRequeued) {
+  RecordingSink& sink = NewSink();
+  auto sub = Subscribe(&sink);
+  uint16_t ch = peer_->channel_of(Sent::Kind::kConsume);
+  Deliver(*peer_, sink, {"a", "b", "c", "d"});
+  ASSERT_TRUE(Ack(sink.id, {1}).ok());
+  sub->Drain(absl::Milliseconds(50));
+  // 3 acked during the drain; 2 and 4 never: the timer closes the channel.
+  ASSERT_TRUE(Ack(sink.id, {3}).ok());
+  EXPECT_EQ(sink.events.Take(), "end: OK");
+  EXPECT_EQ(peer_->count(Sent::Kind::kCancel), 1u);
+  EXPECT_EQ(peer_->count(Sent::Kind::kChannelClose), 1u);
+  EXPECT_EQ(peer_->requeued(), (Tags{{ch, 2}, {ch, 4}}));
+  EXPECT_EQ(CountsOf(sink.counts), (std::vector<uint64_t>{4, 2, 0, 2}));
+  // Acks after the end: the subscription is gone.
+  EXPECT_EQ(Ack(sink.id, {2}).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SubscriptionTest, DrainWithNothingOutstandingEndsAtOnce) {
+  RecordingSink& sink = NewSink();
+  auto sub = Subscribe(&sink);
+  Deliver(*peer_, sink, {"a"});
+  ASSERT_TRUE(Ack(sink.id, {1}).ok());
+  sub->Drain(absl::Hours(1));
+  EXPECT_EQ(sink.events.Take(), "end: OK");
+  EXPECT_TRUE(peer_->requeued().empty());
+  EXPECT_EQ(CountsOf(sink.counts), (std::vector<uint64_t>{1, 1, 0, 0}));
+}
+
+TEST_F(SubscriptionTest, CancelRequeuesEveryUnackedDeliveryAtOnce) {
+  RecordingSink& sink = NewSink();
+  auto sub = Subscribe(&sink);
+  uint16_t ch = peer_->channel_of(Sent::Kind::kConsume);
+  Deliver(*peer_, sink, {"a", "b", "c"});
+  ASSERT_TRUE(Ack(sink.id, {2}).ok());
+  sub->Drain(absl::Hours(1));  // a cancel during a drain wins
+  sub->Cancel(absl::CancelledError("client went away"));
+  EXPECT_EQ(sink.events.Take(), "end: CANCELLED");
+  EXPECT_EQ(peer_->count(Sent::Kind::kChannelClose), 1u);
+  EXPECT_EQ(peer_->requeued(), (Tags{{ch, 1}, {ch, 3}}));
+  EXPECT_EQ(CountsOf(sink.counts), (std::vector<uint64_t>{3, 1, 0, 2}));
+}
+
+TEST_F(SubscriptionTest, AConnectionLostWhileDrainingEndsOkWithAllCounted) {
+  RecordingSink& sink = NewSink();
+  auto sub = Subscribe(&sink);
+  Deliver(*peer_, sink, {"a", "b"});
+  // A reconnect first: a and b go back (requeued), ids 3, 4 follow.
+  peer_->Drop();
+  EXPECT_EQ(sink.events.Take(), "paused");
+  EXPECT_EQ(sink.events.Take(), "resumed");
+  std::shared_ptr<FakePeer> second = broker_.WaitForPeer("consumer-0", 1);
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(Deliver(*second, sink, {"a", "b"}), (std::vector<uint64_t>{3, 4}));
+  absl::StatusOr<AckResult> r = Ack(sink.id, {1, 3});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->applied_ids, (std::vector<uint64_t>{3}));
+  EXPECT_EQ(r->stale_ids, (std::vector<uint64_t>{1}));
+  sub->Drain(absl::Hours(1));
+  ASSERT_TRUE(second->WaitForCount(Sent::Kind::kCancel, 1));
+  // The connection goes while 4 is outstanding: the broker requeues it and
+  // the drain is over.
+  second->Drop();
+  EXPECT_EQ(sink.events.Take(), "end: OK");
+  EXPECT_EQ(CountsOf(sink.counts), (std::vector<uint64_t>{4, 1, 0, 3}));
 }
 
 TEST(ConsumerPoolTest, NewSubscriptionsGoToTheLeastLoadedConnection) {

@@ -117,6 +117,7 @@ TEST(AuthTest, EveryRpcDeclaresItsRoleInTheProto) {
                        {"ListExchanges", "consume"},
                        {"ListBindings", "consume"},
                        {"ListConsumers", "consume"},
+                       {"Subscribe", "consume"},
                    }));
   EXPECT_EQ(FindGatewayRpc("NoSuchRpc"), nullptr);
 }

@@ -543,8 +543,12 @@ template absl::StatusOr<amqp::BindArgs> ToBindArgs(const v1::BindQueueRequest&);
 template absl::StatusOr<amqp::BindArgs> ToBindArgs(
     const v1::UnbindQueueRequest&);
 
-absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
-    const v1::StreamMessagesRequest& r) {
+namespace {
+
+// The fields StreamMessagesRequest and SubscribeStart share (same names).
+template <typename Request>
+absl::StatusOr<core::SubscribeOptions> ToCommonSubscribeOptions(
+    const Request& r) {
   absl::Status s = ValidateName("queue", r.queue(), /*allow_empty=*/false);
   if (!s.ok()) return s;
   s = ValidateName("consumer_tag", r.consumer_tag());
@@ -562,21 +566,6 @@ absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
   core::SubscribeOptions out;
   out.queue = r.queue();
   out.prefetch = r.prefetch() == 0 ? 100 : static_cast<uint16_t>(r.prefetch());
-  switch (r.ack_mode()) {
-    case v1::StreamMessagesRequest::ACK_MODE_UNSPECIFIED:
-    case v1::StreamMessagesRequest::AUTO:
-      out.ack_mode = core::AckMode::kAuto;
-      break;
-    case v1::StreamMessagesRequest::CLIENT:
-      out.ack_mode = core::AckMode::kClient;
-      break;
-    case v1::StreamMessagesRequest::NONE:
-      out.ack_mode = core::AckMode::kNone;
-      break;
-    default:
-      return Invalid("ack_mode", absl::StrCat("unknown value ", r.ack_mode(),
-                                              " (AUTO, CLIENT or NONE)"));
-  }
   out.max_messages = r.max_messages();
   if (r.max_outstanding_bytes() > 0) {
     out.max_outstanding_bytes = r.max_outstanding_bytes();
@@ -592,8 +581,55 @@ absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
   return out;
 }
 
-absl::StatusOr<core::AckAction> ToAckAction(const v1::AckRequest& r) {
-  switch (r.action()) {
+}  // namespace
+
+absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
+    const v1::StreamMessagesRequest& r) {
+  absl::StatusOr<core::SubscribeOptions> out = ToCommonSubscribeOptions(r);
+  if (!out.ok()) return out;
+  switch (r.ack_mode()) {
+    case v1::StreamMessagesRequest::ACK_MODE_UNSPECIFIED:
+    case v1::StreamMessagesRequest::AUTO:
+      out->ack_mode = core::AckMode::kAuto;
+      break;
+    case v1::StreamMessagesRequest::CLIENT:
+      out->ack_mode = core::AckMode::kClient;
+      break;
+    case v1::StreamMessagesRequest::NONE:
+      out->ack_mode = core::AckMode::kNone;
+      break;
+    default:
+      return Invalid("ack_mode", absl::StrCat("unknown value ", r.ack_mode(),
+                                              " (AUTO, CLIENT or NONE)"));
+  }
+  return out;
+}
+
+absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
+    const v1::SubscribeStart& r) {
+  absl::StatusOr<core::SubscribeOptions> out = ToCommonSubscribeOptions(r);
+  if (!out.ok()) return out;
+  out->ack_mode = core::AckMode::kClient;  // acks come on the stream
+  return out;
+}
+
+absl::StatusOr<absl::Duration> ToDrainTimeout(const v1::SubscribeStart& r) {
+  if (!r.has_drain_timeout()) return kDefaultDrainTimeout;
+  const google::protobuf::Duration& d = r.drain_timeout();
+  if (d.seconds() < 0 || d.nanos() < 0 || d.nanos() > 999999999) {
+    return Invalid("drain_timeout", "must not be negative");
+  }
+  absl::Duration out =
+      absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+  if (out > kMaxDrainTimeout) {
+    return Invalid("drain_timeout",
+                   absl::StrCat("at most 1 hour, got ", d.seconds(), " s"));
+  }
+  return out;
+}
+
+absl::StatusOr<core::AckAction> ToAckAction(v1::AckRequest::Action action) {
+  switch (action) {
     case v1::AckRequest::ACTION_UNSPECIFIED:
     case v1::AckRequest::ACK:
       return core::AckAction::kAck;
@@ -602,9 +638,13 @@ absl::StatusOr<core::AckAction> ToAckAction(const v1::AckRequest& r) {
     case v1::AckRequest::REJECT:
       return core::AckAction::kReject;
     default:
-      return Invalid("action", absl::StrCat("unknown value ", r.action(),
+      return Invalid("action", absl::StrCat("unknown value ", action,
                                             " (ACK, REQUEUE or REJECT)"));
   }
+}
+
+absl::StatusOr<core::AckAction> ToAckAction(const v1::AckRequest& r) {
+  return ToAckAction(r.action());
 }
 
 void ToProtoTable(const amqp::FieldTable& table, ProtoTable* out) {

@@ -76,7 +76,16 @@ template <typename BindRequest>
 absl::StatusOr<amqp::BindArgs> ToBindArgs(const BindRequest& request);
 absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
     const v1::StreamMessagesRequest& request);
+// Subscribe's first request: always core::AckMode::kClient.
+absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
+    const v1::SubscribeStart& request);
+inline constexpr absl::Duration kDefaultDrainTimeout = absl::Seconds(30);
+inline constexpr absl::Duration kMaxDrainTimeout = absl::Hours(1);
+// SubscribeStart.drain_timeout: unset is kDefaultDrainTimeout.
+absl::StatusOr<absl::Duration> ToDrainTimeout(
+    const v1::SubscribeStart& request);
 absl::StatusOr<core::AckAction> ToAckAction(const v1::AckRequest& request);
+absl::StatusOr<core::AckAction> ToAckAction(v1::AckRequest::Action action);
 
 // --- AMQP -> API. Strings that are not valid UTF-8 become bytes_value
 // (headers) or get U+FFFD replacements (other fields). ---

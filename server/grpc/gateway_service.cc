@@ -12,6 +12,7 @@
 #include "server/grpc/publish_stream_reactor.h"
 #include "server/grpc/status.h"
 #include "server/grpc/stream_reactor.h"
+#include "server/grpc/subscribe_reactor.h"
 #include "server/grpc/tracing.h"
 
 namespace amqpgw::grpc_api {
@@ -704,6 +705,18 @@ ServerUnaryReactor* GatewayService::ListConsumers(
         }
         reactor->Finish(ToGrpcStatus(r.status()));
       });
+  return reactor;
+}
+
+::grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
+GatewayService::Subscribe(CallbackServerContext* ctx) {
+  auto* reactor = new SubscribeReactor(
+      session_, session_->Deadline(CallDeadline(ctx)), options_.spans);
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
+    reactor->FinishNow(ToGrpcStatus(s));
+    return reactor;
+  }
+  reactor->Start();
   return reactor;
 }
 

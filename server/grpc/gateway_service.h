@@ -120,6 +120,8 @@ class GatewayService final : public v1::Gateway::CallbackService {
       ::grpc::CallbackServerContext* ctx,
       const v1::ListConsumersRequest* request,
       v1::ListConsumersResponse* response) override;
+  ::grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
+  Subscribe(::grpc::CallbackServerContext* ctx) override;
 
  private:
   // OK when no tokens are configured or the call's token allows the RPC

@@ -1,6 +1,8 @@
 #include "server/grpc/stream_reactor.h"
 
+#include <algorithm>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include "server/base/sync.h"
@@ -26,22 +28,64 @@ v1::StreamMessagesRequest::AckMode ToProtoAckMode(core::AckMode mode) {
 
 }  // namespace
 
-StreamReactor::StreamReactor(core::AckMode mode, std::string queue,
-                             uint32_t prefetch, uint32_t max_batch,
-                             trace::SpanExporter* spans)
+template <typename Response, typename Reactor>
+DeliveryStream<Response, Reactor>::DeliveryStream(core::AckMode mode,
+                                                  std::string queue,
+                                                  uint32_t prefetch,
+                                                  uint32_t max_batch,
+                                                  trace::SpanExporter* spans)
     : mode_(mode),
       queue_name_(std::move(queue)),
       prefetch_(prefetch),
       max_batch_(max_batch),
       spans_(spans) {}
 
-void StreamReactor::Attach(std::shared_ptr<core::Subscription> subscription) {
+template <typename Response, typename Reactor>
+void DeliveryStream<Response, Reactor>::Configure(core::AckMode mode,
+                                                  std::string queue,
+                                                  uint32_t prefetch,
+                                                  uint32_t max_batch) {
+  mode_ = mode;
+  queue_name_ = std::move(queue);
+  prefetch_ = prefetch;
+  max_batch_ = max_batch;
+}
+
+template <typename Response, typename Reactor>
+std::shared_ptr<core::Subscription>
+DeliveryStream<Response, Reactor>::subscription() {
+  std::shared_ptr<Shared> s = shared_;
+  amqpgw::MutexLock lock(&s->mu);
+  return s->subscription;
+}
+
+template <typename Response, typename Reactor>
+absl::AnyInvocable<bool(Response)>
+DeliveryStream<Response, Reactor>::WorkerPush() {
+  return [this, s = shared_](Response event) {
+    {
+      amqpgw::MutexLock lock(&s->mu);
+      if (s->ended) return false;
+      s->queue.push_back(std::move(event));
+    }
+    // Not ended: only this (the worker) thread could end it (OnEnd), so the
+    // stream cannot finish meanwhile and `this` is alive.
+    Pump(s);
+    return true;
+  };
+}
+
+template <typename Response, typename Reactor>
+void DeliveryStream<Response, Reactor>::Attach(
+    std::shared_ptr<core::Subscription> subscription) {
   std::shared_ptr<Shared> s = shared_;
   amqpgw::MutexLock lock(&s->mu);
   if (!s->ended) s->subscription = std::move(subscription);
 }
 
-void StreamReactor::FinishNow(const ::grpc::Status& status) {
+template <typename Response, typename Reactor>
+void DeliveryStream<Response, Reactor>::FinishNow(
+    const ::grpc::Status& status) {
   std::shared_ptr<Shared> s = shared_;
   {
     amqpgw::MutexLock lock(&s->mu);
@@ -51,10 +95,11 @@ void StreamReactor::FinishNow(const ::grpc::Status& status) {
   Pump(s);
 }
 
-void StreamReactor::OnSubscribed(const std::string& subscription_id,
-                                 const std::string& consumer_tag) {
+template <typename Response, typename Reactor>
+void DeliveryStream<Response, Reactor>::OnSubscribed(
+    const std::string& subscription_id, const std::string& consumer_tag) {
   if (spans_ != nullptr) subscription_id_ = subscription_id;
-  v1::StreamMessagesResponse r;
+  Response r;
   v1::Subscribed* sub = r.mutable_subscribed();
   sub->set_subscription_id(subscription_id);
   sub->set_consumer_tag(consumer_tag);
@@ -64,7 +109,9 @@ void StreamReactor::OnSubscribed(const std::string& subscription_id,
   Push(std::move(r));
 }
 
-void StreamReactor::OnDelivery(core::StreamDelivery delivery) {
+template <typename Response, typename Reactor>
+void DeliveryStream<Response, Reactor>::OnDelivery(
+    core::StreamDelivery delivery) {
   absl::Time received = spans_ != nullptr ? absl::Now() : absl::InfinitePast();
   // Queued only: OnDeliveriesRead starts the write once the read that
   // brought it is over, so that one write carries all of the read's
@@ -74,13 +121,15 @@ void StreamReactor::OnDelivery(core::StreamDelivery delivery) {
   s->queue.push_back(PendingDelivery{std::move(delivery), received});
 }
 
-void StreamReactor::OnDeliveriesRead() {
+template <typename Response, typename Reactor>
+void DeliveryStream<Response, Reactor>::OnDeliveriesRead() {
   std::shared_ptr<Shared> s = shared_;  // Pump may end with `this` deleted
   Pump(s);
 }
 
-void StreamReactor::OnPaused(const std::string& why) {
-  v1::StreamMessagesResponse r;
+template <typename Response, typename Reactor>
+void DeliveryStream<Response, Reactor>::OnPaused(const std::string& why) {
+  Response r;
   r.mutable_status()->set_kind(v1::StreamStatus::RECONNECTING);
   r.mutable_status()->set_message(
       SanitizeUtf8(why +
@@ -93,7 +142,7 @@ void StreamReactor::OnPaused(const std::string& why) {
     // Buffered deliveries were not acknowledged: the broker redelivers them.
     std::deque<Item> kept;
     for (Item& item : s->queue) {
-      if (std::holds_alternative<v1::StreamMessagesResponse>(item)) {
+      if (std::holds_alternative<Response>(item)) {
         kept.push_back(std::move(item));
       }
     }
@@ -103,14 +152,16 @@ void StreamReactor::OnPaused(const std::string& why) {
   Pump(s);
 }
 
-void StreamReactor::OnResumed() {
-  v1::StreamMessagesResponse r;
+template <typename Response, typename Reactor>
+void DeliveryStream<Response, Reactor>::OnResumed() {
+  Response r;
   r.mutable_status()->set_kind(v1::StreamStatus::RESUMED);
   r.mutable_status()->set_message("subscribed again; deliveries go on");
   Push(std::move(r));
 }
 
-void StreamReactor::OnEnd(const absl::Status& status) {
+template <typename Response, typename Reactor>
+void DeliveryStream<Response, Reactor>::OnEnd(const absl::Status& status) {
   std::shared_ptr<Shared> s = shared_;
   {
     amqpgw::MutexLock lock(&s->mu);
@@ -121,7 +172,8 @@ void StreamReactor::OnEnd(const absl::Status& status) {
   Pump(s);
 }
 
-void StreamReactor::Push(Item item) {
+template <typename Response, typename Reactor>
+void DeliveryStream<Response, Reactor>::Push(Item item) {
   std::shared_ptr<Shared> s = shared_;
   {
     amqpgw::MutexLock lock(&s->mu);
@@ -130,11 +182,12 @@ void StreamReactor::Push(Item item) {
   Pump(s);
 }
 
-void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
+template <typename Response, typename Reactor>
+void DeliveryStream<Response, Reactor>::Pump(const std::shared_ptr<Shared>& s) {
   ::grpc::Status status;
   PendingDelivery delivery;
   bool is_delivery = false;
-  v1::StreamMessagesResponse event;
+  Response event;
   std::shared_ptr<core::Subscription> subscription;
   std::unique_ptr<WriteSlot> slot;
   {
@@ -152,14 +205,14 @@ void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
         delivery = std::move(*d);
         is_delivery = true;
       } else {
-        event = std::move(std::get<v1::StreamMessagesResponse>(item));
+        event = std::move(std::get<Response>(item));
       }
       s->queue.pop_front();
       subscription = s->subscription;
     }
   }
   if (slot == nullptr) {
-    Finish(status);  // OnDone may delete `this` from here on
+    this->Finish(status);  // OnDone may delete `this` from here on
     return;
   }
   // This thread owns the slot: `this` stays alive until OnWriteDone.
@@ -169,6 +222,11 @@ void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
       subscription->HandedOver(slot->last_delivery_id);
     }
   } else {
+    if constexpr (std::is_same_v<Response, v1::SubscribeResponse>) {
+      slot->ack_result = event.has_ack();
+    } else {
+      slot->ack_result = false;
+    }
     slot->response = std::move(event);
     slot->last_delivery_id = 0;
   }
@@ -187,18 +245,22 @@ void StreamReactor::Pump(const std::shared_ptr<Shared>& s) {
   if (more) options.set_buffer_hint();
   // gRPC reads the response until OnWriteDone, which alone takes the slot
   // out of in_flight again.
-  StartWrite(&writing->response, options);
+  this->StartWrite(&writing->response, options);
 }
 
-void StreamReactor::TakeDeliveries(const std::shared_ptr<Shared>& s,
-                                   PendingDelivery first, WriteSlot& slot) {
+template <typename Response, typename Reactor>
+void DeliveryStream<Response, Reactor>::TakeDeliveries(
+    const std::shared_ptr<Shared>& s, PendingDelivery first, WriteSlot& slot) {
   // Converted by the thread that starts the write: the consumer thread at
   // the end of a read that found gRPC idle, else gRPC's in OnWriteDone.
-  v1::StreamMessagesResponse& r = slot.response;
-  if (max_batch_ == 0) {
-    if (!r.has_delivery()) r.Clear();
-    ConvertDelivery(std::move(first), r.mutable_delivery(), slot);
-    return;
+  slot.ack_result = false;
+  Response& r = slot.response;
+  if constexpr (std::is_same_v<Response, v1::StreamMessagesResponse>) {
+    if (max_batch_ == 0) {
+      if (!r.has_delivery()) r.Clear();
+      ConvertDelivery(std::move(first), r.mutable_delivery(), slot);
+      return;
+    }
   }
   if (!r.has_batch()) r.Clear();
   auto* deliveries = r.mutable_batch()->mutable_deliveries();
@@ -214,7 +276,7 @@ void StreamReactor::TakeDeliveries(const std::shared_ptr<Shared>& s,
     ConvertDelivery(std::move(next), d, slot);
     bytes += d->ByteSizeLong();
     amqpgw::MutexLock lock(&s->mu);
-    if (s->queue.empty() || n >= static_cast<int>(max_batch_) ||
+    if (s->queue.empty() || n >= static_cast<int>(std::max(1u, max_batch_)) ||
         bytes >= kMaxBatchBytes) {
       break;
     }
@@ -226,8 +288,10 @@ void StreamReactor::TakeDeliveries(const std::shared_ptr<Shared>& s,
   while (deliveries->size() > n) deliveries->RemoveLast();
 }
 
-void StreamReactor::ConvertDelivery(PendingDelivery&& from, v1::Delivery* to,
-                                    WriteSlot& slot) {
+template <typename Response, typename Reactor>
+void DeliveryStream<Response, Reactor>::ConvertDelivery(PendingDelivery&& from,
+                                                        v1::Delivery* to,
+                                                        WriteSlot& slot) {
   // The previous delivery's message objects are cleared, not freed: its
   // Delivery and MessageProperties (and their strings' buffers) are reused,
   // which saves several allocations per message (bench/profile.sh stream).
@@ -244,8 +308,10 @@ void StreamReactor::ConvertDelivery(PendingDelivery&& from, v1::Delivery* to,
   if (spans_ != nullptr) StartDeliverSpan(to, from.received, slot);
 }
 
-void StreamReactor::StartDeliverSpan(v1::Delivery* d, absl::Time received,
-                                     WriteSlot& slot) {
+template <typename Response, typename Reactor>
+void DeliveryStream<Response, Reactor>::StartDeliverSpan(v1::Delivery* d,
+                                                         absl::Time received,
+                                                         WriteSlot& slot) {
   if (!d->has_trace_context()) return;
   std::optional<trace::TraceContext> parent = trace::ParseTraceparent(
       d->trace_context().traceparent(), d->trace_context().tracestate());
@@ -275,15 +341,23 @@ void StreamReactor::StartDeliverSpan(v1::Delivery* d, absl::Time received,
   slot.spans.push_back(std::move(span));
 }
 
-void StreamReactor::OnWriteDone(bool ok) {
+template <typename Response, typename Reactor>
+void DeliveryStream<Response, Reactor>::OnWriteDone(bool ok) {
   absl::Time end = absl::Now();
   std::shared_ptr<Shared> s = shared_;
   std::shared_ptr<core::Subscription> subscription;
   uint64_t handed = 0;
   std::vector<trace::Span> spans;
+  std::unique_ptr<WriteSlot> slot;
   {
     amqpgw::MutexLock lock(&s->mu);
-    std::unique_ptr<WriteSlot> slot = std::move(s->in_flight);
+    slot = std::move(s->in_flight);
+  }
+  // This thread owns the slot again: no other write starts, and the stream
+  // cannot finish, until it goes back to idle.
+  if (slot->ack_result) OnAckResultWritten();
+  {
+    amqpgw::MutexLock lock(&s->mu);
     // The spans leave with this write; the slot goes back for the next.
     spans.swap(slot->spans);
     if (ok && mode_ == core::AckMode::kAuto) handed = slot->last_delivery_id;
@@ -305,7 +379,8 @@ void StreamReactor::OnWriteDone(bool ok) {
   Pump(s);
 }
 
-void StreamReactor::OnCancel() {
+template <typename Response, typename Reactor>
+void DeliveryStream<Response, Reactor>::OnCancel() {
   std::shared_ptr<Shared> s = shared_;
   std::shared_ptr<core::Subscription> subscription;
   {
@@ -318,6 +393,9 @@ void StreamReactor::OnCancel() {
   }
 }
 
-void StreamReactor::OnDone() { delete this; }
+template <typename Response, typename Reactor>
+void DeliveryStream<Response, Reactor>::OnDone() {
+  delete this;
+}
 
 }  // namespace amqpgw::grpc_api

@@ -1,5 +1,8 @@
-// The StreamMessages reactor: a SubscriptionSink that writes a
-// subscription's events to one gRPC server stream.
+// The consumer streams' reactors: a SubscriptionSink that writes a
+// subscription's events to one gRPC stream. DeliveryStream holds the write
+// path both consumer RPCs share (the queue, the write slot's hand-off,
+// batches, spans); StreamReactor serves StreamMessages (a server stream),
+// SubscribeReactor (subscribe_reactor.h) Subscribe (bidirectional).
 #ifndef AMQPGW_SERVER_GRPC_STREAM_REACTOR_H_
 #define AMQPGW_SERVER_GRPC_STREAM_REACTOR_H_
 
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
 #include "amqpgw/v1/gateway.pb.h"
 #include "server/base/sync.h"
 #include "server/core/session.h"
@@ -42,9 +46,13 @@ namespace amqpgw::grpc_api {
 // (CONSUMER: from the broker's basic.deliver reaching the gateway to gRPC
 // accepting the message for sending), and the caller's trace_context names
 // that span as parent.
-class StreamReactor
-    : public ::grpc::ServerWriteReactor<v1::StreamMessagesResponse>,
-      public core::SubscriptionSink {
+//
+// `Response` is the RPC's response message (StreamMessagesResponse or
+// SubscribeResponse: both have `subscribed`, `status` and `batch` events;
+// only StreamMessagesResponse has a lone `delivery`); `Reactor` the gRPC
+// reactor it is (a ServerWriteReactor or ServerBidiReactor of Response).
+template <typename Response, typename Reactor>
+class DeliveryStream : public Reactor, public core::SubscriptionSink {
  public:
   // A batch closes once its deliveries reach this many bytes encoded.
   static constexpr size_t kMaxBatchBytes = 1 << 20;
@@ -52,8 +60,8 @@ class StreamReactor
   // `max_batch`: 0 writes each delivery alone as a `delivery` event, else
   // `batch` events of up to that many. `spans`: null when spans are off;
   // else must outlive the reactor.
-  StreamReactor(core::AckMode mode, std::string queue, uint32_t prefetch,
-                uint32_t max_batch = 0, trace::SpanExporter* spans = nullptr);
+  DeliveryStream(core::AckMode mode, std::string queue, uint32_t prefetch,
+                 uint32_t max_batch = 0, trace::SpanExporter* spans = nullptr);
 
   // Binds the subscription (for acks and cancellation). Call once, from the
   // handler, before returning the reactor.
@@ -70,10 +78,29 @@ class StreamReactor
   void OnResumed() override;
   void OnEnd(const absl::Status& status) override;
 
-  // ::grpc::ServerWriteReactor.
+  // The gRPC reactor's.
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
   void OnDone() override;
+
+ protected:
+  // Sets what the constructor would have, for a reactor that learns it from
+  // its first request: call before the subscription is made.
+  void Configure(core::AckMode mode, std::string queue, uint32_t prefetch,
+                 uint32_t max_batch);
+  // Queues `event` and starts its write when none is under way.
+  void PushEvent(Response event) { Push(std::move(event)); }
+  // A function for the subscription's worker thread that queues an event
+  // unless the subscription has ended (after OnEnd the stream may finish and
+  // the reactor be gone: the function then touches nothing but the shared
+  // state, and returns false).
+  absl::AnyInvocable<bool(Response)> WorkerPush();
+  // The subscription (null before Attach and after OnEnd).
+  std::shared_ptr<core::Subscription> subscription();
+  // Runs on the thread that completed a write of an ack result (Subscribe),
+  // before the write slot is free again (so the stream cannot finish
+  // meanwhile): for read flow control.
+  virtual void OnAckResultWritten() {}
 
  private:
   // A delivery waiting to be written; `received` is set only with spans.
@@ -81,14 +108,16 @@ class StreamReactor
     core::StreamDelivery delivery;
     absl::Time received;
   };
-  using Item = std::variant<v1::StreamMessagesResponse, PendingDelivery>;
+  using Item = std::variant<Response, PendingDelivery>;
 
   // The response of one write, with what it carries: owned by exactly one
   // place at a time, which is the hand-off of a write between threads (see
   // Shared). Its Delivery messages are cleared and reused by the next
   // write, not freed.
   struct WriteSlot {
-    v1::StreamMessagesResponse response;
+    Response response;
+    // The response is an answer to a request (Subscribe's ack results).
+    bool ack_result = false;
     // The id of the response's last delivery; 0 for other events.
     uint64_t last_delivery_id = 0;
     // The deliver spans of the response, ended in OnWriteDone.
@@ -136,16 +165,27 @@ class StreamReactor
   // is sampled, and names the span as parent in d's trace context.
   void StartDeliverSpan(v1::Delivery* d, absl::Time received, WriteSlot& slot);
 
-  const core::AckMode mode_;
-  const std::string queue_name_;
-  const uint32_t prefetch_;
-  const uint32_t max_batch_;
+  // Set by the constructor or Configure, before the subscription exists;
+  // read-only afterwards (the subscription's first event is ordered after).
+  core::AckMode mode_;
+  std::string queue_name_;
+  uint32_t prefetch_;
+  uint32_t max_batch_;
   trace::SpanExporter* const spans_;
   // Written by OnSubscribed (subscription thread) before any delivery is
   // queued (under Shared::mu, which orders it before every reader); read by
   // the writing thread for spans.
   std::string subscription_id_;
   const std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
+};
+
+// StreamMessages.
+class StreamReactor final
+    : public DeliveryStream<
+          v1::StreamMessagesResponse,
+          ::grpc::ServerWriteReactor<v1::StreamMessagesResponse>> {
+ public:
+  using DeliveryStream::DeliveryStream;
 };
 
 }  // namespace amqpgw::grpc_api
