@@ -398,4 +398,12 @@ void DeliveryStream<Response, Reactor>::OnDone() {
   delete this;
 }
 
+// The two consumer RPCs' reactors (declared extern in the header).
+template class DeliveryStream<
+    v1::StreamMessagesResponse,
+    ::grpc::ServerWriteReactor<v1::StreamMessagesResponse>>;
+template class DeliveryStream<
+    v1::SubscribeResponse,
+    ::grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>>;
+
 }  // namespace amqpgw::grpc_api

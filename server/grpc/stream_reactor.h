@@ -179,6 +179,14 @@ class DeliveryStream : public Reactor, public core::SubscriptionSink {
   const std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
 };
 
+// Instantiated in stream_reactor.cc.
+extern template class DeliveryStream<
+    v1::StreamMessagesResponse,
+    ::grpc::ServerWriteReactor<v1::StreamMessagesResponse>>;
+extern template class DeliveryStream<
+    v1::SubscribeResponse,
+    ::grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>>;
+
 // StreamMessages.
 class StreamReactor final
     : public DeliveryStream<
