@@ -1,15 +1,20 @@
-// consume (StreamMessages, printing each delivery as it arrives) and ack.
+// consume (Subscribe with --ack client, the default; StreamMessages with
+// --ack auto or none), printing each delivery as it arrives, and ack.
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -72,79 +77,163 @@ class SignalWatcher {
   std::thread thread_;
 };
 
-// Acks the deliveries of one CLIENT-mode subscription from a thread of its
-// own, batching whatever accumulated while the previous Ack was in flight.
-// Add() and Stop() are called by the reading thread. The stub and client
-// must outlive the Acker.
-class Acker {
- public:
-  Acker(v1::Gateway::Stub& stub, const Client& client,
-        std::string subscription_id, std::function<void()> on_error)
-      : stub_(stub),
-        client_(client),
-        subscription_id_(std::move(subscription_id)),
-        on_error_(std::move(on_error)),
-        thread_([this] { Run(); }) {}
-  ~Acker() { Stop(); }
-
-  void Add(uint64_t id) {
-    absl::MutexLock lock(&mu_);
-    pending_.push_back(id);
+// Writes a batch's lines to stdout with write(2), so that what reached the
+// file or pipe is known exactly. Returns how many deliveries' lines were
+// written whole; `ok` is false when stdout is gone (a closed pipe: EPIPE,
+// SIGPIPE being ignored) or failing.
+size_t PrintBatch(const v1::DeliveryBatch& batch, bool json, bool text,
+                  bool* ok) {
+  std::string lines;
+  std::vector<size_t> ends;  // offset just past each delivery's line
+  for (const v1::Delivery& d : batch.deliveries()) {
+    lines += json ? JsonDelivery(d, text) : HumanDelivery(d);
+    lines += '\n';
+    ends.push_back(lines.size());
   }
-  void Stop() {
+  *ok = std::fflush(stdout) == 0;  // anything stdio still holds goes first
+  size_t written = 0;
+  while (*ok && written < lines.size()) {
+    ssize_t n =
+        ::write(STDOUT_FILENO, lines.data() + written, lines.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      *ok = false;
+      break;
+    }
+    written += static_cast<size_t>(n);
+  }
+  return std::upper_bound(ends.begin(), ends.end(), written) - ends.begin();
+}
+
+// consume with --ack client (the default): Subscribe, each batch acked on
+// the stream only after its lines were written and flushed to stdout. A
+// closed stdout (consume | head) or Ctrl-C half-closes the stream: the
+// gateway applies the acks sent before and requeues everything else at once
+// (drain_timeout 0: this process sends no acks after its half-close).
+int RunSubscribe(const v1::SubscribeStart& start, bool json, bool text,
+                 Client& client) {
+  std::unique_ptr<::grpc::ClientContext> ctx = client.NewStreamContext();
+  using Stream =
+      ::grpc::ClientReaderWriter<v1::SubscribeRequest, v1::SubscribeResponse>;
+  // Writes (acks) and the half-close come from two threads (this one and
+  // the signal watcher's).
+  absl::Mutex write_mu;
+  bool closed = false;    // guarded by write_mu
+  Stream* raw = nullptr;  // guarded by write_mu
+  auto half_close = [&write_mu, &closed, &raw] {
+    absl::MutexLock lock(&write_mu);
+    if (closed || raw == nullptr) return;
+    closed = true;
+    raw->WritesDone();
+  };
+  auto write = [&write_mu, &closed, &raw](const v1::SubscribeRequest& r) {
+    absl::MutexLock lock(&write_mu);
+    return !closed && raw != nullptr && raw->Write(r);
+  };
+  // Before the first gRPC call, so that gRPC's threads never take SIGINT.
+  ::grpc::ClientContext* raw_ctx = ctx.get();
+  SignalWatcher signals([&half_close, &write_mu, &raw, raw_ctx] {
+    bool started;
     {
-      absl::MutexLock lock(&mu_);
-      stop_ = true;
+      absl::MutexLock lock(&write_mu);
+      started = raw != nullptr;
     }
-    if (thread_.joinable()) thread_.join();
-  }
-  uint64_t acked() const { return acked_.load(); }
-  ::grpc::Status error() {
-    absl::MutexLock lock(&mu_);
-    return error_;
+    if (started) {
+      half_close();
+    } else {
+      raw_ctx->TryCancel();
+    }
+  });
+  auto stream = client.gateway().Subscribe(ctx.get());
+  {
+    absl::MutexLock lock(&write_mu);
+    raw = stream.get();
   }
 
- private:
-  void Run() {
-    for (;;) {
-      v1::AckRequest req;
-      req.set_subscription_id(subscription_id_);
-      {
-        absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(
-            +[](Acker* a) { return a->stop_ || !a->pending_.empty(); }, this));
-        if (stop_) return;
-        while (!pending_.empty() && req.delivery_ids_size() < 65535) {
-          req.add_delivery_ids(pending_.front());
-          pending_.pop_front();
+  absl::Time began = absl::Now();
+  v1::SubscribeRequest first;
+  *first.mutable_start() = start;
+  first.mutable_start()->mutable_drain_timeout()->set_seconds(0);
+  write(first);
+  uint64_t printed = 0;
+  uint64_t acked = 0;
+  bool output_failed = false;
+  bool subscribed = false;
+  std::optional<v1::SubscribeSummary> summary;
+  v1::SubscribeResponse ev;
+  while (stream->Read(&ev)) {
+    if (ev.has_subscribed()) {
+      subscribed = true;
+      const v1::Subscribed& s = ev.subscribed();
+      std::fprintf(
+          stderr,
+          "subscribed to %s (subscription %s, consumer tag %s, "
+          "prefetch %u, ack %s)%s\n",
+          s.queue().c_str(), s.subscription_id().c_str(),
+          s.consumer_tag().c_str(), s.prefetch(),
+          v1::StreamMessagesRequest::AckMode_Name(s.ack_mode()).c_str(),
+          isatty(STDERR_FILENO) ? "; Ctrl-C to stop" : "");
+    } else if (ev.has_batch()) {
+      // After a half-close (Ctrl-C, or stdout gone) nothing more is printed
+      // or acked: what was already on its way is requeued.
+      if (output_failed || signals.interrupted()) continue;
+      bool ok;
+      size_t whole = PrintBatch(ev.batch(), json, text, &ok);
+      // Ack exactly the deliveries whose lines reached stdout whole.
+      printed += whole;
+      if (whole > 0) {
+        v1::SubscribeRequest ack;
+        for (size_t i = 0; i < whole; ++i) {
+          ack.mutable_ack()->add_delivery_ids(
+              ev.batch().deliveries(static_cast<int>(i)).delivery_id());
         }
+        write(ack);
       }
-      v1::AckResponse resp;
-      auto ctx = client_.NewContext();
-      ::grpc::Status s = stub_.Ack(ctx.get(), req, &resp);
-      if (!s.ok()) {
-        {
-          absl::MutexLock lock(&mu_);
-          error_ = s;
-        }
-        on_error_();
-        return;
+      if (!ok) {
+        output_failed = true;
+        half_close();
       }
-      acked_ += resp.applied_count();
+    } else if (ev.has_ack()) {
+      acked += ev.ack().applied_ids_size();
+    } else if (ev.has_summary()) {
+      summary = ev.summary();
+    } else if (ev.has_status()) {
+      std::fprintf(stderr, "stream %s: %s\n",
+                   v1::StreamStatus::Kind_Name(ev.status().kind()).c_str(),
+                   ev.status().message().c_str());
     }
   }
-
-  v1::Gateway::Stub& stub_;
-  const Client& client_;
-  const std::string subscription_id_;
-  const std::function<void()> on_error_;
-  absl::Mutex mu_;
-  std::deque<uint64_t> pending_ ABSL_GUARDED_BY(mu_);
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  ::grpc::Status error_ ABSL_GUARDED_BY(mu_);
-  std::atomic<uint64_t> acked_{0};
-  std::thread thread_;
-};
+  ::grpc::Status status = stream->Finish();
+  const bool interrupted = signals.interrupted();
+  if (summary.has_value()) acked = summary->acked();
+  double seconds = absl::ToDoubleSeconds(absl::Now() - began);
+  if (subscribed || interrupted) {
+    std::string line =
+        absl::StrCat(interrupted ? "interrupted: " : "",
+                     output_failed ? "stdout closed: " : "", "received ",
+                     Plural(static_cast<int64_t>(printed), "message"), " from ",
+                     start.queue(), " in ", absl::StrFormat("%.2f", seconds),
+                     " s (acked ", WithThousands(acked), ")");
+    if (summary.has_value() && summary->requeued() > 0) {
+      absl::StrAppend(&line, "; ", WithThousands(summary->requeued()),
+                      " went back to the queue");
+    }
+    std::fprintf(stderr, "%s\n", line.c_str());
+    if (output_failed) {
+      std::fprintf(stderr,
+                   "amqpgw: stdout was closed after %s lines; each was acked "
+                   "once written and flushed, so lines still in the pipe's "
+                   "buffer that the reader never read are acked too: use "
+                   "--max N to take exactly N\n",
+                   WithThousands(printed).c_str());
+    }
+  }
+  if (status.ok()) return kExitOk;
+  if (status.error_code() == ::grpc::StatusCode::CANCELLED && interrupted) {
+    return kExitOk;
+  }
+  return ReportRpcError(client, status);
+}
 
 int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
   v1::StreamMessagesRequest req;
@@ -163,7 +252,7 @@ int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
     }
     req.set_prefetch(static_cast<uint32_t>(*prefetch));
   }
-  std::string ack = absl::AsciiStrToLower(args.Get("ack", "auto"));
+  std::string ack = absl::AsciiStrToLower(args.Get("ack", "client"));
   if (ack == "auto") {
     req.set_ack_mode(v1::StreamMessagesRequest::AUTO);
   } else if (ack == "client") {
@@ -185,7 +274,17 @@ int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
   if (!st.ok()) return UsageError(cmd, st.message());
   const bool json = client.options().json;
   const bool text = args.GetBool("text");
-  const bool client_acks = req.ack_mode() == v1::StreamMessagesRequest::CLIENT;
+  if (req.ack_mode() == v1::StreamMessagesRequest::CLIENT) {
+    v1::SubscribeStart start;
+    start.set_queue(req.queue());
+    start.set_prefetch(req.prefetch());
+    start.set_max_messages(req.max_messages());
+    start.set_consumer_tag(req.consumer_tag());
+    start.set_exclusive(req.exclusive());
+    start.set_max_batch(req.max_batch());
+    *start.mutable_arguments() = req.arguments();
+    return RunSubscribe(start, json, text, client);
+  }
 
   // Before the first gRPC call, so that gRPC's threads never take SIGINT.
   std::unique_ptr<::grpc::ClientContext> ctx = client.NewStreamContext();
@@ -195,7 +294,6 @@ int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
   absl::Time start = absl::Now();
   uint64_t received = 0;
   bool output_failed = false;
-  std::unique_ptr<Acker> acker;
   auto reader = client.gateway().StreamMessages(ctx.get(), req);
   v1::StreamMessagesResponse ev;
   bool subscribed = false;
@@ -211,32 +309,18 @@ int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
           s.consumer_tag().c_str(), s.prefetch(),
           v1::StreamMessagesRequest::AckMode_Name(s.ack_mode()).c_str(),
           isatty(STDERR_FILENO) ? "; Ctrl-C to stop" : "");
-      if (client_acks) {
-        acker = std::make_unique<Acker>(client.gateway(), client,
-                                        s.subscription_id(),
-                                        [raw_ctx] { raw_ctx->TryCancel(); });
-      }
     } else if (ev.has_delivery() || ev.has_batch()) {
       if (ev.has_delivery()) {  // from a gateway without max_batch
         v1::Delivery lone = std::move(*ev.mutable_delivery());
         *ev.mutable_batch()->add_deliveries() = std::move(lone);
       }
-      std::string lines;
-      for (const v1::Delivery& d : ev.batch().deliveries()) {
-        lines += json ? JsonDelivery(d, text) : HumanDelivery(d);
-        lines += '\n';
-      }
-      if (std::fwrite(lines.data(), 1, lines.size(), stdout) != lines.size() ||
-          std::fflush(stdout) != 0) {
-        // A closed pipe (consume | head): stop; with --ack client the
-        // unprinted messages go back to the queue.
+      bool ok;
+      received += PrintBatch(ev.batch(), json, text, &ok);
+      if (!ok) {
+        // A closed pipe (consume | head): stop.
         output_failed = true;
         ctx->TryCancel();
         break;
-      }
-      for (const v1::Delivery& d : ev.batch().deliveries()) {
-        ++received;
-        if (acker != nullptr) acker->Add(d.delivery_id());
       }
     } else if (ev.has_status()) {
       std::fprintf(stderr, "stream %s: %s\n",
@@ -245,13 +329,6 @@ int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
     }
   }
   ::grpc::Status status = reader->Finish();
-  ::grpc::Status ack_error;
-  uint64_t acked = 0;
-  if (acker != nullptr) {
-    acker->Stop();
-    ack_error = acker->error();
-    acked = acker->acked();
-  }
   const bool interrupted = signals.interrupted();
   double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   // A stream refused before `subscribed` (no such queue, no daemon) ends
@@ -261,12 +338,7 @@ int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
         interrupted ? "interrupted: " : "", "received ",
         Plural(static_cast<int64_t>(received), "message"), " from ",
         req.queue(), " in ", absl::StrFormat("%.2f", seconds), " s");
-    if (client_acks)
-      absl::StrAppend(&summary, " (acked ", WithThousands(acked), ")");
     std::fprintf(stderr, "%s\n", summary.c_str());
-  }
-  if (!ack_error.ok()) {
-    return ReportRpcError(client, ack_error, "ack");
   }
   if (status.ok()) return kExitOk;
   if (status.error_code() == ::grpc::StatusCode::CANCELLED &&
@@ -336,17 +408,26 @@ std::vector<Command> ConsumeCommands() {
       "\"body\" is base64 with \"body_encoding\": \"base64\", or the text "
       "itself with \"body_encoding\": \"text\" when --text is given and the "
       "body is valid UTF-8.\n\n"
-      "Acknowledgements: auto (the gateway acks each message once it handed "
-      "it to this stream), client (amqpgw acks each message after writing it "
-      "to stdout: at-least-once even through a pipe), none (at-most-once). "
+      "Acknowledgements: client (the default; the Subscribe RPC): amqpgw "
+      "acks each message on the stream only after its line was written to "
+      "stdout and flushed; everything else goes back to the queue when it "
+      "stops. auto (StreamMessages AUTO: the gateway acks what its transport "
+      "sent, so messages still in transit when amqpgw stops are lost) and "
+      "none (at-most-once) are faster and weaker.\n\n"
+      "A pipe: a line written and flushed into a pipe counts as printed and "
+      "is acked, but the reader may exit before reading it (consume | head "
+      "-5 acks more than 5). When stdout closes (EPIPE) amqpgw stops, acks "
+      "nothing more, returns the rest to the queue and says on stderr how "
+      "many lines it printed and acked. To take exactly N messages use --max "
+      "N: it acks exactly N.\n\n"
       "The stream ends after --max messages (exit 0); Ctrl-C (SIGINT) or "
-      "SIGTERM cancels it cleanly, prints the summary and exits 0; unacked "
+      "SIGTERM stops it cleanly, prints the summary and exits 0; unacked "
       "messages go back to the queue. Progress and the summary go to stderr, "
       "so stdout holds only deliveries. There is no deadline unless "
       "--timeout is given.",
       {{"max", "N", "stop after N messages (default: run until Ctrl-C)"},
        {"prefetch", "N", "messages in flight, 1..65535 (default 100)"},
-       {"ack", "MODE", "auto (default), client or none"},
+       {"ack", "MODE", "client (default), auto or none"},
        {"text", "",
         "--json: bodies that are valid UTF-8 as text instead of base64"},
        {"consumer-tag", "TAG", "the consumer tag the broker shows"},
@@ -357,7 +438,7 @@ std::vector<Command> ConsumeCommands() {
         true}},
       {"amqpgw consume orders",
        "amqpgw consume orders --max 10 --json --text | jq .body",
-       "amqpgw consume orders --ack client --prefetch 10 > orders.log"},
+       "amqpgw consume orders --prefetch 10 > orders.log"},
       1,
       1,
       RunConsume,

@@ -22,9 +22,11 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -409,6 +411,78 @@ TEST_F(CliTest, ConsumeWithClientAcksAcksWhatItPrinted) {
   EXPECT_TRUE(WaitFor([&] {
     v1::InspectQueueResponse q = Inspect(queue_);
     return q.message_count() == 0 && q.consumer_count() == 0;
+  }));
+}
+
+// consume | head -5: a pipe's reader may exit before reading what was
+// written into the pipe. amqpgw acks exactly the lines it wrote and flushed,
+// says how many, and everything else stays in the queue.
+TEST_F(CliTest, ConsumeIntoAClosedPipeAcksExactlyWhatItPrinted) {
+  constexpr int kN = 1000;
+  v1::PublishBatchRequest batch;
+  for (int i = 0; i < kN; ++i) {
+    auto* m = batch.add_messages();
+    m->set_routing_key(queue_);
+    m->set_body(absl::StrCat(i, ":", std::string(200, 'x')));
+  }
+  v1::PublishBatchResponse resp;
+  ASSERT_TRUE(stub().PublishBatch(Ctx().get(), batch, &resp).ok());
+  ASSERT_EQ(resp.ok_count(), static_cast<uint32_t>(kN));
+
+  auto run_piped = [&](const std::string& consume_args,
+                       const std::string& reader) {
+    Subprocess::Options o;
+    o.argv = {
+        "/bin/sh", "-c",
+        absl::StrCat("'", AMQPGW_CLI_BINARY, "' --server ", gateway_->address(),
+                     " consume ", queue_, " ", consume_args, " | ", reader)};
+    o.unset_env_prefixes = {"AMQPGW_"};
+    return RunProcess(o, absl::Seconds(60));
+  };
+  // "received N messages from Q in S s (acked M)" -> {N, M}.
+  auto counts = [](const std::string& err) -> std::pair<int64_t, int64_t> {
+    std::pair<int64_t, int64_t> out{-1, -1};
+    for (const std::string& line : Lines(err)) {
+      size_t r = line.find("received ");
+      size_t a = line.find("(acked ");
+      if (r == std::string::npos || a == std::string::npos) continue;
+      std::string n = line.substr(r + 9, line.find(' ', r + 9) - r - 9);
+      std::string m = line.substr(a + 7, line.find(')', a) - a - 7);
+      absl::StrReplaceAll({{",", ""}}, &n);
+      absl::StrReplaceAll({{",", ""}}, &m);
+      if (!absl::SimpleAtoi(n, &out.first)) out.first = -1;
+      if (!absl::SimpleAtoi(m, &out.second)) out.second = -1;
+    }
+    return out;
+  };
+
+  ProcessResult r = run_piped("", "head -5");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Lines(r.out).size(), 5u);
+  EXPECT_THAT(r.err, HasSubstr("stdout closed: received "));
+  EXPECT_THAT(r.err, HasSubstr("use --max N"));
+  auto [printed, acked] = counts(r.err);
+  // Printed and flushed = acked; at least what head read, fewer than all.
+  EXPECT_EQ(printed, acked) << r.err;
+  EXPECT_GE(acked, 5) << r.err;
+  EXPECT_LT(acked, kN) << r.err;
+  ASSERT_TRUE(WaitFor([&] {
+    v1::InspectQueueResponse q = Inspect(queue_);
+    return q.consumer_count() == 0 &&
+           q.message_count() == static_cast<uint32_t>(kN - acked);
+  })) << "ready "
+      << Inspect(queue_).message_count() << ", acked " << acked;
+
+  // --max 7 takes exactly 7 (a reader that reads everything).
+  int64_t left = kN - acked;
+  r = run_piped("--max 7", "wc -l");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(absl::StripAsciiWhitespace(r.out), "7");
+  EXPECT_EQ(counts(r.err), (std::pair<int64_t, int64_t>{7, 7})) << r.err;
+  EXPECT_TRUE(WaitFor([&] {
+    v1::InspectQueueResponse q = Inspect(queue_);
+    return q.consumer_count() == 0 &&
+           q.message_count() == static_cast<uint32_t>(left - 7);
   }));
 }
 
