@@ -242,7 +242,16 @@ void DeliveryStream<Response, Reactor>::Pump(const std::shared_ptr<Shared>& s) {
     s->in_flight = std::move(slot);
   }
   ::grpc::WriteOptions options;
-  if (more) options.set_buffer_hint();
+  if (mode_ == core::AckMode::kAuto) {
+    // AUTO acks what a completed write carried: complete it only once its
+    // bytes were written to the socket (write-through), never when it was
+    // merely buffered (a hinted write completes before it is sent). What
+    // a reader that stops can lose is then only what its own receive
+    // buffers held (docs/api.md has the figures).
+    options.set_write_through();
+  } else if (more) {
+    options.set_buffer_hint();
+  }
   // gRPC reads the response until OnWriteDone, which alone takes the slot
   // out of in_flight again.
   this->StartWrite(&writing->response, options);
