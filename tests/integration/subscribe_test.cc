@@ -347,10 +347,16 @@ TEST_F(SubscribeTest, HalfCloseDrainsAppliesAcksThenRequeuesTheRest) {
   // The last 5 never acked: requeued when the drain times out; ends OK.
   ::grpc::Status s = c.WaitDone();
   EXPECT_TRUE(s.ok()) << s.error_message();
-  ASSERT_TRUE(c.summary().has_value());
-  EXPECT_EQ(Summary(c.summary()),
-            "delivered 20 acked 15 rejected 0 requeued 5");
-  EXPECT_EQ(c.deliveries().size(), 20u);  // nothing more after the half-close
+  // The 5 acks on the stream freed prefetch slots: the broker may have sent
+  // up to 5 more before the half-close's basic.cancel; those were never
+  // acked and went back too.
+  std::optional<v1::SubscribeSummary> sum = c.summary();
+  ASSERT_TRUE(sum.has_value());
+  EXPECT_EQ(sum->acked(), 15u) << Summary(sum);
+  EXPECT_EQ(sum->rejected(), 0u);
+  EXPECT_EQ(sum->delivered(), sum->acked() + sum->requeued()) << Summary(sum);
+  EXPECT_EQ(c.deliveries().size(), sum->delivered());
+  EXPECT_LE(sum->delivered(), 25u);
   ASSERT_EQ(c.acks().size(), 1u);
   EXPECT_EQ(c.acks()[0].applied_ids_size(), 5);
   ASSERT_TRUE(qc.WaitSettled(q, 85));
@@ -541,7 +547,9 @@ TEST(SubscribeReconnectTest, ABrokerConnectionDropLosesNothing) {
   auto before = c.deliveries();
   ASSERT_TRUE(c.Ack(Ids(before, 0, 5)));
   ASSERT_TRUE(c.WaitApplied(5));
-  std::multiset<std::string> acked;
+  // A set: an ack the gateway sent just before the cut may not have reached
+  // the broker, which then redelivers that message (at-least-once).
+  std::set<std::string> acked;
   for (size_t i = 0; i < 5; ++i) acked.insert(before[i].body());
 
   proxy.CutAll();
@@ -565,11 +573,14 @@ TEST(SubscribeReconnectTest, ABrokerConnectionDropLosesNothing) {
   ASSERT_TRUE(c.HalfClose());
   ::grpc::Status s = c.WaitDone();
   EXPECT_TRUE(s.ok()) << s.error_message();
-  // Every message acked exactly once; the summary adds up.
-  EXPECT_EQ(acked, QueueCounter::AllBut(kN, {}));
+  // Every message acked at least once (at most the 5 acked just before the
+  // cut twice); the summary adds up.
+  EXPECT_EQ(std::multiset<std::string>(acked.begin(), acked.end()),
+            QueueCounter::AllBut(kN, {}));
   std::optional<v1::SubscribeSummary> sum = c.summary();
   ASSERT_TRUE(sum.has_value());
-  EXPECT_EQ(sum->acked(), static_cast<uint64_t>(kN));
+  EXPECT_GE(sum->acked(), static_cast<uint64_t>(kN));
+  EXPECT_LE(sum->acked(), static_cast<uint64_t>(kN + 5));
   EXPECT_EQ(sum->delivered(), sum->acked() + sum->rejected() + sum->requeued())
       << Summary(sum);
   EXPECT_GE(sum->requeued(), 15u);
