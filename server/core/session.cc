@@ -357,6 +357,10 @@ absl::Status Session::Publish(std::shared_ptr<PublishBatch> batch,
 absl::StatusOr<std::shared_ptr<Subscription>> Session::Subscribe(
     SubscribeOptions options, SubscriptionSink* sink) {
   if (!enabled_.load()) return DisconnectedError();
+  if (draining_.load()) {
+    return absl::UnavailableError(
+        "the gateway is shutting down: open the stream on another instance");
+  }
   return consumers_->Subscribe(std::move(options), sink);
 }
 

@@ -147,6 +147,16 @@ class Session {
            absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done);
   // Ends every open stream with `why` (shutdown).
   void CancelStreams(const absl::Status& why) { consumers_->CancelAll(why); }
+  // Graceful shutdown, first step: new streams are refused UNAVAILABLE,
+  // open ones drain (Subscription::Drain with `why`) within `timeout`.
+  void DrainStreams(absl::Duration timeout, const std::string& why) {
+    draining_.store(true);
+    consumers_->DrainAll(timeout, why);
+  }
+  // Waits until every stream has ended or `deadline`; true when all have.
+  bool WaitStreamsEnded(absl::Time deadline) {
+    return consumers_->WaitAllEnded(deadline);
+  }
 
  private:
   struct Waiter {
@@ -178,6 +188,8 @@ class Session {
   std::atomic<uint64_t> next_publisher_{0};
   std::atomic<int64_t> pending_bytes_{0};
   std::atomic<bool> enabled_{false};
+  // DrainStreams was called: Subscribe refuses new streams.
+  std::atomic<bool> draining_{false};
   std::function<void(SessionState)> listener_;
   bool started_ = false;
 

@@ -454,13 +454,21 @@ void Subscription::Cancel(absl::Status why) {
       [self = shared_from_this(), why = std::move(why)] { self->Close(why); });
 }
 
-void Subscription::Drain(absl::Duration timeout) {
-  worker_->Post(
-      [self = shared_from_this(), timeout] { self->StartDrain(timeout); });
+void Subscription::Drain(absl::Duration timeout, std::string why) {
+  worker_->Post([self = shared_from_this(), timeout, why = std::move(why)] {
+    self->StartDrain(timeout, why);
+  });
 }
 
-void Subscription::StartDrain(absl::Duration timeout) {
+void Subscription::StartDrain(absl::Duration timeout, const std::string& why) {
   AMQPGW_DCHECK(worker_->InWorkerThread());
+  if (!why.empty() &&
+      (state_ == State::kActive || state_ == State::kCancelling)) {
+    sink_->OnDraining(why);
+    // Not the caller's wish: the end says to open the stream again.
+    drain_end_ = absl::UnavailableError(
+        absl::StrCat(why, ": open the stream again (on another instance)"));
+  }
   switch (state_) {
     case State::kActive:
     case State::kCancelling:
@@ -473,7 +481,7 @@ void Subscription::StartDrain(absl::Duration timeout) {
       state_ = State::kDraining;
       drain_timer_ = worker_->RunAfter(timeout, [this] {
         drain_timer_ = 0;
-        if (state_ == State::kDraining) Close(absl::OkStatus());
+        if (state_ == State::kDraining) Close(drain_end_);
       });
       MaybeComplete();
       return;
@@ -485,7 +493,7 @@ void Subscription::StartDrain(absl::Duration timeout) {
       break;
   }
   // Nothing outstanding to wait for (or AUTO, NONE): stop now.
-  Close(absl::OkStatus());
+  Close(drain_end_);
 }
 
 void Subscription::Ack(
@@ -584,7 +592,7 @@ void Subscription::DoAck(
 void Subscription::MaybeComplete() {
   AMQPGW_DCHECK(worker_->InWorkerThread());
   if (state_ == State::kDraining && unacked_.empty()) {
-    Close(absl::OkStatus());  // every outstanding delivery was settled
+    Close(drain_end_);  // every outstanding delivery was settled
     return;
   }
   if (options_.max_messages == 0 || completed_ < options_.max_messages) return;
@@ -730,6 +738,27 @@ void ConsumerPool::CancelAll(const absl::Status& why) {
     }
   }
   for (auto& s : subs) s->Cancel(why);
+}
+
+void ConsumerPool::DrainAll(absl::Duration timeout, const std::string& why) {
+  std::vector<std::shared_ptr<Subscription>> subs;
+  {
+    amqpgw::MutexLock lock(&mu_);
+    for (auto& [id, weak] : by_id_) {
+      if (auto s = weak.lock()) subs.push_back(std::move(s));
+    }
+  }
+  for (auto& s : subs) s->Drain(timeout, why);
+}
+
+bool ConsumerPool::WaitAllEnded(absl::Time deadline) {
+  amqpgw::MutexLock lock(&mu_);
+  return mu_.AwaitWithDeadline(
+      absl::Condition(
+          +[](absl::flat_hash_map<std::string, std::weak_ptr<Subscription>>*
+                  m) { return m->empty(); },
+          &by_id_),
+      deadline);
 }
 
 size_t ConsumerPool::active() const {

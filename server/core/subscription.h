@@ -124,6 +124,10 @@ class SubscriptionSink {
   // redelivered by the broker: the sink should drop them.
   virtual void OnPaused(const std::string& why) = 0;
   virtual void OnResumed() = 0;
+  // The gateway is stopping this stream gracefully (Drain with a reason:
+  // the daemon is shutting down): no more deliveries; acks of what was
+  // delivered are applied until the drain ends.
+  virtual void OnDraining(const std::string& why) {}
   // Comes just before OnEnd, with the subscription's final counts.
   virtual void OnSummary(const SubscriptionCounts& counts) {}
   // The last call. The sink may be destroyed once it returns.
@@ -181,8 +185,10 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   // acks of the outstanding deliveries are still applied until none is left
   // or `timeout` passes, then the channel is closed (the broker requeues
   // the rest) and the stream ends OK. In AUTO and NONE mode, and before the
-  // consumer is running, the same as Cancel(OK).
-  void Drain(absl::Duration timeout);
+  // consumer is running, the same as Cancel(OK). `why` non-empty (not the
+  // caller's wish: shutdown): the sink hears it first (OnDraining), and the
+  // stream ends UNAVAILABLE(why) instead of OK.
+  void Drain(absl::Duration timeout, std::string why = "");
   // CLIENT mode acknowledgement; `done` runs on the worker thread.
   void Ack(std::vector<uint64_t> delivery_ids, AckAction action,
            absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done);
@@ -211,7 +217,7 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   void OpenChannel();
   void OnDeliver(amqp::Delivery& d);
   void OnChannelClosedByBroker(const amqp::Event& event);
-  void StartDrain(absl::Duration timeout);
+  void StartDrain(absl::Duration timeout, const std::string& why);
   // Whether acks apply to this channel's deliveries now.
   bool Live() const {
     return state_ == State::kActive || state_ == State::kCancelling ||
@@ -291,6 +297,9 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   EventLoop::TimerId subscribe_timer_ = 0;
   EventLoop::TimerId retry_timer_ = 0;
   EventLoop::TimerId drain_timer_ = 0;
+  // How a drain ends the stream: OK when the caller asked for it, else
+  // (the daemon shutting down) UNAVAILABLE so that callers open it again.
+  absl::Status drain_end_ = absl::OkStatus();
   SubscriptionCounts counts_;
   int resubscribe_retries_ = 0;
   bool delivered_in_read_ = false;  // OnDeliver since the last OnReadDone
@@ -320,6 +329,12 @@ class ConsumerPool {
 
   // Thread-safe. Ends every subscription with `why`.
   void CancelAll(const absl::Status& why);
+  // Thread-safe. Drains every subscription (Subscription::Drain), telling
+  // each sink `why`.
+  void DrainAll(absl::Duration timeout, const std::string& why);
+  // Thread-safe (not on a worker thread). Waits until no subscription is
+  // left or `deadline`; true when none is left.
+  bool WaitAllEnded(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
 
   size_t active() const ABSL_LOCKS_EXCLUDED(mu_);
 

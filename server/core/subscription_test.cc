@@ -43,6 +43,9 @@ class RecordingSink : public SubscriptionSink {
   }
   void OnPaused(const std::string& why) override { events.Put("paused"); }
   void OnResumed() override { events.Put("resumed"); }
+  void OnDraining(const std::string& why) override {
+    events.Put(absl::StrCat("draining: ", why));
+  }
   void OnSummary(const SubscriptionCounts& c) override { counts = c; }
   void OnEnd(const absl::Status& status) override {
     end_status = status;
@@ -413,6 +416,27 @@ TEST_F(SubscriptionTest, DrainAppliesAcksUntilNothingIsOutstandingThenEndsOk) {
   EXPECT_TRUE(peer_->requeued().empty());
   EXPECT_TRUE(peer_->unacked(ch).empty());
   EXPECT_EQ(CountsOf(sink.counts), (std::vector<uint64_t>{3, 2, 1, 0}));
+}
+
+// Shutdown: every stream hears why, acks still apply, and the stream ends
+// UNAVAILABLE (its caller should open it again) once nothing is
+// outstanding; new streams are refused meanwhile by the Session.
+TEST_F(SubscriptionTest, DrainAllTellsEachStreamAndEndsItUnavailable) {
+  RecordingSink& sink = NewSink();
+  auto sub = Subscribe(&sink);
+  EXPECT_EQ(Deliver(*peer_, sink, {"a", "b"}), (std::vector<uint64_t>{1, 2}));
+  pool_->DrainAll(absl::Hours(1), "the gateway is shutting down");
+  EXPECT_EQ(sink.events.Take(), "draining: the gateway is shutting down");
+  ASSERT_TRUE(peer_->WaitForCount(Sent::Kind::kCancel, 1));
+  EXPECT_FALSE(pool_->WaitAllEnded(absl::Now() + absl::Milliseconds(20)));
+  absl::StatusOr<AckResult> r = Ack(sink.id, {1, 2});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(sink.events.Take(), "end: UNAVAILABLE");
+  EXPECT_THAT(std::string(sink.end_status.message()),
+              ::testing::HasSubstr("open the stream again"));
+  EXPECT_TRUE(peer_->requeued().empty());
+  EXPECT_EQ(CountsOf(sink.counts), (std::vector<uint64_t>{2, 2, 0, 0}));
+  EXPECT_TRUE(pool_->WaitAllEnded(absl::Now() + absl::Seconds(10)));
 }
 
 TEST_F(SubscriptionTest, DrainTimeoutClosesTheChannelAndTheRestIsRequeued) {

@@ -361,14 +361,24 @@ void Daemon::Shutdown() {
   Components& p = *parts_;
   const absl::Duration grace = config_->options().shutdown_grace;
   spdlog::info(
-      "shutting down: health NOT_SERVING, ending streams, {} for "
+      "shutting down: health NOT_SERVING, draining streams, {} for "
       "calls in flight",
       absl::FormatDuration(grace));
   if (auto* health = health_.load()) health->Shutdown();
+  const absl::Time deadline = absl::Now() + grace;
+  // Streams drain first, while both ports still take calls (Acks of
+  // StreamMessages streams, from gRPC and from browsers) and the balancer,
+  // seeing NOT_SERVING, sends new calls elsewhere: each stream hears
+  // DRAINING, gets no more deliveries, and ends once its caller has acked
+  // what it holds (or at the deadline: the rest is requeued).
+  p.session->DrainStreams(grace, "the gateway is shutting down");
+  if (!p.session->WaitStreamsEnded(deadline)) {
+    spdlog::info("streams still open after {}: the rest is requeued",
+                 absl::FormatDuration(grace));
+  }
   if (p.web != nullptr) p.web->BeginStop();
   p.session->CancelStreams(
       absl::UnavailableError("the gateway is shutting down"));
-  const absl::Time deadline = absl::Now() + grace;
   // grpc-web calls travel through the in-process channel, which the gRPC
   // shutdown closes: let them end (and their trailers reach the browser)
   // first, within the same grace.

@@ -161,6 +161,18 @@ void DeliveryStream<Response, Reactor>::OnResumed() {
 }
 
 template <typename Response, typename Reactor>
+void DeliveryStream<Response, Reactor>::OnDraining(const std::string& why) {
+  Response r;
+  r.mutable_status()->set_kind(v1::StreamStatus::DRAINING);
+  r.mutable_status()->set_message(SanitizeUtf8(
+      why +
+      ": no more deliveries on this stream. Acknowledge what you "
+      "have now (the rest goes back to the queue when the stream "
+      "ends), then open a new stream: it reaches another instance."));
+  Push(std::move(r));
+}
+
+template <typename Response, typename Reactor>
 void DeliveryStream<Response, Reactor>::OnEnd(const absl::Status& status) {
   std::shared_ptr<Shared> s = shared_;
   {

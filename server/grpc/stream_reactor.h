@@ -76,6 +76,7 @@ class DeliveryStream : public Reactor, public core::SubscriptionSink {
   void OnDeliveriesRead() override;
   void OnPaused(const std::string& why) override;
   void OnResumed() override;
+  void OnDraining(const std::string& why) override;
   void OnEnd(const absl::Status& status) override;
 
   // The gRPC reactor's.

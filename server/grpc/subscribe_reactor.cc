@@ -38,6 +38,11 @@ void SubscribeReactor::OnReadDone(bool ok) {
     sub->Drain(drain_timeout_);
     return;
   }
+  if (request_.has_stop()) {
+    sub->Drain(drain_timeout_);
+    ReadNext();
+    return;
+  }
   HandleAck(sub);
 }
 
@@ -74,7 +79,7 @@ void SubscribeReactor::HandleAck(
   absl::Status invalid;
   if (!request_.has_ack()) {
     invalid = absl::InvalidArgumentError(
-        "ack: every request after the first must carry `ack`");
+        "ack: every request after the first must carry `ack` or `stop`");
   } else if (request_.ack().delivery_ids_size() == 0 ||
              request_.ack().delivery_ids_size() > 65535) {
     invalid = absl::InvalidArgumentError(
