@@ -432,8 +432,8 @@ TEST_F(SubscriptionTest, DrainAllTellsEachStreamAndEndsItUnavailable) {
   absl::StatusOr<AckResult> r = Ack(sink.id, {1, 2});
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(sink.events.Take(), "end: UNAVAILABLE");
-  EXPECT_TRUE(absl::StrContains(sink.end_status.message(),
-                                "open the stream again"))
+  EXPECT_TRUE(
+      absl::StrContains(sink.end_status.message(), "open the stream again"))
       << sink.end_status;
   EXPECT_TRUE(peer_->requeued().empty());
   EXPECT_EQ(CountsOf(sink.counts), (std::vector<uint64_t>{2, 2, 0, 0}));

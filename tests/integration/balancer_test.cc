@@ -5,11 +5,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -242,6 +244,112 @@ TEST(BalancerTest, AcksReachTheInstanceHoldingTheStream) {
   ASSERT_TRUE(direct[(holder + 1) % r.size()]
                   ->InspectQueue(Ctx().get(), iq, &iq_resp)
                   .ok());
+  EXPECT_EQ(iq_resp.message_count(), 0u);
+}
+
+// A rolling restart through HAProxy: a Subscribe consumer acks everything
+// it gets while the gateway holding its stream is stopped with SIGTERM, twice.
+// Each stopped gateway says DRAINING, applies the acks of what it had
+// delivered, and ends the stream UNAVAILABLE; the consumer opens a new
+// stream, which HAProxy sends to a gateway still up. Counts: every message
+// is acked exactly once and none is seen twice (nothing acked is
+// redelivered, nothing is lost), the queue ends empty, and each stopped
+// gateway exits 0.
+TEST(BalancerTest, ARollingRestartLosesNothing) {
+  BrokerNode node = BrokerNode::Shared();
+  auto rig =
+      GatewayRig::Start({{node.uri(), node.uri(), node.uri()}, kFastFlags});
+  ASSERT_TRUE(rig.ok()) << rig.status();
+  GatewayRig& r = **rig;
+  ASSERT_TRUE(r.WaitAllUp(absl::Seconds(60)));
+  auto stub = r.NewStub();
+  std::string q = UniqueName("lb-rolling");
+  v1::DeclareQueueRequest dq;
+  dq.set_name(q);
+  v1::DeclareQueueResponse dq_resp;
+  ASSERT_TRUE(stub->DeclareQueue(Ctx().get(), dq, &dq_resp).ok());
+  const int kMessages = 600;
+  for (int i = 0; i < kMessages; i += 100) {
+    v1::PublishBatchRequest batch;
+    for (int j = i; j < i + 100; ++j) {
+      v1::PublishRequest* m = batch.add_messages();
+      m->set_routing_key(q);
+      m->set_body(absl::StrCat(j));
+    }
+    v1::PublishBatchResponse resp;
+    ::grpc::Status s = stub->PublishBatch(Ctx().get(), batch, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+
+  std::map<std::string, int> seen;
+  int acked = 0;
+  int drains = 0;
+  int streams = 0;
+  std::vector<int> stopped;
+  std::vector<std::thread> stoppers;
+  std::vector<int> exit_codes(r.size(), -2);
+  std::vector<std::string> ends;
+  const absl::Time until = absl::Now() + absl::Seconds(120);
+  while (acked < kMessages && absl::Now() < until && streams < 200) {
+    ++streams;
+    ::grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    auto rw = stub->Subscribe(&ctx);
+    v1::SubscribeRequest start;
+    start.mutable_start()->set_queue(q);
+    start.mutable_start()->set_prefetch(20);
+    if (!rw->Write(start)) {
+      ends.push_back(rw->Finish().error_message());
+      continue;
+    }
+    int holder = -1;
+    int acked_here = 0;
+    v1::SubscribeResponse ev;
+    while (rw->Read(&ev)) {
+      if (ev.has_subscribed()) {
+        holder = r.GatewayOf(ev.subscribed().subscription_id());
+      } else if (ev.has_batch()) {
+        v1::SubscribeRequest ack;
+        for (const v1::Delivery& d : ev.batch().deliveries()) {
+          ++seen[d.body()];
+          ack.mutable_ack()->add_delivery_ids(d.delivery_id());
+        }
+        rw->Write(ack);
+      } else if (ev.has_ack()) {
+        acked += ev.ack().applied_ids_size();
+        acked_here += ev.ack().applied_ids_size();
+        // Stop the holder (SIGTERM) once the stream has done some work;
+        // two of the three gateways, one at a time.
+        if (acked_here >= 100 && holder >= 0 && stopped.size() < 2 &&
+            std::find(stopped.begin(), stopped.end(), holder) ==
+                stopped.end()) {
+          stopped.push_back(holder);
+          stoppers.emplace_back([&r, &exit_codes, holder] {
+            exit_codes[holder] = r.gateway(holder).Stop(absl::Seconds(30));
+          });
+        }
+      } else if (ev.has_status() &&
+                 ev.status().kind() == v1::StreamStatus::DRAINING) {
+        ++drains;
+      }
+    }
+    ::grpc::Status end = rw->Finish();
+    ends.push_back(absl::StrCat(end.error_code(), " ", end.error_message()));
+  }
+  for (std::thread& t : stoppers) t.join();
+
+  int duplicates = 0;
+  for (const auto& [body, n] : seen) duplicates += n - 1;
+  EXPECT_EQ(acked, kMessages) << absl::StrJoin(ends, "\n");
+  EXPECT_EQ(static_cast<int>(seen.size()), kMessages);
+  EXPECT_EQ(duplicates, 0);
+  EXPECT_EQ(stopped.size(), 2u);
+  EXPECT_GE(drains, 2) << absl::StrJoin(ends, "\n");
+  for (int g : stopped) EXPECT_EQ(exit_codes[g], 0) << "gateway " << g;
+  v1::InspectQueueRequest iq;
+  iq.set_name(q);
+  v1::InspectQueueResponse iq_resp;
+  ASSERT_TRUE(stub->InspectQueue(Ctx().get(), iq, &iq_resp).ok());
   EXPECT_EQ(iq_resp.message_count(), 0u);
 }
 
