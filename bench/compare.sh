@@ -194,7 +194,10 @@ for rep in $(seq 1 "$REPS"); do
   stream_g() { fill "$N"; run stream_gateway "$GBENCH" stream "${COMMON_G[@]}" -n "$N" --prefetch 1000 --ack auto; }
   # The same with up to 256 deliveries per response (max_batch).
   streamb_g() { fill "$N"; run stream_batch_gateway "$GBENCH" stream "${COMMON_G[@]}" -n "$N" --prefetch 1000 --ack auto --max_batch 256; }
-  stream_d() { fill "$N"; run stream_direct "$DBENCH" stream "${COMMON_D[@]}" -n "$N" --prefetch 1000; }
+  # Subscribe: acks on the stream every 250 deliveries, up to 256 deliveries
+  # per response (direct: manual acks, multiple=true every 250).
+  sub_g() { fill "$N"; run subscribe_gateway "$GBENCH" subscribe "${COMMON_G[@]}" -n "$N" --prefetch 1000 --ack_batch 250 --max_batch 256; }
+  stream_d() { fill "$N"; run stream_direct "$DBENCH" stream "${COMMON_D[@]}" -n "$N" --prefetch 1000 --ack_batch 250; }
   # A small window (no target): the consumer read pause must not hold it
   # back.
   small_g() { fill "$SMALL_N"; run stream10_gateway "$GBENCH" stream "${COMMON_G[@]}" -n "$SMALL_N" --prefetch 10 --ack auto; }
@@ -216,13 +219,13 @@ for rep in $(seq 1 "$REPS"); do
     pub_g_batch; pub_d; pub_g_stream; pub_g_unary; pub_d64; pub_d_props
     pub_cli; pub_d_cli
     sync_g; sync_d; status_g
-    stream_g; stream_d; streamb_g; small_g; small_d
+    stream_g; stream_d; streamb_g; sub_g; small_g; small_d
     py_g; py_d; py_gb
   else
     pub_d_cli; pub_cli
     pub_d_props; pub_d64; pub_g_unary; pub_g_stream; pub_d; pub_g_batch
     status_g; sync_d; sync_g
-    streamb_g; stream_d; stream_g; small_d; small_g
+    sub_g; streamb_g; stream_d; stream_g; small_d; small_g
     py_gb; py_d; py_g
   fi
 done
@@ -271,11 +274,14 @@ si = med("status_idle", "p50_us")
 out.append(f"| GetStatus p50 with idle threads between calls: a gRPC round trip through the gateway without the broker, the floor under publish-sync's difference (no target) | {fmt(si, ' us')} | | | | n/a |")
 ratio_row("StreamMessages, prefetch 1000, AUTO ack (direct: basic.consume prefetch 1000, manual acks)", "stream_gateway", "stream_direct", 0.9)
 ratio_row("StreamMessages as above, max_batch 256 (up to 256 deliveries per response)", "stream_batch_gateway", "stream_direct", 0.9)
+ratio_row("Subscribe, prefetch 1000, acks every 250 in-stream, max_batch 256 (direct: basic.consume prefetch 1000, manual acks every 250)", "subscribe_gateway", "stream_direct", 0.9)
 ratio_row("StreamMessages, prefetch 10, AUTO ack (no target)", "stream10_gateway", "stream10_direct")
 for name, s in (("PublishBatch", "pub_batch"), ("PublishStream", "pub_stream"), ("StreamMessages", "stream_gateway"), ("StreamMessages, max_batch 256", "stream_batch_gateway"), ("Publish x64 (no target)", "pub_unary")):
     c = med(s, "gw_cpu_us_per_msg")
     target = None if "no target" in name else 25
     out.append(f"| Gateway CPU per message, {name} | {fmt(c, ' us', 1)} | | | {'<= 25 us' if target else ''} | {verdict(None if c is None or target is None else c <= target)} |")
+c = med("subscribe_gateway", "gw_cpu_us_per_msg")
+out.append(f"| Gateway CPU per delivery, Subscribe (acks every 250 in-stream, max_batch 256) | {fmt(c, ' us', 1)} | | | <= 10 us | {verdict(None if c is None else c <= 10)} |")
 idle = med("idle100", "gw_cpu_pct")
 out.append(f"| Idle CPU, 100 open streams, ${IDLE_S} s | {fmt(idle, ' % of a core', 2)} | | | < 0.5 % | {verdict(None if idle is None else idle < 0.5)} |")
 rss_idle = ${IDLE_RSS_KB} / 1024
@@ -295,7 +301,7 @@ out.append("Medians per scenario (CPU in microseconds per message; latency per c
 out.append("")
 out.append("| Run | msg/s | p50 us | p99 us | p999 us | gateway CPU | broker CPU | client CPU | gateway peak RSS MB | runs |")
 out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-for s in ("pub_batch", "pub_stream", "cli_publish", "pub_direct_cli", "pub_unary", "pub_direct", "pub_direct64", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "stream_gateway", "stream_batch_gateway", "stream_direct", "stream10_gateway", "stream10_direct", "py_grpc", "py_grpc_batch", "py_aiopika"):
+for s in ("pub_batch", "pub_stream", "cli_publish", "pub_direct_cli", "pub_unary", "pub_direct", "pub_direct64", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "stream_gateway", "stream_batch_gateway", "subscribe_gateway", "stream_direct", "stream10_gateway", "stream10_direct", "py_grpc", "py_grpc_batch", "py_aiopika"):
     if s not in rows:
         continue
     n = len([r for r in rows[s] if "failed" not in r])

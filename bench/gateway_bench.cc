@@ -4,7 +4,8 @@
 //
 // Publishing modes drive C concurrent calls from one thread through a
 // CompletionQueue (the client stays cheap, so that the broker and the gateway
-// get the machine). `stream` reads one StreamMessages call.
+// get the machine). `stream` reads one StreamMessages call, `subscribe` one
+// Subscribe call (acks in-stream).
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
@@ -45,6 +46,10 @@ Modes:
                  calls, as publish-sync idles while the broker confirms
   stream         StreamMessages with --prefetch and --ack; --fill first
                  publishes N messages (not timed)
+  subscribe      Subscribe with --prefetch and --max_batch, acking every
+                 --ack_batch deliveries on the stream (max_messages N: the
+                 gateway ends the stream once all N are acked); --fill
+                 first publishes N messages (not timed)
   streams        --streams K idle streams on K queues for --duration: the
                  gateway's CPU and RSS with many open streams; --trickle R
                  publishes R messages/s in all to them meanwhile (latency:
@@ -58,12 +63,14 @@ Flags:
   --transient         TRANSIENT delivery (default PERSISTENT)
   --concurrency C     calls in flight (default 1; publish-sync: always 1)
   --batch B           publish-batch: messages per call (default 256)
-  --prefetch P        stream: prefetch (default 1000)
+  --prefetch P        stream, subscribe: prefetch (default 1000)
   --ack MODE          stream: auto, client or none (default auto)
-  --ack_batch K       stream --ack client: ids per Ack call (default P/4)
-  --max_batch B       stream: up to B deliveries per response (default 0:
-                      one each)
-  --fill              stream: publish N messages first (PublishBatch)
+  --ack_batch K       stream --ack client: ids per Ack call; subscribe: ids
+                      per in-stream ack (default P/4)
+  --max_batch B       stream, subscribe: up to B deliveries per response
+                      (default 0: stream one each, subscribe 1)
+  --fill              stream, subscribe: publish N messages first
+                      (PublishBatch)
   --purge             purge the queue before the run
   --warmup M          publish modes: M messages first, not timed
   --streams K         streams, publish-stream: how many (default 100;
@@ -657,6 +664,110 @@ int RunStream(const Options& o) {
   return got == o.n ? 0 : 1;
 }
 
+// One Subscribe stream: reads batches on this thread and acks every
+// --ack_batch deliveries on the same stream (a sync stream may be written
+// from the reading thread: the gateway reads acks as they come, so a Write
+// never waits long). max_messages N: the gateway ends the stream OK with its
+// summary once all N are acked.
+int RunSubscribe(const Options& o) {
+  auto stub = v1::Gateway::NewStub(MakeChannel(o.server, 0));
+  Prepare(*stub, o.queue, o.purge);
+  if (o.fill) {
+    PublishResult r = DrivePublish(*stub, o, o.n, 1000, 2, nullptr);
+    if (r.errors > 0) Fatal("--fill: " + r.first_error);
+  }
+  v1::SubscribeRequest first;
+  v1::SubscribeStart* start = first.mutable_start();
+  start->set_queue(o.queue);
+  start->set_prefetch(static_cast<uint32_t>(o.prefetch));
+  start->set_max_messages(static_cast<uint64_t>(o.n));
+  start->set_max_batch(static_cast<uint32_t>(o.max_batch));
+
+  ProcWatch gateway(o.gateway_pid), broker(o.broker_pid);
+  gateway.Start();
+  broker.Start();
+  double cpu0 = SelfCpuSeconds();
+  absl::Time start_time = absl::Now();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(In(absl::Minutes(30)));
+  std::unique_ptr<
+      grpc::ClientReaderWriter<v1::SubscribeRequest, v1::SubscribeResponse>>
+      stream = stub->Subscribe(&ctx);
+  if (!stream->Write(first)) Fatal("Subscribe: the first write failed");
+  v1::SubscribeResponse event;
+  v1::SubscribeRequest ack;
+  int64_t got = 0;
+  int64_t responses = 0;  // that carried deliveries
+  int64_t ack_requests = 0;
+  uint64_t applied = 0, stale = 0;
+  bool have_summary = false;
+  v1::SubscribeSummary summary;
+  absl::Time last_delivery;
+  while (stream->Read(&event)) {
+    if (event.has_ack()) {
+      applied += event.ack().applied_ids_size();
+      stale += event.ack().stale_ids_size();
+    } else if (event.has_summary()) {
+      have_summary = true;
+      summary = event.summary();
+    }
+    if (!event.has_batch()) continue;
+    ++responses;
+    bool open = true;
+    for (const v1::Delivery& d : event.batch().deliveries()) {
+      ++got;
+      ack.mutable_ack()->add_delivery_ids(d.delivery_id());
+      if (got == o.n) last_delivery = absl::Now();
+      // Exactly every --ack_batch deliveries (and the last), as the direct
+      // tool acks, wherever the batches end.
+      if (ack.ack().delivery_ids_size() >= o.ack_batch || got >= o.n) {
+        ++ack_requests;
+        open = stream->Write(ack);
+        ack.clear_ack();
+        if (!open) break;  // the stream ended; Finish says why
+      }
+    }
+    if (!open) break;
+  }
+  stream->WritesDone();
+  grpc::Status status = stream->Finish();
+  // Throughput up to the last delivery (as the direct tool); the gateway's
+  // CPU until the stream ended (its last acks included).
+  absl::Duration elapsed =
+      (got == o.n ? last_delivery : absl::Now()) - start_time;
+  double client_cpu = SelfCpuSeconds() - cpu0;
+  gateway.Stop();
+  broker.Stop();
+  if (!status.ok()) {
+    Fatal(absl::StrCat("Subscribe ended ",
+                       static_cast<int>(status.error_code()), ": ",
+                       status.error_message(), " after ", got, " deliveries"));
+  }
+  if (!have_summary || summary.acked() != static_cast<uint64_t>(o.n)) {
+    Fatal(absl::StrCat("Subscribe: summary acked ", summary.acked(), " of ",
+                       o.n, have_summary ? "" : " (no summary)"));
+  }
+
+  Summary s;
+  s.Set("tool", "gateway").Set("mode", "subscribe");
+  if (!o.label.empty()) s.Set("label", o.label);
+  s.Set("n", o.n).Set("size", o.size).Set("persistent", o.persistent ? 1 : 0);
+  s.Set("prefetch", o.prefetch).Set("ack", "in-stream");
+  s.Set("ack_batch", o.ack_batch).Set("ack_requests", ack_requests);
+  s.Set("max_batch", o.max_batch)
+      .Set("deliveries_per_response",
+           static_cast<double>(got) / std::max<int64_t>(1, responses), 1);
+  s.Set("acked", static_cast<int64_t>(applied))
+      .Set("stale", static_cast<int64_t>(stale));
+  s.Set("ok", got).Set("errors", o.n - got);
+  AddThroughput(s, static_cast<uint64_t>(got), elapsed);
+  AddClientCpu(s, client_cpu, static_cast<uint64_t>(got));
+  AddProcess(s, "gw", gateway, static_cast<uint64_t>(got), elapsed);
+  AddProcess(s, "broker", broker, static_cast<uint64_t>(got), elapsed);
+  s.Print();
+  return got == o.n ? 0 : 1;
+}
+
 // Delivery latencies of the trickle (streams --trickle), from all streams.
 struct SharedLatencies {
   std::mutex mu;
@@ -895,6 +1006,7 @@ int Main(int argc, char** argv) {
   }
   if (mode == "status-sync") return RunStatusSync(o);
   if (mode == "stream") return RunStream(o);
+  if (mode == "subscribe") return RunSubscribe(o);
   if (mode == "streams") return RunStreams(o);
   f.Die("unknown mode " + mode);
 }
