@@ -1,6 +1,7 @@
 // amqpgw from Node.js: Publish, PublishBatch, a CLIENT-ack stream, a typed
-// header round trip and PublishStream, with @grpc/grpc-js and @grpc/proto-loader
-// loading gateway.proto at run time (no generated code).
+// header round trip, PublishStream and a Subscribe consumer (in-stream acks,
+// `stop`), with @grpc/grpc-js and @grpc/proto-loader loading gateway.proto at
+// run time (no generated code).
 //
 //   node gateway_client.js --server 127.0.0.1:50051 --queue demo
 'use strict';
@@ -118,6 +119,92 @@ async function main() {
   assert.ok(confirmed.has('1') && confirmed.has('100'));
   const streamed = await call('InspectQueue', { name: queue });
   assert.equal(streamed.message_count, 100);
+
+  // 500 in all (s1..s100, then p0..p399) for the Subscribe snippet.
+  await call('PublishBatch', {
+    messages: [...Array(400).keys()].map((i) => ({ routing_key: queue, body: Buffer.from(`p${i}`) })),
+  });
+  const published = [...Array(100).keys()].map((i) => `s${i + 1}`)
+    .concat([...Array(400).keys()].map((i) => `p${i}`));
+
+  // --- snippet: Subscribe (docs/clients.md) ---
+  // At-least-once: each batch is acked on the stream only after all of its
+  // deliveries were processed; whatever is not acked when the stream ends
+  // goes back to the queue. To stop cleanly, write `stop` (no more
+  // deliveries), go on processing and acking what still arrives, and the
+  // gateway sends a `summary` and ends the stream once nothing is
+  // outstanding; then end() our side. Here it stops after `limit` messages;
+  // a service would write the stop on SIGTERM.
+  const consume = (queue, handle, limit) => new Promise((resolve, reject) => {
+    // No deadline: a consumer runs until it stops. A cancel or a crash also
+    // requeues everything unacked.
+    const stream = gw.Subscribe();
+    let processed = 0;
+    let stopping = false;
+    let summary = null;
+    stream.on('data', async (r) => {
+      if (r.event === 'batch') {
+        stream.pause();  // one batch at a time, in order
+        try {
+          const ids = [];
+          for (const d of r.batch.deliveries) {
+            await handle(d);  // your work (may be async)
+            ids.push(d.delivery_id);
+          }
+          processed += ids.length;
+          stream.write({ ack: { delivery_ids: ids } });
+          if (processed >= limit && !stopping) {
+            stream.write({ stop: {} });
+            stopping = true;
+          }
+        } catch (err) {
+          stream.cancel();  // unacked deliveries go back to the queue
+          reject(err);
+        }
+        stream.resume();
+      } else if (r.event === 'ack' && r.ack.stale_ids.length > 0) {
+        // Delivered before a reconnect: the broker redelivers them
+        // (redelivered true) under new ids.
+        console.log('stale:', r.ack.stale_ids);
+      } else if (r.event === 'summary') {
+        summary = r.summary;  // delivered, acked, rejected, requeued
+      }
+    });
+    stream.on('error', reject);
+    stream.on('end', () => {
+      stream.end();  // half-close our side
+      resolve({ processed, summary });
+    });
+    stream.write({ start: { queue, prefetch: 100, max_batch: 64 } });
+  });
+  // --- end of snippet ---
+
+  const readyBecomes = async (count) => {
+    const deadline = Date.now() + 20000;
+    for (;;) {
+      const { message_count } = await call('InspectQueue', { name: queue });
+      if (message_count === count) return;
+      assert.ok(Date.now() < deadline, `queue holds ${message_count}, not ${count}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  const bodies = [];
+  const take = (d) => { bodies.push(d.body.toString()); };
+  const run1 = await consume(queue, take, 60);
+  // The stop went with the ack that reached 60 (at most 59 + a batch of 64);
+  // before its basic.cancel, the broker may have refilled the window
+  // (prefetch 100).
+  assert.ok(run1.processed >= 60 && run1.processed <= 59 + 64 + 100, `${run1.processed}`);
+  assert.deepEqual(run1.summary, { delivered: `${run1.processed}`,
+    acked: `${run1.processed}`, rejected: '0', requeued: '0' });
+  await readyBecomes(500 - run1.processed);
+  const run2 = await consume(queue, take, 500 - run1.processed);
+  assert.equal(run2.processed, 500 - run1.processed);
+  assert.deepEqual(run2.summary, { delivered: `${run2.processed}`,
+    acked: `${run2.processed}`, rejected: '0', requeued: '0' });
+  // Every message processed exactly once, none left.
+  assert.deepEqual([...bodies].sort(), [...published].sort());
+  await readyBecomes(0);
   await call('DeleteQueue', { name: queue });
   gw.close();
   console.log('node: ok');

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """amqpgw from Python: Publish, PublishBatch, a CLIENT-ack stream, a typed
-header round trip, a stream of batches (max_batch) and PublishStream, with
-stubs generated
-at run time (protoc + grpc_python_plugin). Run with Debian's /usr/bin/python3
+header round trip, a stream of batches (max_batch), PublishStream and a
+Subscribe consumer that acks in-stream and stops with `stop`, with stubs
+generated at run time (protoc + grpc_python_plugin). Run with Debian's /usr/bin/python3
 (python3-grpcio).
 
     /usr/bin/python3 gateway_client.py --server 127.0.0.1:50051 --queue demo
@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -143,6 +144,88 @@ def run(server, queue):
     assert confirmed == set(range(1, 101)), sorted(confirmed)[:5]
     left = gw.InspectQueue(pb.InspectQueueRequest(name=queue), timeout=10)
     assert left.message_count == 100, left
+
+    # 500 in all (s1..s100, then p0..p399) for the Subscribe snippet.
+    gw.PublishBatch(pb.PublishBatchRequest(messages=[
+        pb.PublishRequest(routing_key=queue, body=f"p{i}".encode())
+        for i in range(400)]), timeout=30)
+    published = [f"s{i}".encode() for i in range(1, 101)] + [
+        f"p{i}".encode() for i in range(400)]
+
+    # --- snippet: Subscribe (docs/clients.md) ---
+    # At-least-once: each batch is acked on the stream only after all of its
+    # deliveries were processed; whatever is not acked when the stream ends
+    # goes back to the queue. To stop cleanly, send `stop` (no more
+    # deliveries), go on processing and acking what still arrives, and the
+    # gateway sends a `summary` and ends the stream once nothing is
+    # outstanding. Here it stops after `limit` messages; a service would put
+    # the stop request into `outbox` on SIGTERM.
+    from queue import SimpleQueue
+
+    def consume(queue, process, limit):
+        outbox = SimpleQueue()  # requests after the first; None half-closes
+
+        def requests():
+            yield pb.SubscribeRequest(start=pb.SubscribeStart(
+                queue=queue, prefetch=100, max_batch=64))
+            while (request := outbox.get()) is not None:
+                yield request
+
+        processed, stopping, summary = 0, False, None
+        try:
+            # No deadline: a consumer runs until it stops. A cancel or a
+            # crash also requeues everything unacked.
+            for r in gw.Subscribe(requests()):
+                kind = r.WhichOneof("event")
+                if kind == "batch":
+                    for d in r.batch.deliveries:
+                        process(d)
+                    processed += len(r.batch.deliveries)
+                    outbox.put(pb.SubscribeRequest(ack=pb.SubscribeAck(
+                        delivery_ids=[d.delivery_id
+                                      for d in r.batch.deliveries])))
+                    if processed >= limit and not stopping:
+                        outbox.put(pb.SubscribeRequest(stop=pb.SubscribeStop()))
+                        stopping = True
+                elif kind == "ack" and r.ack.stale_ids:
+                    # Delivered before a reconnect: the broker redelivers
+                    # them (redelivered=True) under new ids.
+                    print("stale:", list(r.ack.stale_ids))
+                elif kind == "summary":
+                    summary = r.summary  # delivered, acked, rejected, requeued
+        finally:
+            outbox.put(None)  # half-close our side
+        return processed, summary
+    # --- end of snippet ---
+
+    def ready_becomes(count):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            left = gw.InspectQueue(pb.InspectQueueRequest(name=queue),
+                                   timeout=10)
+            if left.message_count == count:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"queue holds {left.message_count}, not {count}")
+
+    bodies = []
+    first, summary = consume(queue, lambda d: bodies.append(d.body), 60)
+    # The stop went with the ack that reached 60 (at most 59 + a batch of
+    # 64); before its basic.cancel, the broker may have refilled the window
+    # (prefetch 100).
+    assert 60 <= first <= 59 + 64 + 100, first
+    assert summary is not None, "no summary"
+    assert (summary.delivered, summary.acked, summary.rejected,
+            summary.requeued) == (first, first, 0, 0), summary
+    ready_becomes(500 - first)
+    second, summary = consume(queue, lambda d: bodies.append(d.body),
+                              500 - first)
+    assert second == 500 - first, second
+    assert (summary.delivered, summary.acked, summary.rejected,
+            summary.requeued) == (second, second, 0, 0), summary
+    # Every message processed exactly once, none left.
+    assert sorted(bodies) == sorted(published), len(bodies)
+    ready_becomes(0)
     gw.DeleteQueue(pb.DeleteQueueRequest(name=queue), timeout=10)
 
 
