@@ -69,32 +69,7 @@ NODE=$ROOT/tests/support/rabbitmq-node.sh
 export AMQPGW_NODE_MANAGEMENT=0
 PY=/usr/bin/python3  # Debian's, with python3-grpcio and python3-aio-pika
 
-WORK=$(mktemp -d /tmp/amqpgw-bench.XXXXXX)
-RAW=$WORK/results.txt
-: > "$RAW"
-GW_PID=""
-cleanup() {
-  if [ -n "$GW_PID" ] && kill -0 "$GW_PID" 2>/dev/null; then
-    kill -TERM "$GW_PID" 2>/dev/null || true
-    wait "$GW_PID" 2>/dev/null || true
-  fi
-  "$NODE" stop "$WORK/rabbitmq" >/dev/null 2>&1 || true
-  if [ "$KEEP" = 1 ]; then log "work folder kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log "starting a private RabbitMQ node in $WORK/rabbitmq"
-URI=$("$NODE" start "$WORK/rabbitmq" | tail -n 1)
-BROKER_PID=$(cat "$WORK/rabbitmq/rabbitmq.pid")
-
-log "starting amqpgwd"
-# shellcheck disable=SC2086
-"$GWD" --broker="$URI" --listen=127.0.0.1:0 --http_listen= ${AMQPGWD_FLAGS:-} \
-  > "$WORK/amqpgwd.log" 2>&1 &
-GW_PID=$!
-PORT=$(bench_gateway_port "$WORK/amqpgwd.log" "$GW_PID")
-SERVER=127.0.0.1:$PORT
+bench_start amqpgw-bench
 sleep 1  # let start-up settle before reading the idle RSS
 IDLE_RSS_KB=$(awk '/^VmRSS:/ {print $2}' "/proc/$GW_PID/status")
 

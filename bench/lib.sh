@@ -35,3 +35,36 @@ bench_gateway_port() {
   cat "$log" >&2
   return 1
 }
+
+# bench_start PREFIX: a work folder (/tmp/PREFIX.XXXXXX, as WORK, with an
+# empty RAW results file), a private RabbitMQ node in it (URI, BROKER_PID)
+# and amqpgwd on it (GW_PID, PORT, SERVER; more flags in AMQPGWD_FLAGS), and
+# an EXIT trap that stops both and removes the folder unless KEEP=1. Needs
+# NODE, GWD and a `log` function.
+bench_start() {
+  WORK=$(mktemp -d "/tmp/$1.XXXXXX")
+  RAW=$WORK/results.txt
+  : > "$RAW"
+  GW_PID=""
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+  log "starting a private RabbitMQ node in $WORK/rabbitmq"
+  URI=$("$NODE" start "$WORK/rabbitmq" | tail -n 1)
+  BROKER_PID=$(cat "$WORK/rabbitmq/rabbitmq.pid")
+  log "starting amqpgwd"
+  # shellcheck disable=SC2086
+  "$GWD" --broker="$URI" --listen=127.0.0.1:0 --http_listen= ${AMQPGWD_FLAGS:-} \
+    > "$WORK/amqpgwd.log" 2>&1 &
+  GW_PID=$!
+  PORT=$(bench_gateway_port "$WORK/amqpgwd.log" "$GW_PID")
+  SERVER=127.0.0.1:$PORT
+}
+
+bench_cleanup() {
+  if [ -n "$GW_PID" ] && kill -0 "$GW_PID" 2>/dev/null; then
+    kill -TERM "$GW_PID" 2>/dev/null || true
+    wait "$GW_PID" 2>/dev/null || true
+  fi
+  "$NODE" stop "$WORK/rabbitmq" >/dev/null 2>&1 || true
+  if [ "${KEEP:-0}" = 1 ]; then log "work folder kept: $WORK"; else rm -rf "$WORK"; fi
+}
