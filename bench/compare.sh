@@ -25,13 +25,16 @@
 #   --build DIR       build folder (default build); --no-build uses it as is
 #   --out FILE        also write the table (and FILE.raw, the raw lines)
 #   --keep            keep the work folder (broker logs, daemon log)
+#   --only "F..."     run only these scenario functions each repetition
+#                     (e.g. "sub_g stream_d stream_g", in that order, flipped
+#                     every other repetition), and no idle runs
 # Environment: AMQPGWD_FLAGS adds flags to amqpgwd (e.g.
 # "--publisher_connections=2").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REPS=3 N=100000 SYNC_N=3000 PY_N=20000 IDLE_S=60 CLI_N=60000
-BUILD=$ROOT/build DO_BUILD=1 OUT="" KEEP=0
+BUILD=$ROOT/build DO_BUILD=1 OUT="" KEEP=0 ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) REPS=$2; shift 2 ;;
@@ -45,7 +48,8 @@ while [ $# -gt 0 ]; do
     --no-build) DO_BUILD=0; shift ;;
     --out) OUT=$(realpath -m "$2"); shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --only) ONLY=$2; shift 2 ;;
+    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -126,12 +130,14 @@ log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- Idle: resources with no traffic (first, on a fresh daemon). ---
+if [ -z "$ONLY" ]; then
 log "idle: 100 open streams for ${IDLE_S}s"
 run idle100 "$GBENCH" streams --server "$SERVER" --queue "$Q" --gateway_pid "$GW_PID" \
   --streams 100 --duration "$IDLE_S"
 log "1000 open streams on 1000 queues"
 run streams1000 "$GBENCH" streams --server "$SERVER" --queue "$Q" --gateway_pid "$GW_PID" \
   --streams 1000 --duration 10
+fi
 
 # --- Warm-up (not recorded): broker, daemon, both tools. ---
 log "warm-up"
@@ -190,7 +196,14 @@ for rep in $(seq 1 "$REPS"); do
     run py_aiopika "$PY" "$ROOT/bench/python/aiopika_consume.py" \
       --broker "$URI" --queue "$Q" -n "$PY_N" --prefetch 1000
   }
-  if [ $((rep % 2)) = 1 ]; then
+  if [ -n "$ONLY" ]; then
+    read -r -a only <<< "$ONLY"
+    if [ $((rep % 2)) = 0 ]; then
+      for ((i = ${#only[@]} - 1; i >= 0; i--)); do "${only[$i]}"; done
+    else
+      for f in "${only[@]}"; do "$f"; done
+    fi
+  elif [ $((rep % 2)) = 1 ]; then
     pub_g_batch; pub_d; pub_g_stream; pub_g_unary; pub_d64; pub_d_props
     pub_cli; pub_d_cli
     sync_g; sync_d; status_g
