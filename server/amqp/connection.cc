@@ -30,6 +30,10 @@ const char* EventTypeName(Event::Type type) {
       return "basic.nack";
     case Event::Type::kBasicReturn:
       return "basic.return";
+    case Event::Type::kBasicGetOk:
+      return "basic.get-ok";
+    case Event::Type::kBasicGetEmpty:
+      return "basic.get-empty";
     case Event::Type::kQueueDeclareOk:
       return "queue.declare-ok";
     case Event::Type::kQueueDeleteOk:

@@ -119,6 +119,8 @@ struct Event {
     kBasicAck,
     kBasicNack,
     kBasicReturn,
+    kBasicGetOk,     // a message from basic.get: `delivery`, `message_count`
+    kBasicGetEmpty,  // basic.get found the queue empty
     kQueueDeclareOk,
     kQueueDeleteOk,
     kQueuePurgeOk,
@@ -147,7 +149,8 @@ struct Event {
   std::string consumer_tag;
 
   // kQueueDeclareOk (queue, both counts), kQueueDeleteOk and kQueuePurgeOk
-  // (message_count).
+  // (message_count); kBasicGetOk (message_count: the messages still ready in
+  // the queue after the one taken).
   std::string queue;
   uint32_t message_count = 0;
   uint32_t consumer_count = 0;
@@ -155,7 +158,7 @@ struct Event {
   // kConnectionBlocked.
   std::string blocked_reason;
 
-  // kBasicDeliver.
+  // kBasicDeliver, kBasicGetOk (consumer_tag empty).
   Delivery delivery;
   // kBasicReturn.
   ReturnedMessage returned;
@@ -199,6 +202,11 @@ class Connection {
   virtual absl::Status Consume(uint16_t channel, const ConsumeArgs& args) = 0;
   virtual absl::Status Cancel(uint16_t channel,
                               absl::string_view consumer_tag) = 0;
+  // basic.get: the reply is kBasicGetOk (with the message, which is unacked
+  // on `channel` unless no_ack) or kBasicGetEmpty. RabbitMQ 3.10 closes the
+  // whole connection (540 NOT_IMPLEMENTED) on basic.get from a stream queue.
+  virtual absl::Status BasicGet(uint16_t channel, absl::string_view queue,
+                                bool no_ack) = 0;
   virtual absl::Status Ack(uint16_t channel, uint64_t delivery_tag,
                            bool multiple) = 0;
   virtual absl::Status Nack(uint16_t channel, uint64_t delivery_tag,

@@ -31,6 +31,9 @@ struct RabbitConnection::Pool {
 // A basic.deliver or basic.return waiting for its header and body frames.
 struct RabbitConnection::PendingContent {
   bool is_return = false;
+  // basic.get-ok (a Delivery too): the ready count it carried.
+  bool is_get = false;
+  uint32_t message_count = 0;
   bool have_header = false;
   uint64_t body_size = 0;
   Delivery delivery;
@@ -425,7 +428,9 @@ absl::StatusOr<bool> RabbitConnection::HandleFrame(const void* raw,
     event->type = Event::Type::kBasicReturn;
     event->returned = std::move(p.returned);
   } else {
-    event->type = Event::Type::kBasicDeliver;
+    event->type =
+        p.is_get ? Event::Type::kBasicGetOk : Event::Type::kBasicDeliver;
+    event->message_count = p.message_count;
     event->delivery = std::move(p.delivery);
   }
   pending_.erase(it);
@@ -522,6 +527,21 @@ absl::StatusOr<bool> RabbitConnection::HandleMethod(uint16_t channel,
       pending_[channel] = std::move(p);
       return false;
     }
+    case AMQP_BASIC_GET_OK_METHOD: {
+      auto* m = static_cast<amqp_basic_get_ok_t*>(decoded);
+      auto p = std::make_unique<PendingContent>();
+      p->is_get = true;
+      p->message_count = m->message_count;
+      p->delivery.delivery_tag = m->delivery_tag;
+      p->delivery.redelivered = m->redelivered != 0;
+      p->delivery.exchange = String(m->exchange);
+      p->delivery.routing_key = String(m->routing_key);
+      pending_[channel] = std::move(p);
+      return false;
+    }
+    case AMQP_BASIC_GET_EMPTY_METHOD:
+      event->type = Event::Type::kBasicGetEmpty;
+      return true;
     case AMQP_BASIC_RETURN_METHOD: {
       auto* m = static_cast<amqp_basic_return_t*>(decoded);
       auto p = std::make_unique<PendingContent>();
@@ -612,6 +632,14 @@ absl::Status RabbitConnection::Cancel(uint16_t channel,
   amqp_basic_cancel_t m{};
   m.consumer_tag = Bytes(consumer_tag);
   return SendMethod(channel, AMQP_BASIC_CANCEL_METHOD, &m, "basic.cancel");
+}
+
+absl::Status RabbitConnection::BasicGet(uint16_t channel,
+                                        absl::string_view queue, bool no_ack) {
+  amqp_basic_get_t m{};
+  m.queue = Bytes(queue);
+  m.no_ack = no_ack;
+  return SendMethod(channel, AMQP_BASIC_GET_METHOD, &m, "basic.get");
 }
 
 absl::Status RabbitConnection::Ack(uint16_t channel, uint64_t delivery_tag,

@@ -47,6 +47,8 @@ class RabbitConnection final : public Connection {
   absl::Status Consume(uint16_t channel, const ConsumeArgs& args) override;
   absl::Status Cancel(uint16_t channel,
                       absl::string_view consumer_tag) override;
+  absl::Status BasicGet(uint16_t channel, absl::string_view queue,
+                        bool no_ack) override;
   absl::Status Ack(uint16_t channel, uint64_t delivery_tag,
                    bool multiple) override;
   absl::Status Nack(uint16_t channel, uint64_t delivery_tag, bool multiple,

@@ -1,5 +1,8 @@
 #include "server/amqp/types.h"
 
+#include <algorithm>
+#include <cstdint>
+
 namespace amqpgw::amqp {
 
 bool Properties::operator==(const Properties& o) const {
@@ -17,6 +20,22 @@ const FieldValue* FindField(const FieldTable& table, std::string_view key) {
     if (k == key) return &v;
   }
   return nullptr;
+}
+
+uint32_t DeliveryAttempt(const Delivery& d) {
+  if (d.properties.headers.has_value()) {
+    // Quorum queues count deliveries in x-delivery-count (absent on the
+    // first one).
+    const FieldValue* count =
+        FindField(*d.properties.headers, "x-delivery-count");
+    if (count != nullptr) {
+      if (const int64_t* n = std::get_if<int64_t>(&count->value)) {
+        return static_cast<uint32_t>(
+            std::clamp<int64_t>(*n + 1, 1, UINT32_MAX));
+      }
+    }
+  }
+  return d.redelivered ? 2 : 1;
 }
 
 }  // namespace amqpgw::amqp

@@ -113,6 +113,12 @@ struct ReturnedMessage {
 // Looks up a header; nullptr when absent.
 const FieldValue* FindField(const FieldTable& table, std::string_view key);
 
+// How many times the broker has delivered `delivery` (1 for a first
+// delivery): from the x-delivery-count header where the queue keeps one
+// (quorum queues: absent or 0 on the first delivery), else 1, or 2 when
+// redelivered.
+uint32_t DeliveryAttempt(const Delivery& delivery);
+
 }  // namespace amqpgw::amqp
 
 #endif  // AMQPGW_SERVER_AMQP_TYPES_H_

@@ -69,6 +69,9 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
         return enabled_.load() ? absl::OkStatus() : DisconnectedError();
       },
       options_.default_timeout);
+  getter_ = std::make_unique<MessageGetter>(control_, [this] {
+    return enabled_.load() ? absl::OkStatus() : DisconnectedError();
+  });
   consumers_ =
       std::make_unique<ConsumerPool>(consumer_workers, options_.instance_id,
                                      &stats_, options_.seal_subscription_id);
@@ -77,6 +80,7 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
 Session::~Session() {
   Stop();
   consumers_.reset();
+  getter_.reset();
   topology_.reset();
   publishers_.clear();
   workers_.clear();

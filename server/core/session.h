@@ -2,7 +2,8 @@
 //
 // Owns the AMQP connections, each with its own thread (ConnectionWorker):
 //   - control:     topology RPCs (TopologyService: declare, delete, purge,
-//                  bind, and their replay after reconnects); never
+//                  bind, and their replay after reconnects) and GetMessages
+//                  (MessageGetter); never
 //                  publishes, so a broker blocking publishers does not stop it
 //   - publisher-N: confirmed publishing (Publisher)
 //   - consumer-N:  subscriptions, one channel each (ConsumerPool)
@@ -33,6 +34,7 @@
 #include "server/base/sync.h"
 #include "server/core/backoff.h"
 #include "server/core/connection_worker.h"
+#include "server/core/get_messages.h"
 #include "server/core/publisher.h"
 #include "server/core/stats.h"
 #include "server/core/subscription.h"
@@ -139,6 +141,12 @@ class Session {
   // connection; they fail with FAILED_PRECONDITION after Disconnect.
   TopologyService& topology() { return *topology_; }
 
+  // GetMessages (basic.get, then requeue or ack) on the control connection,
+  // a channel per call; fails with FAILED_PRECONDITION after Disconnect.
+  void GetMessages(GetRequest request, MessageGetter::Done done) {
+    getter_->Get(std::move(request), std::move(done));
+  }
+
   // Starts a subscription; events go to `sink` until its OnEnd.
   absl::StatusOr<std::shared_ptr<Subscription>> Subscribe(
       SubscribeOptions options, SubscriptionSink* sink);
@@ -184,6 +192,7 @@ class Session {
   std::vector<ConnectionWorker*> publisher_workers_;
   std::vector<std::unique_ptr<Publisher>> publishers_;
   std::unique_ptr<TopologyService> topology_;
+  std::unique_ptr<MessageGetter> getter_;
   std::unique_ptr<ConsumerPool> consumers_;
   std::atomic<uint64_t> next_publisher_{0};
   std::atomic<int64_t> pending_bytes_{0};

@@ -18,22 +18,6 @@ namespace {
 constexpr int kMaxResubscribeRetries = 20;
 constexpr absl::Duration kResubscribeRetryDelay = absl::Milliseconds(500);
 
-uint32_t DeliveryAttempt(const amqp::Delivery& d) {
-  if (d.properties.headers.has_value()) {
-    // Quorum queues count deliveries in x-delivery-count (absent on the
-    // first one).
-    const amqp::FieldValue* count =
-        amqp::FindField(*d.properties.headers, "x-delivery-count");
-    if (count != nullptr) {
-      if (const int64_t* n = std::get_if<int64_t>(&count->value)) {
-        return static_cast<uint32_t>(
-            std::clamp<int64_t>(*n + 1, 1, UINT32_MAX));
-      }
-    }
-  }
-  return d.redelivered ? 2 : 1;
-}
-
 }  // namespace
 
 // --- ConsumerHost ---
@@ -234,7 +218,7 @@ void Subscription::OnDeliver(amqp::Delivery& d) {
   }
   StreamDelivery out;
   out.delivery_id = next_id_++;
-  out.delivery_attempt = DeliveryAttempt(d);
+  out.delivery_attempt = amqp::DeliveryAttempt(d);
   uint64_t tag = out.delivery_id - gen_base_;
   if (tag != d.delivery_tag) {
     // Never expected (one consumer per channel numbers deliveries 1, 2, ...);

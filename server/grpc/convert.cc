@@ -647,6 +647,20 @@ absl::StatusOr<core::AckAction> ToAckAction(const v1::AckRequest& r) {
   return ToAckAction(r.action());
 }
 
+absl::StatusOr<core::GetRequest> ToGetRequest(const v1::GetMessagesRequest& r) {
+  absl::Status s = ValidateName("queue", r.queue(), /*allow_empty=*/false);
+  if (!s.ok()) return s;
+  if (r.count() < 1 || r.count() > kMaxGetMessages) {
+    return Invalid("count", absl::StrCat("must be 1..", kMaxGetMessages,
+                                         ", got ", r.count()));
+  }
+  core::GetRequest out;
+  out.queue = r.queue();
+  out.count = r.count();
+  out.ack = r.ack();
+  return out;
+}
+
 void ToProtoTable(const amqp::FieldTable& table, ProtoTable* out) {
   for (const auto& [k, v] : table) {
     ToProtoValue(v, &(*out)[IsValidUtf8(k) ? k : SanitizeUtf8(k)]);
@@ -698,6 +712,14 @@ void ToProtoDelivery(core::StreamDelivery&& d, v1::Delivery* out) {
     out->mutable_trace_context()->set_traceparent(tc->Traceparent());
     out->mutable_trace_context()->set_tracestate(tc->tracestate);
   }
+}
+
+void ToProtoDelivery(amqp::Delivery&& delivery, v1::Delivery* out) {
+  core::StreamDelivery d;
+  d.delivery_id = 0;
+  d.delivery_attempt = amqp::DeliveryAttempt(delivery);
+  d.message = std::move(delivery);
+  ToProtoDelivery(std::move(d), out);
 }
 
 void ToProtoConnectionInfo(const core::ConnectionInfo& info,

@@ -86,6 +86,10 @@ absl::StatusOr<absl::Duration> ToDrainTimeout(
     const v1::SubscribeStart& request);
 absl::StatusOr<core::AckAction> ToAckAction(const v1::AckRequest& request);
 absl::StatusOr<core::AckAction> ToAckAction(v1::AckRequest::Action action);
+// GetMessagesRequest.count's range.
+inline constexpr uint32_t kMaxGetMessages = 1000;
+absl::StatusOr<core::GetRequest> ToGetRequest(
+    const v1::GetMessagesRequest& request);
 
 // --- AMQP -> API. Strings that are not valid UTF-8 become bytes_value
 // (headers) or get U+FFFD replacements (other fields). ---
@@ -94,6 +98,8 @@ void ToProtoTable(const amqp::FieldTable& table, ProtoTable* out);
 void ToProtoProperties(const amqp::Properties& properties,
                        v1::MessageProperties* out);
 void ToProtoDelivery(core::StreamDelivery&& delivery, v1::Delivery* out);
+// A GetMessages message: delivery_id 0, delivery_attempt from the message.
+void ToProtoDelivery(amqp::Delivery&& delivery, v1::Delivery* out);
 void ToProtoConnectionInfo(const core::ConnectionInfo& info,
                            v1::ConnectionInfo* out);
 void ToProtoCounters(const core::CountersSnapshot& counters, v1::Counters* out);

@@ -301,6 +301,32 @@ ServerUnaryReactor* GatewayService::PurgeQueue(
   return reactor;
 }
 
+ServerUnaryReactor* GatewayService::GetMessages(
+    CallbackServerContext* ctx, const v1::GetMessagesRequest* request,
+    v1::GetMessagesResponse* response) {
+  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
+    return Fail(ctx, s);
+  }
+  absl::StatusOr<core::GetRequest> get = ToGetRequest(*request);
+  if (!get.ok()) return Fail(ctx, get.status());
+  get->deadline = session_->Deadline(CallDeadline(ctx));
+  const bool requeue = !get->ack;
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  session_->GetMessages(
+      *std::move(get),
+      [reactor, response, requeue](absl::StatusOr<core::GetResult> r) {
+        if (r.ok()) {
+          for (amqp::Delivery& d : r->messages) {
+            ToProtoDelivery(std::move(d), response->add_messages());
+          }
+          response->set_requeued(requeue && !r->messages.empty());
+          response->set_message_count(r->message_count);
+        }
+        reactor->Finish(ToGrpcStatus(r.status()));
+      });
+  return reactor;
+}
+
 ServerUnaryReactor* GatewayService::DeclareExchange(
     CallbackServerContext* ctx, const v1::DeclareExchangeRequest* request,
     v1::DeclareExchangeResponse* response) {

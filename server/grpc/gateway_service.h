@@ -75,6 +75,9 @@ class GatewayService final : public v1::Gateway::CallbackService {
   ::grpc::ServerUnaryReactor* PurgeQueue(
       ::grpc::CallbackServerContext* ctx, const v1::PurgeQueueRequest* request,
       v1::PurgeQueueResponse* response) override;
+  ::grpc::ServerUnaryReactor* GetMessages(
+      ::grpc::CallbackServerContext* ctx, const v1::GetMessagesRequest* request,
+      v1::GetMessagesResponse* response) override;
   ::grpc::ServerUnaryReactor* DeclareExchange(
       ::grpc::CallbackServerContext* ctx,
       const v1::DeclareExchangeRequest* request,

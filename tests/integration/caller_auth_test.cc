@@ -198,6 +198,34 @@ TEST_F(CallerAuthTest, RolesAllowWhatTheTableSays) {
   EXPECT_TRUE(Delete(kAdminToken, q).ok());
 }
 
+TEST_F(CallerAuthTest, GetMessagesNeedsConsumeEvenForAPeek) {
+  std::string q = UniqueName("auth-get");
+  ASSERT_TRUE(Declare(kAdminToken, q).ok());
+  ASSERT_TRUE(Publish(kAdminToken, q).ok());
+  for (bool ack : {false, true}) {
+    v1::GetMessagesRequest req;
+    req.set_queue(q);
+    req.set_count(1);
+    req.set_ack(ack);
+    v1::GetMessagesResponse resp;
+    ::grpc::Status s = stub().GetMessages(As(kPublishToken).get(), req, &resp);
+    EXPECT_EQ(s.error_code(), StatusCode::PERMISSION_DENIED);
+    EXPECT_THAT(s.error_message(),
+                HasSubstr("'publish' may not call GetMessages"));
+  }
+  v1::GetMessagesRequest peek;
+  peek.set_queue(q);
+  peek.set_count(1);
+  v1::GetMessagesResponse resp;
+  ::grpc::Status s = stub().GetMessages(As(kConsumeToken).get(), peek, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.messages_size(), 1);
+  peek.set_ack(true);
+  s = stub().GetMessages(As(kConsumeToken).get(), peek, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(Purge(kAdminToken, q).ok(), true);
+}
+
 TEST_F(CallerAuthTest, HealthAndReflectionStayOpen) {
   EXPECT_EQ(gateway_->Health(), "SERVING");
 

@@ -49,6 +49,8 @@ const char* SentKindName(Sent::Kind kind) {
       return "exchange.declare";
     case Sent::Kind::kExchangeDelete:
       return "exchange.delete";
+    case Sent::Kind::kBasicGet:
+      return "basic.get";
   }
   return "?";
 }
@@ -91,6 +93,8 @@ std::pair<uint16_t, uint16_t> MethodId(Sent::Kind kind) {
       return {40, 10};
     case K::kExchangeDelete:
       return {40, 20};
+    case K::kBasicGet:
+      return {60, 70};
   }
   return {0, 0};
 }
@@ -394,7 +398,37 @@ void FakePeer::ForgetChannel(uint16_t channel) {
   auto it = channels_.find(channel);
   if (it == channels_.end()) return;
   for (uint64_t tag : it->second.unacked) requeued_.emplace_back(channel, tag);
+  SettleGotten(it->second, it->second.unacked, /*requeue=*/true);
   channels_.erase(it);
+}
+
+void FakePeer::SettleGotten(ChannelState& channel,
+                            const std::vector<uint64_t>& tags, bool requeue) {
+  // Last first, each in front: the queue gets them back in order.
+  for (auto t = tags.rbegin(); t != tags.rend(); ++t) {
+    auto g = channel.gotten.find(*t);
+    if (g == channel.gotten.end()) continue;
+    if (requeue) {
+      g->second.second.redelivered = true;
+      queues_[g->second.first].push_front(std::move(g->second.second));
+    }
+    channel.gotten.erase(g);
+  }
+}
+
+void FakePeer::AddMessages(const std::string& queue,
+                           std::vector<QueuedMessage> messages) {
+  amqpgw::MutexLock lock(&mu_);
+  auto& q = queues_[queue];
+  for (auto& m : messages) q.push_back(std::move(m));
+  Changed();
+}
+
+std::vector<QueuedMessage> FakePeer::queue(const std::string& name) const {
+  amqpgw::MutexLock lock(&mu_);
+  auto it = queues_.find(name);
+  if (it == queues_.end()) return {};
+  return std::vector<QueuedMessage>(it->second.begin(), it->second.end());
 }
 
 void FakePeer::Settle(uint16_t channel, uint64_t tag, bool multiple,
@@ -417,6 +451,7 @@ void FakePeer::Settle(uint16_t channel, uint64_t tag, bool multiple,
   if (requeue) {
     for (auto i = first; i <= pos; ++i) requeued_.emplace_back(channel, *i);
   }
+  SettleGotten(it->second, std::vector<uint64_t>(first, pos + 1), requeue);
   unacked.erase(first, pos + 1);
 }
 
@@ -494,10 +529,36 @@ void FakePeer::Answer(const Sent& s) {
         Reply(s.kind, std::move(e));
       }
       return;
+    case K::kBasicGet: {
+      auto q = queues_.find(s.name);
+      if (q == queues_.end() || q->second.empty()) {
+        Reply(s.kind, MakeEvent(T::kBasicGetEmpty, ch));
+        return;
+      }
+      ChannelState& state = channels_[ch];
+      Event e = MakeEvent(T::kBasicGetOk, ch);
+      QueuedMessage m = std::move(q->second.front());
+      q->second.pop_front();
+      e.message_count = static_cast<uint32_t>(q->second.size());
+      e.delivery.delivery_tag = state.next_delivery_tag++;
+      e.delivery.redelivered = m.redelivered;
+      e.delivery.routing_key = s.name;
+      e.delivery.properties = m.properties;
+      e.delivery.body = m.body;
+      if (!s.no_ack) {
+        state.unacked.push_back(e.delivery.delivery_tag);
+        state.gotten[e.delivery.delivery_tag] = {s.name, std::move(m)};
+      }
+      Reply(s.kind, std::move(e));
+      return;
+    }
     case K::kQueueDeclare: {
       Event e = MakeEvent(T::kQueueDeclareOk, ch);
       e.queue =
           s.name.empty() ? absl::StrCat("amq.gen-", next_generated_++) : s.name;
+      if (auto q = queues_.find(e.queue); q != queues_.end()) {
+        e.message_count = static_cast<uint32_t>(q->second.size());
+      }
       Reply(s.kind, std::move(e));
       return;
     }
@@ -645,6 +706,14 @@ absl::Status FakeConnection::Cancel(uint16_t channel,
                                     absl::string_view consumer_tag) {
   Sent s = Method(Sent::Kind::kCancel, channel);
   s.name = std::string(consumer_tag);
+  return peer_->Record(std::move(s));
+}
+
+absl::Status FakeConnection::BasicGet(uint16_t channel, absl::string_view queue,
+                                      bool no_ack) {
+  Sent s = Method(Sent::Kind::kBasicGet, channel);
+  s.name = std::string(queue);
+  s.no_ack = no_ack;
   return peer_->Record(std::move(s));
 }
 

@@ -73,6 +73,7 @@ struct Sent {
     kQueueUnbind,
     kExchangeDeclare,
     kExchangeDelete,
+    kBasicGet,
   };
   Kind kind;
   uint16_t channel = 0;
@@ -82,12 +83,15 @@ struct Sent {
   uint64_t seq = 0;
   // kAck, kNack.
   uint64_t delivery_tag = 0;
+  // kBasicGet (the queue is in `name`).
+  bool no_ack = false;
   bool multiple = false;
   bool requeue = false;
   // kQos.
   uint16_t prefetch = 0;
   bool global = false;
-  // kCancel: the consumer tag; kQueueDelete, kQueuePurge: the queue;
+  // kCancel: the consumer tag; kQueueDelete, kQueuePurge, kBasicGet: the
+  // queue;
   // kExchangeDelete: the exchange; kQueueDeclare, kExchangeDeclare: the
   // name from the arguments.
   std::string name;
@@ -100,6 +104,13 @@ struct Sent {
 };
 
 const char* SentKindName(Sent::Kind kind);
+
+// A message in one of the fake broker's queues (FakePeer::AddMessages).
+struct QueuedMessage {
+  std::string body;
+  bool redelivered = false;
+  Properties properties;
+};
 
 class FakePeer {
  public:
@@ -155,6 +166,20 @@ class FakePeer {
   // channel or connection closed with them unacked), in the order it put
   // them back: (channel, tag) pairs.
   std::vector<std::pair<uint16_t, uint64_t>> requeued() const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // --- Queues for basic.get. ---
+  // Appends messages to `queue` (created empty if new). A queue the test
+  // added answers a passive queue.declare with its count and basic.get with
+  // its first message (held unacked on the channel, put back in front in
+  // order, redelivered, when nacked with requeue or when the channel or the
+  // connection closes); basic.get of any other queue is get-empty.
+  void AddMessages(const std::string& queue,
+                   std::vector<QueuedMessage> messages)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // The messages ready in `queue` now, in order (not those taken and
+  // unacked).
+  std::vector<QueuedMessage> queue(const std::string& name) const
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // --- What the broker does. Each pushes an event the gateway reads. ---
@@ -223,6 +248,8 @@ class FakePeer {
     uint64_t next_delivery_tag = 1;
     std::string consumer_tag;
     std::vector<uint64_t> unacked;  // ascending
+    // Messages taken by basic.get and not settled: tag -> (queue, message).
+    std::map<uint64_t, std::pair<std::string, QueuedMessage>> gotten;
   };
   // An event, or the failure of the connection at that point.
   using Inbound = std::variant<Event, absl::Status>;
@@ -250,6 +277,10 @@ class FakePeer {
   void Settle(uint16_t channel, uint64_t tag, bool multiple, bool requeue)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Changed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts the basic.get messages of `channel` with tags in `tags` back in
+  // front of their queues, in order, redelivered (or drops them: acked).
+  void SettleGotten(ChannelState& channel, const std::vector<uint64_t>& tags,
+                    bool requeue) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const BrokerAddress address_;
   const std::string connection_name_;
@@ -272,6 +303,7 @@ class FakePeer {
   std::vector<Event> held_ ABSL_GUARDED_BY(mu_);
   std::vector<Refusal> refusals_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<uint16_t, uint64_t>> requeued_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::deque<QueuedMessage>> queues_ ABSL_GUARDED_BY(mu_);
   uint64_t next_generated_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
@@ -294,6 +326,8 @@ class FakeConnection final : public Connection {
   absl::Status Consume(uint16_t channel, const ConsumeArgs& args) override;
   absl::Status Cancel(uint16_t channel,
                       absl::string_view consumer_tag) override;
+  absl::Status BasicGet(uint16_t channel, absl::string_view queue,
+                        bool no_ack) override;
   absl::Status Ack(uint16_t channel, uint64_t delivery_tag,
                    bool multiple) override;
   absl::Status Nack(uint16_t channel, uint64_t delivery_tag, bool multiple,
