@@ -285,6 +285,10 @@ TEST(HintTest, GatewayWordsGetTheCliWayOut) {
       {Code::NOT_FOUND,
        "purge queue 'jobs': NOT_FOUND - no queue 'jobs' in vhost '/'",
        "amqpgw queue declare jobs"},
+      {Code::NOT_FOUND,
+       "get messages from queue 'jobs': NOT_FOUND - no queue 'jobs' in "
+       "vhost '/'",
+       "amqpgw queue declare jobs"},
       {Code::FAILED_PRECONDITION,
        "NO_ROUTE: no queue named 'jobs' exists (the default exchange routes "
        "by queue name); declare and bind a queue, or set allow_unroutable to "

@@ -173,7 +173,7 @@ const std::vector<Command>& AllCommands() {
   static const auto* commands = [] {
     auto* all = new std::vector<Command>();
     for (auto part : {SessionCommands(), TopologyCommands(), ListCommands(),
-                      PublishCommands(), ConsumeCommands()}) {
+                      PublishCommands(), ConsumeCommands(), GetCommands()}) {
       for (Command& c : part) all->push_back(std::move(c));
     }
     return all;
@@ -231,6 +231,7 @@ std::string MainHelp() {
       "  amqpgw publish orders 'hello' --header attempt:int=1\n"
       "  seq 1000 | amqpgw publish orders --lines\n"
       "  amqpgw consume orders --max 10 --json\n"
+      "  amqpgw get orders --count 5\n"
       "  AMQPGW_SERVER=gw.example:50051 amqpgw status\n"
       "\n"
       "Run 'amqpgw COMMAND --help' for a command's flags and examples.\n");

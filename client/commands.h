@@ -70,6 +70,7 @@ std::vector<Command> TopologyCommands();  // queue ..., exchange ..., (un)bind
 std::vector<Command> ListCommands();     // queue|exchange|binding|consumer list
 std::vector<Command> PublishCommands();  // publish, publish-batch
 std::vector<Command> ConsumeCommands();  // consume, ack
+std::vector<Command> GetCommands();      // get
 
 }  // namespace amqpgw::cli
 

@@ -25,7 +25,8 @@ std::string Token(const std::string& s) {
 std::string HumanDelivery(const v1::Delivery& d) {
   const v1::MessageProperties& p = d.properties();
   std::vector<std::string> parts;
-  parts.push_back(absl::StrCat("#", d.delivery_id()));
+  // GetMessages' messages have no delivery id (0): nothing to Ack.
+  if (d.delivery_id() != 0) parts.push_back(absl::StrCat("#", d.delivery_id()));
   parts.push_back(Token(d.routing_key()));
   if (!d.exchange().empty()) {
     parts.push_back(absl::StrCat("exchange=", Token(d.exchange())));

@@ -9,8 +9,9 @@
 namespace amqpgw::cli {
 
 // "#1 orders persistent content_type=text/plain headers={n=5} | hello":
-// delivery id, routing key, the properties that are set, then the body as
-// HumanBody shows it. Never contains control characters.
+// delivery id (left out when 0, as in GetMessages), routing key, the properties
+// that are set, then the body as HumanBody shows it. Never contains control
+// characters.
 std::string HumanDelivery(const v1::Delivery& delivery);
 
 // The Delivery as one line of JSON (proto field names, default values left

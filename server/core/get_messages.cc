@@ -14,8 +14,8 @@ namespace {
 
 size_t MessageBytes(const amqp::Delivery& d) {
   absl::StatusOr<std::string> props = amqp::EncodeProperties(d.properties);
-  return d.body.size() + (props.ok() ? props->size() : 0) +
-         d.exchange.size() + d.routing_key.size();
+  return d.body.size() + (props.ok() ? props->size() : 0) + d.exchange.size() +
+         d.routing_key.size();
 }
 
 }  // namespace
@@ -179,7 +179,8 @@ void MessageGetter::Settle(Op* op) {
   AMQPGW_DCHECK(worker_->InWorkerThread());
   amqp::Connection* conn = worker_->connection();
   if (op->request.ack && op->last_tag != 0) {
-    if (absl::Status s = conn->Ack(op->channel, op->last_tag, /*multiple=*/true);
+    if (absl::Status s =
+            conn->Ack(op->channel, op->last_tag, /*multiple=*/true);
         !s.ok()) {
       SendFailed(op, s);
       return;
@@ -203,7 +204,8 @@ void MessageGetter::CloseChannel(Op* op) {
 void MessageGetter::SendFailed(Op* op, const absl::Status& s) {
   AMQPGW_DCHECK(worker_->InWorkerThread());
   amqp::Connection* conn = worker_->connection();
-  if (conn != nullptr && conn->status().ok() && op->step != Op::Step::kClosing) {
+  if (conn != nullptr && conn->status().ok() &&
+      op->step != Op::Step::kClosing) {
     // Nothing was sent and the connection is fine: give up the call.
     Finish(op, s);
     op->abandoned = true;

@@ -17,13 +17,13 @@
 namespace amqpgw::core {
 namespace {
 
+using amqp::testing::QueuedMessage;
 using testing::FakeAddress;
 using testing::FakeBroker;
 using testing::FakePeer;
 using testing::FakeWorkerOptions;
 using testing::kWaitTimeout;
 using testing::Mailbox;
-using amqp::testing::QueuedMessage;
 using testing::Sent;
 
 std::vector<QueuedMessage> Numbered(int n) {

@@ -486,6 +486,53 @@ TEST_F(CliTest, ConsumeIntoAClosedPipeAcksExactlyWhatItPrinted) {
   }));
 }
 
+TEST_F(CliTest, GetPeeksInOrderAndAckTakesExactlyCount) {
+  for (int i = 0; i < 5; ++i) Publish(queue_, absl::StrCat("m", i));
+  // A peek: printed in order, left in the queue.
+  ProcessResult r = Cli({"get", queue_, "--count", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 3u) << r.out;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_THAT(lines[i], AllOf(StartsWith(absl::StrCat(queue_, " ")),
+                                HasSubstr(absl::StrCat("| m", i))));
+  }
+  EXPECT_THAT(r.err, AllOf(HasSubstr("peeked at 3 messages"),
+                           HasSubstr("marked redelivered")));
+  EXPECT_TRUE(WaitFor([&] { return Inspect(queue_).message_count() == 5; }));
+
+  // --ack --json: takes exactly two, the first two, now redelivered.
+  r = Cli({"get", queue_, "--count", "2", "--ack", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 2u) << r.out;
+  for (int i = 0; i < 2; ++i) {
+    v1::Delivery d = ParseDelivery(lines[i]);
+    EXPECT_EQ(d.body(), absl::StrCat("m", i));
+    EXPECT_TRUE(d.redelivered());
+    EXPECT_EQ(d.delivery_attempt(), 2u);
+  }
+  EXPECT_THAT(r.err, HasSubstr("took 2 messages"));
+  EXPECT_TRUE(WaitFor([&] { return Inspect(queue_).message_count() == 3; }));
+  EXPECT_EQ(Drain(queue_), (std::vector<std::string>{"m2", "m3", "m4"}));
+
+  // An empty queue: nothing printed, exit 0.
+  r = Cli({"get", queue_, "--count", "10"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_THAT(r.err, HasSubstr("peeked at 0 messages"));
+
+  // --count out of range is a usage error; a missing queue exits 1.
+  r = Cli({"get", queue_, "--count", "1001"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--count"));
+  std::string missing = UniqueName("missing");
+  r = Cli({"get", missing});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, AllOf(HasSubstr("NOT_FOUND"),
+                           HasSubstr("amqpgw queue declare " + missing)));
+}
+
 TEST_F(CliTest, CtrlCEndsConsumeCleanlyWithASummary) {
   Publish(queue_, "first");
   Publish(queue_, "second");

@@ -10,10 +10,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "server/base/sync.h"
 #include "tests/support/amqp_peer.h"
 #include "tests/support/broker_node.h"
 #include "tests/support/gateway_fixture.h"
-#include "server/base/sync.h"
 #include "tests/support/wait.h"
 
 namespace amqpgw::testing {
