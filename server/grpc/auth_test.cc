@@ -112,6 +112,7 @@ TEST(AuthTest, EveryRpcDeclaresItsRoleInTheProto) {
                        {"PublishBatch", "publish"},
                        {"PublishStream", "publish"},
                        {"StreamMessages", "consume"},
+                       {"GetMessages", "consume"},
                        {"Ack", "consume"},
                        {"ListQueues", "consume"},
                        {"ListExchanges", "consume"},
