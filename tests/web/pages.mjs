@@ -144,6 +144,16 @@ async function main() {
     check(await page.inputValue("#p-routing-key") === qb, "publish form targets the queue");
     check(await page.inputValue("#c-queue") === qb, "consume form targets the queue");
 
+    // Get messages: the first 7 (of 7) shown, left in the queue in order.
+    await page.click("#qp-peek-btn");
+    await waitCount(page.locator("#qp-peek li"), 7, "peeked messages");
+    await waitText(page.locator("#qp-peek-note"), /put back in the queue/, "peek note");
+    check(await page.locator("#qp-peek li .msg-flags").count() === 0, "a first peek: not redelivered");
+    await waitText(page.locator('#qp-stats [data-stat="ready"] .n'), /^7$/, "ready unchanged by the peek");
+    await page.click("#qp-peek-btn");
+    await waitText(page.locator("#qp-peek li .msg-flags").first(), /redelivered/, "a second peek: redelivered");
+    await waitText(page.locator('#qp-stats [data-stat="ready"] .n'), /^7$/, "ready unchanged by two peeks");
+
     // A load from the CLI in the background: the publish rate and the
     // depth move; a stream from the page shows as a consumer and delivers.
     // (Bursts of 25 every 100 ms: a steady rate the page can show without

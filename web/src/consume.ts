@@ -79,7 +79,9 @@ async function ack(ids: string[], action: AckRequest_Action): Promise<void> {
   refreshQueue(s.queue);
 }
 
-function renderDelivery(d: Delivery, client: boolean): HTMLElement {
+// One delivery as a list item; `client`: with Ack / Requeue / Reject
+// buttons. A delivery id of 0 (GetMessages: nothing to ack) is not shown.
+export function renderDelivery(d: Delivery, client: boolean): HTMLElement {
   const body = formatBody(d.body);
   const props = propertyRows(d.properties);
   const flags = [
@@ -89,7 +91,7 @@ function renderDelivery(d: Delivery, client: boolean): HTMLElement {
   const id = d.deliveryId;
   const el = h("li", { class: "msg fresh", "data-delivery-id": id, "data-state": client ? "pending" : "received" },
     h("div", { class: "msg-head" },
-      h("span", { class: "msg-id" }, `#${id}`),
+      id !== "0" ? h("span", { class: "msg-id" }, `#${id}`) : null,
       h("span", { class: "msg-route" }, `${d.exchange || "(default)"} → ${d.routingKey}`),
       flags ? h("span", { class: "msg-flags" }, flags) : null,
       h("time", { class: "msg-time" }, new Date().toLocaleTimeString())),

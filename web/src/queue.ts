@@ -5,6 +5,7 @@
 // actions: publish and consume (the cards below), purge and delete.
 // Refreshed every 2 s while shown.
 import { describeError, gateway, within } from "./api";
+import { renderDelivery } from "./consume";
 import { QueueChart } from "./chart";
 import { byId, confirmButton, h } from "./dom";
 import { formatField, plural } from "./format";
@@ -166,6 +167,28 @@ async function purge(name: string): Promise<void> {
   refreshQueue(name);
 }
 
+// How many messages "Get messages" shows.
+const PEEK_COUNT = 10;
+
+// GetMessages without ack: the first messages of the queue, put back in
+// their order (now marked redelivered).
+async function peek(name: string): Promise<void> {
+  clearError("qp-action-error");
+  try {
+    const { response } = await gateway().getMessages({ queue: name, count: PEEK_COUNT, ack: false }, within(15000));
+    const n = response.messages.length;
+    byId("qp-peek").replaceChildren(...response.messages.map((d) => renderDelivery(d, false)));
+    byId("qp-peek-note").textContent = n === 0
+      ? "No ready messages to show."
+      : `The first ${plural(n, "message")}, put back in the queue in their order (now marked redelivered).`;
+    byId("qp-peek-box").hidden = false;
+    log("ok", `looked at ${plural(n, "message")} of ${name}`);
+  } catch (e) {
+    reportError("qp-action-error", "GetMessages", e);
+  }
+  refreshQueue(name);
+}
+
 async function remove(name: string): Promise<void> {
   clearError("qp-action-error");
   try {
@@ -197,9 +220,12 @@ function enter(name: string): void {
     byId("qp-facts").replaceChildren();
     byId("qp-consumers").querySelector("tbody")!.replaceChildren();
     byId("qp-bindings").querySelector("tbody")!.replaceChildren();
+    byId("qp-peek").replaceChildren();
+    byId("qp-peek-box").hidden = true;
     byId("qp-actions").replaceChildren(
       h("button", { type: "button", onclick: () => byId("publish").scrollIntoView({ block: "start" }) }, "Publish…"),
       h("button", { type: "button", onclick: () => byId("consume").scrollIntoView({ block: "start" }) }, "Consume…"),
+      h("button", { type: "button", id: "qp-peek-btn", title: `Show the first ${PEEK_COUNT} messages and leave them in the queue`, onclick: () => void peek(name) }, "Get messages"),
       confirmButton("Purge", "Purge?", () => void purge(name), "Remove its ready messages"),
       confirmButton("Delete", "Delete?", () => void remove(name), "Delete the queue"));
     for (const b of byId("qp-actions").querySelectorAll("button")) b.classList.remove("small-btn");
