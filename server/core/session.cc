@@ -75,6 +75,20 @@ Session::Session(SessionOptions options) : options_(std::move(options)) {
   consumers_ =
       std::make_unique<ConsumerPool>(consumer_workers, options_.instance_id,
                                      &stats_, options_.seal_subscription_id);
+  retrier_ = std::make_unique<Retrier>(
+      [this](amqp::QueueDeclareArgs args, absl::Time deadline,
+             absl::AnyInvocable<void(absl::Status) &&> done) {
+        topology_->DeclareQueue(
+            std::move(args), deadline,
+            [done = std::move(done)](absl::StatusOr<QueueInfo> r) mutable {
+              std::move(done)(r.status());
+            },
+            /*record=*/false);
+      },
+      [this](std::shared_ptr<PublishBatch> batch) {
+        return Publish(std::move(batch));
+      });
+  consumers_->set_retrier(retrier_.get());
 }
 
 Session::~Session() {
@@ -369,9 +383,10 @@ absl::StatusOr<std::shared_ptr<Subscription>> Session::Subscribe(
 }
 
 void Session::Ack(const std::string& subscription_id, std::vector<uint64_t> ids,
-                  AckAction action,
+                  AckCommand action,
                   absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done) {
-  consumers_->Ack(subscription_id, std::move(ids), action, std::move(done));
+  consumers_->Ack(subscription_id, std::move(ids), std::move(action),
+                  std::move(done));
 }
 
 }  // namespace amqpgw::core

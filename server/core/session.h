@@ -36,6 +36,7 @@
 #include "server/core/connection_worker.h"
 #include "server/core/get_messages.h"
 #include "server/core/publisher.h"
+#include "server/core/retry.h"
 #include "server/core/stats.h"
 #include "server/core/subscription.h"
 #include "server/core/topology.h"
@@ -151,7 +152,7 @@ class Session {
   absl::StatusOr<std::shared_ptr<Subscription>> Subscribe(
       SubscribeOptions options, SubscriptionSink* sink);
   void Ack(const std::string& subscription_id, std::vector<uint64_t> ids,
-           AckAction action,
+           AckCommand action,
            absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done);
   // Ends every open stream with `why` (shutdown).
   void CancelStreams(const absl::Status& why) { consumers_->CancelAll(why); }
@@ -194,6 +195,7 @@ class Session {
   std::unique_ptr<TopologyService> topology_;
   std::unique_ptr<MessageGetter> getter_;
   std::unique_ptr<ConsumerPool> consumers_;
+  std::unique_ptr<Retrier> retrier_;  // RETRY copies (server/core/retry.h)
   std::atomic<uint64_t> next_publisher_{0};
   std::atomic<int64_t> pending_bytes_{0};
   std::atomic<bool> enabled_{false};

@@ -236,6 +236,9 @@ void Subscription::OnDeliver(amqp::Delivery& d) {
   largest_bytes_ = std::max(largest_bytes_, bytes);
   if (options_.ack_mode == AckMode::kClient) {
     unacked_[tag] = bytes;
+    if (pool_->retrier() != nullptr) {
+      retained_[tag] = Retained{d, out.delivery_attempt};
+    }
   } else {
     unacked_sizes_.push_back(bytes);
   }
@@ -318,6 +321,8 @@ void Subscription::ResetOutstanding() {
                           : unacked_sizes_.size();
   unacked_.clear();
   unacked_sizes_.clear();
+  retained_.clear();
+  ++generation_;
   outstanding_bytes_ = 0;
   window_ = 0;
 }
@@ -481,16 +486,16 @@ void Subscription::StartDrain(absl::Duration timeout, const std::string& why) {
 }
 
 void Subscription::Ack(
-    std::vector<uint64_t> ids, AckAction action,
+    std::vector<uint64_t> ids, AckCommand action,
     absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done) {
   worker_->Post([self = shared_from_this(), ids = std::move(ids), action,
                  done = std::move(done)]() mutable {
-    self->DoAck(std::move(ids), action, std::move(done));
+    self->DoAck(std::move(ids), std::move(action), std::move(done));
   });
 }
 
 void Subscription::DoAck(
-    std::vector<uint64_t> ids, AckAction action,
+    std::vector<uint64_t> ids, AckCommand action,
     absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done) {
   AMQPGW_DCHECK(worker_->InWorkerThread());
   if (state_ == State::kEnded) {
@@ -516,6 +521,11 @@ void Subscription::DoAck(
       return;
     }
   }
+  if (action.action == AckAction::kRetry ||
+      (action.action == AckAction::kRequeue && options_.retry.policy)) {
+    DoRetry(std::move(ids), std::move(action), std::move(done));
+    return;
+  }
   AckResult result;
   std::vector<uint64_t> tags;
   bool live = Live();
@@ -529,6 +539,7 @@ void Subscription::DoAck(
     result.applied_ids.push_back(id);
     outstanding_bytes_ -= it->second;
     unacked_.erase(it);
+    retained_.erase(id - gen_base_);
     tags.push_back(id - gen_base_);
   }
   if (!tags.empty()) {
@@ -537,10 +548,11 @@ void Subscription::DoAck(
     // One frame when the tags are exactly everything unacked up to the last.
     bool contiguous = unacked_.empty() || unacked_.begin()->first > tags.back();
     auto send = [&](uint64_t tag, bool multiple) {
-      if (action == AckAction::kAck) {
+      if (action.action == AckAction::kAck) {
         conn->Ack(channel_, tag, multiple).IgnoreError();
       } else {
-        conn->Nack(channel_, tag, multiple, action == AckAction::kRequeue)
+        conn->Nack(channel_, tag, multiple,
+                   action.action == AckAction::kRequeue)
             .IgnoreError();
       }
     };
@@ -550,7 +562,8 @@ void Subscription::DoAck(
       for (uint64_t tag : tags) send(tag, false);
     }
     auto n = tags.size();
-    switch (action) {
+    switch (action.action) {
+      case AckAction::kRetry:  // DoRetry
       case AckAction::kAck:
         stats_->acked.fetch_add(n, std::memory_order_relaxed);
         counts_.acked += n;
@@ -571,6 +584,149 @@ void Subscription::DoAck(
   }
   std::move(done)(std::move(result));
   MaybeComplete();
+}
+
+void Subscription::DoRetry(
+    std::vector<uint64_t> ids, AckCommand action,
+    absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
+  Retrier* retrier = pool_->retrier();
+  if (retrier == nullptr) {
+    std::move(done)(absl::FailedPreconditionError(
+        "action: RETRY is not available on this gateway (no retrier)"));
+    return;
+  }
+  const std::optional<RetryPolicy>& policy = options_.retry.policy;
+  if (!action.retry_delay.has_value() && !policy.has_value()) {
+    std::move(done)(absl::InvalidArgumentError(
+        "retry_delay: required for RETRY when the subscription has no "
+        "retry_policy"));
+    return;
+  }
+  if (absl::Status s = CheckRetryQueue("action", options_.queue); !s.ok()) {
+    std::move(done)(s);
+    return;
+  }
+  // Settled by the caller now (a second Ack of these ids is stale); the
+  // originals stay unacked at the broker until their copies are confirmed.
+  struct Job {
+    uint64_t id;
+    uint64_t tag;
+    uint64_t bytes;
+    Retained retained;
+  };
+  struct Shared {
+    size_t remaining = 0;
+    AckResult result;
+    absl::Status error;
+    absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done;
+  };
+  auto shared = std::make_shared<Shared>();
+  shared->done = std::move(done);
+  std::vector<Job> jobs;
+  bool live = state_ == State::kActive || state_ == State::kCancelling;
+  for (uint64_t id : ids) {
+    uint64_t tag = id - gen_base_;
+    auto it = live && id > gen_base_ ? unacked_.find(tag) : unacked_.end();
+    auto kept = retained_.find(tag);
+    if (it == unacked_.end() || kept == retained_.end()) {
+      shared->result.stale_ids.push_back(id);
+      continue;
+    }
+    jobs.push_back(Job{id, tag, it->second, std::move(kept->second)});
+    unacked_.erase(it);
+    retained_.erase(kept);
+  }
+  if (jobs.empty()) {
+    std::move(shared->done)(std::move(shared->result));
+    return;
+  }
+  shared->remaining = jobs.size();
+  const uint64_t generation = generation_;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  auto self = shared_from_this();
+  for (Job& one : jobs) {
+    auto job = std::make_shared<Job>(std::move(one));
+    const uint32_t attempt = job->retained.attempt;
+    const bool exhausted = policy.has_value() && policy->max_attempts > 0 &&
+                           attempt >= policy->max_attempts;
+    // Runs on the worker thread once the copy's fate is known: acks the
+    // original (OK) or gives it back to the caller (error).
+    auto finish = [self, shared, generation, job](absl::Status s,
+                                                  AckAction applied) mutable {
+      Subscription* sub = self.get();
+      bool same =
+          sub->generation_ == generation &&
+          (sub->state_ == State::kActive || sub->state_ == State::kCancelling);
+      if (s.ok()) {
+        if (same) {
+          amqp::Connection* conn = sub->worker_->connection();
+          if (applied == AckAction::kReject) {
+            conn->Nack(sub->channel_, job->tag, false, /*requeue=*/false)
+                .IgnoreError();
+          } else {
+            conn->Ack(sub->channel_, job->tag, false).IgnoreError();
+          }
+          sub->outstanding_bytes_ -= job->bytes;
+          ++sub->completed_;
+        }
+        // Counted once: a retry as requeued, a dead letter as rejected.
+        (applied == AckAction::kRetry ? sub->stats_->requeued
+                                      : sub->stats_->rejected)
+            .fetch_add(1, std::memory_order_relaxed);
+        ++shared->result.applied;
+      } else {
+        if (same) {
+          sub->unacked_[job->tag] = job->bytes;
+          sub->retained_[job->tag] = std::move(job->retained);
+        }
+        if (shared->error.ok()) {
+          shared->error = absl::Status(
+              s.code(),
+              absl::StrCat("delivery ", job->id, " stays unacknowledged (ack, ",
+                           "requeue or retry it again): ", s.message()));
+        }
+      }
+      if (--shared->remaining > 0) return;
+      if (shared->error.ok()) {
+        std::move(shared->done)(std::move(shared->result));
+      } else {
+        std::move(shared->done)(shared->error);
+      }
+      sub->UpdateWindow();
+      sub->MaybeComplete();
+    };
+    auto on_worker = [self, finish = std::move(finish)](
+                         AckAction applied, absl::Status s) mutable {
+      self->worker_->Post(
+          [finish = std::move(finish), applied, s = std::move(s)]() mutable {
+            finish(std::move(s), applied);
+          });
+    };
+    const amqp::Delivery& message = job->retained.message;
+    if (exhausted && !options_.retry.dead_letter.has_value()) {
+      // The queue's own dead-letter exchange (if any) takes it.
+      on_worker(AckAction::kReject, absl::OkStatus());
+    } else if (exhausted) {
+      retrier->DeadLetter(
+          message, *options_.retry.dead_letter, options_.queue, attempt,
+          action.error, deadline,
+          [on_worker = std::move(on_worker)](absl::Status s) mutable {
+            on_worker(AckAction::kAck, std::move(s));
+          });
+    } else {
+      absl::Duration delay =
+          action.retry_delay.has_value()
+              ? *action.retry_delay
+              : PolicyDelay(*policy, attempt,
+                            absl::Uniform<double>(random_, 0.0, 1.0));
+      retrier->Retry(
+          message, options_.queue, delay, attempt, deadline,
+          [on_worker = std::move(on_worker)](absl::Status s) mutable {
+            on_worker(AckAction::kRetry, std::move(s));
+          });
+    }
+  }
 }
 
 void Subscription::MaybeComplete() {
@@ -684,7 +840,7 @@ void ConsumerPool::Remove(Subscription* subscription) {
 
 void ConsumerPool::Ack(
     const std::string& subscription_id, std::vector<uint64_t> ids,
-    AckAction action,
+    AckCommand action,
     absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done) {
   size_t slash = subscription_id.rfind('/');
   if (slash != std::string::npos &&
@@ -710,7 +866,7 @@ void ConsumerPool::Ack(
         "existed")));
     return;
   }
-  sub->Ack(std::move(ids), action, std::move(done));
+  sub->Ack(std::move(ids), std::move(action), std::move(done));
 }
 
 void ConsumerPool::CancelAll(const absl::Status& why) {

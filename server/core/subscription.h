@@ -41,6 +41,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,17 +50,31 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
+#include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/amqp/types.h"
 #include "server/base/sync.h"
 #include "server/core/connection_worker.h"
+#include "server/core/retry.h"
 #include "server/core/stats.h"
 
 namespace amqpgw::core {
 
 enum class AckMode { kAuto, kClient, kNone };
-enum class AckAction { kAck, kRequeue, kReject };
+enum class AckAction { kAck, kRequeue, kReject, kRetry };
+
+// An Ack's action and what RETRY (or REQUEUE under a retry policy) needs
+// (server/core/retry.h).
+struct AckCommand {
+  AckCommand(AckAction action = AckAction::kAck)  // NOLINT: implicit
+      : action(action) {}
+  AckAction action;
+  // RETRY: the delay; unset: the subscription's retry policy chooses.
+  std::optional<absl::Duration> retry_delay;
+  // Why processing failed: x-amqpgw-error of a dead-lettered message.
+  std::string error;
+};
 
 // The default byte budget of a stream's outstanding deliveries.
 inline constexpr uint64_t kDefaultMaxOutstandingBytes = 64 << 20;
@@ -78,6 +93,8 @@ struct SubscribeOptions {
   std::string consumer_tag;   // empty: generated
   bool exclusive = false;
   amqp::FieldTable arguments;
+  // RETRY and REQUEUE (CLIENT mode; needs the pool's Retrier).
+  RetryOptions retry;
   // The first subscribe waits for a connection until then.
   absl::Time subscribe_deadline = absl::InfiniteFuture();
 };
@@ -190,7 +207,9 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   // stream ends UNAVAILABLE(why) instead of OK.
   void Drain(absl::Duration timeout, std::string why = "");
   // CLIENT mode acknowledgement; `done` runs on the worker thread.
-  void Ack(std::vector<uint64_t> delivery_ids, AckAction action,
+  // RETRY (and REQUEUE under a retry policy) answer once the copies are
+  // confirmed (server/core/retry.h).
+  void Ack(std::vector<uint64_t> delivery_ids, AckCommand action,
            absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done);
 
  private:
@@ -236,8 +255,11 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   // Forgets the outstanding deliveries (their channel is gone: the broker
   // requeues them, counted in counts_.requeued).
   void ResetOutstanding();
-  void DoAck(std::vector<uint64_t> ids, AckAction action,
+  void DoAck(std::vector<uint64_t> ids, AckCommand action,
              absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done);
+  // The retry hook of DoAck: RETRY, and REQUEUE under a retry policy.
+  void DoRetry(std::vector<uint64_t> ids, AckCommand action,
+               absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done);
   // Whether deliveries handed over up to `handed` should be acked now, given
   // the last one received and the one acked up to (ids or tags, all in the
   // same numbering). Pure: HandedOver asks it on gRPC's thread, AckHandedOver
@@ -303,6 +325,17 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   SubscriptionCounts counts_;
   int resubscribe_retries_ = 0;
   bool delivered_in_read_ = false;  // OnDeliver since the last OnReadDone
+  // CLIENT with a Retrier: this channel's unsettled deliveries (tag ->
+  // message and attempt), kept for RETRY; bounded like unacked_.
+  struct Retained {
+    amqp::Delivery message;
+    uint32_t attempt = 1;
+  };
+  absl::flat_hash_map<uint64_t, Retained> retained_;
+  // Counts lost channels: a copy confirmed after its channel was lost acks
+  // nothing (the broker redelivers the original).
+  uint64_t generation_ = 0;
+  absl::BitGen random_;  // retry jitter
 };
 
 // The consumer connections and the subscriptions on them.
@@ -324,8 +357,13 @@ class ConsumerPool {
   // Thread-safe. Routes an Ack to its subscription; `done` runs on a worker
   // thread (or at once for lookup errors).
   void Ack(const std::string& subscription_id, std::vector<uint64_t> ids,
-           AckAction action,
+           AckCommand action,
            absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done);
+
+  // Where RETRY copies go; set before the first Subscribe, must outlive the
+  // pool. Without one, RETRY fails FAILED_PRECONDITION.
+  void set_retrier(Retrier* retrier) { retrier_ = retrier; }
+  Retrier* retrier() const { return retrier_; }
 
   // Thread-safe. Ends every subscription with `why`.
   void CancelAll(const absl::Status& why);
@@ -347,6 +385,7 @@ class ConsumerPool {
   Stats* const stats_;
   const std::function<std::string(const std::string& id)> seal_id_;
   std::vector<std::unique_ptr<ConsumerHost>> hosts_;
+  Retrier* retrier_ = nullptr;
 
   mutable amqpgw::Mutex mu_;
   absl::flat_hash_map<std::string, std::weak_ptr<Subscription>> by_id_

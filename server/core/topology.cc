@@ -292,7 +292,8 @@ void TopologyService::Run(std::string what, TopologyClient::Send send,
 
 void TopologyService::DeclareQueue(amqp::QueueDeclareArgs args,
                                    absl::Time deadline,
-                                   Callback<absl::StatusOr<QueueInfo>> done) {
+                                   Callback<absl::StatusOr<QueueInfo>> done,
+                                   bool record) {
   std::string what = args.name.empty()
                          ? std::string("declare a broker-named queue")
                          : absl::StrCat("declare queue '", args.name, "'");
@@ -303,8 +304,8 @@ void TopologyService::DeclareQueue(amqp::QueueDeclareArgs args,
         return c.DeclareQueue(ch, *shared);
       },
       Type::kQueueDeclareOk, deadline,
-      [this, shared](const amqp::Event& e) {
-        registry_.QueueDeclared(*shared);
+      [this, shared, record](const amqp::Event& e) {
+        if (record) registry_.QueueDeclared(*shared);
         return ToQueueInfo(e);
       },
       std::move(done));

@@ -160,8 +160,11 @@ class TopologyService : private ConnectionWorker::Observer {
   TopologyService(const TopologyService&) = delete;
   TopologyService& operator=(const TopologyService&) = delete;
 
+  // `record`: declare it again after a reconnect (false for the gateway's
+  // own queues, such as retry delay queues, that expire by themselves).
   void DeclareQueue(amqp::QueueDeclareArgs args, absl::Time deadline,
-                    Callback<absl::StatusOr<QueueInfo>> done);
+                    Callback<absl::StatusOr<QueueInfo>> done,
+                    bool record = true);
   // A passive declare: the queue's counts, NOT_FOUND if it does not exist.
   void InspectQueue(std::string name, absl::Time deadline,
                     Callback<absl::StatusOr<QueueInfo>> done);
