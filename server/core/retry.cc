@@ -59,8 +59,8 @@ uint32_t DeliveryAttempt(const amqp::Delivery& d) {
   int64_t before = 0;
   int64_t count = -1;
   if (d.properties.headers.has_value()) {
-    before = std::max<int64_t>(0, IntField(*d.properties.headers,
-                                           kAttemptHeader));
+    before =
+        std::max<int64_t>(0, IntField(*d.properties.headers, kAttemptHeader));
     // Quorum queues count redeliveries in x-delivery-count (absent on the
     // first delivery).
     count = IntField(*d.properties.headers, "x-delivery-count");
@@ -76,18 +76,20 @@ std::string DelayQueueName(absl::string_view queue, absl::Duration delay) {
 
 absl::Status CheckRetryQueue(absl::string_view field, absl::string_view queue) {
   if (queue.size() <= kMaxQueueBytes) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      field, ": retries need a queue name of at most ", kMaxQueueBytes,
-      " bytes (the delay queue '", kPrefix, "<queue>.<delay ms>' must fit "
-      "AMQP's 255), got ", queue.size()));
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": retries need a queue name of at most ",
+                   kMaxQueueBytes, " bytes (the delay queue '", kPrefix,
+                   "<queue>.<delay ms>' must fit "
+                   "AMQP's 255), got ",
+                   queue.size()));
 }
 
 absl::Status CheckRetryDelay(absl::string_view field, absl::Duration delay) {
   if (delay >= absl::ZeroDuration() && delay <= kMaxRetryDelay) {
     return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, ": must be 0 .. 24h, got ", absl::FormatDuration(delay)));
+  return absl::InvalidArgumentError(absl::StrCat(
+      field, ": must be 0 .. 24h, got ", absl::FormatDuration(delay)));
 }
 
 absl::Status CheckRetryPolicy(const RetryPolicy& p) {
@@ -120,8 +122,9 @@ absl::Status CheckRetryPolicy(const RetryPolicy& p) {
 
 absl::Duration PolicyDelay(const RetryPolicy& p, uint32_t attempt,
                            double random01) {
-  double ms = static_cast<double>(Millis(p.initial_backoff)) *
-              std::pow(p.multiplier, std::max<int64_t>(0, int64_t{attempt} - 1));
+  double ms =
+      static_cast<double>(Millis(p.initial_backoff)) *
+      std::pow(p.multiplier, std::max<int64_t>(0, int64_t{attempt} - 1));
   ms = std::min(ms, static_cast<double>(Millis(p.max_backoff)));
   if (p.jitter > 0) ms *= 1 - p.jitter * std::clamp(random01, 0.0, 1.0);
   int64_t n = static_cast<int64_t>(ms);
@@ -246,7 +249,7 @@ void Retrier::PublishOne(amqp::OutgoingMessage m, absl::Time deadline,
         std::move (*shared_done)(std::move(s));
       });
   absl::Status s = publish_(batch);
-  if (!s.ok()) std::move(*shared_done)(std::move(s));
+  if (!s.ok()) std::move (*shared_done)(std::move(s));
 }
 
 }  // namespace amqpgw::core

@@ -66,8 +66,7 @@ TEST(RetryNames, DelayQueueNameAndArguments) {
 TEST(RetryNames, QueueNamesThatLeaveNoRoomForTheDelayAreRefused) {
   EXPECT_TRUE(CheckRetryQueue("queue", std::string(233, 'q')).ok());
   // The longest delay queue name of a 233-byte queue is exactly 255 bytes.
-  EXPECT_EQ(DelayQueueName(std::string(233, 'q'), kMaxRetryDelay).size(),
-            255u);
+  EXPECT_EQ(DelayQueueName(std::string(233, 'q'), kMaxRetryDelay).size(), 255u);
   absl::Status s = CheckRetryQueue("queue", std::string(234, 'q'));
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(s.message().substr(0, 7), "queue: ") << s;
@@ -140,10 +139,9 @@ TEST(RetryCopies, KeepPropertiesAndHeadersAndCountAttempts) {
   d.body = "payload";
   d.properties.message_id = "m1";
   d.properties.content_type = "text/plain";
-  d.properties.headers =
-      amqp::FieldTable{{"app", std::string("x")},
-                       {"x-delivery-count", int64_t{1}},
-                       {"x-amqpgw-attempt", int64_t{1}}};
+  d.properties.headers = amqp::FieldTable{{"app", std::string("x")},
+                                          {"x-delivery-count", int64_t{1}},
+                                          {"x-amqpgw-attempt", int64_t{1}}};
   amqp::OutgoingMessage m = RetryCopy(d, "orders", absl::Seconds(1), 3);
   EXPECT_EQ(m.exchange, "");
   EXPECT_EQ(m.routing_key, "amqpgw.retry.orders.1000");
@@ -251,19 +249,18 @@ class RetryTest : public ::testing::Test {
     return pub_->channel_of(Sent::Kind::kConfirmSelect);
   }
   StreamDelivery Deliver(std::string body, amqp::Properties p = {}) {
-    EXPECT_NE(con_->Deliver(consumer_channel(), std::move(body), false,
-                            std::move(p)),
-              0u);
+    EXPECT_NE(
+        con_->Deliver(consumer_channel(), std::move(body), false, std::move(p)),
+        0u);
     std::optional<StreamDelivery> d = sink_.deliveries.Take();
     EXPECT_TRUE(d.has_value());
     return d.has_value() ? *std::move(d) : StreamDelivery();
   }
   // Starts an Ack; its result arrives in `results_`.
   void StartAck(uint64_t id, AckCommand command) {
-    pool_->Ack(sink_.id, {id}, std::move(command),
-               [this](absl::StatusOr<AckResult> r) {
-                 results_.Put(std::move(r));
-               });
+    pool_->Ack(
+        sink_.id, {id}, std::move(command),
+        [this](absl::StatusOr<AckResult> r) { results_.Put(std::move(r)); });
   }
   static AckCommand RetryIn(absl::Duration delay, std::string error = "") {
     AckCommand c(AckAction::kRetry);

@@ -578,6 +578,100 @@ absl::StatusOr<core::SubscribeOptions> ToCommonSubscribeOptions(
     return Invalid("arguments", *v);
   }
   out.arguments = *std::move(args);
+  if (r.has_retry_policy() || r.has_dead_letter()) {
+    absl::StatusOr<core::RetryOptions> retry =
+        ToRetryOptions(r.retry_policy(), r.has_retry_policy(), r.dead_letter(),
+                       r.has_dead_letter(), out.ack_mode, out.queue);
+    if (!retry.ok()) return retry.status();
+    out.retry = *std::move(retry);
+  }
+  return out;
+}
+
+absl::StatusOr<absl::Duration> ToRetryDuration(
+    absl::string_view field, const google::protobuf::Duration& d) {
+  if (d.seconds() < 0 || d.nanos() < 0 ||
+      d.seconds() > absl::ToInt64Seconds(core::kMaxRetryDelay)) {
+    return Invalid(field, absl::StrCat("must be 0 .. 24h, got ", d.seconds(),
+                                       "s ", d.nanos(), "ns"));
+  }
+  absl::Duration out =
+      absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+  if (absl::Status s = core::CheckRetryDelay(field, out); !s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<core::RetryOptions> ToRetryOptions(
+    const v1::RetryPolicy& policy, bool has_policy,
+    const v1::DeadLetter& dead_letter, bool has_dead_letter, core::AckMode mode,
+    const std::string& queue) {
+  const char* field = has_policy ? "retry_policy" : "dead_letter";
+  if (mode != core::AckMode::kClient) {
+    return Invalid(field,
+                   "needs ack_mode CLIENT (the caller decides which "
+                   "messages to retry)");
+  }
+  if (absl::Status s = core::CheckRetryQueue("queue", queue); !s.ok()) {
+    return s;
+  }
+  core::RetryOptions out;
+  if (has_policy) {
+    core::RetryPolicy p;
+    p.max_attempts = policy.max_attempts();
+    if (policy.has_initial_backoff()) {
+      absl::StatusOr<absl::Duration> d = ToRetryDuration(
+          "retry_policy.initial_backoff", policy.initial_backoff());
+      if (!d.ok()) return d.status();
+      p.initial_backoff = *d;
+    }
+    if (policy.has_max_backoff()) {
+      absl::StatusOr<absl::Duration> d =
+          ToRetryDuration("retry_policy.max_backoff", policy.max_backoff());
+      if (!d.ok()) return d.status();
+      p.max_backoff = *d;
+    } else {
+      p.max_backoff = std::max(p.max_backoff, p.initial_backoff);
+    }
+    if (policy.multiplier() != 0) p.multiplier = policy.multiplier();
+    p.jitter = policy.jitter();
+    if (absl::Status s = core::CheckRetryPolicy(p); !s.ok()) return s;
+    out.policy = p;
+  }
+  if (has_dead_letter) {
+    if (!out.policy.has_value() || out.policy->max_attempts == 0) {
+      return Invalid("dead_letter",
+                     "needs retry_policy.max_attempts (messages go there "
+                     "once they reach it)");
+    }
+    absl::Status s =
+        ValidateName("dead_letter.exchange", dead_letter.exchange());
+    if (!s.ok()) return s;
+    s = ValidateName("dead_letter.routing_key", dead_letter.routing_key());
+    if (!s.ok()) return s;
+    out.dead_letter = core::DeadLetterTarget{dead_letter.exchange(),
+                                             dead_letter.routing_key()};
+  }
+  return out;
+}
+
+absl::StatusOr<core::AckCommand> ToAckCommand(const v1::AckRequest& r) {
+  absl::StatusOr<core::AckAction> action = ToAckAction(r);
+  if (!action.ok()) return action.status();
+  core::AckCommand out(*action);
+  if (r.has_retry_delay()) {
+    if (*action != core::AckAction::kRetry) {
+      return Invalid("retry_delay", "applies to action RETRY only");
+    }
+    absl::StatusOr<absl::Duration> d =
+        ToRetryDuration("retry_delay", r.retry_delay());
+    if (!d.ok()) return d.status();
+    out.retry_delay = *d;
+  }
+  if (r.error().size() > core::kMaxRetryErrorBytes) {
+    return Invalid("error", absl::StrCat("at most ", core::kMaxRetryErrorBytes,
+                                         " bytes, got ", r.error().size()));
+  }
+  out.error = r.error();
   return out;
 }
 
@@ -637,9 +731,12 @@ absl::StatusOr<core::AckAction> ToAckAction(v1::AckRequest::Action action) {
       return core::AckAction::kRequeue;
     case v1::AckRequest::REJECT:
       return core::AckAction::kReject;
+    case v1::AckRequest::RETRY:
+      return core::AckAction::kRetry;
     default:
-      return Invalid("action", absl::StrCat("unknown value ", action,
-                                            " (ACK, REQUEUE or REJECT)"));
+      return Invalid("action",
+                     absl::StrCat("unknown value ", action,
+                                  " (ACK, REQUEUE, REJECT or RETRY)"));
   }
 }
 

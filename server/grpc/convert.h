@@ -90,6 +90,16 @@ absl::StatusOr<core::AckAction> ToAckAction(v1::AckRequest::Action action);
 inline constexpr uint32_t kMaxGetMessages = 1000;
 absl::StatusOr<core::GetRequest> ToGetRequest(
     const v1::GetMessagesRequest& request);
+// The action with RETRY's retry_delay and the error text.
+absl::StatusOr<core::AckCommand> ToAckCommand(const v1::AckRequest& request);
+// StreamMessagesRequest (and Subscribe) retry_policy and dead_letter.
+absl::StatusOr<core::RetryOptions> ToRetryOptions(
+    const v1::RetryPolicy& policy, bool has_policy,
+    const v1::DeadLetter& dead_letter, bool has_dead_letter, core::AckMode mode,
+    const std::string& queue);
+// A Duration of RETRY (0 .. 24h); INVALID_ARGUMENT naming `field`.
+absl::StatusOr<absl::Duration> ToRetryDuration(
+    absl::string_view field, const google::protobuf::Duration& d);
 
 // --- AMQP -> API. Strings that are not valid UTF-8 become bytes_value
 // (headers) or get U+FFFD replacements (other fields). ---

@@ -8,6 +8,7 @@
 #include <set>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/core/stats.h"
 
@@ -471,6 +472,71 @@ TEST(ConvertTest, TheApiCountersAreExactlyTheProtosCountersFields) {
   // Spot check by name.
   EXPECT_EQ(out.published(), c.published);
   EXPECT_EQ(out.reconnects(), c.reconnects);
+}
+
+TEST(ConvertRetry, AckRetryDelayIsCheckedNamingTheField) {
+  v1::AckRequest a;
+  a.set_action(v1::AckRequest::RETRY);
+  a.mutable_retry_delay()->set_nanos(200000000);
+  absl::StatusOr<core::AckCommand> c = ToAckCommand(a);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->action, core::AckAction::kRetry);
+  EXPECT_EQ(c->retry_delay, absl::Milliseconds(200));
+  a.mutable_retry_delay()->set_seconds(25 * 3600);
+  c = ToAckCommand(a);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StartsWith(c.status().message(), "retry_delay: "))
+      << c.status();
+  a.mutable_retry_delay()->set_seconds(-1);
+  EXPECT_FALSE(ToAckCommand(a).ok());
+  a.mutable_retry_delay()->set_seconds(1);
+  a.set_action(v1::AckRequest::ACK);
+  EXPECT_TRUE(absl::StartsWith(ToAckCommand(a).status().message(),
+                               "retry_delay: applies to action RETRY"));
+  a.set_action(v1::AckRequest::RETRY);
+  a.set_error(std::string(1025, 'e'));
+  EXPECT_TRUE(absl::StartsWith(ToAckCommand(a).status().message(), "error: "));
+}
+
+TEST(ConvertRetry, RetryPolicyAndDeadLetterOfAStream) {
+  v1::StreamMessagesRequest s;
+  s.set_queue("orders");
+  s.set_ack_mode(v1::StreamMessagesRequest::CLIENT);
+  s.mutable_retry_policy()->set_max_attempts(5);
+  s.mutable_retry_policy()->mutable_initial_backoff()->set_seconds(1);
+  s.mutable_retry_policy()->mutable_max_backoff()->set_seconds(60);
+  s.mutable_dead_letter()->set_exchange("dlx");
+  absl::StatusOr<core::SubscribeOptions> o = ToSubscribeOptions(s);
+  ASSERT_TRUE(o.ok()) << o.status();
+  ASSERT_TRUE(o->retry.policy.has_value());
+  EXPECT_EQ(o->retry.policy->max_attempts, 5u);
+  EXPECT_EQ(o->retry.policy->initial_backoff, absl::Seconds(1));
+  EXPECT_EQ(o->retry.policy->max_backoff, absl::Seconds(60));
+  EXPECT_EQ(o->retry.policy->multiplier, 2.0);
+  ASSERT_TRUE(o->retry.dead_letter.has_value());
+  EXPECT_EQ(o->retry.dead_letter->exchange, "dlx");
+
+  v1::StreamMessagesRequest bad = s;
+  bad.set_ack_mode(v1::StreamMessagesRequest::AUTO);
+  EXPECT_TRUE(absl::StartsWith(ToSubscribeOptions(bad).status().message(),
+                               "retry_policy: needs ack_mode CLIENT"));
+  bad = s;
+  bad.mutable_retry_policy()->set_max_attempts(0);
+  EXPECT_TRUE(absl::StartsWith(ToSubscribeOptions(bad).status().message(),
+                               "dead_letter: needs retry_policy.max_attempts"));
+  bad = s;
+  bad.mutable_retry_policy()->set_jitter(1.5);
+  EXPECT_TRUE(absl::StartsWith(ToSubscribeOptions(bad).status().message(),
+                               "retry_policy.jitter: "));
+  bad = s;
+  bad.mutable_retry_policy()->mutable_max_backoff()->set_seconds(90000);
+  EXPECT_TRUE(absl::StartsWith(ToSubscribeOptions(bad).status().message(),
+                               "retry_policy.max_backoff: "));
+  bad = s;
+  bad.set_queue(std::string(234, 'q'));
+  absl::Status st = ToSubscribeOptions(bad).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StartsWith(st.message(), "queue: retries need")) << st;
 }
 
 }  // namespace

@@ -570,7 +570,7 @@ ServerUnaryReactor* GatewayService::Ack(CallbackServerContext* ctx,
                          absl::StrCat("delivery_ids: give 1 to 65535 ids, got ",
                                       request->delivery_ids_size())));
   }
-  absl::StatusOr<core::AckAction> action = ToAckAction(*request);
+  absl::StatusOr<core::AckCommand> action = ToAckCommand(*request);
   if (!action.ok()) return Fail(ctx, action.status());
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (AckRouter* router = options_.ack_router; router != nullptr) {
@@ -595,7 +595,7 @@ ServerUnaryReactor* GatewayService::Ack(CallbackServerContext* ctx,
   }
   std::vector<uint64_t> ids(request->delivery_ids().begin(),
                             request->delivery_ids().end());
-  session_->Ack(request->subscription_id(), std::move(ids), *action,
+  session_->Ack(request->subscription_id(), std::move(ids), *std::move(action),
                 [reactor, response](absl::StatusOr<core::AckResult> r) {
                   if (r.ok()) {
                     response->set_applied_count(r->applied);
