@@ -108,6 +108,37 @@ TEST(ValuesTest, TypedFields) {
   EXPECT_TRUE(t.at("c").has_table_value());
 }
 
+TEST(ValuesTest, RetryPolicyAndDeadLetter) {
+  absl::StatusOr<v1::RetryPolicy> p =
+      ParseRetryPolicy("max=5,backoff=1s..1m,multiplier=3,jitter=0.25");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->max_attempts(), 5u);
+  EXPECT_EQ(p->initial_backoff().seconds(), 1);
+  EXPECT_EQ(p->max_backoff().seconds(), 60);
+  EXPECT_EQ(p->multiplier(), 3);
+  EXPECT_EQ(p->jitter(), 0.25);
+  p = ParseRetryPolicy("backoff=250ms");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->initial_backoff().nanos(), 250000000);
+  EXPECT_FALSE(p->has_max_backoff());
+  EXPECT_EQ(p->max_attempts(), 0u);
+  EXPECT_THAT(std::string(ParseRetryPolicy("max=-1").status().message()),
+              HasSubstr("max: "));
+  EXPECT_THAT(std::string(ParseRetryPolicy("jitter=lots").status().message()),
+              HasSubstr("jitter: 'lots' is not a number"));
+  EXPECT_THAT(std::string(ParseRetryPolicy("retries=3").status().message()),
+              HasSubstr("'retries' is not max, backoff"));
+  v1::DeadLetter d = ParseDeadLetter("dlx:failed.orders");
+  EXPECT_EQ(d.exchange(), "dlx");
+  EXPECT_EQ(d.routing_key(), "failed.orders");
+  d = ParseDeadLetter(":orders.dead");
+  EXPECT_EQ(d.exchange(), "");
+  EXPECT_EQ(d.routing_key(), "orders.dead");
+  d = ParseDeadLetter("dlx");
+  EXPECT_EQ(d.exchange(), "dlx");
+  EXPECT_EQ(d.routing_key(), "");
+}
+
 TEST(ValuesTest, BadFieldsSayWhy) {
   EXPECT_THAT(std::string(ParseFieldArg("n:int=abc").status().message()),
               HasSubstr("not a 64-bit integer"));

@@ -255,13 +255,26 @@ int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
   std::string ack = absl::AsciiStrToLower(args.Get("ack", "client"));
   if (ack == "auto") {
     req.set_ack_mode(v1::StreamMessagesRequest::AUTO);
-  } else if (ack == "client") {
+  } else if (ack == "client" || ack == "manual") {
     req.set_ack_mode(v1::StreamMessagesRequest::CLIENT);
   } else if (ack == "none") {
     req.set_ack_mode(v1::StreamMessagesRequest::NONE);
   } else {
     return UsageError(cmd, absl::StrCat("--ack: '", args.Get("ack"),
-                                        "' is not auto, client or none"));
+                                        "' is not auto, client, manual or "
+                                        "none"));
+  }
+  if (args.Has("retry-policy")) {
+    absl::StatusOr<v1::RetryPolicy> policy =
+        ParseRetryPolicy(args.Get("retry-policy"));
+    if (!policy.ok()) {
+      return UsageError(
+          cmd, absl::StrCat("--retry-policy: ", policy.status().message()));
+    }
+    *req.mutable_retry_policy() = *std::move(policy);
+  }
+  if (args.Has("dead-letter")) {
+    *req.mutable_dead_letter() = ParseDeadLetter(args.Get("dead-letter"));
   }
   req.set_consumer_tag(args.Get("consumer-tag"));
   req.set_exclusive(args.GetBool("exclusive"));
@@ -274,7 +287,7 @@ int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
   if (!st.ok()) return UsageError(cmd, st.message());
   const bool json = client.options().json;
   const bool text = args.GetBool("text");
-  if (req.ack_mode() == v1::StreamMessagesRequest::CLIENT) {
+  if (req.ack_mode() == v1::StreamMessagesRequest::CLIENT && ack != "manual") {
     v1::SubscribeStart start;
     start.set_queue(req.queue());
     start.set_prefetch(req.prefetch());
@@ -285,6 +298,7 @@ int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
     *start.mutable_arguments() = req.arguments();
     return RunSubscribe(start, json, text, client);
   }
+  // manual: StreamMessages in CLIENT mode, acked with 'amqpgw ack'.
 
   // Before the first gRPC call, so that gRPC's threads never take SIGINT.
   std::unique_ptr<::grpc::ClientContext> ctx = client.NewStreamContext();
@@ -360,13 +374,25 @@ int RunAck(const Command& cmd, const ParsedArgs& args, Client& client) {
     }
     req.add_delivery_ids(*id);
   }
-  int actions = args.GetBool("requeue") + args.GetBool("reject");
+  int actions =
+      args.GetBool("requeue") + args.GetBool("reject") + args.Has("retry");
   if (actions > 1) {
-    return UsageError(cmd, "--requeue and --reject exclude each other");
+    return UsageError(cmd,
+                      "--requeue, --reject and --retry exclude each other");
   }
   req.set_action(args.GetBool("requeue")  ? v1::AckRequest::REQUEUE
                  : args.GetBool("reject") ? v1::AckRequest::REJECT
+                 : args.Has("retry")      ? v1::AckRequest::RETRY
                                           : v1::AckRequest::ACK);
+  if (args.Has("retry") && args.Get("retry") != "policy") {
+    absl::StatusOr<absl::Duration> delay = ParseDurationArg(args.Get("retry"));
+    if (!delay.ok()) {
+      return UsageError(cmd,
+                        absl::StrCat("--retry: ", delay.status().message()));
+    }
+    *req.mutable_retry_delay() = ToProtoDuration(*delay);
+  }
+  req.set_error(args.Get("error"));
   v1::AckResponse resp;
   auto ctx = client.NewContext();
   ::grpc::Status s = client.gateway().Ack(ctx.get(), req, &resp);
@@ -420,6 +446,12 @@ std::vector<Command> ConsumeCommands() {
       "nothing more, returns the rest to the queue and says on stderr how "
       "many lines it printed and acked. To take exactly N messages use --max "
       "N: it acks exactly N.\n\n"
+      "manual (StreamMessages CLIENT; nobody acks here: ack, requeue, "
+      "reject or retry each delivery with 'amqpgw ack SUBSCRIPTION_ID "
+      "ID...').\n\n"
+      "With --retry-policy (client or manual), a requeue is a delayed retry "
+      "through a delay queue, and at max attempts the message goes to "
+      "--dead-letter (or is rejected); see docs/failure-behaviour.md.\n\n"
       "The stream ends after --max messages (exit 0); Ctrl-C (SIGINT) or "
       "SIGTERM stops it cleanly, prints the summary and exits 0; unacked "
       "messages go back to the queue. Progress and the summary go to stderr, "
@@ -427,7 +459,15 @@ std::vector<Command> ConsumeCommands() {
       "--timeout is given.",
       {{"max", "N", "stop after N messages (default: run until Ctrl-C)"},
        {"prefetch", "N", "messages in flight, 1..65535 (default 100)"},
-       {"ack", "MODE", "client (default), auto or none"},
+       {"ack", "MODE", "client (default), auto, manual or none"},
+       {"retry-policy", "POLICY",
+        "client/manual: max=N,backoff=INITIAL[..MAX],multiplier=X,jitter=X "
+        "(any of them; e.g. max=5,backoff=1s..1m: 1s, 2s, 4s, ... at most "
+        "1m, 5 deliveries at most)"},
+       {"dead-letter", "EXCHANGE[:KEY]",
+        "with --retry-policy max=N: where messages go after N deliveries "
+        "(KEY: their own routing key when left out; ':QUEUE' is a queue "
+        "through the default exchange)"},
        {"text", "",
         "--json: bodies that are valid UTF-8 as text instead of base64"},
        {"consumer-tag", "TAG", "the consumer tag the broker shows"},
@@ -438,7 +478,9 @@ std::vector<Command> ConsumeCommands() {
         true}},
       {"amqpgw consume orders",
        "amqpgw consume orders --max 10 --json --text | jq .body",
-       "amqpgw consume orders --prefetch 10 > orders.log"},
+       "amqpgw consume orders --prefetch 10 > orders.log",
+       "amqpgw consume orders --ack manual --retry-policy "
+       "'max=5,backoff=1s..1m' --dead-letter :orders.dead"},
       1,
       1,
       RunConsume,
@@ -450,14 +492,24 @@ std::vector<Command> ConsumeCommands() {
       "Acknowledges deliveries of a running 'amqpgw consume QUEUE --ack "
       "client' (or another CLIENT-mode stream): its subscription id is "
       "printed on stderr when it starts, 'subscribed to QUEUE (subscription "
-      "ID, ...)'. ACK by default, or --requeue / --reject. Ids that can no "
+      "ID, ...)'. ACK by default, or --requeue / --reject / --retry DELAY "
+      "(redelivered after DELAY through a delay queue; answered once the "
+      "copy is confirmed; 'policy' uses the stream's --retry-policy). Ids "
+      "that can no "
       "longer be acknowledged (delivered before a reconnect, or already "
       "acknowledged) are reported as stale, not as an error.",
       {{"requeue", "", "basic.nack requeue=true: deliver the messages again"},
        {"reject", "",
-        "basic.nack requeue=false: dead-letter (or drop) the messages"}},
+        "basic.nack requeue=false: dead-letter (or drop) the messages"},
+       {"retry", "DELAY",
+        "deliver the messages again after DELAY (0 .. 24h, e.g. 30s, "
+        "500ms), or 'policy': the stream's retry policy's delay"},
+       {"error", "TEXT",
+        "why processing failed (at most 1024 bytes): a message dead-lettered "
+        "by this ack carries it in the header x-amqpgw-error"}},
       {"amqpgw ack host:50051/3kq8b2 1 2 3",
-       "amqpgw ack host:50051/3kq8b2 7 --requeue"},
+       "amqpgw ack host:50051/3kq8b2 7 --requeue",
+       "amqpgw ack host:50051/3kq8b2 7 --retry 30s --error 'timeout'"},
       2,
       SIZE_MAX,
       RunAck,

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -279,6 +280,72 @@ absl::StatusOr<absl::Duration> ParseDurationArg(absl::string_view text) {
     return absl::InvalidArgumentError(absl::StrCat("'", text, "' is negative"));
   }
   return d;
+}
+
+google::protobuf::Duration ToProtoDuration(absl::Duration d) {
+  google::protobuf::Duration out;
+  int64_t seconds = absl::IDivDuration(d, absl::Seconds(1), &d);
+  out.set_seconds(seconds);
+  out.set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(d)));
+  return out;
+}
+
+absl::StatusOr<v1::RetryPolicy> ParseRetryPolicy(absl::string_view text) {
+  v1::RetryPolicy out;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(part, absl::MaxSplits('=', 1));
+    absl::string_view key = absl::StripAsciiWhitespace(kv.first);
+    absl::string_view value = absl::StripAsciiWhitespace(kv.second);
+    if (key == "max") {
+      absl::StatusOr<uint64_t> n = ParseCount(value, UINT32_MAX);
+      if (!n.ok())
+        return absl::InvalidArgumentError(
+            absl::StrCat("max: ", n.status().message()));
+      out.set_max_attempts(static_cast<uint32_t>(*n));
+    } else if (key == "backoff") {
+      std::pair<absl::string_view, absl::string_view> range =
+          absl::StrSplit(value, absl::MaxSplits("..", 1));
+      absl::StatusOr<absl::Duration> first = ParseDurationArg(range.first);
+      if (!first.ok())
+        return absl::InvalidArgumentError(
+            absl::StrCat("backoff: ", first.status().message()));
+      *out.mutable_initial_backoff() = ToProtoDuration(*first);
+      if (!range.second.empty()) {
+        absl::StatusOr<absl::Duration> last = ParseDurationArg(range.second);
+        if (!last.ok())
+          return absl::InvalidArgumentError(
+              absl::StrCat("backoff: ", last.status().message()));
+        *out.mutable_max_backoff() = ToProtoDuration(*last);
+      }
+    } else if (key == "multiplier" || key == "jitter") {
+      double x;
+      if (!absl::SimpleAtod(value, &x) || !std::isfinite(x)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(key, ": '", value, "' is not a number"));
+      }
+      if (key == "multiplier") {
+        out.set_multiplier(x);
+      } else {
+        out.set_jitter(x);
+      }
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", key,
+                       "' is not max, backoff, multiplier or jitter "
+                       "(e.g. max=5,backoff=1s..1m)"));
+    }
+  }
+  return out;
+}
+
+v1::DeadLetter ParseDeadLetter(absl::string_view text) {
+  v1::DeadLetter out;
+  std::pair<absl::string_view, absl::string_view> parts =
+      absl::StrSplit(text, absl::MaxSplits(':', 1));
+  out.set_exchange(std::string(parts.first));
+  out.set_routing_key(std::string(parts.second));
+  return out;
 }
 
 absl::StatusOr<uint64_t> ParseCount(absl::string_view text, uint64_t max) {

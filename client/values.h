@@ -43,6 +43,18 @@ absl::StatusOr<v1::FieldValue> JsonToFieldValue(absl::string_view json);
 
 // "30s", "1.5s", "500ms", "2m", "1h30m", or a bare number of seconds.
 absl::StatusOr<absl::Duration> ParseDurationArg(absl::string_view text);
+// consume --retry-policy: comma-separated KEY=VALUE of
+//   max=N                  max_attempts (0: no limit)
+//   backoff=INITIAL[..MAX] initial_backoff and max_backoff (durations)
+//   multiplier=X           1..100
+//   jitter=X               0..1
+// e.g. "max=5,backoff=1s..1m". The gateway checks the ranges.
+absl::StatusOr<v1::RetryPolicy> ParseRetryPolicy(absl::string_view text);
+// consume --dead-letter EXCHANGE[:KEY] ("" is the default exchange:
+// ":QUEUE" sends to QUEUE).
+v1::DeadLetter ParseDeadLetter(absl::string_view text);
+// A duration as google.protobuf.Duration (whole nanoseconds).
+google::protobuf::Duration ToProtoDuration(absl::Duration d);
 // A non-negative whole number no larger than `max`.
 absl::StatusOr<uint64_t> ParseCount(absl::string_view text, uint64_t max);
 

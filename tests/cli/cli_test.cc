@@ -552,6 +552,50 @@ TEST_F(CliTest, CtrlCEndsConsumeCleanlyWithASummary) {
   EXPECT_TRUE(WaitFor([&] { return Inspect(queue_).consumer_count() == 0; }));
 }
 
+TEST_F(CliTest, ManualAcksRetryWithADelayAndDeadLetterAtMaxAttempts) {
+  const std::string dead = NewQueue("cli-dead");
+  queues_.push_back(absl::StrCat("amqpgw.retry.", queue_, ".200"));
+  Publish(queue_, "job");
+  std::unique_ptr<Subprocess> p = Subprocess::Start(CliOptions(
+      gateway_->address(), {"consume", queue_, "--ack", "manual",
+                            "--retry-policy", "max=2,backoff=100ms..1s",
+                            "--dead-letter", ":" + dead, "--json", "--text"}));
+  ASSERT_NE(p, nullptr);
+  ASSERT_TRUE(
+      p->WaitOutput([](const std::string& out,
+                       const std::string&) { return Lines(out).size() == 1; },
+                    absl::Seconds(30)))
+      << p->out() << p->err();
+  // "subscribed to Q (subscription ID, consumer tag ...".
+  std::string err = p->err();
+  size_t at = err.find("(subscription ");
+  ASSERT_NE(at, std::string::npos) << err;
+  at += std::string("(subscription ").size();
+  std::string sub = err.substr(at, err.find(',', at) - at);
+  EXPECT_THAT(Lines(p->out())[0], HasSubstr("\"delivery_attempt\":1"));
+
+  ProcessResult r = Cli({"ack", sub, "1", "--retry", "200ms"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "retry applied to 1 delivery\n");
+  ASSERT_TRUE(
+      p->WaitOutput([](const std::string& out,
+                       const std::string&) { return Lines(out).size() == 2; },
+                    absl::Seconds(30)))
+      << p->out() << p->err();
+  EXPECT_THAT(Lines(p->out())[1], HasSubstr("\"delivery_attempt\":2"));
+  // The second delivery is the last (max=2): a requeue dead-letters it.
+  r = Cli({"ack", sub, "2", "--requeue", "--error", "no luck"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::string> dead_bodies = Drain(dead);
+  EXPECT_EQ(dead_bodies, std::vector<std::string>{"job"});
+  p->Signal(SIGINT);
+  r = p->Wait(absl::Seconds(30));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(WaitFor([&] { return Inspect(queue_).consumer_count() == 0; }));
+  EXPECT_EQ(Inspect(queue_).message_count(), 0u);
+  EXPECT_EQ(Lines(r.out).size(), 2u);
+}
+
 TEST_F(CliTest, BadUsageExitsTwoWithUsageOnStderr) {
   std::string file = WriteTempFile("x");
   struct Case {
@@ -577,6 +621,13 @@ TEST_F(CliTest, BadUsageExitsTwoWithUsageOnStderr) {
       {{"consume", queue_, "--bogus"}, "unknown flag --bogus"},
       {{"consume", queue_, "--max"}, "--max needs a value"},
       {{"ack", "sub", "one"}, "'one' is not a delivery id"},
+      {{"ack", "sub", "1", "--retry", "soon"}, "--retry: 'soon' is not a"},
+      {{"ack", "sub", "1", "--retry", "1s", "--reject"}, "exclude each other"},
+      {{"consume", queue_, "--retry-policy", "max=x"}, "--retry-policy: max:"},
+      {{"consume", queue_, "--retry-policy", "tries=3"},
+       "'tries' is not max, backoff, multiplier or jitter"},
+      {{"consume", queue_, "--retry-policy", "backoff=1s..later"},
+       "--retry-policy: backoff: 'later'"},
       {{"status", "--timeout", "soon"}, "--timeout"},
       {{"status", "--tls_cert", file}, "--tls_cert and --tls_key go together"},
       {{"health", "--tls_ca", "/nonexistent/ca.pem"}, "--tls_ca: cannot read"},

@@ -58,13 +58,10 @@ class RetryTest : public SharedGatewayTest,
     v1::PublishRequest req;
     req.set_routing_key(q);
     req.set_body(body);
-    req.mutable_properties()->set_message_id(
-        absl::StrCat("id-", body));
-    (*req.mutable_properties()->mutable_headers())["app"] =
-        Text("kept");
+    req.mutable_properties()->set_message_id(absl::StrCat("id-", body));
+    (*req.mutable_properties()->mutable_headers())["app"] = Text("kept");
     v1::PublishResponse resp;
-    ::grpc::Status s =
-        (via ? via : &stub())->Publish(Ctx().get(), req, &resp);
+    ::grpc::Status s = (via ? via : &stub())->Publish(Ctx().get(), req, &resp);
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
 
@@ -225,9 +222,9 @@ TEST_P(RetryTest, MaxAttemptsSendsTheMessageToTheDeadLetterTarget) {
     v1::Delivery d = stream.deliveries()[n - 1];
     EXPECT_EQ(d.delivery_attempt(), n);
     // REQUEUE follows the policy: 100 ms, then 200 ms.
-    ::grpc::Status s = Ack(stub(), sub, d.delivery_id(),
-                           v1::AckRequest::REQUEUE, absl::ZeroDuration(),
-                           absl::StrCat("failed ", n));
+    ::grpc::Status s =
+        Ack(stub(), sub, d.delivery_id(), v1::AckRequest::REQUEUE,
+            absl::ZeroDuration(), absl::StrCat("failed ", n));
     ASSERT_TRUE(s.ok()) << n << ": " << s.error_message();
   }
   EXPECT_GE(arrived[1] - arrived[0], absl::Milliseconds(100) - kTolerance);
@@ -300,12 +297,12 @@ TEST_P(RetryTest, AGatewayKilledWhileRetryingLosesNothing) {
                        [&answered](::grpc::Status) { answered.fetch_add(1); });
       calls.push_back(std::move(c));
     }
-    ASSERT_TRUE(WaitFor([&] { return answered.load() >= 1; },
-                        absl::Seconds(30)));
+    ASSERT_TRUE(
+        WaitFor([&] { return answered.load() >= 1; }, absl::Seconds(30)));
     (*g)->Kill();
     int before = answered.load();
-    ASSERT_TRUE(WaitFor([&] { return answered.load() == 280; },
-                        absl::Seconds(60)));
+    ASSERT_TRUE(
+        WaitFor([&] { return answered.load() == 280; }, absl::Seconds(60)));
     std::printf("killed with %d of 280 RETRY calls answered\n", before);
     stream.Cancel();
     stream.WaitDone();
