@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -184,6 +185,28 @@ amqp::OutgoingMessage DeadLetterCopy(const amqp::Delivery& d,
   }
   m.body = d.body;
   return m;
+}
+
+bool IsConsumerTimeout(uint16_t reply_code, absl::string_view reply_text) {
+  return reply_code == 406 &&
+         absl::StrContains(reply_text, "delivery acknowledgement") &&
+         absl::StrContains(reply_text, "timed out");
+}
+
+absl::Status ConsumerTimeoutStatus(absl::string_view queue,
+                                   uint64_t delivery_id,
+                                   absl::string_view reply_text) {
+  std::string which = delivery_id == 0 ? std::string("a delivery")
+                                       : absl::StrCat("delivery ", delivery_id);
+  return absl::FailedPreconditionError(absl::StrCat(
+      which, " of queue '", queue,
+      "' stayed unacknowledged longer than the broker's consumer_timeout, "
+      "so RabbitMQ closed the stream's channel (its unacknowledged messages "
+      "went back to the queue): ack sooner (RETRY a message you cannot "
+      "finish in time), or raise consumer_timeout (milliseconds) in "
+      "rabbitmq.conf; with a retry_policy the stream subscribes again "
+      "instead of ending. The broker said: ",
+      reply_text.substr(0, 200)));
 }
 
 void Retrier::Retry(const amqp::Delivery& d, const std::string& queue,

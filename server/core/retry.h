@@ -125,6 +125,15 @@ amqp::OutgoingMessage DeadLetterCopy(const amqp::Delivery& d,
                                      absl::string_view queue, uint32_t attempt,
                                      absl::string_view error);
 
+// Whether a channel.close is RabbitMQ's consumer_timeout (406 "delivery
+// acknowledgement on channel N timed out").
+bool IsConsumerTimeout(uint16_t reply_code, absl::string_view reply_text);
+// FAILED_PRECONDITION naming the delivery (0: unknown) that stayed
+// unacknowledged past the broker's consumer_timeout and how to raise it.
+absl::Status ConsumerTimeoutStatus(absl::string_view queue,
+                                   uint64_t delivery_id,
+                                   absl::string_view reply_text);
+
 // Declares delay queues and publishes copies, confirmed. Shared by the
 // session's subscriptions (one per session).
 class Retrier {

@@ -1,5 +1,6 @@
 #include "server/core/retry.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -184,12 +185,18 @@ class Sink : public SubscriptionSink {
     events.Put("subscribed");
   }
   void OnDelivery(StreamDelivery d) override { deliveries.Put(std::move(d)); }
-  void OnPaused(const std::string&) override { events.Put("paused"); }
+  void OnPaused(const std::string& why) override {
+    paused_why = why;
+    events.Put("paused");
+  }
   void OnResumed() override { events.Put("resumed"); }
   void OnEnd(const absl::Status& status) override {
+    end_message = std::string(status.message());
     events.Put(absl::StrCat("end: ", absl::StatusCodeToString(status.code())));
   }
   std::string id;
+  std::string paused_why;   // written before "paused" is put
+  std::string end_message;  // written before "end: ..." is put
   Mailbox<std::string> events;
   Mailbox<StreamDelivery> deliveries;
 };
@@ -445,6 +452,47 @@ TEST_F(RetryTest, RetryWithoutADelayOrPolicyIsInvalid) {
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(r->status().message().substr(0, 12), "retry_delay:");
+  sub->Cancel(absl::CancelledError("done"));
+  EXPECT_EQ(sink_.events.Take(), "end: CANCELLED");
+}
+
+constexpr char kTimedOut[] =
+    "PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out. "
+    "Timeout value used: 1800000 ms. This timeout value can be configured, "
+    "see consumers doc guide to learn more";
+
+TEST_F(RetryTest, ConsumerTimeoutEndsTheStreamNamingTheDelivery) {
+  auto sub = Subscribe();
+  Deliver("a");
+  Deliver("b");
+  con_->CloseChannel(consumer_channel(), 406, kTimedOut);
+  std::optional<std::string> end = sink_.events.Take();
+  ASSERT_TRUE(end.has_value());
+  EXPECT_EQ(*end, "end: FAILED_PRECONDITION");
+  EXPECT_THAT(sink_.end_message,
+              ::testing::AllOf(::testing::HasSubstr("delivery 1 of queue"),
+                               ::testing::HasSubstr("consumer_timeout"),
+                               ::testing::HasSubstr("rabbitmq.conf")));
+  EXPECT_FALSE(IsConsumerTimeout(406, "PRECONDITION_FAILED - other"));
+}
+
+TEST_F(RetryTest, ConsumerTimeoutWithARetryPolicySubscribesAgain) {
+  RetryOptions retry;
+  retry.policy.emplace();
+  auto sub = Subscribe(retry);
+  Deliver("a");
+  con_->CloseChannel(consumer_channel(), 406, kTimedOut);
+  EXPECT_EQ(sink_.events.Take(), "paused");
+  EXPECT_EQ(sink_.events.Take(), "resumed");
+  EXPECT_THAT(sink_.paused_why, ::testing::HasSubstr("delivery 1 of queue"));
+  EXPECT_EQ(con_->count(Sent::Kind::kConsume), 2u);
+  // The redelivery is id 2, and acks of it apply.
+  StreamDelivery d = Deliver("a");
+  EXPECT_EQ(d.delivery_id, 2u);
+  StartAck(d.delivery_id, AckAction::kAck);
+  std::optional<absl::StatusOr<AckResult>> r = results_.Take();
+  ASSERT_TRUE(r.has_value() && r->ok());
+  EXPECT_EQ((*r)->applied, 1u);
   sub->Cancel(absl::CancelledError("done"));
   EXPECT_EQ(sink_.events.Take(), "end: CANCELLED");
 }

@@ -336,6 +336,13 @@ void Subscription::OnChannelClosedByBroker(const amqp::Event& event) {
   channel_ = 0;
   State was = state_;
   state_ = State::kWaiting;
+  // The oldest delivery still unacknowledged (consumer_timeout names it).
+  uint64_t oldest = 0;
+  if (!unacked_.empty()) {
+    oldest = unacked_.begin()->first + gen_base_;
+  } else if (!unacked_sizes_.empty()) {
+    oldest = acked_upto_tag_ + 1 + gen_base_;
+  }
   // The broker requeues this channel's unacked messages.
   gen_base_ = next_id_ - 1;
   ResetOutstanding();
@@ -349,6 +356,22 @@ void Subscription::OnChannelClosedByBroker(const amqp::Event& event) {
   if (was == State::kDraining) {
     // The broker requeued what was outstanding: the drain is over.
     End(absl::OkStatus());
+    return;
+  }
+  if (ever_subscribed_ &&
+      IsConsumerTimeout(event.reply_code, event.reply_text)) {
+    absl::Status timeout =
+        ConsumerTimeoutStatus(options_.queue, oldest, event.reply_text);
+    if (!options_.retry.policy.has_value()) {
+      End(timeout);
+      return;
+    }
+    // With a retry policy the caller chose to go on: subscribe again (the
+    // broker requeued the unacknowledged deliveries) and say why.
+    spdlog::warn("subscription {}: {}; subscribing again", id_,
+                 std::string(timeout.message()));
+    sink_->OnPaused(std::string(timeout.message()));
+    if (worker_->connected()) OpenChannel();
     return;
   }
   std::string context =
