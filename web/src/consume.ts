@@ -60,7 +60,8 @@ async function ack(ids: string[], action: AckRequest_Action): Promise<void> {
     for (let i = 0; i < ids.length; i += 65535) {
       const chunk = ids.slice(i, i + 65535);
       const { response } = await gateway().ack(
-        { subscriptionId: s.subscriptionId, deliveryIds: chunk, action }, within(15000));
+        { subscriptionId: s.subscriptionId, deliveryIds: chunk, action, error: "" },
+        within(15000));
       const stale = new Set(response.staleIds);
       for (const id of chunk) {
         const el = s.pending.get(id);
