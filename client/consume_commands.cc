@@ -296,6 +296,10 @@ int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
     start.set_exclusive(req.exclusive());
     start.set_max_batch(req.max_batch());
     *start.mutable_arguments() = req.arguments();
+    if (req.has_retry_policy()) {
+      *start.mutable_retry_policy() = req.retry_policy();
+    }
+    if (req.has_dead_letter()) *start.mutable_dead_letter() = req.dead_letter();
     return RunSubscribe(start, json, text, client);
   }
   // manual: StreamMessages in CLIENT mode, acked with 'amqpgw ack'.

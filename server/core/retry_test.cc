@@ -337,9 +337,11 @@ TEST_F(RetryTest, ARefusedCopyLeavesTheOriginalToTheCaller) {
   pub_->Return(confirm_channel(), 1);  // NO_ROUTE: the delay queue is gone
   pub_->Confirm(confirm_channel(), 1);
   std::optional<absl::StatusOr<AckResult>> r = results_.Take();
-  ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(r->status().code(), absl::StatusCode::kFailedPrecondition)
-      << r->status();
+  ASSERT_TRUE(r.has_value() && r->ok());
+  EXPECT_EQ((*r)->applied, 0u);
+  EXPECT_EQ((*r)->failed_ids, std::vector<uint64_t>{d.delivery_id});
+  EXPECT_EQ((*r)->failure.code(), absl::StatusCode::kFailedPrecondition)
+      << (*r)->failure;
   EXPECT_EQ(con_->count(Sent::Kind::kAck), 0u);
   EXPECT_EQ(con_->unacked(consumer_channel()).size(), 1u);
   // Still the caller's: a plain ACK applies.

@@ -641,13 +641,12 @@ void Subscription::DoRetry(
   struct Shared {
     size_t remaining = 0;
     AckResult result;
-    absl::Status error;
     absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done;
   };
   auto shared = std::make_shared<Shared>();
   shared->done = std::move(done);
   std::vector<Job> jobs;
-  bool live = state_ == State::kActive || state_ == State::kCancelling;
+  bool live = Live();
   for (uint64_t id : ids) {
     uint64_t tag = id - gen_base_;
     auto it = live && id > gen_base_ ? unacked_.find(tag) : unacked_.end();
@@ -665,6 +664,7 @@ void Subscription::DoRetry(
     return;
   }
   shared->remaining = jobs.size();
+  retries_in_flight_ += static_cast<int>(jobs.size());
   const uint64_t generation = generation_;
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
   auto self = shared_from_this();
@@ -678,9 +678,13 @@ void Subscription::DoRetry(
     auto finish = [self, shared, generation, job](absl::Status s,
                                                   AckAction applied) mutable {
       Subscription* sub = self.get();
-      bool same =
-          sub->generation_ == generation &&
-          (sub->state_ == State::kActive || sub->state_ == State::kCancelling);
+      --sub->retries_in_flight_;
+      bool same = sub->generation_ == generation && sub->Live();
+      if (!same) {
+        // The channel is gone: the broker requeued the original (with a
+        // confirmed copy: a duplicate).
+        ++sub->counts_.requeued;
+      }
       if (s.ok()) {
         if (same) {
           amqp::Connection* conn = sub->worker_->connection();
@@ -692,30 +696,34 @@ void Subscription::DoRetry(
           }
           sub->outstanding_bytes_ -= job->bytes;
           ++sub->completed_;
+          ++(applied == AckAction::kRetry ? sub->counts_.requeued
+                                          : sub->counts_.rejected);
         }
         // Counted once: a retry as requeued, a dead letter as rejected.
         (applied == AckAction::kRetry ? sub->stats_->requeued
                                       : sub->stats_->rejected)
             .fetch_add(1, std::memory_order_relaxed);
         ++shared->result.applied;
+        shared->result.applied_ids.push_back(job->id);
       } else {
         if (same) {
           sub->unacked_[job->tag] = job->bytes;
           sub->retained_[job->tag] = std::move(job->retained);
         }
-        if (shared->error.ok()) {
-          shared->error = absl::Status(
+        shared->result.failed_ids.push_back(job->id);
+        if (shared->result.failure.ok()) {
+          shared->result.failure = absl::Status(
               s.code(),
               absl::StrCat("delivery ", job->id, " stays unacknowledged (ack, ",
                            "requeue or retry it again): ", s.message()));
         }
       }
       if (--shared->remaining > 0) return;
-      if (shared->error.ok()) {
-        std::move(shared->done)(std::move(shared->result));
-      } else {
-        std::move(shared->done)(shared->error);
-      }
+      std::sort(shared->result.applied_ids.begin(),
+                shared->result.applied_ids.end());
+      std::sort(shared->result.failed_ids.begin(),
+                shared->result.failed_ids.end());
+      std::move(shared->done)(std::move(shared->result));
       sub->UpdateWindow();
       sub->MaybeComplete();
     };
@@ -754,7 +762,8 @@ void Subscription::DoRetry(
 
 void Subscription::MaybeComplete() {
   AMQPGW_DCHECK(worker_->InWorkerThread());
-  if (state_ == State::kDraining && unacked_.empty()) {
+  if (state_ == State::kDraining && unacked_.empty() &&
+      retries_in_flight_ == 0) {
     Close(drain_end_);  // every outstanding delivery was settled
     return;
   }

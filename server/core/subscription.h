@@ -110,6 +110,11 @@ struct AckResult {
   // The ids applied, ascending.
   std::vector<uint64_t> applied_ids;
   std::vector<uint64_t> stale_ids;
+  // RETRY (and REQUEUE under a retry policy): ids whose copy was not
+  // confirmed, ascending; they stay unacknowledged. `failure` says why (the
+  // first failure; OK when none).
+  std::vector<uint64_t> failed_ids;
+  absl::Status failure;
 };
 
 // What became of a subscription's deliveries, for its end. Every delivery
@@ -335,6 +340,8 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   // Counts lost channels: a copy confirmed after its channel was lost acks
   // nothing (the broker redelivers the original).
   uint64_t generation_ = 0;
+  // RETRY copies not yet settled: a drain waits for them too.
+  int retries_in_flight_ = 0;
   absl::BitGen random_;  // retry jitter
 };
 

@@ -578,15 +578,10 @@ absl::StatusOr<core::SubscribeOptions> ToCommonSubscribeOptions(
     return Invalid("arguments", *v);
   }
   out.arguments = *std::move(args);
-  if (r.has_retry_policy() || r.has_dead_letter()) {
-    absl::StatusOr<core::RetryOptions> retry =
-        ToRetryOptions(r.retry_policy(), r.has_retry_policy(), r.dead_letter(),
-                       r.has_dead_letter(), out.ack_mode, out.queue);
-    if (!retry.ok()) return retry.status();
-    out.retry = *std::move(retry);
-  }
   return out;
 }
+
+}  // namespace
 
 absl::StatusOr<absl::Duration> ToRetryDuration(
     absl::string_view field, const google::protobuf::Duration& d) {
@@ -654,8 +649,9 @@ absl::StatusOr<core::RetryOptions> ToRetryOptions(
   return out;
 }
 
-absl::StatusOr<core::AckCommand> ToAckCommand(const v1::AckRequest& r) {
-  absl::StatusOr<core::AckAction> action = ToAckAction(r);
+template <typename AckMessage>
+absl::StatusOr<core::AckCommand> ToAckCommand(const AckMessage& r) {
+  absl::StatusOr<core::AckAction> action = ToAckAction(r.action());
   if (!action.ok()) return action.status();
   core::AckCommand out(*action);
   if (r.has_retry_delay()) {
@@ -675,7 +671,8 @@ absl::StatusOr<core::AckCommand> ToAckCommand(const v1::AckRequest& r) {
   return out;
 }
 
-}  // namespace
+template absl::StatusOr<core::AckCommand> ToAckCommand(const v1::AckRequest&);
+template absl::StatusOr<core::AckCommand> ToAckCommand(const v1::SubscribeAck&);
 
 absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
     const v1::StreamMessagesRequest& r) {
@@ -696,6 +693,13 @@ absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
       return Invalid("ack_mode", absl::StrCat("unknown value ", r.ack_mode(),
                                               " (AUTO, CLIENT or NONE)"));
   }
+  if (r.has_retry_policy() || r.has_dead_letter()) {
+    absl::StatusOr<core::RetryOptions> retry =
+        ToRetryOptions(r.retry_policy(), r.has_retry_policy(), r.dead_letter(),
+                       r.has_dead_letter(), out->ack_mode, out->queue);
+    if (!retry.ok()) return retry.status();
+    out->retry = *std::move(retry);
+  }
   return out;
 }
 
@@ -704,6 +708,13 @@ absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
   absl::StatusOr<core::SubscribeOptions> out = ToCommonSubscribeOptions(r);
   if (!out.ok()) return out;
   out->ack_mode = core::AckMode::kClient;  // acks come on the stream
+  if (r.has_retry_policy() || r.has_dead_letter()) {
+    absl::StatusOr<core::RetryOptions> retry =
+        ToRetryOptions(r.retry_policy(), r.has_retry_policy(), r.dead_letter(),
+                       r.has_dead_letter(), out->ack_mode, out->queue);
+    if (!retry.ok()) return retry.status();
+    out->retry = *std::move(retry);
+  }
   return out;
 }
 

@@ -91,7 +91,9 @@ inline constexpr uint32_t kMaxGetMessages = 1000;
 absl::StatusOr<core::GetRequest> ToGetRequest(
     const v1::GetMessagesRequest& request);
 // The action with RETRY's retry_delay and the error text.
-absl::StatusOr<core::AckCommand> ToAckCommand(const v1::AckRequest& request);
+// AckRequest or SubscribeAck.
+template <typename AckMessage>
+absl::StatusOr<core::AckCommand> ToAckCommand(const AckMessage& request);
 // StreamMessagesRequest (and Subscribe) retry_policy and dead_letter.
 absl::StatusOr<core::RetryOptions> ToRetryOptions(
     const v1::RetryPolicy& policy, bool has_policy,

@@ -597,6 +597,11 @@ ServerUnaryReactor* GatewayService::Ack(CallbackServerContext* ctx,
                             request->delivery_ids().end());
   session_->Ack(request->subscription_id(), std::move(ids), *std::move(action),
                 [reactor, response](absl::StatusOr<core::AckResult> r) {
+                  if (r.ok() && !r->failure.ok()) {
+                    // RETRY copies not confirmed: those ids stay unacked.
+                    reactor->Finish(ToGrpcStatus(r->failure));
+                    return;
+                  }
                   if (r.ok()) {
                     response->set_applied_count(r->applied);
                     for (uint64_t id : r->stale_ids)

@@ -86,7 +86,7 @@ void SubscribeReactor::HandleAck(
         absl::StrCat("ack.delivery_ids: give 1 to 65535 ids, got ",
                      request_.ack().delivery_ids_size()));
   }
-  absl::StatusOr<core::AckAction> action = ToAckAction(request_.ack().action());
+  absl::StatusOr<core::AckCommand> action = ToAckCommand(request_.ack());
   if (invalid.ok() && !action.ok()) {
     invalid = absl::InvalidArgumentError(
         absl::StrCat("ack.", action.status().message()));
@@ -107,7 +107,7 @@ void SubscribeReactor::HandleAck(
     proto_action = v1::AckRequest::ACK;
   }
   // Runs on the subscription's worker thread, in the order of the requests.
-  sub->Ack(std::move(ids), *action,
+  sub->Ack(std::move(ids), *std::move(action),
            [push = WorkerPush(), sub,
             proto_action](absl::StatusOr<core::AckResult> r) mutable {
              if (!r.ok()) {
@@ -123,6 +123,10 @@ void SubscribeReactor::HandleAck(
              out->set_action(proto_action);
              for (uint64_t id : r->applied_ids) out->add_applied_ids(id);
              for (uint64_t id : r->stale_ids) out->add_stale_ids(id);
+             for (uint64_t id : r->failed_ids) out->add_failed_ids(id);
+             if (!r->failure.ok()) {
+               out->set_error(std::string(r->failure.message()));
+             }
              push(std::move(event));
            });
   ReadNext();

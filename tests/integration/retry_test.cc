@@ -342,6 +342,70 @@ TEST_P(RetryTest, AGatewayKilledWhileRetryingLosesNothing) {
   EXPECT_GE(in_source.size() + in_delay.size(), size_t{kMessages});
 }
 
+TEST_P(RetryTest, SubscribeRetriesInStreamAndDeadLettersAtMaxAttempts) {
+  const std::string q = NewQueue("retry-sub");
+  const std::string dead = NewQueue("retry-sub-dead");
+  created_.push_back(absl::StrCat("amqpgw.retry.", q, ".200"));
+  Publish(q, "m");
+  auto ctx = Ctx(absl::Seconds(60));
+  auto stream = stub().Subscribe(ctx.get());
+  v1::SubscribeRequest start;
+  start.mutable_start()->set_queue(q);
+  start.mutable_start()->mutable_retry_policy()->set_max_attempts(4);
+  start.mutable_start()->mutable_dead_letter()->set_routing_key(dead);
+  ASSERT_TRUE(stream->Write(start));
+  std::vector<absl::Time> arrived;
+  std::vector<v1::SubscribeAckResult> results;
+  v1::SubscribeResponse ev;
+  while (results.size() < 4 && stream->Read(&ev)) {
+    if (ev.has_ack()) results.push_back(ev.ack());
+    for (const v1::Delivery& d : ev.batch().deliveries()) {
+      arrived.push_back(absl::Now());
+      EXPECT_EQ(d.delivery_attempt(), arrived.size());
+      EXPECT_EQ(d.body(), "m");
+      // RETRY 200 ms three times; the fourth delivery is the last attempt,
+      // so its RETRY dead-letters it.
+      v1::SubscribeRequest ack;
+      ack.mutable_ack()->add_delivery_ids(d.delivery_id());
+      ack.mutable_ack()->set_action(v1::AckRequest::RETRY);
+      ack.mutable_ack()->mutable_retry_delay()->set_nanos(200000000);
+      ack.mutable_ack()->set_error("still failing");
+      ASSERT_TRUE(stream->Write(ack));
+    }
+  }
+  ASSERT_EQ(results.size(), 4u);
+  for (const v1::SubscribeAckResult& r : results) {
+    EXPECT_EQ(r.action(), v1::AckRequest::RETRY);
+    EXPECT_EQ(r.applied_ids_size(), 1);
+    EXPECT_EQ(r.failed_ids_size(), 0) << r.error();
+  }
+  ASSERT_EQ(arrived.size(), 4u);
+  for (size_t i = 1; i < arrived.size(); ++i) {
+    EXPECT_GE(arrived[i] - arrived[i - 1],
+              absl::Milliseconds(200) - kTolerance);
+  }
+  absl::StatusOr<std::unique_ptr<AmqpPeer>> peer =
+      AmqpPeer::Connect(node_->port());
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  absl::StatusOr<std::optional<PeerMessage>> m = (*peer)->Get(dead);
+  ASSERT_TRUE(m.ok() && m->has_value());
+  EXPECT_EQ((*m)->headers["x-amqpgw-attempt"], "l:4");
+  EXPECT_EQ((*m)->headers["x-amqpgw-error"], "S:still failing");
+  stream->WritesDone();
+  bool summary = false;
+  while (stream->Read(&ev)) {
+    if (!ev.has_summary()) continue;
+    summary = true;
+    EXPECT_EQ(ev.summary().delivered(), 4u);
+    EXPECT_EQ(ev.summary().requeued(), 3u);
+    EXPECT_EQ(ev.summary().rejected(), 1u);
+  }
+  EXPECT_TRUE(summary);
+  ::grpc::Status st = stream->Finish();
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(Ready(q), 0);
+}
+
 // RabbitMQ's consumer_timeout (small on a node of the test's own): without
 // a retry policy the stream ends FAILED_PRECONDITION naming the delivery;
 // with one it subscribes again (status RECONNECTING, RESUMED) and the
