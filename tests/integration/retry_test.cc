@@ -414,6 +414,11 @@ TEST(ConsumerTimeoutTest, EndsNamingTheDeliveryOrResubscribesWithAPolicy) {
   absl::StatusOr<BrokerNode> node = BrokerNode::StartPrivate(
       "ctimeout", "consumer_timeout = 2000\n", /*management=*/false);
   ASSERT_TRUE(node.ok()) << node.status();
+  // The node is the test's own: stopped however the test ends.
+  struct StopNode {
+    BrokerNode* node;
+    ~StopNode() { node->Stop().IgnoreError(); }
+  } stop_node{&*node};
   auto g = TestGateway::Start(node->uri());
   ASSERT_TRUE(g->WaitReady());
   const std::string q = UniqueName("ctimeout");
