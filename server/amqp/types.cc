@@ -23,19 +23,28 @@ const FieldValue* FindField(const FieldTable& table, std::string_view key) {
 }
 
 uint32_t DeliveryAttempt(const Delivery& d) {
+  int64_t before = 0;
+  int64_t own = d.redelivered ? 2 : 1;
   if (d.properties.headers.has_value()) {
+    const FieldValue* earlier =
+        FindField(*d.properties.headers, kAttemptHeader);
+    if (earlier != nullptr) {
+      if (const int64_t* n = std::get_if<int64_t>(&earlier->value)) {
+        before = std::max<int64_t>(0, *n);
+      }
+    }
     // Quorum queues count deliveries in x-delivery-count (absent on the
     // first one).
     const FieldValue* count =
         FindField(*d.properties.headers, "x-delivery-count");
     if (count != nullptr) {
       if (const int64_t* n = std::get_if<int64_t>(&count->value)) {
-        return static_cast<uint32_t>(
-            std::clamp<int64_t>(*n + 1, 1, UINT32_MAX));
+        own = std::max<int64_t>(0, *n) + 1;
       }
     }
   }
-  return d.redelivered ? 2 : 1;
+  return static_cast<uint32_t>(
+      std::clamp<int64_t>(before + own, 1, int64_t{UINT32_MAX}));
 }
 
 }  // namespace amqpgw::amqp

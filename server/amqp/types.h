@@ -113,10 +113,15 @@ struct ReturnedMessage {
 // Looks up a header; nullptr when absent.
 const FieldValue* FindField(const FieldTable& table, std::string_view key);
 
-// How many times the broker has delivered `delivery` (1 for a first
-// delivery): from the x-delivery-count header where the queue keeps one
-// (quorum queues: absent or 0 on the first delivery), else 1, or 2 when
-// redelivered.
+// The header where the gateway's RETRY copies count the deliveries of the
+// copies before them (server/core/retry.h).
+inline constexpr char kAttemptHeader[] = "x-amqpgw-attempt";
+
+// How many times `delivery` was delivered (1 for a first delivery), RETRY
+// copies included: kAttemptHeader (deliveries of earlier copies) plus this
+// copy's own, from the x-delivery-count header where the queue keeps one
+// (quorum queues: absent or 0 on the first delivery; + 1), else 1, or 2
+// when redelivered.
 uint32_t DeliveryAttempt(const Delivery& delivery);
 
 }  // namespace amqpgw::amqp

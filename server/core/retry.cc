@@ -17,14 +17,6 @@ constexpr char kPrefix[] = "amqpgw.retry.";
 constexpr size_t kSuffixBytes = 1 + 8;
 constexpr size_t kMaxQueueBytes = 255 - (sizeof(kPrefix) - 1) - kSuffixBytes;
 
-int64_t IntField(const amqp::FieldTable& t, absl::string_view key) {
-  const amqp::FieldValue* v =
-      amqp::FindField(t, std::string_view(key.data(), key.size()));
-  if (v == nullptr) return -1;
-  if (const int64_t* n = std::get_if<int64_t>(&v->value)) return *n;
-  return -1;
-}
-
 // Sets `key` to `value`, in place when present.
 void SetField(amqp::FieldTable& t, absl::string_view key,
               amqp::FieldValue value) {
@@ -55,21 +47,6 @@ amqp::Properties CopyProperties(const amqp::Delivery& d, uint32_t attempt) {
 int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
 
 }  // namespace
-
-uint32_t DeliveryAttempt(const amqp::Delivery& d) {
-  int64_t before = 0;
-  int64_t count = -1;
-  if (d.properties.headers.has_value()) {
-    before =
-        std::max<int64_t>(0, IntField(*d.properties.headers, kAttemptHeader));
-    // Quorum queues count redeliveries in x-delivery-count (absent on the
-    // first delivery).
-    count = IntField(*d.properties.headers, "x-delivery-count");
-  }
-  int64_t own = count >= 0 ? count + 1 : (d.redelivered ? 2 : 1);
-  return static_cast<uint32_t>(
-      std::clamp<int64_t>(before + own, 1, int64_t{UINT32_MAX}));
-}
 
 std::string DelayQueueName(absl::string_view queue, absl::Duration delay) {
   return absl::StrCat(kPrefix, queue, ".", Millis(delay));

@@ -54,7 +54,7 @@ inline constexpr absl::Duration kMaxRetryDelay = absl::Hours(24);
 // Longest error text a dead-lettered message carries (x-amqpgw-error).
 inline constexpr size_t kMaxRetryErrorBytes = 1024;
 // Headers the gateway writes.
-inline constexpr char kAttemptHeader[] = "x-amqpgw-attempt";
+using amqp::kAttemptHeader;  // x-amqpgw-attempt
 inline constexpr char kReasonHeader[] = "x-amqpgw-reason";
 inline constexpr char kQueueHeader[] = "x-amqpgw-queue";
 inline constexpr char kErrorHeader[] = "x-amqpgw-error";
@@ -91,10 +91,7 @@ struct RetryOptions {
   std::optional<DeadLetterTarget> dead_letter;
 };
 
-// 1 for a first delivery: the deliveries of earlier copies (x-amqpgw-attempt)
-// plus this copy's (quorum queues' x-delivery-count + 1, else 2 when
-// redelivered, else 1).
-uint32_t DeliveryAttempt(const amqp::Delivery& d);
+// delivery_attempt: amqp::DeliveryAttempt (counts kAttemptHeader).
 
 // "amqpgw.retry.<queue>.<delay ms>".
 std::string DelayQueueName(absl::string_view queue, absl::Duration delay);

@@ -121,16 +121,16 @@ TEST(RetryPolicyDelay, JitterShortensAndRoundsToTwoDigits) {
 
 TEST(RetryAttempt, CountsEarlierCopiesAndThisCopysDeliveries) {
   amqp::Delivery d;
-  EXPECT_EQ(DeliveryAttempt(d), 1u);
+  EXPECT_EQ(amqp::DeliveryAttempt(d), 1u);
   d.redelivered = true;
-  EXPECT_EQ(DeliveryAttempt(d), 2u);
+  EXPECT_EQ(amqp::DeliveryAttempt(d), 2u);
   d.redelivered = false;
   d.properties.headers = amqp::FieldTable{{"x-amqpgw-attempt", int64_t{3}}};
-  EXPECT_EQ(DeliveryAttempt(d), 4u);
+  EXPECT_EQ(amqp::DeliveryAttempt(d), 4u);
   // A quorum queue's count wins over the redelivered flag.
   d.redelivered = true;
   d.properties.headers->emplace_back("x-delivery-count", int64_t{2});
-  EXPECT_EQ(DeliveryAttempt(d), 6u);
+  EXPECT_EQ(amqp::DeliveryAttempt(d), 6u);
 }
 
 TEST(RetryCopies, KeepPropertiesAndHeadersAndCountAttempts) {
