@@ -152,7 +152,9 @@ TEST_P(RetryTest, ThreeRetriesArriveFourTimesWithTheDelayBetween) {
     // Every property and header kept; the attempt count travels along.
     EXPECT_EQ(d.properties().message_id(), "id-m");
     EXPECT_EQ(d.properties().headers().at("app").string_value(), "kept");
-    if (n > 1) EXPECT_EQ(IntHeader(d, "x-amqpgw-attempt"), int64_t(n - 1));
+    if (n > 1) {
+      EXPECT_EQ(IntHeader(d, "x-amqpgw-attempt"), int64_t(n - 1));
+    }
     ::grpc::Status s =
         n < 4 ? Ack(stub(), sub, d.delivery_id(), v1::AckRequest::RETRY, delay)
               : Ack(stub(), sub, d.delivery_id(), v1::AckRequest::ACK);
