@@ -87,6 +87,13 @@ async function main() {
     await waitCount(messages, 51, "the requeued message comes back");
     await waitText(messages.first().locator(".msg-flags"), /redelivered/, "redelivered flag");
     await waitText(messages.first().locator(".msg-body"), /^Hello from amqpgw, message 11$/, "redelivered body");
+    // Retry one (id 12): acked once its copy is in the 10 s delay queue, back
+    // afterwards as attempt 2.
+    await page.click(`#messages li[data-delivery-id="12"] button:text-is("Retry")`);
+    await waitCount(page.locator('#messages li[data-state="retried"]'), 1, "retried message");
+    await waitCount(messages, 52, "the retried message comes back after its delay");
+    await waitText(messages.first().locator(".msg-flags"), /attempt 2/, "attempt 2");
+    await waitText(messages.first().locator(".msg-body"), /^Hello from amqpgw, message 12$/, "retried body");
 
     // Stop: the 40 unacked go back to the queue; the 10 acked/rejected do not.
     await page.click("#consume-stop");

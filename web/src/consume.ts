@@ -4,7 +4,7 @@
 import { RpcError } from "@protobuf-ts/runtime-rpc";
 import { gateway, within } from "./api";
 import { button, byId, h, input, optionalNumber, select } from "./dom";
-import { formatBody, plural, propertyRows } from "./format";
+import { formatBody, msToDuration, plural, propertyRows } from "./format";
 import {
   AckRequest_Action, type Delivery, StreamMessagesRequest_AckMode, type StreamMessagesResponse,
   StreamStatus_Kind,
@@ -50,17 +50,22 @@ function settle(el: HTMLElement, state: string, label: string): void {
   actions?.replaceChildren(h("span", { class: "msg-state" }, label));
 }
 
+// The delay of the Retry button (AckRequest RETRY).
+const RETRY_DELAY_MS = 10000;
+
 async function ack(ids: string[], action: AckRequest_Action): Promise<void> {
   const s = stream;
   if (s === undefined || ids.length === 0) return;
   clearError("consume-error");
   const verb = action === AckRequest_Action.REQUEUE ? "requeued"
-    : action === AckRequest_Action.REJECT ? "rejected" : "acked";
+    : action === AckRequest_Action.REJECT ? "rejected"
+    : action === AckRequest_Action.RETRY ? `retry in ${RETRY_DELAY_MS / 1000} s` : "acked";
+  const retryDelay = action === AckRequest_Action.RETRY ? msToDuration(RETRY_DELAY_MS) : undefined;
   try {
     for (let i = 0; i < ids.length; i += 65535) {
       const chunk = ids.slice(i, i + 65535);
       const { response } = await gateway().ack(
-        { subscriptionId: s.subscriptionId, deliveryIds: chunk, action, error: "" },
+        { subscriptionId: s.subscriptionId, deliveryIds: chunk, action, error: "", retryDelay },
         within(15000));
       const stale = new Set(response.staleIds);
       for (const id of chunk) {
@@ -68,7 +73,7 @@ async function ack(ids: string[], action: AckRequest_Action): Promise<void> {
         s.pending.delete(id);
         if (el === undefined) continue;
         if (stale.has(id)) settle(el, "stale", "stale: the broker redelivers it");
-        else settle(el, verb, verb);
+        else settle(el, action === AckRequest_Action.RETRY ? "retried" : verb, verb);
       }
       if (verb === "acked") s.acked += response.appliedCount;
     }
@@ -104,6 +109,7 @@ export function renderDelivery(d: Delivery, client: boolean): HTMLElement {
     client ? h("div", { class: "msg-actions" },
       h("button", { type: "button", class: "small-btn", onclick: () => void ack([id], AckRequest_Action.ACK) }, "Ack"),
       h("button", { type: "button", class: "small-btn", onclick: () => void ack([id], AckRequest_Action.REQUEUE) }, "Requeue"),
+      h("button", { type: "button", class: "small-btn", title: `Back in the queue after ${RETRY_DELAY_MS / 1000} s (a delay queue), as attempt ${d.deliveryAttempt + 1}`, onclick: () => void ack([id], AckRequest_Action.RETRY) }, "Retry"),
       h("button", { type: "button", class: "small-btn danger", onclick: () => void ack([id], AckRequest_Action.REJECT) }, "Reject"))
       : null);
   window.setTimeout(() => el.classList.remove("fresh"), 1300);
