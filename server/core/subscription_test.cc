@@ -321,6 +321,8 @@ TEST_F(SubscriptionTest, MaxMessagesCancelsTheConsumerAndEndsOk) {
   EXPECT_EQ(sink.events.Take(), "end: OK");
   EXPECT_EQ(Acks(*peer_, Sent::Kind::kAck),
             (std::vector<std::pair<uint64_t, bool>>{{2, true}}));
+  // The stream may end before its channel's close reaches the broker.
+  ASSERT_TRUE(peer_->WaitForCount(Sent::Kind::kChannelClose, 1));
   EXPECT_EQ(peer_->requeued(), (Tags{{ch, 3}}));
 }
 
