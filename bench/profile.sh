@@ -5,7 +5,10 @@
 #   bench/profile.sh [--broker URI] [--build DIR] [--out DIR] SCENARIO [-n N]
 #
 # SCENARIO: publish-batch (batch 256), publish (64 callers), publish-sync,
-# stream (prefetch 1000, AUTO). Without --broker a private RabbitMQ node is
+# stream (prefetch 1000, AUTO), or floor-publish: publish's load against
+# amqpgw-grpc-floor (callback API, a Gateway that does nothing, no broker),
+# gRPC's own instructions per call, to subtract from publish's to get what
+# the gateway adds. Without --broker a private RabbitMQ node is
 # started (and stopped). amqpgwd runs under valgrind --tool=callgrind; the
 # counters are zeroed after a warm-up and dumped after the measured run.
 # Prints instructions per message and the heaviest functions (inclusive);
@@ -32,6 +35,7 @@ case "$SCENARIO" in
   publish) ARGS=(publish --concurrency 64 --purge); N=${N:-10000} ;;
   publish-sync) ARGS=(publish-sync --purge); N=${N:-1000} ;;
   stream) ARGS=(stream --prefetch 1000 --ack auto); N=${N:-20000} ;;
+  floor-publish) ARGS=(publish --concurrency 64); N=${N:-10000} ;;
   *) echo "profile.sh: unknown scenario $SCENARIO" >&2; exit 2 ;;
 esac
 
@@ -49,15 +53,24 @@ cleanup() {
   true
 }
 trap cleanup EXIT
-if [ -z "$BROKER" ]; then
-  BROKER=$("$NODE" start "$OUT/rabbitmq" | tail -n 1)
+if [ "$SCENARIO" = floor-publish ]; then
+  valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.%p" \
+    "$BUILD/bench/amqpgw-grpc-floor" callback --listen 127.0.0.1:0 \
+    > "$OUT/floor.out" 2> "$OUT/floor.log" &
+  GW_PID=$!
+  for _ in $(seq 600); do [ -s "$OUT/floor.out" ] && break; sleep 0.1; done
+  PORT=$(head -n 1 "$OUT/floor.out" | sed 's/.*://')
+  [ -n "$PORT" ] || { echo "profile.sh: amqpgw-grpc-floor did not start" >&2; exit 1; }
+else
+  if [ -z "$BROKER" ]; then
+    BROKER=$("$NODE" start "$OUT/rabbitmq" | tail -n 1)
+  fi
+  valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.%p" \
+    "$BUILD/server/amqpgwd" --broker="$BROKER" --listen=127.0.0.1:0 --http_listen= \
+    > "$OUT/amqpgwd.log" 2>&1 &
+  GW_PID=$!
+  PORT=$(bench_gateway_port "$OUT/amqpgwd.log" "$GW_PID" 600)
 fi
-
-valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.%p" \
-  "$BUILD/server/amqpgwd" --broker="$BROKER" --listen=127.0.0.1:0 --http_listen= \
-  > "$OUT/amqpgwd.log" 2>&1 &
-GW_PID=$!
-PORT=$(bench_gateway_port "$OUT/amqpgwd.log" "$GW_PID" 600)
 BENCH=$BUILD/bench/amqpgw-bench
 Q=amqpgw-profile
 fill() { "$BUILD/bench/amqpgw-bench-direct" publish --broker "$BROKER" --queue "$Q" \

@@ -724,6 +724,25 @@ struct QueueCounts {
   int64_t unacked = -1;
 };
 
+// Publishes `count` messages of `size` bytes to `queue`, `per_batch` per
+// PublishBatch; each body starts with its number and a colon.
+void PublishNumbered(v1::Gateway::Stub& stub, const std::string& queue,
+                     int count, int size, int per_batch) {
+  for (int b = 0; b < count / per_batch; ++b) {
+    v1::PublishBatchRequest req;
+    for (int i = 0; i < per_batch; ++i) {
+      auto* m = req.add_messages();
+      m->set_routing_key(queue);
+      std::string body = absl::StrCat(b * per_batch + i, ":");
+      body.resize(size, 'x');
+      m->set_body(body);
+    }
+    v1::PublishBatchResponse resp;
+    ASSERT_TRUE(stub.PublishBatch(Ctx().get(), req, &resp).ok());
+    ASSERT_EQ(resp.ok_count(), static_cast<uint32_t>(per_batch));
+  }
+}
+
 QueueCounts Counts(BrokerNode& node, const std::string& queue) {
   QueueCounts c;
   auto out = node.Ctl({"list_queues", "-q", "--no-table-headers", "name",
@@ -761,19 +780,7 @@ TEST_P(StreamBudgetTest, SlowReaderHoldsItsByteBudget) {
   constexpr int kMessages = 400;
   constexpr int kSize = 64 << 10;
   constexpr uint64_t kBudget = 4 << 20;  // 64 messages
-  for (int b = 0; b < kMessages / 50; ++b) {
-    v1::PublishBatchRequest req;
-    for (int i = 0; i < 50; ++i) {
-      auto* m = req.add_messages();
-      m->set_routing_key(q);
-      std::string body = absl::StrCat(b * 50 + i, ":");
-      body.resize(kSize, 'x');
-      m->set_body(body);
-    }
-    v1::PublishBatchResponse resp;
-    ASSERT_TRUE(g->stub().PublishBatch(Ctx().get(), req, &resp).ok());
-    ASSERT_EQ(resp.ok_count(), 50u);
-  }
+  ASSERT_NO_FATAL_FAILURE(PublishNumbered(g->stub(), q, kMessages, kSize, 50));
   v1::StreamMessagesRequest sreq;
   sreq.set_queue(q);
   sreq.set_prefetch(65535);
@@ -828,19 +835,7 @@ TEST(StreamWindowTest, LargerMessagesNarrowAClassicQueuesWindow) {
   constexpr int kMessages = 160;
   constexpr int kSize = 256 << 10;
   constexpr uint64_t kBudget = 4 << 20;  // 16 messages
-  for (int b = 0; b < kMessages / 16; ++b) {
-    v1::PublishBatchRequest req;
-    for (int i = 0; i < 16; ++i) {
-      auto* m = req.add_messages();
-      m->set_routing_key(q);
-      std::string body = absl::StrCat(b * 16 + i, ":");
-      body.resize(kSize, 'x');
-      m->set_body(body);
-    }
-    v1::PublishBatchResponse resp;
-    ASSERT_TRUE(g->stub().PublishBatch(Ctx().get(), req, &resp).ok());
-    ASSERT_EQ(resp.ok_count(), 16u);
-  }
+  ASSERT_NO_FATAL_FAILURE(PublishNumbered(g->stub(), q, kMessages, kSize, 16));
   v1::StreamMessagesRequest sreq;
   sreq.set_queue(q);
   sreq.set_prefetch(65535);

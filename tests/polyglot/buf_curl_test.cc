@@ -278,8 +278,7 @@ TEST_F(BufCurlTest, ConnectAndGrpcWebOnTheHttpPort) {
     ASSERT_EQ(r.exit_code, 0) << r.err;
     std::vector<Struct> docs = JsonDocuments(r.out);
     ASSERT_EQ(docs.size(), 1u) << r.out;
-    EXPECT_FALSE(Field(docs[0], "publishTime").string_value().empty())
-        << r.out;
+    EXPECT_FALSE(Field(docs[0], "publishTime").string_value().empty()) << r.out;
     auto peer = AmqpPeer::Connect(node_->port());
     ASSERT_TRUE(peer.ok()) << peer.status();
     auto m = (*peer)->Get(q);
