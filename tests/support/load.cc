@@ -90,8 +90,9 @@ std::vector<std::string> PublisherPool::ErrorSamples() {
 // --- ConsumerPool -----------------------------------------------------------
 
 ConsumerPool::ConsumerPool(const StubFactory& new_stub,
-                           v1::StreamMessagesRequest request, int consumers)
-    : request_(std::move(request)) {
+                           v1::StreamMessagesRequest request, int consumers,
+                           Mode mode)
+    : request_(std::move(request)), mode_(mode) {
   {
     amqpgw::MutexLock lock(&mu_);
     contexts_.resize(consumers);
@@ -117,6 +118,149 @@ void ConsumerPool::Stop() {
   }
 }
 
+std::string ConsumerPool::Subscribed(int index,
+                                     const std::string& subscription_id) {
+  std::string instance = subscription_id.substr(0, subscription_id.find('/'));
+  amqpgw::MutexLock lock(&mu_);
+  instances_[index] = instance;
+  ++subscribed_;
+  return instance;
+}
+
+std::map<uint64_t, int> ConsumerPool::Delivered(
+    const google::protobuf::RepeatedPtrField<v1::Delivery>& deliveries) {
+  std::map<uint64_t, int> ids;
+  amqpgw::MutexLock lock(&mu_);
+  for (const v1::Delivery& d : deliveries) {
+    int n = -1;
+    if (!absl::SimpleAtoi(d.body(), &n)) n = -1;
+    ++counts_[n];
+    // Delivered again after its ack was answered: by the broker
+    // (redelivered) or as another copy of the message (a republish after
+    // a publisher's connection loss: at least once).
+    auto acked = acked_by_.find(n);
+    if (acked != acked_by_.end()) {
+      if (d.redelivered()) {
+        ++acked_then_redelivered_[acked->second];
+      } else {
+        ++acked_then_copied_;
+      }
+    }
+    ids[d.delivery_id()] = n;
+  }
+  return ids;
+}
+
+void ConsumerPool::AckAnswered(
+    const std::map<uint64_t, int>& ids,
+    const google::protobuf::RepeatedField<uint64_t>& stale,
+    const std::string& instance) {
+  std::set<uint64_t> stale_ids(stale.begin(), stale.end());
+  amqpgw::MutexLock lock(&mu_);
+  for (const auto& [id, n] : ids) {
+    if (stale_ids.count(id) != 0) {
+      ++stale_acks_;
+    } else {
+      acked_by_[n] = instance;
+    }
+  }
+}
+
+std::string ConsumerPool::StreamOnce(int index, v1::Gateway::Stub& stub,
+                                     ::grpc::ClientContext& ctx,
+                                     ::grpc::Status& end, int& deliveries) {
+  const bool client_acks =
+      request_.ack_mode() == v1::StreamMessagesRequest::CLIENT;
+  auto reader = stub.StreamMessages(&ctx, request_);
+  std::string instance, subscription;
+  v1::StreamMessagesResponse ev;
+  google::protobuf::RepeatedPtrField<v1::Delivery> got;
+  while (reader->Read(&ev)) {
+    got.Clear();
+    if (ev.has_subscribed()) {
+      subscription = ev.subscribed().subscription_id();
+      instance = Subscribed(index, subscription);
+      continue;
+    }
+    if (ev.has_status()) {
+      amqpgw::MutexLock lock(&mu_);
+      ++status_events_[v1::StreamStatus::Kind_Name(ev.status().kind())];
+      continue;
+    }
+    if (ev.has_delivery()) {
+      *got.Add() = std::move(*ev.mutable_delivery());
+    } else if (ev.has_batch()) {
+      got.Swap(ev.mutable_batch()->mutable_deliveries());
+    }
+    if (got.empty()) continue;
+    deliveries += got.size();
+    std::map<uint64_t, int> ids = Delivered(got);
+    if (!client_acks) continue;
+    v1::AckRequest ack;
+    ack.set_subscription_id(subscription);
+    for (const auto& [id, n] : ids) ack.add_delivery_ids(id);
+    v1::AckResponse resp;
+    ::grpc::Status s;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      s = stub.Ack(Ctx().get(), ack, &resp);
+      if (s.error_code() != ::grpc::StatusCode::UNAVAILABLE) break;
+    }
+    if (s.ok()) {
+      AckAnswered(ids, resp.stale_ids(), instance);
+    } else {
+      amqpgw::MutexLock lock(&mu_);
+      ++ack_errors_[s.error_code()];
+    }
+  }
+  end = reader->Finish();
+  return instance;
+}
+
+std::string ConsumerPool::SubscribeOnce(int index, v1::Gateway::Stub& stub,
+                                        ::grpc::ClientContext& ctx,
+                                        ::grpc::Status& end, int& deliveries) {
+  auto rw = stub.Subscribe(&ctx);
+  v1::SubscribeRequest start;
+  start.mutable_start()->set_queue(request_.queue());
+  start.mutable_start()->set_prefetch(request_.prefetch());
+  std::string instance;
+  // Delivery ids acked in-stream and not answered yet, in order.
+  std::map<uint64_t, int> pending;
+  if (rw->Write(start)) {
+    v1::SubscribeResponse ev;
+    while (rw->Read(&ev)) {
+      if (ev.has_subscribed()) {
+        instance = Subscribed(index, ev.subscribed().subscription_id());
+      } else if (ev.has_status()) {
+        amqpgw::MutexLock lock(&mu_);
+        ++status_events_[v1::StreamStatus::Kind_Name(ev.status().kind())];
+      } else if (ev.has_batch()) {
+        deliveries += ev.batch().deliveries_size();
+        std::map<uint64_t, int> ids = Delivered(ev.batch().deliveries());
+        v1::SubscribeRequest ack;
+        for (const auto& [id, n] : ids) {
+          ack.mutable_ack()->add_delivery_ids(id);
+          pending[id] = n;
+        }
+        rw->Write(ack);
+      } else if (ev.has_ack()) {
+        std::map<uint64_t, int> answered;
+        for (uint64_t id : ev.ack().applied_ids()) answered[id] = pending[id];
+        for (uint64_t id : ev.ack().stale_ids()) answered[id] = pending[id];
+        for (const auto& [id, n] : answered) pending.erase(id);
+        AckAnswered(answered, ev.ack().stale_ids(), instance);
+        if (ev.ack().failed_ids_size() > 0) {
+          amqpgw::MutexLock lock(&mu_);
+          ack_errors_[::grpc::StatusCode::UNKNOWN] +=
+              ev.ack().failed_ids_size();
+        }
+      }
+    }
+  }
+  end = rw->Finish();
+  return instance;
+}
+
 void ConsumerPool::Run(int index, std::unique_ptr<v1::Gateway::Stub> stub) {
   while (!stop_.load()) {
     auto ctx = std::make_shared<::grpc::ClientContext>();
@@ -125,32 +269,12 @@ void ConsumerPool::Run(int index, std::unique_ptr<v1::Gateway::Stub> stub) {
       if (stop_.load()) break;
       contexts_[index] = ctx;
     }
-    auto reader = stub->StreamMessages(ctx.get(), request_);
-    std::string instance;
+    ::grpc::Status s;
     int deliveries = 0;
-    v1::StreamMessagesResponse ev;
-    auto count = [&](const v1::Delivery& d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      int n = -1;
-      if (!absl::SimpleAtoi(d.body(), &n)) n = -1;
-      ++counts_[n];
-      ++deliveries;
-    };
-    while (reader->Read(&ev)) {
-      amqpgw::MutexLock lock(&mu_);
-      if (ev.has_subscribed()) {
-        const std::string& id = ev.subscribed().subscription_id();
-        instance = id.substr(0, id.find('/'));
-        instances_[index] = instance;
-        ++subscribed_;
-      } else if (ev.has_delivery()) {
-        count(ev.delivery());
-      } else if (ev.has_batch()) {
-        for (const v1::Delivery& d : ev.batch().deliveries()) count(d);
-      } else if (ev.has_status()) {
-        ++status_events_[v1::StreamStatus::Kind_Name(ev.status().kind())];
-      }
-    }
-    ::grpc::Status s = reader->Finish();
+    std::string instance =
+        mode_ == Mode::kSubscribe
+            ? SubscribeOnce(index, *stub, *ctx, s, deliveries)
+            : StreamOnce(index, *stub, *ctx, s, deliveries);
     {
       amqpgw::MutexLock lock(&mu_);
       contexts_[index].reset();
@@ -191,6 +315,33 @@ std::map<std::string, int> ConsumerPool::StatusEvents() {
 int ConsumerPool::subscribed() {
   amqpgw::MutexLock lock(&mu_);
   return subscribed_;
+}
+
+std::set<int> ConsumerPool::Acked() {
+  amqpgw::MutexLock lock(&mu_);
+  std::set<int> acked;
+  for (const auto& [n, instance] : acked_by_) acked.insert(n);
+  return acked;
+}
+
+std::map<std::string, int> ConsumerPool::AckedThenRedelivered() {
+  amqpgw::MutexLock lock(&mu_);
+  return acked_then_redelivered_;
+}
+
+int ConsumerPool::acked_then_copied() {
+  amqpgw::MutexLock lock(&mu_);
+  return acked_then_copied_;
+}
+
+int ConsumerPool::stale_acks() {
+  amqpgw::MutexLock lock(&mu_);
+  return stale_acks_;
+}
+
+std::map<::grpc::StatusCode, int> ConsumerPool::AckErrors() {
+  amqpgw::MutexLock lock(&mu_);
+  return ack_errors_;
 }
 
 }  // namespace amqpgw::testing

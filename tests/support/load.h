@@ -73,10 +73,22 @@ class PublisherPool {
   std::vector<std::thread> threads_;
 };
 
-// `consumers` StreamMessages readers of `request`, each with a stub of its
-// own, each reopening its stream when it ends, until Stop().
+// `consumers` readers of `request`'s queue, each with a stub of its own,
+// each reopening its stream when it ends, until Stop(). How they consume:
+// - kStreamMessages: StreamMessages with `request` as it is; in CLIENT mode
+//   each response's deliveries are acked at once with a unary Ack through
+//   the same stub (behind a balancer, usually on another instance, which
+//   forwards it);
+// - kSubscribe: Subscribe (queue and prefetch from `request`), acking each
+//   batch in-stream.
+// A failed Ack call is retried (up to 3 times, as a client would on
+// UNAVAILABLE). Acked deliveries are counted from the answers (applied, not
+// stale), with the instance that held the stream; a delivery of a message
+// whose ack was answered OK earlier is counted as "acked, then redelivered"
+// (by that instance) when the broker marks it redelivered, else as a copy.
 class ConsumerPool {
  public:
+  enum class Mode { kStreamMessages, kSubscribe };
   // A stream that ended before Stop().
   struct End {
     // The instance that served it ("" if it never got `subscribed`).
@@ -86,7 +98,7 @@ class ConsumerPool {
     int deliveries = 0;
   };
   ConsumerPool(const StubFactory& new_stub, v1::StreamMessagesRequest request,
-               int consumers);
+               int consumers, Mode mode = Mode::kStreamMessages);
   ~ConsumerPool();
   ConsumerPool(const ConsumerPool&) = delete;
   ConsumerPool& operator=(const ConsumerPool&) = delete;
@@ -103,11 +115,43 @@ class ConsumerPool {
   std::map<std::string, int> StatusEvents() ABSL_LOCKS_EXCLUDED(mu_);
   // Streams subscribed so far (reopened ones included).
   int subscribed() ABSL_LOCKS_EXCLUDED(mu_);
+  // Body numbers whose ack was answered applied.
+  std::set<int> Acked() ABSL_LOCKS_EXCLUDED(mu_);
+  // Deliveries of a message whose ack had been answered applied before, by
+  // the instance that held the stream the ack was for.
+  std::map<std::string, int> AckedThenRedelivered() ABSL_LOCKS_EXCLUDED(mu_);
+  // Fresh copies (not `redelivered`) of a message acked before: published
+  // twice (a republish after a connection loss).
+  int acked_then_copied() ABSL_LOCKS_EXCLUDED(mu_);
+  // Acks answered stale (the delivery's channel was gone: the broker
+  // requeued it) and failed Ack calls by status code.
+  int stale_acks() ABSL_LOCKS_EXCLUDED(mu_);
+  std::map<::grpc::StatusCode, int> AckErrors() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  // One stream from open to end; returns the instance that served it.
+  std::string StreamOnce(int index, v1::Gateway::Stub& stub,
+                         ::grpc::ClientContext& ctx, ::grpc::Status& end,
+                         int& deliveries);
+  std::string SubscribeOnce(int index, v1::Gateway::Stub& stub,
+                            ::grpc::ClientContext& ctx, ::grpc::Status& end,
+                            int& deliveries);
   void Run(int index, std::unique_ptr<v1::Gateway::Stub> stub);
+  // Records a `subscribed` event; returns the instance.
+  std::string Subscribed(int index, const std::string& subscription_id)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Records deliveries; returns delivery id -> body number.
+  std::map<uint64_t, int> Delivered(
+      const google::protobuf::RepeatedPtrField<v1::Delivery>& deliveries)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Records the answer to acking `ids` (applied unless in `stale`) of a
+  // stream held by `instance`.
+  void AckAnswered(const std::map<uint64_t, int>& ids,
+                   const google::protobuf::RepeatedField<uint64_t>& stale,
+                   const std::string& instance) ABSL_LOCKS_EXCLUDED(mu_);
 
   const v1::StreamMessagesRequest request_;
+  const Mode mode_;
   std::atomic<bool> stop_{false};
   amqpgw::Mutex mu_;
   std::vector<std::shared_ptr<::grpc::ClientContext>> contexts_
@@ -117,6 +161,12 @@ class ConsumerPool {
   std::vector<End> ends_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int> status_events_ ABSL_GUARDED_BY(mu_);
   int subscribed_ ABSL_GUARDED_BY(mu_) = 0;
+  // Body number -> the instance whose stream it was acked on.
+  std::map<int, std::string> acked_by_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int> acked_then_redelivered_ ABSL_GUARDED_BY(mu_);
+  int acked_then_copied_ ABSL_GUARDED_BY(mu_) = 0;
+  int stale_acks_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<::grpc::StatusCode, int> ack_errors_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_;
 };
 
