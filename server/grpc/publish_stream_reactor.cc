@@ -115,7 +115,29 @@ void PublishStreamReactor::HandOff(const std::shared_ptr<Shared>& s) {
     staged.swap(s->staged);
     s->handoff_posted = false;
   }
-  if (staged.empty()) return;
+  // Batches of at most max_message_bytes (or one message), so that each
+  // fits --max_pending_bytes as a lone message does. Until the last one is
+  // handed over, its messages are outstanding: `this` is alive.
+  const size_t max_bytes = limits_.max_message_bytes;
+  size_t begin = 0;
+  while (begin < staged.size()) {
+    size_t end = begin;
+    size_t bytes = 0;
+    do {
+      bytes += staged[end].message.body.size() + 256;
+      ++end;
+    } while (end < staged.size() &&
+             bytes + staged[end].message.body.size() + 256 <= max_bytes);
+    const bool last = end == staged.size();
+    PublishStaged(s, staged, begin, end);
+    if (last) return;  // `this` may be gone
+    begin = end;
+  }
+}
+
+void PublishStreamReactor::PublishStaged(const std::shared_ptr<Shared>& s,
+                                         std::vector<Staged>& staged,
+                                         size_t begin, size_t end) {
   // What each message's answer needs, by its index in the batch; shared by
   // the batch's callback and this function (it answers a refused batch).
   struct Pending {
@@ -124,11 +146,12 @@ void PublishStreamReactor::HandOff(const std::shared_ptr<Shared>& s) {
     std::unique_ptr<PublishTracing> spans;
   };
   auto pending = std::make_shared<std::vector<Pending>>();
-  pending->reserve(staged.size());
+  pending->reserve(end - begin);
   std::vector<amqp::OutgoingMessage> messages;
-  messages.reserve(staged.size());
+  messages.reserve(end - begin);
   bool record = false;
-  for (Staged& one : staged) {
+  for (size_t k = begin; k < end; ++k) {
+    Staged& one = staged[k];
     record = record || one.spans != nullptr;
     messages.push_back(std::move(one.message));
     pending->push_back(

@@ -7,8 +7,10 @@
 //
 // Hand-off: a message read waits in Shared::staged; the first one staged
 // posts a task to the stream's publisher thread (Session::RunOnPublisher),
-// which takes everything staged by the time it runs into one batch and
-// queues it there (Session::PublishHere). Messages read while the publisher
+// which takes everything staged by the time it runs into one batch (of at
+// most max_message_bytes, or one message, so that it fits
+// --max_pending_bytes as a lone message would) and queues it there
+// (Session::PublishHere). Messages read while the publisher
 // thread is busy therefore travel together, in one hop and one batch
 // (timer, bookkeeping) instead of one each, and keep their order.
 //
@@ -144,6 +146,11 @@ class PublishStreamReactor
   // The publisher thread's hand-off task: publishes what is staged as one
   // batch. Its last use of `this` is to answer the messages.
   void HandOff(const std::shared_ptr<Shared>& s);
+  // Publishes staged[begin, end) as one batch on the publisher thread, and
+  // answers them all when the session refuses it. Touches `this` last to
+  // answer.
+  void PublishStaged(const std::shared_ptr<Shared>& s,
+                     std::vector<Staged>& staged, size_t begin, size_t end);
   // Queues `answer` (from any thread) and acts on it.
   void Deliver(const std::shared_ptr<Shared>& s, Answer answer);
   // Under s.mu: claims the next read, write or Finish that the state allows.
