@@ -89,6 +89,11 @@ void Publisher::Publish(std::shared_ptr<PublishBatch> batch) {
   });
 }
 
+void Publisher::PublishHere(std::shared_ptr<PublishBatch> batch) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
+  Enqueue(std::move(batch));
+}
+
 absl::Status Publisher::OutcomeUnknown(absl::string_view why) {
   return absl::DeadlineExceededError(absl::StrCat(
       "outcome unknown: ", why, "; it may or may not have been published"));
@@ -184,6 +189,7 @@ void Publisher::Complete(const std::shared_ptr<PublishBatch>& batch,
   b.state_[index] = PublishBatch::State::kDone;
   b.results_[index].status = std::move(status);
   b.results_[index].confirmed_at = absl::Now();
+  if (b.on_result_) b.on_result_(b, index);
   if (--b.remaining_ > 0) return;
   if (b.timer_ != 0) {
     worker_->CancelTimer(b.timer_);  // drops the timer's reference too

@@ -112,6 +112,12 @@ class PublishBatch {
   void set_cancelled(absl::AnyInvocable<bool() const> cancelled) {
     cancelled_ = std::move(cancelled);
   }
+  // Called on the publisher's thread as soon as message `index` has its
+  // result, before `done` (which follows the last): for a caller answering
+  // each message on its own (PublishStream). Set before handing the batch
+  // to the session.
+  using OnResult = absl::AnyInvocable<void(PublishBatch& batch, size_t index)>;
+  void set_on_result(OnResult on_result) { on_result_ = std::move(on_result); }
 
  private:
   friend class Publisher;
@@ -130,6 +136,7 @@ class PublishBatch {
   absl::Time deadline_;
   bool record_send_times_ = false;
   absl::AnyInvocable<bool() const> cancelled_;
+  OnResult on_result_;
   Done done_;
   EventLoop::TimerId timer_ = 0;
 };
@@ -161,6 +168,11 @@ class Publisher : private ConnectionWorker::Observer {
 
   // Thread-safe. Queues every message of the batch.
   void Publish(std::shared_ptr<PublishBatch> batch);
+  // The same, on the worker thread, from a task of its own (Run), never
+  // from inside a batch's callbacks: queues at once, without a hop.
+  void PublishHere(std::shared_ptr<PublishBatch> batch);
+  // Thread-safe. Runs `task` on the worker thread.
+  void Run(EventLoop::Task task) { worker_->Post(std::move(task)); }
   // Thread-safe. Fails queued messages with `why`, waits until the in-flight
   // ones are confirmed (or `deadline`), then runs `done` on the worker thread.
   // Publishing resumes at the next connection.

@@ -204,6 +204,39 @@ TEST_F(PublisherTest, ANackFailsOnlyTheMessagesItCovers) {
   EXPECT_EQ(c.unconfirmed, 0u);
 }
 
+TEST_F(PublisherTest, OnResultAnswersEachMessageOfABatchAsItIsSettled) {
+  // PublishStream's batches: every message is answered at its own confirm,
+  // not when the batch's last one is.
+  Mailbox<std::string> results;
+  auto batch = std::make_shared<PublishBatch>(
+      std::vector<amqp::OutgoingMessage>{Message("b1"), Message("b2"),
+                                         Message("b3")},
+      absl::Now() + absl::Hours(1), [this](PublishBatch& b) {
+        done_.Put(Done{b.message(0).body, {}});
+      });
+  batch->set_on_result([&results](PublishBatch& b, size_t i) {
+    results.Put(absl::StrCat(b.message(i).body, ":",
+                             b.result(i).status.ok() ? "ok" : "failed"));
+  });
+  pending_bytes_.fetch_add(static_cast<int64_t>(batch->bytes()));
+  publisher_->Publish(std::move(batch));
+  ASSERT_TRUE(WaitPublished(3));
+  uint16_t ch = confirm_channel();
+  peer_->Confirm(ch, Seq(2));
+  EXPECT_EQ(results.Take(), "b2:ok");
+  EXPECT_TRUE(Settle(*worker_, *peer_));
+  EXPECT_EQ(results.size(), 0u);
+  EXPECT_EQ(done_.size(), 0u);
+  peer_->NackPublish(ch, Seq(1));
+  EXPECT_EQ(results.Take(), "b1:failed");
+  EXPECT_EQ(done_.size(), 0u);
+  peer_->Confirm(ch, Seq(3));
+  EXPECT_EQ(results.Take(), "b3:ok");
+  std::optional<Done> d = done_.Take();  // after the last one's result
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->tag, "b1");
+}
+
 TEST_F(PublisherTest, AReturnFollowedByItsConfirmFailsThatMessageOnly) {
   // Two messages alike: the return (no sequence number) belongs to the
   // oldest unsettled one.

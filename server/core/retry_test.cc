@@ -298,6 +298,10 @@ TEST_F(RetryTest, AcksTheOriginalOnlyOnceTheCopyIsConfirmed) {
   props.message_id = "m1";
   StreamDelivery d = Deliver("work", props);
   EXPECT_EQ(d.delivery_attempt, 1u);
+  // Kept for RETRY by sharing the message with the sink, not by a copy.
+  ASSERT_NE(d.retained, nullptr);
+  EXPECT_EQ(d.get().body, "work");
+  EXPECT_TRUE(d.message.body.empty());
   StartAck(d.delivery_id, RetryIn(absl::Milliseconds(200)));
   EXPECT_EQ(declared_.Take(), "amqpgw.retry.orders.200");
   ASSERT_TRUE(pub_->WaitForCount(Sent::Kind::kPublish, 1));

@@ -351,6 +351,20 @@ absl::Status Session::Publish(std::shared_ptr<PublishBatch> batch) {
 
 absl::Status Session::Publish(std::shared_ptr<PublishBatch> batch,
                               size_t publisher) {
+  return Admit(std::move(batch), publisher, /*here=*/false);
+}
+
+absl::Status Session::PublishHere(std::shared_ptr<PublishBatch> batch,
+                                  size_t publisher) {
+  return Admit(std::move(batch), publisher, /*here=*/true);
+}
+
+void Session::RunOnPublisher(size_t publisher, EventLoop::Task task) {
+  publishers_[publisher % publishers_.size()]->Run(std::move(task));
+}
+
+absl::Status Session::Admit(std::shared_ptr<PublishBatch> batch,
+                            size_t publisher, bool here) {
   if (!enabled_.load()) return DisconnectedError();
   int64_t bytes = static_cast<int64_t>(batch->bytes());
   // (max_pending_bytes >= max_request_bytes: a batch alone always fits.)
@@ -368,7 +382,11 @@ absl::Status Session::Publish(std::shared_ptr<PublishBatch> batch,
     body_bytes += batch->message(i).body.size();
   }
   stats_.published_bytes.fetch_add(body_bytes, std::memory_order_relaxed);
-  p->Publish(std::move(batch));
+  if (here) {
+    p->PublishHere(std::move(batch));
+  } else {
+    p->Publish(std::move(batch));
+  }
   return absl::OkStatus();
 }
 

@@ -135,6 +135,15 @@ class Session {
   // for a caller whose successive batches must keep their order (a
   // PublishStream): one connection publishes its batches in order.
   absl::Status Publish(std::shared_ptr<PublishBatch> batch, size_t publisher);
+  // Thread-safe. Runs `task` on the thread of publisher connection
+  // `publisher`: a caller that feeds one publisher gathers there what
+  // arrived until then into one batch, and hands it over with PublishHere
+  // (one hop for all of them instead of one per message: PublishStream).
+  void RunOnPublisher(size_t publisher, EventLoop::Task task);
+  // Publish(batch, publisher), called from a RunOnPublisher task of the
+  // same `publisher`: queues the batch without another hop.
+  absl::Status PublishHere(std::shared_ptr<PublishBatch> batch,
+                           size_t publisher);
   // The next publisher connection, round robin; any value is valid.
   size_t PickPublisher() { return next_publisher_.fetch_add(1); }
 
@@ -185,6 +194,10 @@ class Session {
   // Runs the next Connect/Disconnect deferred while one was in progress.
   void FinishTransition();
   static absl::Status DisconnectedError();
+  // Publish's checks and counts, then hands the batch to the publisher
+  // (`here`: on its thread, from a RunOnPublisher task).
+  absl::Status Admit(std::shared_ptr<PublishBatch> batch, size_t publisher,
+                     bool here);
 
   const SessionOptions options_;
   Stats stats_;

@@ -234,17 +234,20 @@ void Subscription::OnDeliver(amqp::Delivery& d) {
   outstanding_bytes_ += bytes;
   average_bytes_ = (average_bytes_ * 7 + bytes) / 8;
   largest_bytes_ = std::max(largest_bytes_, bytes);
+  stats_->delivered.fetch_add(1, std::memory_order_relaxed);
+  stats_->delivered_bytes.fetch_add(d.body.size(), std::memory_order_relaxed);
   if (options_.ack_mode == AckMode::kClient) {
     unacked_[tag] = bytes;
     if (pool_->retrier() != nullptr) {
-      retained_[tag] = Retained{d, out.delivery_attempt};
+      // Kept for a RETRY the caller may never ask for: shared with the
+      // sink (moved once, read-only), not copied per delivery.
+      out.retained = std::make_shared<const amqp::Delivery>(std::move(d));
+      retained_[tag] = Retained{out.retained, out.delivery_attempt};
     }
   } else {
     unacked_sizes_.push_back(bytes);
   }
-  stats_->delivered.fetch_add(1, std::memory_order_relaxed);
-  stats_->delivered_bytes.fetch_add(d.body.size(), std::memory_order_relaxed);
-  out.message = std::move(d);
+  if (out.retained == nullptr) out.message = std::move(d);
   // Before the sink sees it: HandedOver(id) must find id <= received_id_.
   received_id_.store(out.delivery_id, std::memory_order_release);
   sink_->OnDelivery(std::move(out));
@@ -734,7 +737,7 @@ void Subscription::DoRetry(
             finish(std::move(s), applied);
           });
     };
-    const amqp::Delivery& message = job->retained.message;
+    const amqp::Delivery& message = *job->retained.message;
     if (exhausted && !options_.retry.dead_letter.has_value()) {
       // The queue's own dead-letter exchange (if any) takes it.
       on_worker(AckAction::kReject, absl::OkStatus());

@@ -102,7 +102,16 @@ struct SubscribeOptions {
 struct StreamDelivery {
   uint64_t delivery_id = 0;
   uint32_t delivery_attempt = 1;
+  // The message, unless `retained` holds it.
   amqp::Delivery message;
+  // CLIENT mode with a Retrier: the message, shared with the subscription,
+  // which keeps it until it is settled (for RETRY) instead of copying it;
+  // `message` is empty then. Read-only on every thread.
+  std::shared_ptr<const amqp::Delivery> retained;
+
+  const amqp::Delivery& get() const {
+    return retained != nullptr ? *retained : message;
+  }
 };
 
 struct AckResult {
@@ -331,9 +340,10 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   int resubscribe_retries_ = 0;
   bool delivered_in_read_ = false;  // OnDeliver since the last OnReadDone
   // CLIENT with a Retrier: this channel's unsettled deliveries (tag ->
-  // message and attempt), kept for RETRY; bounded like unacked_.
+  // message and attempt), kept for RETRY; bounded like unacked_. The
+  // message is shared with the sink's StreamDelivery, not copied.
   struct Retained {
-    amqp::Delivery message;
+    std::shared_ptr<const amqp::Delivery> message;
     uint32_t attempt = 1;
   };
   absl::flat_hash_map<uint64_t, Retained> retained_;

@@ -808,15 +808,22 @@ void ToProtoProperties(const amqp::Properties& p, v1::MessageProperties* out) {
 }
 
 void ToProtoDelivery(core::StreamDelivery&& d, v1::Delivery* out) {
+  const amqp::Delivery& m = d.get();
   out->set_delivery_id(d.delivery_id);
-  out->set_redelivered(d.message.redelivered);
+  out->set_redelivered(m.redelivered);
   out->set_delivery_attempt(d.delivery_attempt);
-  out->set_exchange(SanitizeUtf8(d.message.exchange));
-  out->set_routing_key(SanitizeUtf8(d.message.routing_key));
-  out->set_body(std::move(d.message.body));
-  ToProtoProperties(d.message.properties, out->mutable_properties());
+  out->set_exchange(SanitizeUtf8(m.exchange));
+  out->set_routing_key(SanitizeUtf8(m.routing_key));
+  if (d.retained != nullptr) {
+    // Shared with the subscription (kept for RETRY): copied, into the
+    // buffer a reused `out` already has.
+    out->set_body(m.body);
+  } else {
+    out->set_body(std::move(d.message.body));
+  }
+  ToProtoProperties(m.properties, out->mutable_properties());
   if (std::optional<trace::TraceContext> tc =
-          TraceContextFromHeaders(d.message.properties)) {
+          TraceContextFromHeaders(m.properties)) {
     out->mutable_trace_context()->set_traceparent(tc->Traceparent());
     out->mutable_trace_context()->set_tracestate(tc->tracestate);
   }

@@ -92,26 +92,94 @@ void PublishStreamReactor::HandleRequest(const std::shared_ptr<Shared>& s) {
       spans = std::make_unique<PublishTracing>(std::move(tracing));
     }
   }
-  const bool record = spans != nullptr;
   std::string id = m->properties.message_id.value_or(std::string());
+  bool post;
+  {
+    amqpgw::MutexLock lock(&s->mu);
+    s->staged.push_back(
+        Staged{sequence, std::move(id), *std::move(m), std::move(spans)});
+    post = !s->handoff_posted;
+    s->handoff_posted = true;
+  }
+  if (post) {
+    // The task runs before Finish: the staged message is outstanding, so
+    // the stream is not finished and `this` is alive.
+    session_->RunOnPublisher(publisher_, [this, s] { HandOff(s); });
+  }
+}
+
+void PublishStreamReactor::HandOff(const std::shared_ptr<Shared>& s) {
+  std::vector<Staged> staged;
+  {
+    amqpgw::MutexLock lock(&s->mu);
+    staged.swap(s->staged);
+    s->handoff_posted = false;
+  }
+  // Batches of at most max_message_bytes (or one message), so that each
+  // fits --max_pending_bytes as a lone message does. Until the last one is
+  // handed over, its messages are outstanding: `this` is alive.
+  const size_t max_bytes = limits_.max_message_bytes;
+  size_t begin = 0;
+  while (begin < staged.size()) {
+    size_t end = begin;
+    size_t bytes = 0;
+    do {
+      bytes += staged[end].message.body.size() + 256;
+      ++end;
+    } while (end < staged.size() &&
+             bytes + staged[end].message.body.size() + 256 <= max_bytes);
+    const bool last = end == staged.size();
+    PublishStaged(s, staged, begin, end);
+    if (last) return;  // `this` may be gone
+    begin = end;
+  }
+}
+
+void PublishStreamReactor::PublishStaged(const std::shared_ptr<Shared>& s,
+                                         std::vector<Staged>& staged,
+                                         size_t begin, size_t end) {
+  // What each message's answer needs, by its index in the batch; shared by
+  // the batch's callback and this function (it answers a refused batch).
+  struct Pending {
+    uint64_t sequence;
+    std::string message_id;
+    std::unique_ptr<PublishTracing> spans;
+  };
+  auto pending = std::make_shared<std::vector<Pending>>();
+  pending->reserve(end - begin);
   std::vector<amqp::OutgoingMessage> messages;
-  messages.push_back(*std::move(m));
-  // The callback runs on the publisher's thread before Finish (this stream
-  // is not finished while the message is outstanding), so `this` is alive.
+  messages.reserve(end - begin);
+  bool record = false;
+  for (size_t k = begin; k < end; ++k) {
+    Staged& one = staged[k];
+    record = record || one.spans != nullptr;
+    messages.push_back(std::move(one.message));
+    pending->push_back(
+        Pending{one.sequence, std::move(one.message_id), std::move(one.spans)});
+  }
   auto batch = std::make_shared<core::PublishBatch>(
       std::move(messages), session_->Deadline(call_deadline_),
-      [this, s, sequence, id = std::move(id),
-       spans = std::move(spans)](core::PublishBatch& b) mutable {
-        if (spans != nullptr) spans->Finish(b);
-        const core::PublishBatch::Result& r = b.result(0);
-        Deliver(s, Answer{sequence, r.status, std::move(id), r.confirmed_at});
-      });
+      [](core::PublishBatch&) {});
+  // Runs on the publisher's thread once each message is settled, before
+  // Finish (the stream is not finished while a message is outstanding).
+  batch->set_on_result([this, s, pending](core::PublishBatch& b, size_t i) {
+    Pending& p = (*pending)[i];
+    const core::PublishBatch::Result& r = b.result(i);
+    if (p.spans != nullptr) p.spans->Finish(r);
+    Deliver(s, Answer{p.sequence, r.status, std::move(p.message_id),
+                      r.confirmed_at});
+  });
   batch->set_record_send_times(record);
   batch->set_cancelled(
       [s] { return s->cancelled.load(std::memory_order_relaxed); });
-  absl::Status st = session_->Publish(std::move(batch), publisher_);
+  absl::Status st = session_->PublishHere(std::move(batch), publisher_);
   if (!st.ok()) {
-    Deliver(s, Answer{sequence, std::move(st), std::string(), absl::Now()});
+    // Refused as a whole (shutting down, --max_pending_bytes): every
+    // message gets the answer a unary Publish would.
+    absl::Time now = absl::Now();
+    for (Pending& p : *pending) {
+      Deliver(s, Answer{p.sequence, st, std::string(), now});
+    }
   }
 }
 

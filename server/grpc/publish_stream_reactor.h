@@ -1,8 +1,18 @@
 // The PublishStream reactor: reads messages from one bidirectional gRPC
-// stream, publishes each as a one-message core::PublishBatch (so each is
-// validated, isolated, retried and answered exactly as a unary Publish), and
-// writes each message's result back, tagged with its sequence, as soon as
-// the publisher settles it.
+// stream, validates each as a unary Publish would, publishes them in
+// core::PublishBatches (each message isolated and retried exactly as a
+// unary Publish: the publisher treats every message of a batch on its own),
+// and writes each message's result back, tagged with its sequence, as soon
+// as the publisher settles it (PublishBatch::set_on_result).
+//
+// Hand-off: a message read waits in Shared::staged; the first one staged
+// posts a task to the stream's publisher thread (Session::RunOnPublisher),
+// which takes everything staged by the time it runs into one batch (of at
+// most max_message_bytes, or one message, so that it fits
+// --max_pending_bytes as a lone message would) and queues it there
+// (Session::PublishHere). Messages read while the publisher
+// thread is busy therefore travel together, in one hop and one batch
+// (timer, bookkeeping) instead of one each, and keep their order.
 //
 // Flow control: at most max_in_flight messages are read and not yet
 // answered (their answer written to gRPC). Beyond that the reactor issues
@@ -34,6 +44,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -42,6 +53,7 @@
 #include "server/base/sync.h"
 #include "server/core/session.h"
 #include "server/grpc/convert.h"
+#include "server/grpc/tracing.h"
 #include "server/trace/span.h"
 #include "server/trace/trace_context.h"
 
@@ -79,6 +91,14 @@ class PublishStreamReactor
     std::string message_id;
     absl::Time confirmed_at;
   };
+  // A message read and validated, waiting for the hand-off.
+  struct Staged {
+    uint64_t sequence = 0;
+    std::string message_id;
+    amqp::OutgoingMessage message;
+    // Its spans (null when none are recorded).
+    std::unique_ptr<PublishTracing> spans;
+  };
   // What a thread claimed under Shared::mu and does after unlocking.
   struct Actions {
     bool read = false;
@@ -99,6 +119,10 @@ class PublishStreamReactor
     uint32_t outstanding ABSL_GUARDED_BY(mu) = 0;
     uint32_t max_in_flight ABSL_GUARDED_BY(mu) = kDefaultMaxInFlight;
     std::deque<Answer> answers ABSL_GUARDED_BY(mu);
+    // Messages read, not yet handed to the publisher, in order; a hand-off
+    // task is posted while `handoff_posted`.
+    std::vector<Staged> staged ABSL_GUARDED_BY(mu);
+    bool handoff_posted ABSL_GUARDED_BY(mu) = false;
     bool reading ABSL_GUARDED_BY(mu) = false;
     // The response of a write is in `idle` while no write is under way; a
     // thread that claims a write takes it out, fills it as its only owner
@@ -119,6 +143,14 @@ class PublishStreamReactor
 
   // Publishes the message just read (or answers its error).
   void HandleRequest(const std::shared_ptr<Shared>& s);
+  // The publisher thread's hand-off task: publishes what is staged as one
+  // batch. Its last use of `this` is to answer the messages.
+  void HandOff(const std::shared_ptr<Shared>& s);
+  // Publishes staged[begin, end) as one batch on the publisher thread, and
+  // answers them all when the session refuses it. Touches `this` last to
+  // answer.
+  void PublishStaged(const std::shared_ptr<Shared>& s,
+                     std::vector<Staged>& staged, size_t begin, size_t end);
   // Queues `answer` (from any thread) and acts on it.
   void Deliver(const std::shared_ptr<Shared>& s, Answer answer);
   // Under s.mu: claims the next read, write or Finish that the state allows.

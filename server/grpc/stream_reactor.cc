@@ -245,25 +245,23 @@ void DeliveryStream<Response, Reactor>::Pump(const std::shared_ptr<Shared>& s) {
   // More queued behind this one: let gRPC buffer it (it goes out with the
   // next write that has no hint, at the latest the queue's last), so that a
   // burst of deliveries leaves in few HTTP/2 frames and sendmsg calls
-  // instead of one each (bench/compare.sh: gateway CPU per delivery).
-  bool more;
+  // instead of one each (bench/compare.sh: gateway CPU per delivery). AUTO
+  // acks only what a write-through write's completion proves written to
+  // the socket, never what was merely buffered: the write that ends a run
+  // of hinted ones is written through, and acks the whole run (what a
+  // reader that stops can lose is then only what its own receive buffers
+  // held; docs/api.md has the figures).
+  DeliveryWrites::Flush flush;
   WriteSlot* writing = slot.get();
   {
     amqpgw::MutexLock lock(&s->mu);
-    more = !s->queue.empty();
+    flush = slot->writes.Start(mode_, prefetch_, slot->last_delivery_id,
+                               !s->queue.empty());
     s->in_flight = std::move(slot);
   }
   ::grpc::WriteOptions options;
-  if (mode_ == core::AckMode::kAuto) {
-    // AUTO acks what a completed write carried: complete it only once its
-    // bytes were written to the socket (write-through), never when it was
-    // merely buffered (a hinted write completes before it is sent). What
-    // a reader that stops can lose is then only what its own receive
-    // buffers held (docs/api.md has the figures).
-    options.set_write_through();
-  } else if (more) {
-    options.set_buffer_hint();
-  }
+  if (flush.write_through) options.set_write_through();
+  if (flush.buffer_hint) options.set_buffer_hint();
   // gRPC reads the response until OnWriteDone, which alone takes the slot
   // out of in_flight again.
   this->StartWrite(&writing->response, options);
@@ -381,7 +379,8 @@ void DeliveryStream<Response, Reactor>::OnWriteDone(bool ok) {
     amqpgw::MutexLock lock(&s->mu);
     // The spans leave with this write; the slot goes back for the next.
     spans.swap(slot->spans);
-    if (ok && mode_ == core::AckMode::kAuto) handed = slot->last_delivery_id;
+    // AUTO: what the write-through write that ended a run proves written.
+    handed = slot->writes.Done(ok);
     s->idle = std::move(slot);
     subscription = s->subscription;
   }

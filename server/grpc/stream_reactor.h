@@ -19,6 +19,7 @@
 #include "amqpgw/v1/gateway.pb.h"
 #include "server/base/sync.h"
 #include "server/core/session.h"
+#include "server/grpc/delivery_stream_writes.h"
 #include "server/trace/span.h"
 
 namespace amqpgw::grpc_api {
@@ -39,7 +40,10 @@ namespace amqpgw::grpc_api {
 // them is over (OnDeliveriesRead), or a write in progress completes. With
 // max_batch >= 1 a write takes the deliveries waiting at the front of the
 // queue, up to max_batch of them and until they reach kMaxBatchBytes
-// encoded; it never waits for more.
+// encoded; it never waits for more. A write with more queued behind it is
+// buffer-hinted; in AUTO a run of hinted writes ends with a write-through
+// one, whose completion acknowledges the run's deliveries (DeliveryWrites,
+// delivery_stream_writes.h).
 //
 // Tracing: each delivery's `trace_context` comes from its AMQP headers. With
 // a span exporter, a delivery of a sampled trace also gets a "deliver" span
@@ -123,6 +127,9 @@ class DeliveryStream : public Reactor, public core::SubscriptionSink {
     uint64_t last_delivery_id = 0;
     // The deliver spans of the response, ended in OnWriteDone.
     std::vector<trace::Span> spans;
+    // How writes are flushed and what their completion acknowledges (AUTO);
+    // it goes with the slot from write to write.
+    DeliveryWrites writes;
   };
 
   // State shared by the subscription's thread and gRPC's. Each entry point

@@ -130,36 +130,45 @@ void PublishTracing::Inject(size_t index, amqp::OutgoingMessage& m) {
 
 void PublishTracing::Finish(const core::PublishBatch& batch) {
   for (auto& [index, span] : spans_) {
-    const core::PublishBatch::Result& r = batch.result(index);
-    span.end = r.confirmed_at;
-    if (!r.status.ok()) {
-      span.error = true;
-      span.status_message = StatusText(r.status);
-    }
-    if (r.sent_at != absl::InfinitePast()) {
-      trace::Span confirm;
-      confirm.trace_id = span.trace_id;
-      confirm.span_id = trace::NewSpanId();
-      confirm.parent_span_id = span.span_id;
-      confirm.trace_state = span.trace_state;
-      confirm.name = "confirm";
-      confirm.kind = trace::SpanKind::kClient;
-      confirm.start = r.sent_at;
-      confirm.end = r.confirmed_at;
-      confirm.Add("messaging.system", std::string("rabbitmq"));
-      confirm.Add(
-          "amqpgw.confirm",
-          std::string(r.status.ok() ? "ack"
-                      : r.status.code() == absl::StatusCode::kResourceExhausted
-                          ? "nack"
-                          : "none"));
-      confirm.error = span.error;
-      confirm.status_message = span.status_message;
-      exporter_->Export(std::move(confirm));
-    }
-    exporter_->Export(std::move(span));
+    ExportSpans(std::move(span), batch.result(index));
   }
   spans_.clear();
+}
+
+void PublishTracing::Finish(const core::PublishBatch::Result& result) {
+  for (auto& [index, span] : spans_) ExportSpans(std::move(span), result);
+  spans_.clear();
+}
+
+void PublishTracing::ExportSpans(trace::Span span,
+                                 const core::PublishBatch::Result& r) {
+  span.end = r.confirmed_at;
+  if (!r.status.ok()) {
+    span.error = true;
+    span.status_message = StatusText(r.status);
+  }
+  if (r.sent_at != absl::InfinitePast()) {
+    trace::Span confirm;
+    confirm.trace_id = span.trace_id;
+    confirm.span_id = trace::NewSpanId();
+    confirm.parent_span_id = span.span_id;
+    confirm.trace_state = span.trace_state;
+    confirm.name = "confirm";
+    confirm.kind = trace::SpanKind::kClient;
+    confirm.start = r.sent_at;
+    confirm.end = r.confirmed_at;
+    confirm.Add("messaging.system", std::string("rabbitmq"));
+    confirm.Add(
+        "amqpgw.confirm",
+        std::string(r.status.ok() ? "ack"
+                    : r.status.code() == absl::StatusCode::kResourceExhausted
+                        ? "nack"
+                        : "none"));
+    confirm.error = span.error;
+    confirm.status_message = span.status_message;
+    exporter_->Export(std::move(confirm));
+  }
+  exporter_->Export(std::move(span));
 }
 
 }  // namespace amqpgw::grpc_api

@@ -56,8 +56,14 @@ class PublishTracing {
   bool recording() const { return !spans_.empty(); }
   // Exports the publish and confirm spans from the batch's results.
   void Finish(const core::PublishBatch& batch);
+  // The same for a tracing of one message (Inject(0, ...)) that went out in
+  // a batch of others: exports its spans from `result`.
+  void Finish(const core::PublishBatch::Result& result);
 
  private:
+  // Exports `span` (and its confirm span) from `r`.
+  void ExportSpans(trace::Span span, const core::PublishBatch::Result& r);
+
   std::optional<trace::TraceContext> caller_;
   trace::SpanExporter* const exporter_;
   const char* const rpc_;
