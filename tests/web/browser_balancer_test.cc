@@ -91,14 +91,13 @@ TEST(BrowserBalancerTest, ClientAcksThroughHaproxyReachTheHoldingGateway) {
   for (int i = 0; i < r.size(); ++i) names.push_back(absl::StrCat("gw", i + 1));
   Subprocess::Options run;
   run.argv = {node_binary, script};
-  run.env = {
-      absl::StrCat("AMQPGW_LB_URL=http://127.0.0.1:", r.haproxy().http_port(),
-                   "/"),
-      "AMQPGW_LB_QUEUE=" + q,
-      absl::StrCat("AMQPGW_LB_COUNT=", kMessages),
-      "AMQPGW_LB_GATEWAYS=" + absl::StrJoin(names, ","),
-      absl::StrCat("AMQPGW_LB_ACK_HOLDER=", kAckOnHolder),
-      absl::StrCat("AMQPGW_LB_ACK_TOTAL=", kAckTotal)};
+  run.env = {absl::StrCat("AMQPGW_LB_URL=http://127.0.0.1:",
+                          r.haproxy().http_port(), "/"),
+             "AMQPGW_LB_QUEUE=" + q,
+             absl::StrCat("AMQPGW_LB_COUNT=", kMessages),
+             "AMQPGW_LB_GATEWAYS=" + absl::StrJoin(names, ","),
+             absl::StrCat("AMQPGW_LB_ACK_HOLDER=", kAckOnHolder),
+             absl::StrCat("AMQPGW_LB_ACK_TOTAL=", kAckTotal)};
   auto browser = Subprocess::Start(run);
   ASSERT_NE(browser, nullptr);
   ProcessResult result = browser->Wait(absl::Minutes(5));
