@@ -38,7 +38,8 @@ bench_gateway_port() {
 
 # bench_start PREFIX: a work folder (/tmp/PREFIX.XXXXXX, as WORK, with an
 # empty RAW results file), a private RabbitMQ node in it (URI, BROKER_PID)
-# and amqpgwd on it (GW_PID, PORT, SERVER; more flags in AMQPGWD_FLAGS), and
+# and amqpgwd on it (GW_PID, PORT, SERVER; more flags in AMQPGWD_FLAGS; no
+# HTTP port unless BENCH_HTTP_LISTEN gives its --http_listen), and
 # an EXIT trap that stops both and removes the folder unless KEEP=1. Needs
 # NODE, GWD and a `log` function.
 bench_start() {
@@ -53,7 +54,8 @@ bench_start() {
   BROKER_PID=$(cat "$WORK/rabbitmq/rabbitmq.pid")
   log "starting amqpgwd"
   # shellcheck disable=SC2086
-  "$GWD" --broker="$URI" --listen=127.0.0.1:0 --http_listen= ${AMQPGWD_FLAGS:-} \
+  "$GWD" --broker="$URI" --listen=127.0.0.1:0 \
+    --http_listen="${BENCH_HTTP_LISTEN:-}" ${AMQPGWD_FLAGS:-} \
     > "$WORK/amqpgwd.log" 2>&1 &
   GW_PID=$!
   PORT=$(bench_gateway_port "$WORK/amqpgwd.log" "$GW_PID")

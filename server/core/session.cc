@@ -400,6 +400,44 @@ absl::StatusOr<std::shared_ptr<Subscription>> Session::Subscribe(
   return consumers_->Subscribe(std::move(options), sink);
 }
 
+void Session::DrainStreams(absl::Duration timeout, const std::string& why) {
+  {
+    amqpgw::MutexLock lock(&drain_mu_);
+    draining_.store(true);
+    // Under the lock: a hook's stream cannot go (RemoveDrainHook waits).
+    for (auto& [id, drain] : drain_hooks_) drain(why);
+  }
+  consumers_->DrainAll(timeout, why);
+}
+
+bool Session::WaitStreamsEnded(absl::Time deadline) {
+  bool subscriptions = consumers_->WaitAllEnded(deadline);
+  amqpgw::MutexLock lock(&drain_mu_);
+  while (!drain_hooks_.empty()) {
+    if (drain_hooks_empty_.WaitWithDeadline(&drain_mu_, deadline) &&
+        !drain_hooks_.empty()) {
+      return false;
+    }
+  }
+  return subscriptions;
+}
+
+uint64_t Session::AddDrainHook(
+    absl::AnyInvocable<void(const std::string& why)> drain) {
+  amqpgw::MutexLock lock(&drain_mu_);
+  if (draining_.load()) return 0;
+  uint64_t id = next_drain_hook_++;
+  drain_hooks_.emplace(id, std::move(drain));
+  return id;
+}
+
+void Session::RemoveDrainHook(uint64_t id) {
+  if (id == 0) return;
+  amqpgw::MutexLock lock(&drain_mu_);
+  drain_hooks_.erase(id);
+  if (drain_hooks_.empty()) drain_hooks_empty_.SignalAll();
+}
+
 void Session::Ack(const std::string& subscription_id, std::vector<uint64_t> ids,
                   AckCommand action,
                   absl::AnyInvocable<void(absl::StatusOr<AckResult>) &&> done) {

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -166,15 +167,22 @@ class Session {
   // Ends every open stream with `why` (shutdown).
   void CancelStreams(const absl::Status& why) { consumers_->CancelAll(why); }
   // Graceful shutdown, first step: new streams are refused UNAVAILABLE,
-  // open ones drain (Subscription::Drain with `why`) within `timeout`.
-  void DrainStreams(absl::Duration timeout, const std::string& why) {
-    draining_.store(true);
-    consumers_->DrainAll(timeout, why);
-  }
-  // Waits until every stream has ended or `deadline`; true when all have.
-  bool WaitStreamsEnded(absl::Time deadline) {
-    return consumers_->WaitAllEnded(deadline);
-  }
+  // open ones drain (Subscription::Drain with `why`) within `timeout`, and
+  // every registered drain hook (AddDrainHook) is called with `why`.
+  void DrainStreams(absl::Duration timeout, const std::string& why);
+  // Waits until every stream has ended (subscriptions, and every drain hook
+  // removed) or `deadline`; true when all have.
+  bool WaitStreamsEnded(absl::Time deadline);
+  // Streams that are not subscriptions (PublishStream) and must wind down on
+  // shutdown too: `drain` is called once, by DrainStreams, with its `why`,
+  // under the registry's lock (so never after RemoveDrainHook returned): it
+  // must not block nor call AddDrainHook/RemoveDrainHook. Returns the hook's
+  // id for RemoveDrainHook, or 0 without registering it once DrainStreams
+  // was called (the caller refuses its stream UNAVAILABLE). Any thread.
+  uint64_t AddDrainHook(absl::AnyInvocable<void(const std::string& why)> drain);
+  // Removes hook `id` (0: nothing); waits for its call if one is under way.
+  // Any thread.
+  void RemoveDrainHook(uint64_t id);
 
  private:
   struct Waiter {
@@ -214,6 +222,13 @@ class Session {
   std::atomic<bool> enabled_{false};
   // DrainStreams was called: Subscribe refuses new streams.
   std::atomic<bool> draining_{false};
+  // Drain hooks (AddDrainHook) of the streams that are not subscriptions.
+  amqpgw::Mutex drain_mu_;
+  amqpgw::CondVar drain_hooks_empty_;
+  uint64_t next_drain_hook_ ABSL_GUARDED_BY(drain_mu_) = 1;
+  absl::flat_hash_map<uint64_t,
+                      absl::AnyInvocable<void(const std::string& why)>>
+      drain_hooks_ ABSL_GUARDED_BY(drain_mu_);
   std::function<void(SessionState)> listener_;
   bool started_ = false;
 

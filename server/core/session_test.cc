@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -269,6 +271,42 @@ TEST_F(SessionTest, DeadlinesLeaveTheCallerTimeToHearWhy) {
   caller = absl::Now() + absl::Hours(1);
   d = session_->Deadline(caller);
   EXPECT_LE(d, absl::Now() + absl::Seconds(30));
+}
+
+// Streams that are not subscriptions (PublishStream) hang a drain hook on
+// the session: DrainStreams calls each once with its reason, hooks added
+// afterwards are refused (0), a removed hook is never called, and
+// WaitStreamsEnded waits until every hook is removed.
+TEST_F(SessionTest, DrainHooksAreCalledOnceAndWaitedFor) {
+  Start(Options());
+  ASSERT_TRUE(WaitReady());
+  std::vector<std::string> calls;  // only DrainStreams' thread (this one)
+  uint64_t a = session_->AddDrainHook(
+      [&](const std::string& why) { calls.push_back("a: " + why); });
+  uint64_t b = session_->AddDrainHook(
+      [&](const std::string& why) { calls.push_back("b: " + why); });
+  uint64_t gone = session_->AddDrainHook(
+      [&](const std::string& why) { calls.push_back("gone: " + why); });
+  ASSERT_NE(a, 0u);
+  ASSERT_NE(b, 0u);
+  ASSERT_NE(gone, 0u);
+  session_->RemoveDrainHook(gone);
+
+  session_->DrainStreams(absl::Seconds(1), "shutting down");
+  std::sort(calls.begin(), calls.end());
+  EXPECT_EQ(calls,
+            (std::vector<std::string>{"a: shutting down", "b: shutting down"}));
+  EXPECT_EQ(session_->AddDrainHook(
+                [&](const std::string&) { calls.push_back("late"); }),
+            0u);
+  // Two streams still open: not ended by the deadline.
+  EXPECT_FALSE(
+      session_->WaitStreamsEnded(absl::Now() + absl::Milliseconds(50)));
+  session_->RemoveDrainHook(a);
+  std::thread closer([&] { session_->RemoveDrainHook(b); });
+  EXPECT_TRUE(session_->WaitStreamsEnded(absl::Now() + kWaitTimeout));
+  closer.join();
+  EXPECT_EQ(calls.size(), 2u);
 }
 
 }  // namespace

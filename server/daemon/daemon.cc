@@ -370,7 +370,9 @@ void Daemon::Shutdown() {
   // StreamMessages streams, from gRPC and from browsers) and the balancer,
   // seeing NOT_SERVING, sends new calls elsewhere: each stream hears
   // DRAINING, gets no more deliveries, and ends once its caller has acked
-  // what it holds (or at the deadline: the rest is requeued).
+  // what it holds (or at the deadline: the rest is requeued). PublishStreams
+  // (the session's drain hooks) read no more and end UNAVAILABLE once every
+  // message they read is answered.
   p.session->DrainStreams(grace, "the gateway is shutting down");
   if (!p.session->WaitStreamsEnded(deadline)) {
     spdlog::info("streams still open after {}: the rest is requeued",

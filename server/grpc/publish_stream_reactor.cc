@@ -24,6 +24,13 @@ PublishStreamReactor::PublishStreamReactor(::grpc::CallbackServerContext* ctx,
       publisher_(session->PickPublisher()) {}
 
 void PublishStreamReactor::Start() {
+  drain_hook_ =
+      session_->AddDrainHook([this](const std::string& why) { Drain(why); });
+  if (drain_hook_ == 0) {
+    FinishNow(ToGrpcStatus(absl::UnavailableError(
+        "the gateway is shutting down: open the stream again")));
+    return;
+  }
   std::shared_ptr<Shared> s = shared_;
   {
     amqpgw::MutexLock lock(&s->mu);
@@ -43,7 +50,12 @@ void PublishStreamReactor::FinishNow(const ::grpc::Status& status) {
 
 void PublishStreamReactor::OnReadDone(bool ok) {
   std::shared_ptr<Shared> s = shared_;
-  if (ok) HandleRequest(s);
+  bool drained = false;
+  if (ok) {
+    amqpgw::MutexLock lock(&s->mu);
+    drained = s->draining.has_value() || s->finished;
+  }
+  if (ok && !drained) HandleRequest(s);
   Actions actions;
   {
     amqpgw::MutexLock lock(&s->mu);
@@ -232,11 +244,26 @@ void PublishStreamReactor::OnCancel() {
   Act(std::move(actions));
 }
 
-void PublishStreamReactor::OnDone() { delete this; }
+void PublishStreamReactor::Drain(const std::string& why) {
+  std::shared_ptr<Shared> s = shared_;
+  Actions actions;
+  {
+    amqpgw::MutexLock lock(&s->mu);
+    s->draining =
+        absl::UnavailableError(absl::StrCat(why, ": open the stream again"));
+    Claim(*s, &actions);
+  }
+  Act(std::move(actions));
+}
+
+void PublishStreamReactor::OnDone() {
+  session_->RemoveDrainHook(drain_hook_);
+  delete this;
+}
 
 void PublishStreamReactor::Claim(Shared& s, Actions* out) {
   if (s.finished) return;
-  if (!s.reading && !s.read_closed && !s.broken &&
+  if (!s.reading && !s.read_closed && !s.broken && !s.draining.has_value() &&
       s.outstanding < s.max_in_flight) {
     s.reading = true;
     out->read = true;
@@ -247,15 +274,20 @@ void PublishStreamReactor::Claim(Shared& s, Actions* out) {
     s.answers.pop_front();
     out->more = !s.answers.empty();
   }
-  if (!out->read && out->slot == nullptr && s.idle != nullptr && !s.reading &&
-      s.outstanding == 0 && (s.read_closed || s.broken)) {
+  // Draining, a read still under way does not hold Finish back (the
+  // caller may send nothing more); its message, if any, is dropped.
+  const bool draining = s.draining.has_value() && !s.read_closed;
+  if (!out->read && out->slot == nullptr && s.idle != nullptr &&
+      (!s.reading || draining) && s.outstanding == 0 &&
+      (s.read_closed || s.broken || draining)) {
     s.finished = true;
     out->finish = true;
     out->answer.status =
         s.broken ? absl::CancelledError(
                        "the stream was cancelled or broke; answers still "
                        "owed were dropped")
-                 : absl::OkStatus();
+        : draining ? *s.draining
+                   : absl::OkStatus();
   }
 }
 

@@ -20,6 +20,13 @@
 // caller. Answers wait in a queue that this bounds too; one write is in
 // flight at a time.
 //
+// Shutdown: Start registers the stream with the session
+// (core::Session::AddDrainHook). On DrainStreams it reads nothing more
+// (a message whose read was already under way is dropped, neither
+// published nor answered), answers every message in flight, and then ends
+// UNAVAILABLE "<why>: open the stream again" (OK if the caller had
+// half-closed). A stream opened once the drain began is refused so.
+//
 // Lifetime: created by the handler; deletes itself in OnDone, which gRPC
 // calls after Finish. Finish is called once, when nothing is outstanding: no
 // read or write in flight, every message read answered (or, once the
@@ -72,7 +79,8 @@ class PublishStreamReactor
                        core::Session* session, const Limits& limits,
                        trace::SpanExporter* spans);
 
-  // Issues the first read.
+  // Registers the stream's drain hook and issues the first read (or ends
+  // the stream UNAVAILABLE when the gateway is shutting down).
   void Start();
   // Ends the stream at once, before any read (authorization failed).
   void FinishNow(const ::grpc::Status& status);
@@ -136,11 +144,16 @@ class PublishStreamReactor
     // A write failed or the call was cancelled: answers are dropped.
     bool broken ABSL_GUARDED_BY(mu) = false;
     bool finished ABSL_GUARDED_BY(mu) = false;
+    // The gateway shuts down (Drain): no more reads; ends with this once
+    // everything read is answered.
+    std::optional<absl::Status> draining ABSL_GUARDED_BY(mu);
     ::grpc::Status end_status ABSL_GUARDED_BY(mu);
     // Read by the publishers before sending each message (CANCELLED then).
     std::atomic<bool> cancelled{false};
   };
 
+  // The session's drain hook (see "Shutdown" above).
+  void Drain(const std::string& why);
   // Publishes the message just read (or answers its error).
   void HandleRequest(const std::shared_ptr<Shared>& s);
   // The publisher thread's hand-off task: publishes what is staged as one
@@ -169,6 +182,8 @@ class PublishStreamReactor
   const absl::Time call_deadline_;
   // All of this stream's batches go to one publisher connection: in order.
   const size_t publisher_;
+  // core::Session::AddDrainHook's id; set in Start, removed in OnDone.
+  uint64_t drain_hook_ = 0;
 
   // Read side: the thread in OnReadDone only (reads are one at a time).
   v1::PublishStreamRequest request_;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -21,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "server/metrics/rpc_metrics.h"
+#include "tests/support/amqp_peer.h"
 #include "tests/support/broker_node.h"
 #include "tests/support/gateway_fixture.h"
 #include "tests/support/gateway_rig.h"
@@ -355,6 +357,164 @@ TEST(BalancerTest, ARollingRestartLosesNothing) {
   v1::InspectQueueResponse iq_resp;
   ASSERT_TRUE(stub->InspectQueue(Ctx().get(), iq, &iq_resp).ok());
   EXPECT_EQ(iq_resp.message_count(), 0u);
+}
+
+// Publishes `count` messages (bodies first..first+count-1, each its own
+// sequence; first > 0, since sequence 0 means "unset") over PublishStreams
+// through HAProxy until each is answered OK: a stream that ends (a gateway
+// draining: UNAVAILABLE) is opened again and what it left unanswered is sent
+// again on the new one.
+class StreamPublisher {
+ public:
+  StreamPublisher(GatewayRig& rig, std::string queue, uint64_t first,
+                  uint64_t count)
+      : stub_(rig.NewStub()), queue_(std::move(queue)) {
+    for (uint64_t n = first; n < first + count; ++n) pending_.insert(n);
+  }
+  void Run(absl::Time until) {
+    while (!pending_.empty() && absl::Now() < until && ends_.size() < 50) {
+      ::grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+      auto stream = stub_->PublishStream(&ctx);
+      std::vector<uint64_t> to_send(pending_.begin(), pending_.end());
+      std::thread writer([&] {
+        for (size_t i = 0; i < to_send.size(); ++i) {
+          v1::PublishStreamRequest req;
+          req.set_sequence(to_send[i]);
+          req.mutable_message()->set_routing_key(queue_);
+          req.mutable_message()->set_body(absl::StrCat(to_send[i]));
+          if (i == 0) req.set_max_in_flight(32);
+          if (!stream->Write(req)) return;
+        }
+        stream->WritesDone();
+      });
+      v1::PublishStreamResponse resp;
+      while (stream->Read(&resp)) {
+        if (resp.result().code() == 0) {
+          pending_.erase(resp.sequence());
+          confirmed_.fetch_add(1);
+        } else {
+          ++failed_;
+        }
+      }
+      writer.join();
+      ends_.push_back(stream->Finish());
+    }
+  }
+  int confirmed() const { return confirmed_.load(); }
+  // After Run.
+  size_t pending() const { return pending_.size(); }
+  int failed() const { return failed_; }
+  const std::vector<::grpc::Status>& ends() const { return ends_; }
+
+ private:
+  std::unique_ptr<v1::Gateway::Stub> stub_;
+  const std::string queue_;
+  std::set<uint64_t> pending_;  // Run's thread only
+  std::atomic<int> confirmed_{0};
+  int failed_ = 0;
+  std::vector<::grpc::Status> ends_;
+};
+
+// PublishStreams through HAProxy while the gateway holding one of them is
+// stopped with SIGTERM: its stream answers what it read and ends
+// UNAVAILABLE "open the stream again"; the publisher opens a new stream
+// (HAProxy sends it to a gateway still up) and sends what went unanswered.
+// Counts: every message confirmed, each in the queue exactly once (nothing
+// unanswered was published, nothing lost), at least one stream drained, no
+// stream ended other than OK or UNAVAILABLE (a stream refused by the
+// closing port is counted apart), and the stopped gateway exits 0.
+TEST(BalancerTest, PublishStreamsSurviveAGatewayStop) {
+  BrokerNode node = BrokerNode::Shared();
+  auto rig =
+      GatewayRig::Start({{node.uri(), node.uri(), node.uri()}, kFastFlags});
+  ASSERT_TRUE(rig.ok()) << rig.status();
+  GatewayRig& r = **rig;
+  ASSERT_TRUE(r.WaitAllUp(absl::Seconds(60)));
+  auto stub = r.NewStub();
+  std::string q = UniqueName("lb-pubstream");
+  v1::DeclareQueueRequest dq;
+  dq.set_name(q);
+  v1::DeclareQueueResponse dq_resp;
+  ASSERT_TRUE(stub->DeclareQueue(Ctx().get(), dq, &dq_resp).ok());
+
+  // Three streams opened one after the other: round robin puts one on
+  // each gateway.
+  constexpr int kPublishers = 3;
+  constexpr uint64_t kEach = 4000;
+  std::vector<std::unique_ptr<StreamPublisher>> publishers;
+  std::vector<std::thread> threads;
+  const absl::Time until = absl::Now() + absl::Seconds(120);
+  for (int i = 0; i < kPublishers; ++i) {
+    publishers.push_back(
+        std::make_unique<StreamPublisher>(r, q, 1 + i * kEach, kEach));
+  }
+  for (auto& p : publishers) {
+    threads.emplace_back([&p, until] { p->Run(until); });
+  }
+  auto total = [&] {
+    int n = 0;
+    for (auto& p : publishers) n += p->confirmed();
+    return n;
+  };
+  ASSERT_TRUE(WaitFor([&] { return total() >= 1000; }, absl::Seconds(60)));
+  const int exit_code = r.gateway(0).Stop(absl::Seconds(60));
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(exit_code, 0) << r.gateway(0).process().Log();
+
+  int drained = 0, refused = 0, other = 0, failed = 0;
+  size_t pending = 0;
+  std::vector<std::string> others;
+  for (auto& p : publishers) {
+    pending += p->pending();
+    failed += p->failed();
+    for (const ::grpc::Status& s : p->ends()) {
+      if (s.ok()) continue;
+      if (s.error_code() == ::grpc::StatusCode::UNAVAILABLE &&
+          absl::StrContains(s.error_message(), "open the stream again")) {
+        ++drained;
+      } else if (s.error_code() == ::grpc::StatusCode::UNAVAILABLE) {
+        // Opened as the stopped gateway closed its port (HAProxy's 502 or
+        // 503). Had that gateway read and published anything of it, the
+        // duplicates below would count it.
+        ++refused;
+      } else {
+        ++other;
+        others.push_back(absl::StrCat(s.error_code(), " ", s.error_message()));
+      }
+    }
+  }
+  auto peer = AmqpPeer::Connect(node.port());
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  std::map<std::string, int> bodies;
+  while (true) {
+    auto got = (*peer)->Get(q);
+    ASSERT_TRUE(got.ok()) << got.status();
+    if (!got->has_value()) break;
+    ++bodies[(*got)->body];
+  }
+  int lost = 0, duplicates = 0;
+  for (uint64_t n = 1; n <= kPublishers * kEach; ++n) {
+    auto it = bodies.find(absl::StrCat(n));
+    if (it == bodies.end()) {
+      ++lost;
+    } else {
+      duplicates += it->second - 1;
+    }
+  }
+  std::printf(
+      "confirmed=%d queued=%zu lost=%d duplicates=%d drained=%d refused=%d "
+      "other=%d failed=%d pending=%zu\n",
+      total(), bodies.size(), lost, duplicates, drained, refused, other, failed,
+      pending);
+  EXPECT_EQ(pending, 0u);
+  EXPECT_EQ(total(), static_cast<int>(kPublishers * kEach));
+  EXPECT_EQ(lost, 0);
+  EXPECT_EQ(duplicates, 0);
+  EXPECT_EQ(bodies.size(), kPublishers * kEach);
+  EXPECT_GE(drained, 1);
+  EXPECT_EQ(other, 0) << absl::StrJoin(others, "; ");
+  EXPECT_EQ(failed, 0);
 }
 
 // Three gateways behind HAProxy on the 3-node cluster, configured as

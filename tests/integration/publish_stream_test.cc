@@ -4,8 +4,10 @@
 // client.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <atomic>
+#include <cstdio>
 #include <limits>
 #include <map>
 #include <memory>
@@ -20,6 +22,7 @@
 #include "tests/support/amqp_peer.h"
 #include "tests/support/broker_node.h"
 #include "tests/support/gateway_fixture.h"
+#include "tests/support/gateway_rig.h"
 #include "tests/support/tcp_proxy.h"
 #include "tests/support/wait.h"
 
@@ -313,6 +316,99 @@ TEST_F(PublishStreamTest, CancelledStreamLosesNoMessageAnsweredOk) {
   int lost = 0;
   for (uint64_t n : ok) lost += bodies.count(absl::StrCat(n)) == 0;
   EXPECT_EQ(lost, 0) << ok.size() << " answered OK, " << depth << " queued";
+}
+
+// SIGTERM with PublishStreams in flight (an amqpgwd process of its own):
+// each stream reads nothing more, answers every message it read, and ends
+// UNAVAILABLE "... open the stream again" (not CANCELLED, not a broken
+// stream) within --shutdown_grace; the gateway exits 0. Counts: every
+// message answered OK is in the queue exactly once, none answered fails,
+// and the queue holds nothing else (nothing published went unanswered).
+TEST_F(PublishStreamTest, SigtermAnswersWhatIsInFlightThenEndsUnavailable) {
+  constexpr int kStreams = 4;
+  constexpr absl::Duration kGrace = absl::Seconds(20);
+  std::string q = Declare(stub(), "stream-sigterm");
+  auto g = GatewayProcess::Start(
+      UniqueName("ps-drain"), node_->uri(),
+      {absl::StrCat("--shutdown_grace=", absl::FormatDuration(kGrace))},
+      AMQPGW_TEST_TMP_DIR);
+  ASSERT_TRUE(g.ok()) << g.status();
+  auto direct = v1::Gateway::NewStub(::grpc::CreateChannel(
+      (*g)->grpc_address(), ::grpc::InsecureChannelCredentials()));
+  std::vector<std::unique_ptr<StreamClient>> clients;
+  std::vector<std::thread> writers;
+  for (int i = 0; i < kStreams; ++i) {
+    clients.push_back(std::make_unique<StreamClient>(direct.get()));
+  }
+  for (int i = 0; i < kStreams; ++i) {
+    writers.emplace_back([&, i] {
+      StreamClient& c = *clients[i];
+      // Until the stream ends: Write fails once the gateway finished it.
+      for (uint64_t n = 1; n <= 1000000; ++n) {
+        if (!c.Write(q, absl::StrCat("s", i, "-", n), n, n == 1 ? 64 : 0)) {
+          break;
+        }
+      }
+    });
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    for (auto& c : clients) {
+      if (c->answered() < 200) return false;
+    }
+    return true;
+  })) << (*g)->process().Log();
+  size_t answered_at_signal = 0;
+  for (auto& c : clients) answered_at_signal += c->answered();
+  const absl::Time signalled = absl::Now();
+  (*g)->process().Signal(SIGTERM);
+
+  std::vector<::grpc::Status> ends;
+  for (int i = 0; i < kStreams; ++i) {
+    writers[i].join();
+    ends.push_back(clients[i]->Finish());
+  }
+  const absl::Duration ended_after = absl::Now() - signalled;
+  EXPECT_EQ((*g)->process().Wait(absl::Seconds(60)), 0)
+      << (*g)->process().Log();
+  for (const ::grpc::Status& s : ends) {
+    EXPECT_EQ(s.error_code(), ::grpc::StatusCode::UNAVAILABLE)
+        << s.error_message();
+    EXPECT_THAT(s.error_message(),
+                HasSubstr("the gateway is shutting down: open the stream "
+                          "again"));
+  }
+  EXPECT_LT(ended_after, kGrace);
+
+  size_t ok = 0, failed = 0, written = 0, answered = 0;
+  std::map<std::string, int> bodies = DrainBodies(*peer_, q);
+  int lost = 0, duplicates = 0;
+  for (int i = 0; i < kStreams; ++i) {
+    written += clients[i]->written();
+    answered += clients[i]->answered();
+    for (const auto& a : clients[i]->answers()) {
+      if (a.result().code() != 0) {
+        ++failed;
+        continue;
+      }
+      ++ok;
+      auto it = bodies.find(absl::StrCat("s", i, "-", a.sequence()));
+      if (it == bodies.end()) {
+        ++lost;
+      } else {
+        duplicates += it->second - 1;
+      }
+    }
+  }
+  std::printf(
+      "written=%zu answered=%zu (at SIGTERM %zu) ok=%zu failed=%zu "
+      "queued=%zu lost=%d duplicates=%d ended after %s\n",
+      written, answered, answered_at_signal, ok, failed, bodies.size(), lost,
+      duplicates, absl::FormatDuration(ended_after).c_str());
+  EXPECT_EQ(lost, 0);
+  EXPECT_EQ(duplicates, 0);
+  EXPECT_EQ(failed, 0u);
+  // Nothing was published without an answer.
+  EXPECT_EQ(bodies.size(), ok);
 }
 
 // A gateway of its own behind a proxy, for stalls and cuts.
