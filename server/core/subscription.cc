@@ -97,7 +97,13 @@ void Subscription::OpenChannel() {
   absl::StatusOr<uint16_t> ch = worker_->OpenChannel(this);
   if (!ch.ok()) {
     if (ch.status().code() == absl::StatusCode::kResourceExhausted) {
-      End(ch.status());
+      // Every consumer connection is as full (streams go to the least
+      // loaded one): more streams need more connections or instances.
+      End(absl::ResourceExhaustedError(absl::StrCat(
+          ch.status().message(),
+          ": this gateway holds at most one stream per channel on each of "
+          "its consumer connections; start it with more "
+          "--consumer_connections, or open the stream on another instance")));
     }
     return;  // otherwise the connection is failing; we resubscribe after
   }

@@ -1,5 +1,6 @@
 #include "server/core/subscription.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -539,6 +540,47 @@ TEST(ConsumerPoolTest, NewSubscriptionsGoToTheLeastLoadedConnection) {
   for (auto& s : sinks) EXPECT_EQ(s->events.Take(), "end: UNAVAILABLE");
   w0.Stop();
   w1.Stop();
+}
+
+// A connection's channels all taken: the next stream ends
+// RESOURCE_EXHAUSTED saying how to get more, and the others go on.
+TEST(ConsumerPoolTest, StreamsBeyondTheChannelsOfEveryConnectionAreRefused) {
+  FakeBroker broker;
+  FakePeer::Options peer_options;
+  peer_options.channel_max = 2;
+  broker.set_peer_options(peer_options);
+  Stats stats;
+  ConnectionWorker w0(FakeWorkerOptions(broker, {FakeAddress(1)}, "c-0"),
+                      [] {});
+  ConsumerPool pool({&w0}, "gw", &stats);
+  w0.Start();
+  w0.Enable();
+  std::vector<std::unique_ptr<RecordingSink>> sinks;
+  for (int i = 0; i < 3; ++i) {
+    sinks.push_back(std::make_unique<RecordingSink>());
+    SubscribeOptions o;
+    o.queue = "q";
+    pool.Subscribe(std::move(o), sinks.back().get());
+  }
+  int subscribed = 0, refused = 0;
+  for (auto& sink : sinks) {
+    std::optional<std::string> e = sink->events.Take();
+    if (e == "subscribed") {
+      ++subscribed;
+      continue;
+    }
+    ASSERT_EQ(e, "end: RESOURCE_EXHAUSTED");
+    ++refused;
+    EXPECT_THAT(
+        std::string(sink->end_status.message()),
+        ::testing::AllOf(::testing::HasSubstr("all 2 channels"),
+                         ::testing::HasSubstr("--consumer_connections")));
+  }
+  EXPECT_GE(subscribed, 1);
+  EXPECT_GE(refused, 1);
+  EXPECT_EQ(pool.active(), static_cast<size_t>(subscribed));
+  pool.CancelAll(absl::UnavailableError("shutdown"));
+  w0.Stop();
 }
 
 // --- The byte budget (max_outstanding_bytes). ---
