@@ -65,6 +65,8 @@ DBENCH=$BUILD/bench/amqpgw-bench-direct
 NODE=$ROOT/tests/support/rabbitmq-node.sh
 PY=/usr/bin/python3
 
+# 5,000 streams need a third consumer connection (2,047 channels each).
+export AMQPGWD_FLAGS="--consumer_connections=3 ${AMQPGWD_FLAGS:-}"
 bench_start amqpgw-scaling
 
 Q=amqpgw-scaling
