@@ -47,4 +47,13 @@ uint32_t DeliveryAttempt(const Delivery& d) {
       std::clamp<int64_t>(before + own, 1, int64_t{UINT32_MAX}));
 }
 
+std::optional<int64_t> DeliveryStreamOffset(const Delivery& d) {
+  if (!d.properties.headers.has_value()) return std::nullopt;
+  const FieldValue* v = FindField(*d.properties.headers, kStreamOffsetKey);
+  if (v == nullptr) return std::nullopt;
+  const int64_t* n = std::get_if<int64_t>(&v->value);
+  if (n == nullptr || *n < 0) return std::nullopt;
+  return *n;
+}
+
 }  // namespace amqpgw::amqp

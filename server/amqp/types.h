@@ -124,6 +124,14 @@ inline constexpr char kAttemptHeader[] = "x-amqpgw-attempt";
 // when redelivered.
 uint32_t DeliveryAttempt(const Delivery& delivery);
 
+// The consumer argument that says where a consumer of a stream queue starts,
+// and the header with each delivery's offset in the stream.
+inline constexpr char kStreamOffsetKey[] = "x-stream-offset";
+
+// The offset of a delivery from a stream queue (its x-stream-offset header,
+// an integer >= 0); nullopt for other queues' deliveries.
+std::optional<int64_t> DeliveryStreamOffset(const Delivery& delivery);
+
 }  // namespace amqpgw::amqp
 
 #endif  // AMQPGW_SERVER_AMQP_TYPES_H_

@@ -165,7 +165,7 @@ void Subscription::OnChannelEvent(amqp::Event& event) {
       args.consumer_tag =
           consumer_tag_.empty() ? options_.consumer_tag : consumer_tag_;
       args.exclusive = options_.exclusive;
-      args.arguments = options_.arguments;
+      args.arguments = ConsumeArguments();
       state_ = State::kConsuming;
       absl::Status s = conn->Consume(channel_, args);
       if (!s.ok() && conn->status().ok()) Close(s);
@@ -222,9 +222,22 @@ void Subscription::OnDeliver(amqp::Delivery& d) {
   if (options_.max_messages > 0 && delivered_ >= options_.max_messages) {
     return;  // in flight when we cancelled; requeued when the channel closes
   }
+  std::optional<int64_t> offset = amqp::DeliveryStreamOffset(d);
+  if (!offset.has_value() && options_.stream_offset.has_value()) {
+    // RabbitMQ ignores x-stream-offset on other queues: say so rather than
+    // pass on a queue read from its head. The delivery, never passed on,
+    // goes back to the queue when the channel closes.
+    Close(absl::FailedPreconditionError(absl::StrCat(
+        "offset: queue '", options_.queue,
+        "' is not a stream queue (its deliveries carry no x-stream-offset; "
+        "RabbitMQ ignores offsets on classic and quorum queues): leave offset "
+        "unset, or read a queue declared with x-queue-type \"stream\"")));
+    return;
+  }
   StreamDelivery out;
   out.delivery_id = next_id_++;
   out.delivery_attempt = amqp::DeliveryAttempt(d);
+  out.stream_offset = offset;
   uint64_t tag = out.delivery_id - gen_base_;
   if (tag != d.delivery_tag) {
     // Never expected (one consumer per channel numbers deliveries 1, 2, ...);
@@ -236,6 +249,10 @@ void Subscription::OnDeliver(amqp::Delivery& d) {
   }
   ++delivered_;
   ++counts_.delivered;
+  if (offset.has_value()) {
+    pending_offsets_[out.delivery_id] = *offset;
+    if (options_.ack_mode == AckMode::kClient) last_offset_ = *offset;
+  }
   uint64_t bytes = d.body.size() + 256;  // + properties, roughly
   outstanding_bytes_ += bytes;
   average_bytes_ = (average_bytes_ * 7 + bytes) / 8;
@@ -445,9 +462,51 @@ bool Subscription::AckDue(uint64_t handed, uint64_t received,
   return handed >= received || handed - acked >= batch;
 }
 
+void Subscription::PruneHandedOffsets() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
+  uint64_t handed = handed_.load();
+  while (!pending_offsets_.empty() &&
+         pending_offsets_.begin()->first <= handed) {
+    last_offset_ = pending_offsets_.begin()->second;
+    pending_offsets_.erase(pending_offsets_.begin());
+  }
+}
+
+amqp::FieldTable Subscription::ConsumeArguments() {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
+  if (options_.ack_mode != AckMode::kClient) PruneHandedOffsets();
+  std::optional<int64_t> from;
+  if (options_.ack_mode == AckMode::kClient && !pending_offsets_.empty()) {
+    // The first delivery the caller had not settled comes again.
+    for (const auto& [id, offset] : pending_offsets_) {
+      from = std::min(from.value_or(offset), offset);
+    }
+  } else if (last_offset_.has_value()) {
+    from = *last_offset_ + 1;
+  }
+  // What was not handed over (or settled) comes again from `from`; until
+  // the caller has more, a later subscribe starts there too.
+  pending_offsets_.clear();
+  last_offset_.reset();
+  if (from.has_value()) resume_offset_ = from;
+  amqp::FieldTable args = options_.arguments;
+  std::optional<amqp::FieldValue> start = options_.stream_offset;
+  if (resume_offset_.has_value()) start = amqp::FieldValue(*resume_offset_);
+  if (start.has_value()) {
+    args.erase(std::remove_if(args.begin(), args.end(),
+                              [](const auto& entry) {
+                                return entry.first == amqp::kStreamOffsetKey;
+                              }),
+               args.end());
+    args.emplace_back(amqp::kStreamOffsetKey, *std::move(start));
+  }
+  return args;
+}
+
 void Subscription::AckHandedOver(bool all) {
   AMQPGW_DCHECK(worker_->InWorkerThread());
   if (options_.ack_mode == AckMode::kClient) return;
+  if (!pending_offsets_.empty()) PruneHandedOffsets();
   if (state_ != State::kActive && state_ != State::kCancelling) return;
   uint64_t handed = handed_.load();
   if (handed <= gen_base_) return;  // from a lost channel
@@ -572,6 +631,7 @@ void Subscription::DoAck(
     outstanding_bytes_ -= it->second;
     unacked_.erase(it);
     retained_.erase(id - gen_base_);
+    pending_offsets_.erase(id);
     tags.push_back(id - gen_base_);
   }
   if (!tags.empty()) {
@@ -695,6 +755,7 @@ void Subscription::DoRetry(
         ++sub->counts_.requeued;
       }
       if (s.ok()) {
+        sub->pending_offsets_.erase(job->id);  // settled
         if (same) {
           amqp::Connection* conn = sub->worker_->connection();
           if (applied == AckAction::kReject) {

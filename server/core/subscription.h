@@ -28,6 +28,15 @@
 //    until the stream subscribes again (after a reconnect) with the sizes
 //    seen.
 //
+// Stream queues: RabbitMQ does not requeue on a stream, and keeps no position
+// for AMQP 0-9-1 consumers; a consumer starts where x-stream-offset says. So
+// that a lost connection neither replays the stream from the original start
+// nor leaves a gap, every later subscribe starts from the offset after the
+// last one the caller had: in AUTO and NONE the last delivery handed over
+// (HandedOver); in CLIENT the first delivery not settled by the caller, or
+// the last delivered + 1 when all are (unacked deliveries come again, as on
+// other queues).
+//
 // Delivery ids: the gateway numbers deliveries 1, 2, 3, ... per subscription.
 // Broker delivery tags belong to one channel; when a connection is lost the
 // subscription enters a new generation on a new channel, and ids from before
@@ -93,6 +102,11 @@ struct SubscribeOptions {
   std::string consumer_tag;   // empty: generated
   bool exclusive = false;
   amqp::FieldTable arguments;
+  // Stream queues: where the consumer starts (x-stream-offset: "first",
+  // "last", "next", an offset or a timestamp); replaces an x-stream-offset
+  // in `arguments`. Set: a delivery without an offset (the queue is not a
+  // stream) ends the subscription FAILED_PRECONDITION.
+  std::optional<amqp::FieldValue> stream_offset;
   // RETRY and REQUEUE (CLIENT mode; needs the pool's Retrier).
   RetryOptions retry;
   // The first subscribe waits for a connection until then.
@@ -102,6 +116,8 @@ struct SubscribeOptions {
 struct StreamDelivery {
   uint64_t delivery_id = 0;
   uint32_t delivery_attempt = 1;
+  // Stream queues: the message's offset (amqp::DeliveryStreamOffset).
+  std::optional<int64_t> stream_offset;
   // The message, unless `retained` holds it.
   amqp::Delivery message;
   // CLIENT mode with a Retrier: the message, shared with the subscription,
@@ -258,6 +274,13 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   }
   // Acks (multiple=true) what was handed over, in batches unless `all`.
   void AckHandedOver(bool all = false);
+  // Stream queues: forgets the offsets of deliveries handed over (AUTO,
+  // NONE), remembering the last as last_offset_.
+  void PruneHandedOffsets();
+  // The arguments of the next basic.consume: the caller's, with
+  // x-stream-offset the typed start or, once the caller had deliveries of a
+  // stream, the offset after them (see "Stream queues" above).
+  amqp::FieldTable ConsumeArguments();
   // The consumer prefetch (basic.qos global=false) for the next consume.
   uint16_t ConsumerPrefetch() const;
   // Whether the byte budget needs a channel-wide window.
@@ -352,6 +375,14 @@ class Subscription : public std::enable_shared_from_this<Subscription>,
   uint64_t generation_ = 0;
   // RETRY copies not yet settled: a drain waits for them too.
   int retries_in_flight_ = 0;
+  // Stream queues: the offsets of the deliveries the caller does not have
+  // for sure yet (AUTO, NONE: not handed over; CLIENT: not settled), by
+  // delivery id, across channels until the next subscribe; the last offset
+  // the caller had (AUTO, NONE: handed over; CLIENT: delivered); where the
+  // next subscribe starts (unset: where the caller said).
+  absl::btree_map<uint64_t, int64_t> pending_offsets_;
+  std::optional<int64_t> last_offset_;
+  std::optional<int64_t> resume_offset_;
   absl::BitGen random_;  // retry jitter
 };
 

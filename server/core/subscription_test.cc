@@ -645,5 +645,160 @@ TEST_F(SubscriptionTest, SmallMessagesNeedNoChannelWideWindow) {
   EXPECT_FALSE(qos[0].global);
 }
 
+// --- Stream queues: where a subscribe starts. ---
+
+// Delivers bodies carrying stream offsets (the x-stream-offset header of a
+// stream queue's deliveries) and waits until the sink has them; returns
+// their delivery ids.
+std::vector<uint64_t> DeliverOffsets(FakePeer& peer, RecordingSink& sink,
+                                     const std::vector<int64_t>& offsets) {
+  uint16_t ch = peer.channel_of(Sent::Kind::kConsume);
+  for (int64_t offset : offsets) {
+    amqp::Properties p;
+    p.headers = amqp::FieldTable{{amqp::kStreamOffsetKey, offset}};
+    EXPECT_NE(peer.Deliver(ch, absl::StrCat("m", offset), false, p), 0u);
+  }
+  std::vector<uint64_t> ids;
+  for (int64_t offset : offsets) {
+    std::optional<StreamDelivery> d = sink.deliveries.Take();
+    EXPECT_TRUE(d.has_value());
+    if (!d.has_value()) continue;
+    EXPECT_EQ(d->stream_offset, std::optional<int64_t>(offset));
+    ids.push_back(d->delivery_id);
+  }
+  return ids;
+}
+
+// The x-stream-offset arguments of `peer`'s last basic.consume (all of
+// them: there must be one at most).
+std::vector<amqp::FieldValue> ConsumeOffsets(const FakePeer& peer) {
+  std::vector<Sent> consume = peer.sent(Sent::Kind::kConsume);
+  std::vector<amqp::FieldValue> out;
+  if (consume.empty()) return out;
+  for (const auto& [key, value] : consume.back().consume.arguments) {
+    if (key == amqp::kStreamOffsetKey) out.push_back(value);
+  }
+  return out;
+}
+
+using Offsets = std::vector<amqp::FieldValue>;
+
+TEST_F(SubscriptionTest, StreamResubscribesAfterTheLastOffsetHandedOver) {
+  RecordingSink& sink = NewSink();
+  SubscribeOptions o;
+  o.queue = "q";
+  o.ack_mode = AckMode::kAuto;
+  o.prefetch = 8;
+  // The typed start wins over the caller's argument.
+  o.arguments = {{"x-priority", int64_t{3}},
+                 {amqp::kStreamOffsetKey, std::string("last")}};
+  o.stream_offset = amqp::FieldValue(std::string("first"));
+  auto sub = pool_->Subscribe(std::move(o), &sink);
+  ASSERT_EQ(sink.events.Take(), "subscribed");
+  EXPECT_EQ(ConsumeOffsets(*peer_), (Offsets{std::string("first")}));
+
+  // Offsets 10..13 delivered; gRPC took 10 and 11 (ids 1, 2) only.
+  EXPECT_EQ(DeliverOffsets(*peer_, sink, {10, 11, 12, 13}),
+            (std::vector<uint64_t>{1, 2, 3, 4}));
+  sub->HandedOver(2);
+  ASSERT_TRUE(peer_->WaitForCount(Sent::Kind::kAck, 1));
+  peer_->Drop();
+  EXPECT_EQ(sink.events.Take(), "paused");
+  EXPECT_EQ(sink.events.Take(), "resumed");
+  // From the last offset handed over + 1: 12 and 13 come again, 10 and 11
+  // (which the caller has) do not; the caller's other arguments stay.
+  std::shared_ptr<FakePeer> second = broker_.WaitForPeer("consumer-0", 1);
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(ConsumeOffsets(*second), (Offsets{int64_t{12}}));
+  EXPECT_NE(amqp::FindField(second->sent(Sent::Kind::kConsume)
+                                .back()
+                                .consume.arguments,
+                            "x-priority"),
+            nullptr);
+
+  // Nothing handed over on this channel: the next subscribe starts at 12
+  // again, not at the original "first".
+  EXPECT_EQ(DeliverOffsets(*second, sink, {12}),
+            (std::vector<uint64_t>{5}));
+  second->Drop();
+  EXPECT_EQ(sink.events.Take(), "paused");
+  EXPECT_EQ(sink.events.Take(), "resumed");
+  std::shared_ptr<FakePeer> third = broker_.WaitForPeer("consumer-0", 2);
+  ASSERT_NE(third, nullptr);
+  EXPECT_EQ(ConsumeOffsets(*third), (Offsets{int64_t{12}}));
+
+  // 12..14 handed over (ids 6..8): after 14.
+  EXPECT_EQ(DeliverOffsets(*third, sink, {12, 13, 14}),
+            (std::vector<uint64_t>{6, 7, 8}));
+  sub->HandedOver(8);
+  ASSERT_TRUE(third->WaitForCount(Sent::Kind::kAck, 1));
+  third->Drop();
+  EXPECT_EQ(sink.events.Take(), "paused");
+  EXPECT_EQ(sink.events.Take(), "resumed");
+  std::shared_ptr<FakePeer> fourth = broker_.WaitForPeer("consumer-0", 3);
+  ASSERT_NE(fourth, nullptr);
+  EXPECT_EQ(ConsumeOffsets(*fourth), (Offsets{int64_t{15}}));
+  sub->Cancel(absl::CancelledError("done"));
+  EXPECT_EQ(sink.events.Take(), "end: CANCELLED");
+}
+
+TEST_F(SubscriptionTest, StreamClientModeResubscribesAtTheFirstUnsettled) {
+  RecordingSink& sink = NewSink();
+  SubscribeOptions o;
+  o.queue = "q";
+  o.ack_mode = AckMode::kClient;
+  o.arguments = {{amqp::kStreamOffsetKey, std::string("first")}};
+  auto sub = pool_->Subscribe(std::move(o), &sink);
+  ASSERT_EQ(sink.events.Take(), "subscribed");
+  EXPECT_EQ(ConsumeOffsets(*peer_), (Offsets{std::string("first")}));
+  EXPECT_EQ(DeliverOffsets(*peer_, sink, {0, 1, 2, 3}),
+            (std::vector<uint64_t>{1, 2, 3, 4}));
+  // 0, 1 and 3 settled; 2 not.
+  ASSERT_TRUE(Ack(sink.id, {1, 2}).ok());
+  ASSERT_TRUE(Ack(sink.id, {4}, AckAction::kReject).ok());
+  peer_->Drop();
+  EXPECT_EQ(sink.events.Take(), "paused");
+  EXPECT_EQ(sink.events.Take(), "resumed");
+  std::shared_ptr<FakePeer> second = broker_.WaitForPeer("consumer-0", 1);
+  ASSERT_NE(second, nullptr);
+  // Unsettled deliveries come again, as on other queues: from 2.
+  EXPECT_EQ(ConsumeOffsets(*second), (Offsets{int64_t{2}}));
+  // All settled: after the last delivered.
+  EXPECT_EQ(DeliverOffsets(*second, sink, {2, 3, 4}),
+            (std::vector<uint64_t>{5, 6, 7}));
+  ASSERT_TRUE(Ack(sink.id, {5, 6, 7}).ok());
+  second->Drop();
+  EXPECT_EQ(sink.events.Take(), "paused");
+  EXPECT_EQ(sink.events.Take(), "resumed");
+  std::shared_ptr<FakePeer> third = broker_.WaitForPeer("consumer-0", 2);
+  ASSERT_NE(third, nullptr);
+  EXPECT_EQ(ConsumeOffsets(*third), (Offsets{int64_t{5}}));
+  sub->Cancel(absl::CancelledError("done"));
+  EXPECT_EQ(sink.events.Take(), "end: CANCELLED");
+}
+
+TEST_F(SubscriptionTest, OffsetOnAQueueThatIsNotAStreamEndsTheSubscription) {
+  RecordingSink& sink = NewSink();
+  SubscribeOptions o;
+  o.queue = "classic";
+  o.ack_mode = AckMode::kAuto;
+  o.stream_offset = amqp::FieldValue(int64_t{5});
+  auto sub = pool_->Subscribe(std::move(o), &sink);
+  ASSERT_EQ(sink.events.Take(), "subscribed");
+  uint16_t ch = peer_->channel_of(Sent::Kind::kConsume);
+  // A delivery without x-stream-offset: the queue is not a stream.
+  EXPECT_NE(peer_->Deliver(ch, "a"), 0u);
+  EXPECT_EQ(sink.events.Take(), "end: FAILED_PRECONDITION");
+  EXPECT_TRUE(absl::StartsWith(sink.end_status.message(), "offset: queue "))
+      << sink.end_status;
+  EXPECT_TRUE(
+      absl::StrContains(sink.end_status.message(), "is not a stream queue"));
+  // Never passed on; the closed channel gave it back to the queue.
+  EXPECT_EQ(sink.deliveries.size(), 0u);
+  EXPECT_EQ(sink.counts.delivered, 0u);
+  EXPECT_EQ(peer_->count(Sent::Kind::kAck), 0u);
+  EXPECT_EQ(peer_->requeued(), (Tags{{ch, 1}}));
+}
+
 }  // namespace
 }  // namespace amqpgw::core

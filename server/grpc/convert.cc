@@ -578,10 +578,60 @@ absl::StatusOr<core::SubscribeOptions> ToCommonSubscribeOptions(
     return Invalid("arguments", *v);
   }
   out.arguments = *std::move(args);
+  if (r.has_offset()) {
+    // Wins over an x-stream-offset in `arguments` (the subscription
+    // replaces it).
+    absl::StatusOr<amqp::FieldValue> start = ToStreamOffset(r.offset());
+    if (!start.ok()) return start.status();
+    out.stream_offset = *std::move(start);
+  }
   return out;
 }
 
 }  // namespace
+
+absl::StatusOr<amqp::FieldValue> ToStreamOffset(const v1::StreamOffset& o) {
+  switch (o.start_case()) {
+    case v1::StreamOffset::kPosition:
+      switch (o.position()) {
+        case v1::StreamOffset::FIRST:
+          return amqp::FieldValue(std::string("first"));
+        case v1::StreamOffset::LAST:
+          return amqp::FieldValue(std::string("last"));
+        case v1::StreamOffset::NEXT:
+          return amqp::FieldValue(std::string("next"));
+        default:
+          return Invalid("offset.position",
+                         absl::StrCat("must be FIRST, LAST or NEXT, got ",
+                                      o.position()));
+      }
+    case v1::StreamOffset::kOffset:
+      if (o.offset() >
+          static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        return Invalid("offset.offset",
+                       absl::StrCat("at most 2^63 - 1 (an AMQP signed "
+                                    "long), got ",
+                                    o.offset()));
+      }
+      return amqp::FieldValue(static_cast<int64_t>(o.offset()));
+    case v1::StreamOffset::kTimestamp:
+      if (o.timestamp().seconds() < 0 || o.timestamp().nanos() < 0 ||
+          o.timestamp().nanos() > 999999999) {
+        return Invalid("offset.timestamp",
+                       absl::StrCat("must be a time from 1970-01-01T00:00:00Z "
+                                    "on, got ",
+                                    o.timestamp().seconds(), " s ",
+                                    o.timestamp().nanos(), " ns"));
+      }
+      // AMQP timestamps are whole seconds.
+      return amqp::FieldValue(
+          amqp::Timestamp{static_cast<uint64_t>(o.timestamp().seconds())});
+    default:
+      return Invalid("offset",
+                     "set one of position (FIRST, LAST or NEXT), offset or "
+                     "timestamp");
+  }
+}
 
 absl::StatusOr<absl::Duration> ToRetryDuration(
     absl::string_view field, const google::protobuf::Duration& d) {
@@ -812,6 +862,11 @@ void ToProtoDelivery(core::StreamDelivery&& d, v1::Delivery* out) {
   out->set_delivery_id(d.delivery_id);
   out->set_redelivered(m.redelivered);
   out->set_delivery_attempt(d.delivery_attempt);
+  if (d.stream_offset.has_value()) {
+    out->set_stream_offset(static_cast<uint64_t>(*d.stream_offset));
+  } else {
+    out->clear_stream_offset();  // `out` may be reused
+  }
   out->set_exchange(SanitizeUtf8(m.exchange));
   out->set_routing_key(SanitizeUtf8(m.routing_key));
   if (d.retained != nullptr) {
@@ -833,6 +888,7 @@ void ToProtoDelivery(amqp::Delivery&& delivery, v1::Delivery* out) {
   core::StreamDelivery d;
   d.delivery_id = 0;
   d.delivery_attempt = amqp::DeliveryAttempt(delivery);
+  d.stream_offset = amqp::DeliveryStreamOffset(delivery);
   d.message = std::move(delivery);
   ToProtoDelivery(std::move(d), out);
 }

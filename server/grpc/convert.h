@@ -74,6 +74,9 @@ absl::StatusOr<amqp::ExchangeDeclareArgs> ToExchangeDeclareArgs(
     const v1::DeclareExchangeRequest& request);
 template <typename BindRequest>
 absl::StatusOr<amqp::BindArgs> ToBindArgs(const BindRequest& request);
+// StreamMessagesRequest.offset (and SubscribeStart's): the x-stream-offset
+// value; INVALID_ARGUMENT naming offset.<field>.
+absl::StatusOr<amqp::FieldValue> ToStreamOffset(const v1::StreamOffset& offset);
 absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
     const v1::StreamMessagesRequest& request);
 // Subscribe's first request: always core::AckMode::kClient.
