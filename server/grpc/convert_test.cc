@@ -406,6 +406,89 @@ TEST(ConvertTest, ArgumentRulesOfTheBroker) {
   EXPECT_TRUE(ToSubscribeOptions(s).ok());
 }
 
+TEST(ConvertTest, TypedStreamOffset) {
+  auto code = [](const auto& r) {
+    return ToSubscribeOptions(r).status().code();
+  };
+  auto message = [](const auto& r) {
+    return std::string(ToSubscribeOptions(r).status().message());
+  };
+  v1::StreamMessagesRequest s;
+  s.set_queue("q");
+  // No offset: nothing added.
+  ASSERT_TRUE(ToSubscribeOptions(s).ok());
+  EXPECT_FALSE(ToSubscribeOptions(s)->stream_offset.has_value());
+  // An empty StreamOffset says nothing: refused, naming the field.
+  s.mutable_offset();
+  EXPECT_EQ(code(s), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(message(s), HasSubstr("offset: set one of position"));
+  s.mutable_offset()->set_position(v1::StreamOffset::POSITION_UNSPECIFIED);
+  EXPECT_THAT(message(s), HasSubstr("offset.position: must be FIRST"));
+  s.mutable_offset()->set_position(static_cast<v1::StreamOffset::Position>(9));
+  EXPECT_THAT(message(s), HasSubstr("offset.position: must be FIRST"));
+  const std::pair<v1::StreamOffset::Position, const char*> words[] = {
+      {v1::StreamOffset::FIRST, "first"},
+      {v1::StreamOffset::LAST, "last"},
+      {v1::StreamOffset::NEXT, "next"}};
+  for (const auto& [position, word] : words) {
+    s.mutable_offset()->set_position(position);
+    absl::StatusOr<core::SubscribeOptions> o = ToSubscribeOptions(s);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->stream_offset, amqp::FieldValue(std::string(word)));
+  }
+  s.mutable_offset()->set_offset(0);
+  EXPECT_EQ(ToSubscribeOptions(s)->stream_offset, amqp::FieldValue(int64_t{0}));
+  s.mutable_offset()->set_offset(uint64_t{1} << 63);
+  EXPECT_THAT(message(s), HasSubstr("offset.offset: at most 2^63 - 1"));
+  s.mutable_offset()->set_offset((uint64_t{1} << 63) - 1);
+  EXPECT_TRUE(ToSubscribeOptions(s).ok());
+  // Timestamps: whole seconds, from 1970 on.
+  s.mutable_offset()->mutable_timestamp()->set_seconds(1700000000);
+  s.mutable_offset()->mutable_timestamp()->set_nanos(999);
+  EXPECT_EQ(ToSubscribeOptions(s)->stream_offset,
+            amqp::FieldValue(amqp::Timestamp{1700000000}));
+  s.mutable_offset()->mutable_timestamp()->set_seconds(-1);
+  EXPECT_THAT(message(s), HasSubstr("offset.timestamp: must be a time from"));
+
+  // The typed offset wins over the argument (the subscription replaces it);
+  // a bad argument is still refused.
+  s.mutable_offset()->set_position(v1::StreamOffset::FIRST);
+  (*s.mutable_arguments())["x-stream-offset"].set_string_value("last");
+  EXPECT_TRUE(ToSubscribeOptions(s).ok());
+  (*s.mutable_arguments())["x-stream-offset"].set_string_value("nope");
+  EXPECT_THAT(message(s), HasSubstr("arguments[\"x-stream-offset\"]"));
+
+  // Subscribe's start alike.
+  v1::SubscribeStart start;
+  start.set_queue("q");
+  start.mutable_offset()->set_offset(7);
+  EXPECT_EQ(ToSubscribeOptions(start)->stream_offset,
+            amqp::FieldValue(int64_t{7}));
+  start.mutable_offset()->clear_offset();
+  EXPECT_THAT(message(start), HasSubstr("offset: set one of"));
+}
+
+TEST(ConvertTest, DeliveriesFromAStreamCarryTheirOffset) {
+  core::StreamDelivery d;
+  d.delivery_id = 3;
+  d.stream_offset = 41;
+  v1::Delivery out;
+  ToProtoDelivery(std::move(d), &out);
+  ASSERT_TRUE(out.has_stream_offset());
+  EXPECT_EQ(out.stream_offset(), 41u);
+  // GetMessages' messages, from the header.
+  amqp::Delivery m;
+  m.properties.headers = amqp::FieldTable{{"x-stream-offset", int64_t{0}}};
+  v1::Delivery got;
+  ToProtoDelivery(std::move(m), &got);
+  ASSERT_TRUE(got.has_stream_offset());
+  EXPECT_EQ(got.stream_offset(), 0u);
+  // Other queues' deliveries have none.
+  v1::Delivery plain;
+  ToProtoDelivery(amqp::Delivery{}, &plain);
+  EXPECT_FALSE(plain.has_stream_offset());
+}
+
 TEST(ConvertTest, ArgumentsMustFitInOneFrame) {
   v1::DeclareQueueRequest q;
   q.set_name("q");
