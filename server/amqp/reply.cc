@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -64,6 +65,11 @@ absl::Status ReplyToStatus(int reply_code, absl::string_view reply_text,
   if (text.empty()) text = absl::StrCat("broker reply code ", reply_code);
   if (!context.empty()) text = absl::StrCat(context, ": ", text);
   return absl::Status(code, text);
+}
+
+bool IsStreamOffsetRefusal(int reply_code, absl::string_view reply_text) {
+  return reply_code == kPreconditionFailed &&
+         absl::StrContains(reply_text, "invalid arg 'x-stream-offset'");
 }
 
 absl::Status ConnectionLostError(absl::string_view detail) {

@@ -41,6 +41,11 @@ enum ReplyCode : uint16_t {
 absl::Status ReplyToStatus(int reply_code, absl::string_view reply_text,
                            absl::string_view context = "");
 
+// Whether a channel.close refuses basic.consume's x-stream-offset argument
+// on a queue that is not a stream: RabbitMQ 3.10 answers 406 "invalid arg
+// 'x-stream-offset' for queue '...' of queue type rabbit_classic_queue".
+bool IsStreamOffsetRefusal(int reply_code, absl::string_view reply_text);
+
 // The status for a lost or unreachable broker connection (UNAVAILABLE).
 absl::Status ConnectionLostError(absl::string_view detail);
 

@@ -43,6 +43,18 @@ TEST(ReplyTest, KeepsTheBrokerTextWithContext) {
               ::testing::HasSubstr("406"));
 }
 
+TEST(ReplyTest, RecognisesTheRefusalOfAStreamOffset) {
+  // RabbitMQ 3.10's words for x-stream-offset on a classic queue.
+  EXPECT_TRUE(IsStreamOffsetRefusal(
+      406,
+      "PRECONDITION_FAILED - invalid arg 'x-stream-offset' for queue 'q' in "
+      "vhost '/' of queue type rabbit_classic_queue"));
+  EXPECT_FALSE(IsStreamOffsetRefusal(
+      406, "PRECONDITION_FAILED - invalid arg 'x-priority' for queue 'q'"));
+  EXPECT_FALSE(
+      IsStreamOffsetRefusal(404, "invalid arg 'x-stream-offset' for queue"));
+}
+
 TEST(ReplyTest, ConnectionLostIsUnavailable) {
   absl::Status s = ConnectionLostError("socket closed");
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);

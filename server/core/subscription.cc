@@ -18,6 +18,18 @@ namespace {
 constexpr int kMaxResubscribeRetries = 20;
 constexpr absl::Duration kResubscribeRetryDelay = absl::Milliseconds(500);
 
+// An offset on a queue that is not a stream: RabbitMQ refuses the argument
+// (classic and quorum queues in 3.10, 406) or, where it ignores it, the
+// first delivery comes without an offset (`detail` says which).
+absl::Status NotAStreamError(const std::string& queue,
+                             absl::string_view detail) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "offset: queue '", queue,
+      "' is not a stream queue; offsets (offset, or the x-stream-offset "
+      "argument) apply to queues declared with x-queue-type \"stream\" only (",
+      detail, ")"));
+}
+
 }  // namespace
 
 // --- ConsumerHost ---
@@ -224,14 +236,12 @@ void Subscription::OnDeliver(amqp::Delivery& d) {
   }
   std::optional<int64_t> offset = amqp::DeliveryStreamOffset(d);
   if (!offset.has_value() && options_.stream_offset.has_value()) {
-    // RabbitMQ ignores x-stream-offset on other queues: say so rather than
-    // pass on a queue read from its head. The delivery, never passed on,
-    // goes back to the queue when the channel closes.
-    Close(absl::FailedPreconditionError(absl::StrCat(
-        "offset: queue '", options_.queue,
-        "' is not a stream queue (its deliveries carry no x-stream-offset; "
-        "RabbitMQ ignores offsets on classic and quorum queues): leave offset "
-        "unset, or read a queue declared with x-queue-type \"stream\"")));
+    // A broker that ignores x-stream-offset on other queues (RabbitMQ 3.10
+    // refuses it): say so rather than pass on a queue read from its head.
+    // The delivery, never passed on, goes back to the queue when the
+    // channel closes.
+    Close(NotAStreamError(options_.queue,
+                          "its deliveries carry no x-stream-offset"));
     return;
   }
   StreamDelivery out;
@@ -409,6 +419,9 @@ void Subscription::OnChannelClosedByBroker(const amqp::Event& event) {
       absl::StrContains(event.reply_text, "exclusive")) {
     status = absl::FailedPreconditionError(
         absl::StrCat(context, ": ", event.reply_text));
+  }
+  if (amqp::IsStreamOffsetRefusal(event.reply_code, event.reply_text)) {
+    status = NotAStreamError(options_.queue, event.reply_text);
   }
   if (ever_subscribed_ && event.reply_code == amqp::kNotFound &&
       resubscribe_retries_ < kMaxResubscribeRetries) {

@@ -105,7 +105,8 @@ struct SubscribeOptions {
   // Stream queues: where the consumer starts (x-stream-offset: "first",
   // "last", "next", an offset or a timestamp); replaces an x-stream-offset
   // in `arguments`. Set: a delivery without an offset (the queue is not a
-  // stream) ends the subscription FAILED_PRECONDITION.
+  // stream, on a broker that ignores the argument there) ends the
+  // subscription FAILED_PRECONDITION, as RabbitMQ's refusal (406) does.
   std::optional<amqp::FieldValue> stream_offset;
   // RETRY and REQUEUE (CLIENT mode; needs the pool's Retrier).
   RetryOptions retry;

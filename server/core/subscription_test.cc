@@ -710,16 +710,14 @@ TEST_F(SubscriptionTest, StreamResubscribesAfterTheLastOffsetHandedOver) {
   std::shared_ptr<FakePeer> second = broker_.WaitForPeer("consumer-0", 1);
   ASSERT_NE(second, nullptr);
   EXPECT_EQ(ConsumeOffsets(*second), (Offsets{int64_t{12}}));
-  EXPECT_NE(amqp::FindField(second->sent(Sent::Kind::kConsume)
-                                .back()
-                                .consume.arguments,
-                            "x-priority"),
+  EXPECT_NE(amqp::FindField(
+                second->sent(Sent::Kind::kConsume).back().consume.arguments,
+                "x-priority"),
             nullptr);
 
   // Nothing handed over on this channel: the next subscribe starts at 12
   // again, not at the original "first".
-  EXPECT_EQ(DeliverOffsets(*second, sink, {12}),
-            (std::vector<uint64_t>{5}));
+  EXPECT_EQ(DeliverOffsets(*second, sink, {12}), (std::vector<uint64_t>{5}));
   second->Drop();
   EXPECT_EQ(sink.events.Take(), "paused");
   EXPECT_EQ(sink.events.Take(), "resumed");

@@ -601,9 +601,9 @@ absl::StatusOr<amqp::FieldValue> ToStreamOffset(const v1::StreamOffset& o) {
         case v1::StreamOffset::NEXT:
           return amqp::FieldValue(std::string("next"));
         default:
-          return Invalid("offset.position",
-                         absl::StrCat("must be FIRST, LAST or NEXT, got ",
-                                      o.position()));
+          return Invalid(
+              "offset.position",
+              absl::StrCat("must be FIRST, LAST or NEXT, got ", o.position()));
       }
     case v1::StreamOffset::kOffset:
       if (o.offset() >
