@@ -108,6 +108,25 @@ TEST(ValuesTest, TypedFields) {
   EXPECT_TRUE(t.at("c").has_table_value());
 }
 
+TEST(ValuesTest, StreamOffset) {
+  EXPECT_EQ(ParseStreamOffset("first")->position(), v1::StreamOffset::FIRST);
+  EXPECT_EQ(ParseStreamOffset("LAST")->position(), v1::StreamOffset::LAST);
+  EXPECT_EQ(ParseStreamOffset("next")->position(), v1::StreamOffset::NEXT);
+  absl::StatusOr<v1::StreamOffset> o = ParseStreamOffset("0");
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->start_case(), v1::StreamOffset::kOffset);
+  EXPECT_EQ(o->offset(), 0u);
+  EXPECT_EQ(ParseStreamOffset("18446744073709551615")->offset(), UINT64_MAX);
+  o = ParseStreamOffset("2026-12-06T20:00:00+01:00");
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->timestamp().seconds(), 1796583600);
+  for (const char* bad : {"", "-1", "1h", "yesterday", "2026-12-06"}) {
+    EXPECT_THAT(std::string(ParseStreamOffset(bad).status().message()),
+                HasSubstr("is not first, last, next, an offset"))
+        << bad;
+  }
+}
+
 TEST(ValuesTest, RetryPolicyAndDeadLetter) {
   absl::StatusOr<v1::RetryPolicy> p =
       ParseRetryPolicy("max=5,backoff=1s..1m,multiplier=3,jitter=0.25");

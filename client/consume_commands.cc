@@ -276,6 +276,15 @@ int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
   if (args.Has("dead-letter")) {
     *req.mutable_dead_letter() = ParseDeadLetter(args.Get("dead-letter"));
   }
+  if (args.Has("offset")) {
+    absl::StatusOr<v1::StreamOffset> offset =
+        ParseStreamOffset(args.Get("offset"));
+    if (!offset.ok()) {
+      return UsageError(cmd,
+                        absl::StrCat("--offset: ", offset.status().message()));
+    }
+    *req.mutable_offset() = *std::move(offset);
+  }
   req.set_consumer_tag(args.Get("consumer-tag"));
   req.set_exclusive(args.GetBool("exclusive"));
   // Deliveries that wait together come in one response (printed the same
@@ -300,6 +309,7 @@ int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
       *start.mutable_retry_policy() = req.retry_policy();
     }
     if (req.has_dead_letter()) *start.mutable_dead_letter() = req.dead_letter();
+    if (req.has_offset()) *start.mutable_offset() = req.offset();
     return RunSubscribe(start, json, text, client);
   }
   // manual: StreamMessages in CLIENT mode, acked with 'amqpgw ack'.
@@ -456,6 +466,11 @@ std::vector<Command> ConsumeCommands() {
       "With --retry-policy (client or manual), a requeue is a delayed retry "
       "through a delay queue, and at max attempts the message goes to "
       "--dead-letter (or is rejected); see docs/failure-behaviour.md.\n\n"
+      "Stream queues: --offset says where to start (first, last, next, an "
+      "absolute offset, or an RFC 3339 time); each line shows the message's "
+      "offset=N. After a reconnect the gateway goes on after the last "
+      "message amqpgw had, not from --offset again; a new 'amqpgw consume' "
+      "starts from --offset (the broker keeps no position for it).\n\n"
       "The stream ends after --max messages (exit 0); Ctrl-C (SIGINT) or "
       "SIGTERM stops it cleanly, prints the summary and exits 0; unacked "
       "messages go back to the queue. Progress and the summary go to stderr, "
@@ -474,15 +489,18 @@ std::vector<Command> ConsumeCommands() {
         "through the default exchange)"},
        {"text", "",
         "--json: bodies that are valid UTF-8 as text instead of base64"},
+       {"offset", "WHERE",
+        "stream queues: first, last, next, an offset N, or an RFC 3339 time "
+        "(e.g. 2026-12-06T20:00:00Z); wins over --arg x-stream-offset"},
        {"consumer-tag", "TAG", "the consumer tag the broker shows"},
        {"exclusive", "", "be the queue's only consumer"},
        {"arg", "KEY[:TYPE]=VALUE",
-        "a consumer argument (repeatable), e.g. x-priority:int=10, "
-        "x-stream-offset=first",
-        true}},
+        "a consumer argument (repeatable), e.g. x-priority:int=10", true}},
       {"amqpgw consume orders",
        "amqpgw consume orders --max 10 --json --text | jq .body",
        "amqpgw consume orders --prefetch 10 > orders.log",
+       "amqpgw consume events --offset first --max 100",
+       "amqpgw consume events --offset 2026-12-06T20:00:00Z",
        "amqpgw consume orders --ack manual --retry-policy "
        "'max=5,backoff=1s..1m' --dead-letter :orders.dead"},
       1,

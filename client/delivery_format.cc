@@ -34,6 +34,9 @@ std::string HumanDelivery(const v1::Delivery& d) {
   if (d.redelivered()) {
     parts.push_back(absl::StrCat("redelivered attempt=", d.delivery_attempt()));
   }
+  if (d.has_stream_offset()) {
+    parts.push_back(absl::StrCat("offset=", d.stream_offset()));
+  }
   parts.push_back(p.delivery_mode() == v1::TRANSIENT ? "transient"
                                                      : "persistent");
   auto add = [&](const char* name, const std::string& value) {

@@ -68,7 +68,7 @@ std::vector<Command> GetCommands() {
       "delivered to consumers and not yet acked are not seen) or once they "
       "reach 1 MiB. An empty queue prints nothing and exits 0; a stream "
       "queue always looks empty here (read it with 'amqpgw consume QUEUE "
-      "--arg x-stream-offset=first'). A summary goes to stderr. Needs a "
+      "--offset first'). A summary goes to stderr. Needs a "
       "token of role consume when the daemon checks tokens.",
       {{"count", "N", "messages at most, 1..1000 (default 1)"},
        {"ack", "", "take the messages: ack them so that they leave the queue"},

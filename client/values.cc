@@ -348,6 +348,32 @@ v1::DeadLetter ParseDeadLetter(absl::string_view text) {
   return out;
 }
 
+absl::StatusOr<v1::StreamOffset> ParseStreamOffset(absl::string_view text) {
+  v1::StreamOffset out;
+  std::string word = absl::AsciiStrToLower(text);
+  uint64_t offset;
+  absl::Time time;
+  std::string err;
+  if (word == "first") {
+    out.set_position(v1::StreamOffset::FIRST);
+  } else if (word == "last") {
+    out.set_position(v1::StreamOffset::LAST);
+  } else if (word == "next") {
+    out.set_position(v1::StreamOffset::NEXT);
+  } else if (absl::SimpleAtoi(text, &offset)) {
+    out.set_offset(offset);
+  } else if (absl::ParseTime(absl::RFC3339_full, std::string(text), &time,
+                             &err)) {
+    out.mutable_timestamp()->set_seconds(absl::ToUnixSeconds(time));
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", text,
+        "' is not first, last, next, an offset (a whole number) or an RFC "
+        "3339 time such as 2026-12-06T20:00:00Z"));
+  }
+  return out;
+}
+
 absl::StatusOr<uint64_t> ParseCount(absl::string_view text, uint64_t max) {
   uint64_t v;
   if (!absl::SimpleAtoi(text, &v) || v > max) {

@@ -55,6 +55,9 @@ absl::StatusOr<v1::RetryPolicy> ParseRetryPolicy(absl::string_view text);
 v1::DeadLetter ParseDeadLetter(absl::string_view text);
 // A duration as google.protobuf.Duration (whole nanoseconds).
 google::protobuf::Duration ToProtoDuration(absl::Duration d);
+// consume --offset: first, last, next, an absolute offset (a whole number)
+// or an RFC 3339 time (e.g. 2026-12-06T20:00:00Z; whole seconds).
+absl::StatusOr<v1::StreamOffset> ParseStreamOffset(absl::string_view text);
 // A non-negative whole number no larger than `max`.
 absl::StatusOr<uint64_t> ParseCount(absl::string_view text, uint64_t max);
 

@@ -401,6 +401,56 @@ TEST_F(CliTest, ConsumeShowsBodiesSafelyOnOneLineEach) {
   EXPECT_FALSE(HasControlCharacters(r.out));
 }
 
+// Stream queues: --offset in each of its forms, with client and auto acks;
+// each line says the message's offset.
+TEST_F(CliTest, ConsumeAStreamFromAnOffset) {
+  std::string q = UniqueName("cli-stream");
+  v1::DeclareQueueRequest dq;
+  dq.set_name(q);
+  dq.set_type(v1::STREAM);
+  v1::DeclareQueueResponse dq_resp;
+  ASSERT_TRUE(stub().DeclareQueue(Ctx().get(), dq, &dq_resp).ok());
+  queues_.push_back(q);
+  for (int i = 0; i < 5; ++i) Publish(q, absl::StrCat("m", i));
+
+  // first, with client acks (Subscribe): all five, offsets 0..4.
+  ProcessResult r = Cli({"consume", q, "--offset", "first", "--max", "5"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 5u) << r.out;
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_THAT(lines[i], AllOf(HasSubstr(absl::StrCat(" offset=", i, " ")),
+                                HasSubstr(absl::StrCat("| m", i))));
+  }
+  // An absolute offset, auto acks (StreamMessages), --json.
+  r = Cli(
+      {"consume", q, "--offset", "3", "--max", "2", "--ack", "auto", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 2u) << r.out;
+  for (int i = 0; i < 2; ++i) {
+    v1::Delivery d = ParseDelivery(lines[i]);
+    EXPECT_EQ(d.stream_offset(), static_cast<uint64_t>(3 + i));
+    EXPECT_EQ(d.body(), absl::StrCat("m", 3 + i));
+  }
+  // A time: everything since an hour ago (all five), with manual acks.
+  std::string hour_ago = absl::FormatTime(
+      absl::RFC3339_sec, absl::Now() - absl::Hours(1), absl::UTCTimeZone());
+  r = Cli({"consume", q, "--offset", hour_ago, "--max", "5", "--ack", "none"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 5u) << r.out;
+  EXPECT_THAT(lines[0], HasSubstr(" offset=0 "));
+  // On a queue that is not a stream: the gateway says so, nothing is taken.
+  Publish(queue_, "stays");
+  r = Cli({"consume", queue_, "--offset", "next", "--max", "1"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, AllOf(HasSubstr("FAILED_PRECONDITION"),
+                           HasSubstr("is not a stream queue")));
+  EXPECT_EQ(r.out, "");
+  EXPECT_TRUE(WaitFor([&] { return Inspect(queue_).message_count() == 1; }));
+}
+
 TEST_F(CliTest, ConsumeWithClientAcksAcksWhatItPrinted) {
   for (int i = 0; i < 3; ++i) Publish(queue_, absl::StrCat("m", i));
   ProcessResult r = Cli({"consume", queue_, "--max", "3", "--ack", "client",
@@ -620,6 +670,8 @@ TEST_F(CliTest, BadUsageExitsTwoWithUsageOnStderr) {
       {{"consume", queue_, "--prefetch", "0"}, "--prefetch"},
       {{"consume", queue_, "--bogus"}, "unknown flag --bogus"},
       {{"consume", queue_, "--max"}, "--max needs a value"},
+      {{"consume", queue_, "--offset", "yesterday"},
+       "--offset: 'yesterday' is not first, last, next, an offset"},
       {{"ack", "sub", "one"}, "'one' is not a delivery id"},
       {{"ack", "sub", "1", "--retry", "soon"}, "--retry: 'soon' is not a"},
       {{"ack", "sub", "1", "--retry", "1s", "--reject"}, "exclude each other"},

@@ -42,11 +42,9 @@ v1::StreamOffset At(absl::Time t) {
   return o;
 }
 
-v1::StreamMessagesRequest Request(const std::string& q,
-                                  const v1::StreamOffset& offset,
-                                  uint64_t max_messages,
-                                  v1::StreamMessagesRequest::AckMode mode =
-                                      v1::StreamMessagesRequest::AUTO) {
+v1::StreamMessagesRequest Request(
+    const std::string& q, const v1::StreamOffset& offset, uint64_t max_messages,
+    v1::StreamMessagesRequest::AckMode mode = v1::StreamMessagesRequest::AUTO) {
   v1::StreamMessagesRequest r;
   r.set_queue(q);
   r.set_ack_mode(mode);
@@ -98,8 +96,8 @@ class StreamOffsetTest : public SharedGatewayTest {
       m->set_body(absl::StrCat(i));
     }
     v1::PublishBatchResponse resp;
-    ::grpc::Status s = g.stub().PublishBatch(Ctx(absl::Seconds(60)).get(), req,
-                                             &resp);
+    ::grpc::Status s =
+        g.stub().PublishBatch(Ctx(absl::Seconds(60)).get(), req, &resp);
     ASSERT_TRUE(s.ok()) << s.error_message();
     ASSERT_EQ(resp.ok_count(), static_cast<uint32_t>(to - from));
   }
@@ -134,8 +132,7 @@ TEST_F(StreamOffsetTest, StartsAtFirstAbsoluteTimestampNextAndLast) {
   EXPECT_EQ(Read(q, At(second_start), 5), Expected(10, 15));
 
   // next: only what is published after the consumer started.
-  StreamReader next(&stub(),
-                    Request(q, Position(v1::StreamOffset::NEXT), 3));
+  StreamReader next(&stub(), Request(q, Position(v1::StreamOffset::NEXT), 3));
   ASSERT_TRUE(next.WaitSubscribed());
   Publish(*gateway_, q, 15, 18);
   ::grpc::Status end = next.WaitDone();
@@ -144,8 +141,7 @@ TEST_F(StreamOffsetTest, StartsAtFirstAbsoluteTimestampNextAndLast) {
 
   // last: the last chunk written (15..17 went in one batch), so its first
   // delivery is one of them.
-  std::vector<std::string> last =
-      Read(q, Position(v1::StreamOffset::LAST), 1);
+  std::vector<std::string> last = Read(q, Position(v1::StreamOffset::LAST), 1);
   ASSERT_EQ(last.size(), 1u);
   EXPECT_THAT(Expected(15, 18), ::testing::Contains(last[0]));
 
@@ -211,8 +207,7 @@ TEST_F(StreamOffsetTest, OffsetOnAQueueThatIsNotAStreamIsRefused) {
   // The gateway's shared connection survived: a stream still works.
   std::string stream = NewQueue(*gateway_, "still-fine");
   Publish(*gateway_, stream, 0, 2);
-  EXPECT_EQ(Read(stream, Position(v1::StreamOffset::FIRST), 2),
-            Expected(0, 2));
+  EXPECT_EQ(Read(stream, Position(v1::StreamOffset::FIRST), 2), Expected(0, 2));
   std::string q = NewQueue(*gateway_, "bad-offset", v1::CLASSIC);
 
   // An offset that says nothing is refused before anything is sent.
@@ -295,8 +290,8 @@ TEST_F(StreamOffsetTest, ClientModeResumesAtTheFirstUnackedOffset) {
   std::string q = NewQueue(*g, "resume-client");
   Publish(*g, q, 0, 40);
   auto stream_stub = g->NewStub();
-  v1::StreamMessagesRequest req = Request(
-      q, Position(v1::StreamOffset::FIRST), 0, v1::StreamMessagesRequest::CLIENT);
+  v1::StreamMessagesRequest req = Request(q, Position(v1::StreamOffset::FIRST),
+                                          0, v1::StreamMessagesRequest::CLIENT);
   req.set_prefetch(40);
   StreamReader reader(stream_stub.get(), req, absl::Seconds(120));
   ASSERT_TRUE(reader.WaitDeliveries(40));
