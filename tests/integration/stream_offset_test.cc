@@ -275,6 +275,10 @@ TEST_F(StreamOffsetTest, AfterAReconnectNoOffsetTwiceAndNoneMissing) {
   }
   EXPECT_EQ(times.begin()->first, 0u);
   EXPECT_EQ(times.rbegin()->first, 200u);
+  // In order, too.
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].stream_offset(), i) << "delivery " << i;
+  }
   // The ids go on across the reconnect: 1..201.
   EXPECT_EQ(got.back().delivery_id(), 201u);
 }
