@@ -88,7 +88,7 @@ std::optional<Violation> CheckQueueArguments(const FieldTable& arguments) {
 }
 
 std::optional<Violation> CheckConsumerArguments(const FieldTable& arguments) {
-  if (const FieldValue* v = FindField(arguments, "x-stream-offset")) {
+  if (const FieldValue* v = FindField(arguments, kStreamOffsetKey)) {
     bool ok = false;
     if (std::holds_alternative<int64_t>(v->value) ||
         std::holds_alternative<Timestamp>(v->value)) {
@@ -100,7 +100,7 @@ std::optional<Violation> CheckConsumerArguments(const FieldTable& arguments) {
     }
     if (!ok) {
       return Violation{
-          Key("x-stream-offset"),
+          Key(kStreamOffsetKey),
           "must be an integer offset, a timestamp, \"first\", \"last\", "
           "\"next\" or an interval such as \"1h\" (RabbitMQ closes the whole "
           "connection on other values)"};
