@@ -74,7 +74,7 @@ std::vector<std::string> Expected(int from, int to) {
 }
 
 class StreamOffsetTest : public SharedGatewayTest {
- protected:
+ public:
   static std::string NewQueue(TestGateway& g, const std::string& prefix,
                               v1::QueueType type = v1::STREAM) {
     std::string q = UniqueName(prefix);
@@ -102,6 +102,7 @@ class StreamOffsetTest : public SharedGatewayTest {
     ASSERT_EQ(resp.ok_count(), static_cast<uint32_t>(to - from));
   }
 
+ protected:
   // Reads `n` deliveries from `offset` (AUTO) and returns "body:offset".
   std::vector<std::string> Read(const std::string& q,
                                 const v1::StreamOffset& offset, int n) {
@@ -281,6 +282,45 @@ TEST_F(StreamOffsetTest, AfterAReconnectNoOffsetTwiceAndNoneMissing) {
   }
   // The ids go on across the reconnect: 1..201.
   EXPECT_EQ(got.back().delivery_id(), 201u);
+}
+
+// The broker restarts under a stream read from `first`: the stream resumes
+// after the last offset it handed over; every offset once, in order.
+TEST(StreamOffsetRestartTest, BrokerRestartResumesAfterTheLastOffset) {
+  auto node = BrokerNode::StartPrivate("stream-restart");
+  ASSERT_TRUE(node.ok()) << node.status();
+  auto g = TestGateway::Start(node->uri());
+  ASSERT_TRUE(g->WaitReady());
+  std::string q = StreamOffsetTest::NewQueue(*g, "restart");
+  StreamOffsetTest::Publish(*g, q, 0, 100);
+  auto stream_stub = g->NewStub();
+  StreamReader reader(stream_stub.get(),
+                      Request(q, Position(v1::StreamOffset::FIRST), 0),
+                      absl::Seconds(180));
+  ASSERT_TRUE(reader.WaitDeliveries(100));
+
+  ASSERT_TRUE(node->Stop().ok());
+  ASSERT_TRUE(reader.WaitEvent([](const v1::StreamMessagesResponse& e) {
+    return e.status().kind() == v1::StreamStatus::RECONNECTING;
+  }));
+  ASSERT_TRUE(node->Start().ok());
+  ASSERT_TRUE(g->WaitReady(absl::Seconds(60)));
+  ASSERT_TRUE(reader.WaitEvent(
+      [](const v1::StreamMessagesResponse& e) {
+        return e.status().kind() == v1::StreamStatus::RESUMED;
+      },
+      absl::Seconds(60)));
+  StreamOffsetTest::Publish(*g, q, 100, 200);
+  ASSERT_TRUE(reader.WaitDeliveries(200));
+  std::vector<v1::Delivery> got = reader.deliveries();
+  ASSERT_EQ(got.size(), 200u);
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].stream_offset(), i) << "delivery " << i;
+    EXPECT_EQ(got[i].body(), absl::StrCat(i));
+  }
+  reader.Cancel();
+  g.reset();
+  EXPECT_TRUE(node->Stop().ok());
 }
 
 // CLIENT: what the caller had not acked when the connection went comes
