@@ -61,8 +61,8 @@ log() { echo "compare: $*" >&2; }
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 if [ "$DO_BUILD" = 1 ]; then
-  log "building amqpgwd, amqpgw, amqpgw-bench, amqpgw-bench-direct"
-  bench_build "$BUILD" amqpgwd amqpgw amqpgw-bench amqpgw-bench-direct
+  log "building amqpgwd, amqpgw, amqpgw-bench, amqpgw-bench-direct, amqpgw-grpc-floor"
+  bench_build "$BUILD" amqpgwd amqpgw amqpgw-bench amqpgw-bench-direct amqpgw-grpc-floor
 fi
 GWD=$BUILD/server/amqpgwd
 GBENCH=$BUILD/bench/amqpgw-bench
@@ -74,6 +74,27 @@ export AMQPGW_NODE_MANAGEMENT=0
 PY=/usr/bin/python3  # Debian's, with python3-grpcio and python3-aio-pika
 
 bench_start amqpgw-bench
+# gRPC's own floor in the same run: amqpgw-grpc-floor answers at once
+# (callback, as amqpgwd) or after one hand-off to another thread
+# (callback-hop, as amqpgwd's owner threads finish its calls).
+FLOOR_PIDS=()
+# start_floor MODE: sets FLOOR_ADDR and FLOOR_PID.
+start_floor() {
+  "$BUILD/bench/amqpgw-grpc-floor" "$1" > "$WORK/floor-$1.addr" 2>&1 &
+  FLOOR_PID=$!
+  FLOOR_PIDS+=("$FLOOR_PID")
+  for _ in $(seq 1 100); do
+    FLOOR_ADDR=$(head -n 1 "$WORK/floor-$1.addr")
+    [ -n "$FLOOR_ADDR" ] && return 0
+    sleep 0.1  # polling a condition with a deadline
+  done
+  log "amqpgw-grpc-floor $1 did not start"; exit 1
+}
+trap 'kill "${FLOOR_PIDS[@]}" 2>/dev/null || true; bench_cleanup' EXIT
+start_floor callback
+FLOOR=$FLOOR_ADDR FLOOR_GW_PID=$FLOOR_PID
+start_floor callback-hop
+HOP=$FLOOR_ADDR HOP_GW_PID=$FLOOR_PID
 sleep 1  # let start-up settle before reading the idle RSS
 IDLE_RSS_KB=$(awk '/^VmRSS:/ {print $2}' "/proc/$GW_PID/status")
 
@@ -160,6 +181,13 @@ for rep in $(seq 1 "$REPS"); do
   # The most 64 callers can get: direct with the same 64 messages in flight
   # (each caller waits for its confirm).
   pub_d64() { run pub_direct64 "$DBENCH" publish "${COMMON_D[@]}" -n "$N" --window 64 --purge; }
+  # gRPC's floor, same tools: 64 unary callers against the do-nothing
+  # server, and idle round trips with and without one thread hand-off.
+  floor_g() {
+    run floor_unary "$GBENCH" publish --server "$FLOOR" --queue "$Q" --gateway_pid "$FLOOR_GW_PID" -n "$N" --concurrency 64
+    run floor_idle "$GBENCH" status-sync --server "$FLOOR" --gateway_pid "$FLOOR_GW_PID" -n "$SYNC_N" --pause_us 700
+    run floor_hop_idle "$GBENCH" status-sync --server "$HOP" --gateway_pid "$HOP_GW_PID" -n "$SYNC_N" --pause_us 700
+  }
   sync_g() { run sync_gateway "$GBENCH" publish-sync "${COMMON_G[@]}" -n "$SYNC_N" --purge; }
   sync_d() { run sync_direct "$DBENCH" publish-sync "${COMMON_D[@]}" -n "$SYNC_N" --purge; }
   # The floor under publish-sync: a gRPC round trip through the gateway
@@ -204,14 +232,14 @@ for rep in $(seq 1 "$REPS"); do
       for f in "${only[@]}"; do "$f"; done
     fi
   elif [ $((rep % 2)) = 1 ]; then
-    pub_g_batch; pub_d; pub_g_stream; pub_g_unary; pub_d64; pub_d_props
+    pub_g_batch; pub_d; pub_g_stream; pub_g_unary; pub_d64; floor_g; pub_d_props
     pub_cli; pub_d_cli
     sync_g; sync_d; status_g
     stream_g; stream_d; streamb_g; sub_g; small_g; small_d
     py_g; py_d; py_gb
   else
     pub_d_cli; pub_cli
-    pub_d_props; pub_d64; pub_g_unary; pub_g_stream; pub_d; pub_g_batch
+    pub_d_props; floor_g; pub_d64; pub_g_unary; pub_g_stream; pub_d; pub_g_batch
     status_g; sync_d; sync_g
     sub_g; streamb_g; stream_d; stream_g; small_d; small_g
     py_gb; py_d; py_g
@@ -252,14 +280,21 @@ def ratio_row(name, g, d, target=None):
 ratio_row("PublishBatch, batch 256, persistent 100 B (direct: confirm window 256)", "pub_batch", "pub_direct", 0.9)
 ratio_row("PublishStream, max_in_flight 256, persistent 100 B (direct: window 256)", "pub_stream", "pub_direct", 0.95)
 ratio_row("amqpgw publish --count ${CLI_N} (the CLI on PublishStream; direct: window 256, same count)", "cli_publish", "pub_direct_cli", 0.9)
-ratio_row("Publish, 64 concurrent callers (direct: window 256)", "pub_unary", "pub_direct", 0.8)
-ratio_row("Direct with 64 in flight (window 64) vs window 256: the ceiling for 64 callers (no target)", "pub_direct64", "pub_direct")
-ratio_row("Publish, 64 concurrent callers vs direct window 64 (no target)", "pub_unary", "pub_direct64")
+ratio_row("Publish, 64 concurrent callers (direct: window 64, the same 64 messages in flight)", "pub_unary", "pub_direct64", 0.8)
+ratio_row("Publish, 64 concurrent callers vs direct window 256 (no target)", "pub_unary", "pub_direct")
+ratio_row("Direct with 64 in flight (window 64) vs window 256 (no target)", "pub_direct64", "pub_direct")
+ratio_row("gRPC's do-nothing callback server, the same 64 callers, no broker, vs direct window 64 (no target)", "floor_unary", "pub_direct64")
+gc, fc = med("pub_unary", "gw_cpu_us_per_msg"), med("floor_unary", "gw_cpu_us_per_msg")
+above = gc - fc if gc is not None and fc is not None else None
+out.append(f"| Server CPU per Publish call, 64 callers (baseline: gRPC's do-nothing callback server, same callers) | {fmt(gc, ' us', 1)} | {fmt(fc, ' us', 1)} | {fmt(above, ' us', 1)} | <= +15 us | {verdict(None if above is None else above <= 15)} |")
 gp, dp = med("sync_gateway", "p50_us"), med("sync_direct", "p50_us")
-diff = gp - dp if gp is not None and dp is not None else None
-out.append(f"| publish-sync p50 latency (direct: window 1) | {fmt(gp, ' us')} | {fmt(dp, ' us')} | {fmt(diff, ' us')} | <= +150 us | {verdict(None if diff is None else diff <= 150)} |")
 si = med("status_idle", "p50_us")
-out.append(f"| GetStatus p50 with idle threads between calls: a gRPC round trip through the gateway without the broker, the floor under publish-sync's difference (no target) | {fmt(si, ' us')} | | | | n/a |")
+base = dp + si if dp is not None and si is not None else None
+diff = gp - base if gp is not None and base is not None else None
+out.append(f"| publish-sync p50 latency (baseline: direct window 1 p50 + GetStatus p50 with idle threads, an idle gRPC round trip through the gateway) | {fmt(gp, ' us')} | {fmt(base, ' us')} | {fmt(diff, ' us')} | <= +50 us | {verdict(None if diff is None else diff <= 50)} |")
+fi, fh = med("floor_idle", "p50_us"), med("floor_hop_idle", "p50_us")
+hop = fh - fi if fi is not None and fh is not None else None
+out.append(f"| One thread hand-off with idle threads: gRPC's do-nothing server finishing each call on another thread (amqpgwd's EventLoop) vs at once, p50; a publish-sync call needs one to its owner thread (no target) | {fmt(fh, ' us')} | {fmt(fi, ' us')} | {fmt(hop, ' us')} | | n/a |")
 ratio_row("StreamMessages, prefetch 1000, AUTO ack (direct: basic.consume prefetch 1000, manual acks)", "stream_gateway", "stream_direct", 0.9)
 ratio_row("StreamMessages as above, max_batch 256 (up to 256 deliveries per response)", "stream_batch_gateway", "stream_direct", 0.9)
 ratio_row("Subscribe, prefetch 1000, acks every 250 in-stream, max_batch 256 (direct: basic.consume prefetch 1000, manual acks every 250)", "subscribe_gateway", "stream_direct", 0.9)
@@ -285,11 +320,17 @@ pb = med("py_grpc_batch", "msgs_per_s")
 pbr = pb / pd if pb and pd else None
 out.append(f"| Python as above, max_batch 256 | {fmt(pb, ' msg/s')} | {fmt(pd, ' msg/s')} | {fmt(pbr, 'x', 1)} | >= 3x | {verdict(None if pbr is None else pbr >= 3)} |")
 out.append("")
-out.append("Medians per scenario (CPU in microseconds per message; latency per call):")
+out.append("Medians per scenario (CPU in microseconds per message; latency per call; cores busy: the three CPU columns times msg/s, out of this machine's cores):")
 out.append("")
-out.append("| Run | msg/s | p50 us | p99 us | p999 us | gateway CPU | broker CPU | client CPU | gateway peak RSS MB | runs |")
-out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-for s in ("pub_batch", "pub_stream", "cli_publish", "pub_direct_cli", "pub_unary", "pub_direct", "pub_direct64", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "stream_gateway", "stream_batch_gateway", "subscribe_gateway", "stream_direct", "stream10_gateway", "stream10_direct", "py_grpc", "py_grpc_batch", "py_aiopika"):
+out.append("| Run | msg/s | p50 us | p99 us | p999 us | gateway CPU | broker CPU | client CPU | cores busy | gateway peak RSS MB | runs |")
+out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+def busy(s):
+    rate = med(s, "msgs_per_s")
+    if rate is None:
+        return None
+    us = sum(med(s, k) or 0 for k in ("gw_cpu_us_per_msg", "broker_cpu_us_per_msg", "client_cpu_us_per_msg"))
+    return us * rate / 1e6
+for s in ("pub_batch", "pub_stream", "cli_publish", "pub_direct_cli", "pub_unary", "floor_unary", "pub_direct", "pub_direct64", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "floor_idle", "floor_hop_idle", "stream_gateway", "stream_batch_gateway", "subscribe_gateway", "stream_direct", "stream10_gateway", "stream10_direct", "py_grpc", "py_grpc_batch", "py_aiopika"):
     if s not in rows:
         continue
     n = len([r for r in rows[s] if "failed" not in r])
@@ -297,7 +338,7 @@ for s in ("pub_batch", "pub_stream", "cli_publish", "pub_direct_cli", "pub_unary
     cells = [fmt(med(s, "msgs_per_s")), fmt(med(s, "p50_us"), "", 0), fmt(med(s, "p99_us"), "", 0),
              fmt(med(s, "p999_us"), "", 0), fmt(med(s, "gw_cpu_us_per_msg"), "", 1),
              fmt(med(s, "broker_cpu_us_per_msg"), "", 1), fmt(med(s, "client_cpu_us_per_msg"), "", 1),
-             fmt(med(s, "gw_rss_peak_mb"), "", 1)]
+             fmt(busy(s), "", 2), fmt(med(s, "gw_rss_peak_mb"), "", 1)]
     out.append(f"| {s} | " + " | ".join(cells) + f" | {n}{' (' + str(bad) + ' failed)' if bad else ''} |")
 print("\n".join(out))
 PYEOF

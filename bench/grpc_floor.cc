@@ -18,6 +18,7 @@
 
 #include "amqpgw/v1/gateway.grpc.pb.h"
 #include "bench/common.h"
+#include "server/core/event_loop.h"
 
 namespace amqpgw::bench {
 namespace {
@@ -34,6 +35,9 @@ Modes:
                 other service
   async-health  async, plus gRPC's default health service (a callback
                 service: its threads then poll the connections too)
+  callback-hop  callback, but Publish and GetStatus are finished from
+                another thread (amqpgwd's EventLoop), as amqpgwd's owner
+                threads finish its calls: one thread hand-off per call
 
 Prints the bound address on its first line; runs until SIGTERM or SIGINT.
 )";
@@ -43,6 +47,12 @@ void Ready(v1::ConnectResponse* response) {
 }
 
 class CallbackGateway : public v1::Gateway::CallbackService {
+ public:
+  // `hop` (may be null, else started): the thread that finishes Publish and
+  // GetStatus.
+  explicit CallbackGateway(core::EventLoop* hop) : hop_(hop) {}
+
+ private:
   ::grpc::ServerUnaryReactor* Connect(::grpc::CallbackServerContext* ctx,
                                       const v1::ConnectRequest*,
                                       v1::ConnectResponse* response) override {
@@ -62,12 +72,19 @@ class CallbackGateway : public v1::Gateway::CallbackService {
   ::grpc::ServerUnaryReactor* Publish(::grpc::CallbackServerContext* ctx,
                                       const v1::PublishRequest*,
                                       v1::PublishResponse*) override {
-    return Done(ctx);
+    return MaybeHop(ctx);
   }
   ::grpc::ServerUnaryReactor* GetStatus(::grpc::CallbackServerContext* ctx,
                                         const v1::GetStatusRequest*,
                                         v1::GetStatusResponse*) override {
-    return Done(ctx);
+    return MaybeHop(ctx);
+  }
+
+  ::grpc::ServerUnaryReactor* MaybeHop(::grpc::CallbackServerContext* ctx) {
+    if (hop_ == nullptr) return Done(ctx);
+    ::grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    hop_->Post([reactor] { reactor->Finish(::grpc::Status::OK); });
+    return reactor;
   }
 
   static ::grpc::ServerUnaryReactor* Done(::grpc::CallbackServerContext* ctx) {
@@ -75,6 +92,8 @@ class CallbackGateway : public v1::Gateway::CallbackService {
     reactor->Finish(::grpc::Status::OK);
     return reactor;
   }
+
+  core::EventLoop* const hop_;
 };
 
 // One pending call of the async API; its tag is itself. Requests the next
@@ -142,18 +161,22 @@ int Main(int argc, char** argv) {
   const std::string mode = f.mode();
   std::string listen = f.Str("listen", "127.0.0.1:0");
   f.CheckAllUsed();
-  if (mode != "callback" && mode != "async" && mode != "async-health") {
-    f.Die("MODE: callback, async or async-health");
+  if (mode != "callback" && mode != "async" && mode != "async-health" &&
+      mode != "callback-hop") {
+    f.Die("MODE: callback, callback-hop, async or async-health");
   }
+  const bool callback = mode == "callback" || mode == "callback-hop";
+  core::EventLoop hop("floor-hop");
+  if (mode == "callback-hop") hop.Start(nullptr);
 
   ::grpc::EnableDefaultHealthCheckService(mode != "async");
   ::grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, ::grpc::InsecureServerCredentials(), &port);
-  CallbackGateway callback_service;
+  CallbackGateway callback_service(mode == "callback-hop" ? &hop : nullptr);
   Async async_service;
   std::unique_ptr<::grpc::ServerCompletionQueue> cq;
-  if (mode == "callback") {
+  if (callback) {
     builder.RegisterService(&callback_service);
   } else {
     builder.RegisterService(&async_service);
@@ -181,6 +204,7 @@ int Main(int argc, char** argv) {
   int signal = 0;
   sigwait(&signals, &signal);
   server->Shutdown();
+  hop.Stop();
   if (cq != nullptr) {
     cq->Shutdown();
     cq_thread.join();

@@ -121,6 +121,7 @@ absl::Status Daemon::Start() {
     p.spans = *std::move(spans);
   }
   // Hands back what malloc keeps after a burst (memory.h).
+  FixMmapThreshold();
   p.memory = std::make_unique<MemoryTrimmer>(MemoryTrimmer::Options());
 
   p.management = std::make_unique<management::Backend>(config_->management(),

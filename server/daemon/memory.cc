@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "spdlog/spdlog.h"
 
@@ -98,6 +99,13 @@ void RegisterMemoryMetrics(metrics::Registry& registry,
               "Resident bytes malloc_trim gave back to the system.",
               static_cast<double>(s.released_bytes));
   });
+}
+
+void FixMmapThreshold() {
+  if (getenv("MALLOC_MMAP_THRESHOLD_") != nullptr) return;
+  if (mallopt(M_MMAP_THRESHOLD, 128 * 1024) != 1) {
+    spdlog::warn("mallopt(M_MMAP_THRESHOLD) failed; memory per stream grows");
+  }
 }
 
 }  // namespace amqpgw::daemon

@@ -72,6 +72,21 @@ class MemoryTrimmer {
   std::thread thread_;
 };
 
+// Fixes glibc's mmap threshold at its initial 128 KiB, so that every block
+// of 128 KiB or more is mapped on its own, and only its touched pages are
+// resident. Called at start-up (mallopt is thread-safe); keeps a value
+// the environment set (MALLOC_MMAP_THRESHOLD_).
+//
+// rabbitmq-c keeps a decoding page of frame_max (128 KiB) per channel that
+// ever received a frame, and touches a few KiB of it per delivery. With
+// glibc's dynamic threshold, the first such mapped block freed (a channel
+// closed) raises the threshold above it, and later pages come from the heap,
+// where they reuse memory touched before: 5,000 open streams took 168 MB
+// resident, and 146 MB with the threshold fixed (bench/scaling.sh part (b),
+// docs/performance.md). Larger message bodies are mapped and unmapped each
+// time, which costs little next to the broker's work on them.
+void FixMmapThreshold();
+
 // The process's resident size (bytes), from /proc/self/statm.
 size_t ResidentBytes();
 
