@@ -647,48 +647,46 @@ auto FinishPage(ServerUnaryReactor* reactor, Response* response, Add add) {
 
 }  // namespace
 
-ServerUnaryReactor* GatewayService::ListQueues(
-    CallbackServerContext* ctx, const v1::ListQueuesRequest* request,
-    v1::ListQueuesResponse* response) {
-  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
-    return Fail(ctx, s);
-  }
+template <typename Item, typename Request, typename Response, typename Add>
+ServerUnaryReactor* GatewayService::ListPage(
+    CallbackServerContext* ctx, absl::string_view rpc, const Request& request,
+    Response* response,
+    void (management::ManagementClient::*list)(
+        management::ListQuery,
+        management::ManagementClient::Done<management::Page<Item>>),
+    Add add) {
+  if (absl::Status s = Authorize(ctx, rpc); !s.ok()) return Fail(ctx, s);
   absl::StatusOr<management::ListQuery> query =
-      ToListQuery(request->has_filter() ? &request->filter() : nullptr,
-                  request->page_size(), request->page_token());
+      ToListQuery(request.has_filter() ? &request.filter() : nullptr,
+                  request.page_size(), request.page_token());
   if (!query.ok()) return Fail(ctx, query.status());
   auto client = ManagementClient();
   if (!client.ok()) return Fail(ctx, client.status());
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  (*client)->ListQueues(
-      *std::move(query),
-      FinishPage<management::Queue>(reactor, response,
-                                    [response](const management::Queue& q) {
-                                      ToProtoQueue(q, response->add_queues());
-                                    }));
+  ((**client).*list)(*std::move(query),
+                     FinishPage<Item>(reactor, response, std::move(add)));
   return reactor;
+}
+
+ServerUnaryReactor* GatewayService::ListQueues(
+    CallbackServerContext* ctx, const v1::ListQueuesRequest* request,
+    v1::ListQueuesResponse* response) {
+  return ListPage<management::Queue>(ctx, __func__, *request, response,
+                                     &management::ManagementClient::ListQueues,
+                                     [response](const management::Queue& q) {
+                                       ToProtoQueue(q, response->add_queues());
+                                     });
 }
 
 ServerUnaryReactor* GatewayService::ListExchanges(
     CallbackServerContext* ctx, const v1::ListExchangesRequest* request,
     v1::ListExchangesResponse* response) {
-  if (absl::Status s = Authorize(ctx, __func__); !s.ok()) {
-    return Fail(ctx, s);
-  }
-  absl::StatusOr<management::ListQuery> query =
-      ToListQuery(request->has_filter() ? &request->filter() : nullptr,
-                  request->page_size(), request->page_token());
-  if (!query.ok()) return Fail(ctx, query.status());
-  auto client = ManagementClient();
-  if (!client.ok()) return Fail(ctx, client.status());
-  ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  (*client)->ListExchanges(
-      *std::move(query),
-      FinishPage<management::Exchange>(
-          reactor, response, [response](const management::Exchange& e) {
-            ToProtoExchange(e, response->add_exchanges());
-          }));
-  return reactor;
+  return ListPage<management::Exchange>(
+      ctx, __func__, *request, response,
+      &management::ManagementClient::ListExchanges,
+      [response](const management::Exchange& e) {
+        ToProtoExchange(e, response->add_exchanges());
+      });
 }
 
 ServerUnaryReactor* GatewayService::ListBindings(

@@ -134,6 +134,17 @@ class GatewayService final : public v1::Gateway::CallbackService {
   // The management API client for a listing call, or why there is none.
   absl::StatusOr<std::shared_ptr<management::ManagementClient>>
   ManagementClient() const;
+  // A paged listing RPC named `rpc`: authorizes, validates the request's
+  // filter and page, hands the query to `list` (a ManagementClient method)
+  // and finishes from its page, `add` converting each item into `response`.
+  template <typename Item, typename Request, typename Response, typename Add>
+  ::grpc::ServerUnaryReactor* ListPage(
+      ::grpc::CallbackServerContext* ctx, absl::string_view rpc,
+      const Request& request, Response* response,
+      void (management::ManagementClient::*list)(
+          management::ListQuery,
+          management::ManagementClient::Done<management::Page<Item>>),
+      Add add);
 
   core::Session* const session_;
   const Options options_;
