@@ -18,13 +18,13 @@ namespace amqpgw::core {
 namespace {
 
 using amqp::testing::QueuedMessage;
-using testing::FakeAddress;
 using testing::FakeBroker;
 using testing::FakePeer;
-using testing::FakeWorkerOptions;
 using testing::kWaitTimeout;
 using testing::Mailbox;
+using testing::NewFakeWorker;
 using testing::Sent;
+using testing::StartAndConnect;
 
 std::vector<QueuedMessage> Numbered(int n) {
   std::vector<QueuedMessage> out;
@@ -51,15 +51,12 @@ std::vector<std::string> Bodies(const std::vector<QueuedMessage>& ms) {
 class MessageGetterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    worker_ = std::make_unique<ConnectionWorker>(
-        FakeWorkerOptions(broker_, {FakeAddress(1)}, "control"), [] {});
+    worker_ = NewFakeWorker(broker_, "control");
     getter_ = std::make_unique<MessageGetter>(worker_.get(), [this] {
       return open_.load() ? absl::OkStatus()
                           : absl::FailedPreconditionError("disconnected");
     });
-    worker_->Start();
-    worker_->Enable();
-    peer_ = broker_.WaitForPeer("control");
+    peer_ = StartAndConnect(*worker_, broker_);
     ASSERT_NE(peer_, nullptr);
   }
   void TearDown() override {

@@ -23,12 +23,13 @@ namespace {
 using testing::FakeAddress;
 using testing::FakeBroker;
 using testing::FakePeer;
-using testing::FakeWorkerOptions;
 using testing::kWaitTimeout;
 using testing::Mailbox;
+using testing::NewFakeWorker;
 using testing::RunOn;
 using testing::Sent;
 using testing::Settle;
+using testing::StartAndConnect;
 
 // One finished batch: its tag (the first body) and every result.
 struct Done {
@@ -55,12 +56,10 @@ class PublisherTest : public ::testing::Test {
  protected:
   void SetUp() override { Start(Publisher::Options()); }
   void Start(Publisher::Options options) {
-    worker_ = std::make_unique<ConnectionWorker>(
-        FakeWorkerOptions(broker_, {FakeAddress(1), FakeAddress(2)}), [] {});
+    worker_ = NewFakeWorker(broker_, "test", {FakeAddress(1), FakeAddress(2)});
     publisher_ = std::make_unique<Publisher>(worker_.get(), options, &stats_,
                                              &pending_bytes_);
-    worker_->Start();
-    worker_->Enable();
+    ASSERT_NE(StartAndConnect(*worker_, broker_), nullptr);
     peer_ = ConfirmChannelReady(0);
     ProveDefaultExchange();
   }

@@ -21,13 +21,13 @@
 namespace amqpgw::core {
 namespace {
 
-using testing::FakeAddress;
 using testing::FakeBroker;
 using testing::FakePeer;
-using testing::FakeWorkerOptions;
 using testing::Mailbox;
+using testing::NewFakeWorker;
 using testing::Sent;
 using testing::Settle;
+using testing::StartAndConnect;
 
 int64_t IntHeader(const amqp::Properties& p, const std::string& key) {
   if (!p.headers.has_value()) return -1;
@@ -204,12 +204,10 @@ class Sink : public SubscriptionSink {
 class RetryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    publisher_worker_ = std::make_unique<ConnectionWorker>(
-        FakeWorkerOptions(broker_, {FakeAddress(1)}, "publisher-0"), [] {});
+    publisher_worker_ = NewFakeWorker(broker_, "publisher-0");
     publisher_ = std::make_unique<Publisher>(
         publisher_worker_.get(), Publisher::Options(), &stats_, &pending_);
-    consumer_worker_ = std::make_unique<ConnectionWorker>(
-        FakeWorkerOptions(broker_, {FakeAddress(1)}, "consumer-0"), [] {});
+    consumer_worker_ = NewFakeWorker(broker_, "consumer-0");
     pool_ = std::make_unique<ConsumerPool>(
         std::vector<ConnectionWorker*>{consumer_worker_.get()}, "gw1", &stats_);
     retrier_ = std::make_unique<Retrier>(
@@ -224,12 +222,8 @@ class RetryTest : public ::testing::Test {
           return absl::OkStatus();
         });
     pool_->set_retrier(retrier_.get());
-    for (auto* w : {publisher_worker_.get(), consumer_worker_.get()}) {
-      w->Start();
-      w->Enable();
-    }
-    pub_ = broker_.WaitForPeer("publisher-0");
-    con_ = broker_.WaitForPeer("consumer-0");
+    pub_ = StartAndConnect(*publisher_worker_, broker_);
+    con_ = StartAndConnect(*consumer_worker_, broker_);
     ASSERT_NE(pub_, nullptr);
     ASSERT_NE(con_, nullptr);
     ASSERT_TRUE(pub_->WaitForCount(Sent::Kind::kConfirmSelect, 1));

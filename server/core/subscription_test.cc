@@ -19,15 +19,15 @@
 namespace amqpgw::core {
 namespace {
 
-using testing::FakeAddress;
 using testing::FakeBroker;
 using testing::FakePeer;
-using testing::FakeWorkerOptions;
 using testing::kWaitTimeout;
 using testing::Mailbox;
+using testing::NewFakeWorker;
 using testing::RunOn;
 using testing::Sent;
 using testing::Settle;
+using testing::StartAndConnect;
 using Tags = std::vector<std::pair<uint16_t, uint64_t>>;
 
 // Records what a stream would see: "subscribed", "paused", "resumed",
@@ -63,13 +63,10 @@ class RecordingSink : public SubscriptionSink {
 class SubscriptionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    worker_ = std::make_unique<ConnectionWorker>(
-        FakeWorkerOptions(broker_, {FakeAddress(1)}, "consumer-0"), [] {});
+    worker_ = NewFakeWorker(broker_, "consumer-0");
     pool_ = std::make_unique<ConsumerPool>(
         std::vector<ConnectionWorker*>{worker_.get()}, "gw1", &stats_);
-    worker_->Start();
-    worker_->Enable();
-    peer_ = broker_.WaitForPeer("consumer-0");
+    peer_ = StartAndConnect(*worker_, broker_);
     ASSERT_NE(peer_, nullptr);
   }
   void TearDown() override {
@@ -513,15 +510,13 @@ TEST_F(SubscriptionTest, AConnectionLostWhileDrainingEndsOkWithAllCounted) {
 TEST(ConsumerPoolTest, NewSubscriptionsGoToTheLeastLoadedConnection) {
   FakeBroker broker;
   Stats stats;
-  ConnectionWorker w0(FakeWorkerOptions(broker, {FakeAddress(1)}, "c-0"),
-                      [] {});
-  ConnectionWorker w1(FakeWorkerOptions(broker, {FakeAddress(1)}, "c-1"),
-                      [] {});
-  ConsumerPool pool({&w0, &w1}, "gw", &stats);
-  w0.Start();
-  w1.Start();
-  w0.Enable();
-  w1.Enable();
+  std::unique_ptr<ConnectionWorker> w0 = NewFakeWorker(broker, "c-0");
+  std::unique_ptr<ConnectionWorker> w1 = NewFakeWorker(broker, "c-1");
+  ConsumerPool pool({w0.get(), w1.get()}, "gw", &stats);
+  w0->Start();
+  w1->Start();
+  w0->Enable();
+  w1->Enable();
   std::vector<std::unique_ptr<RecordingSink>> sinks;
   for (int i = 0; i < 4; ++i) {
     sinks.push_back(std::make_unique<RecordingSink>());
@@ -538,8 +533,8 @@ TEST(ConsumerPoolTest, NewSubscriptionsGoToTheLeastLoadedConnection) {
   EXPECT_EQ(p1->count(Sent::Kind::kConsume), 2u);
   pool.CancelAll(absl::UnavailableError("shutdown"));
   for (auto& s : sinks) EXPECT_EQ(s->events.Take(), "end: UNAVAILABLE");
-  w0.Stop();
-  w1.Stop();
+  w0->Stop();
+  w1->Stop();
 }
 
 // A connection's channels all taken: the next stream ends
@@ -550,11 +545,10 @@ TEST(ConsumerPoolTest, StreamsBeyondTheChannelsOfEveryConnectionAreRefused) {
   peer_options.channel_max = 2;
   broker.set_peer_options(peer_options);
   Stats stats;
-  ConnectionWorker w0(FakeWorkerOptions(broker, {FakeAddress(1)}, "c-0"),
-                      [] {});
-  ConsumerPool pool({&w0}, "gw", &stats);
-  w0.Start();
-  w0.Enable();
+  std::unique_ptr<ConnectionWorker> w0 = NewFakeWorker(broker, "c-0");
+  ConsumerPool pool({w0.get()}, "gw", &stats);
+  w0->Start();
+  w0->Enable();
   std::vector<std::unique_ptr<RecordingSink>> sinks;
   for (int i = 0; i < 3; ++i) {
     sinks.push_back(std::make_unique<RecordingSink>());
@@ -580,7 +574,7 @@ TEST(ConsumerPoolTest, StreamsBeyondTheChannelsOfEveryConnectionAreRefused) {
   EXPECT_GE(refused, 1);
   EXPECT_EQ(pool.active(), static_cast<size_t>(subscribed));
   pool.CancelAll(absl::UnavailableError("shutdown"));
-  w0.Stop();
+  w0->Stop();
 }
 
 // --- The byte budget (max_outstanding_bytes). ---

@@ -17,15 +17,15 @@
 namespace amqpgw::core {
 namespace {
 
-using testing::FakeAddress;
 using testing::FakeBroker;
 using testing::FakePeer;
-using testing::FakeWorkerOptions;
 using testing::kWaitTimeout;
 using testing::Mailbox;
+using testing::NewFakeWorker;
 using testing::RunOn;
 using testing::Sent;
 using testing::Settle;
+using testing::StartAndConnect;
 
 amqp::QueueDeclareArgs Queue(std::string name) {
   amqp::QueueDeclareArgs a;
@@ -75,8 +75,7 @@ std::vector<std::string> Steps(const FakePeer& peer) {
 class TopologyServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    worker_ = std::make_unique<ConnectionWorker>(
-        FakeWorkerOptions(broker_, {FakeAddress(1)}, "control"), [] {});
+    worker_ = NewFakeWorker(broker_, "control");
     service_ = std::make_unique<TopologyService>(
         worker_.get(),
         [this] {
@@ -84,9 +83,7 @@ class TopologyServiceTest : public ::testing::Test {
                               : absl::FailedPreconditionError("disconnected");
         },
         kWaitTimeout);
-    worker_->Start();
-    worker_->Enable();
-    peer_ = broker_.WaitForPeer("control");
+    peer_ = StartAndConnect(*worker_, broker_);
     ASSERT_NE(peer_, nullptr);
   }
   void TearDown() override {

@@ -7,7 +7,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <memory>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -147,6 +149,25 @@ inline ConnectionWorker::Options FakeWorkerOptions(
   o.backoff.max = absl::Milliseconds(20);
   o.close_timeout = absl::Milliseconds(100);
   return o;
+}
+
+// A worker named `name` on fake brokers (FakeWorkerOptions), not started yet:
+// a fixture attaches the worker's users (Publisher, ConsumerPool, ...) first,
+// then calls StartAndConnect.
+inline std::unique_ptr<ConnectionWorker> NewFakeWorker(
+    FakeBroker& broker, std::string name,
+    std::vector<amqp::BrokerAddress> brokers = {FakeAddress(1)}) {
+  return std::make_unique<ConnectionWorker>(
+      FakeWorkerOptions(broker, std::move(brokers), std::move(name)), [] {});
+}
+
+// Starts and enables `worker` and waits for its first connection: that
+// connection's peer, or nullptr when none came within kWaitTimeout.
+inline std::shared_ptr<FakePeer> StartAndConnect(ConnectionWorker& worker,
+                                                 FakeBroker& broker) {
+  worker.Start();
+  worker.Enable();
+  return broker.WaitForPeer(worker.name());
 }
 
 }  // namespace amqpgw::core::testing
