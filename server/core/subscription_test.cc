@@ -134,6 +134,17 @@ class SubscriptionTest : public ::testing::Test {
     return *sinks_.back();
   }
 
+  // Drops `peer`'s connection, expects `sink`'s stream to pause and resume
+  // on the next one, and returns that connection's peer, the n-th (nullptr
+  // if it did not come).
+  std::shared_ptr<FakePeer> DropAndResume(FakePeer& peer, RecordingSink& sink,
+                                          size_t n) {
+    peer.Drop();
+    EXPECT_EQ(sink.events.Take(), "paused");
+    EXPECT_EQ(sink.events.Take(), "resumed");
+    return broker_.WaitForPeer("consumer-0", n);
+  }
+
   FakeBroker broker_;
   Stats stats_;
   std::vector<std::unique_ptr<RecordingSink>> sinks_;
@@ -200,14 +211,10 @@ TEST_F(SubscriptionTest,
   auto sub = Subscribe(&sink);
   // Generation 1: ids 1, 2 are tags 1, 2 of the first channel.
   EXPECT_EQ(Deliver(*peer_, sink, {"a", "b"}), (std::vector<uint64_t>{1, 2}));
-  peer_->Drop();
-  EXPECT_EQ(sink.events.Take(), "paused");
-  EXPECT_EQ(sink.events.Take(), "resumed");
+  // Generation 2: ids 3, 4 are tags 1, 2 of the next connection's channel.
+  std::shared_ptr<FakePeer> second = DropAndResume(*peer_, sink, 1);
   // The broker took a and b back.
   EXPECT_EQ(peer_->requeued(), (Tags{{1, 1}, {1, 2}}));
-
-  // Generation 2: ids 3, 4 are tags 1, 2 of the next connection's channel.
-  std::shared_ptr<FakePeer> second = broker_.WaitForPeer("consumer-0", 1);
   ASSERT_NE(second, nullptr);
   EXPECT_EQ(Deliver(*second, sink, {"a", "b"}), (std::vector<uint64_t>{3, 4}));
   // Acks of ids from the lost channel are stale: never sent, never mistaken
@@ -222,11 +229,8 @@ TEST_F(SubscriptionTest,
             (std::vector<std::pair<uint64_t, bool>>{{1, true}}));
   EXPECT_EQ(second->unacked(ch2), (std::vector<uint64_t>{2}));
 
-  second->Drop();
-  EXPECT_EQ(sink.events.Take(), "paused");
-  EXPECT_EQ(sink.events.Take(), "resumed");
   // Generation 3: id 5 is tag 1 again.
-  std::shared_ptr<FakePeer> third = broker_.WaitForPeer("consumer-0", 2);
+  std::shared_ptr<FakePeer> third = DropAndResume(*second, sink, 2);
   ASSERT_NE(third, nullptr);
   EXPECT_EQ(Deliver(*third, sink, {"b"}), (std::vector<uint64_t>{5}));
   r = Ack(sink.id, {4, 5});
@@ -488,10 +492,7 @@ TEST_F(SubscriptionTest, AConnectionLostWhileDrainingEndsOkWithAllCounted) {
   auto sub = Subscribe(&sink);
   Deliver(*peer_, sink, {"a", "b"});
   // A reconnect first: a and b go back (requeued), ids 3, 4 follow.
-  peer_->Drop();
-  EXPECT_EQ(sink.events.Take(), "paused");
-  EXPECT_EQ(sink.events.Take(), "resumed");
-  std::shared_ptr<FakePeer> second = broker_.WaitForPeer("consumer-0", 1);
+  std::shared_ptr<FakePeer> second = DropAndResume(*peer_, sink, 1);
   ASSERT_NE(second, nullptr);
   EXPECT_EQ(Deliver(*second, sink, {"a", "b"}), (std::vector<uint64_t>{3, 4}));
   absl::StatusOr<AckResult> r = Ack(sink.id, {1, 3});
@@ -696,12 +697,9 @@ TEST_F(SubscriptionTest, StreamResubscribesAfterTheLastOffsetHandedOver) {
             (std::vector<uint64_t>{1, 2, 3, 4}));
   sub->HandedOver(2);
   ASSERT_TRUE(peer_->WaitForCount(Sent::Kind::kAck, 1));
-  peer_->Drop();
-  EXPECT_EQ(sink.events.Take(), "paused");
-  EXPECT_EQ(sink.events.Take(), "resumed");
   // From the last offset handed over + 1: 12 and 13 come again, 10 and 11
   // (which the caller has) do not; the caller's other arguments stay.
-  std::shared_ptr<FakePeer> second = broker_.WaitForPeer("consumer-0", 1);
+  std::shared_ptr<FakePeer> second = DropAndResume(*peer_, sink, 1);
   ASSERT_NE(second, nullptr);
   EXPECT_EQ(ConsumeOffsets(*second), (Offsets{int64_t{12}}));
   EXPECT_NE(amqp::FindField(
@@ -712,10 +710,7 @@ TEST_F(SubscriptionTest, StreamResubscribesAfterTheLastOffsetHandedOver) {
   // Nothing handed over on this channel: the next subscribe starts at 12
   // again, not at the original "first".
   EXPECT_EQ(DeliverOffsets(*second, sink, {12}), (std::vector<uint64_t>{5}));
-  second->Drop();
-  EXPECT_EQ(sink.events.Take(), "paused");
-  EXPECT_EQ(sink.events.Take(), "resumed");
-  std::shared_ptr<FakePeer> third = broker_.WaitForPeer("consumer-0", 2);
+  std::shared_ptr<FakePeer> third = DropAndResume(*second, sink, 2);
   ASSERT_NE(third, nullptr);
   EXPECT_EQ(ConsumeOffsets(*third), (Offsets{int64_t{12}}));
 
@@ -724,10 +719,7 @@ TEST_F(SubscriptionTest, StreamResubscribesAfterTheLastOffsetHandedOver) {
             (std::vector<uint64_t>{6, 7, 8}));
   sub->HandedOver(8);
   ASSERT_TRUE(third->WaitForCount(Sent::Kind::kAck, 1));
-  third->Drop();
-  EXPECT_EQ(sink.events.Take(), "paused");
-  EXPECT_EQ(sink.events.Take(), "resumed");
-  std::shared_ptr<FakePeer> fourth = broker_.WaitForPeer("consumer-0", 3);
+  std::shared_ptr<FakePeer> fourth = DropAndResume(*third, sink, 3);
   ASSERT_NE(fourth, nullptr);
   EXPECT_EQ(ConsumeOffsets(*fourth), (Offsets{int64_t{15}}));
   sub->Cancel(absl::CancelledError("done"));
@@ -748,10 +740,7 @@ TEST_F(SubscriptionTest, StreamClientModeResubscribesAtTheFirstUnsettled) {
   // 0, 1 and 3 settled; 2 not.
   ASSERT_TRUE(Ack(sink.id, {1, 2}).ok());
   ASSERT_TRUE(Ack(sink.id, {4}, AckAction::kReject).ok());
-  peer_->Drop();
-  EXPECT_EQ(sink.events.Take(), "paused");
-  EXPECT_EQ(sink.events.Take(), "resumed");
-  std::shared_ptr<FakePeer> second = broker_.WaitForPeer("consumer-0", 1);
+  std::shared_ptr<FakePeer> second = DropAndResume(*peer_, sink, 1);
   ASSERT_NE(second, nullptr);
   // Unsettled deliveries come again, as on other queues: from 2.
   EXPECT_EQ(ConsumeOffsets(*second), (Offsets{int64_t{2}}));
@@ -759,10 +748,7 @@ TEST_F(SubscriptionTest, StreamClientModeResubscribesAtTheFirstUnsettled) {
   EXPECT_EQ(DeliverOffsets(*second, sink, {2, 3, 4}),
             (std::vector<uint64_t>{5, 6, 7}));
   ASSERT_TRUE(Ack(sink.id, {5, 6, 7}).ok());
-  second->Drop();
-  EXPECT_EQ(sink.events.Take(), "paused");
-  EXPECT_EQ(sink.events.Take(), "resumed");
-  std::shared_ptr<FakePeer> third = broker_.WaitForPeer("consumer-0", 2);
+  std::shared_ptr<FakePeer> third = DropAndResume(*second, sink, 2);
   ASSERT_NE(third, nullptr);
   EXPECT_EQ(ConsumeOffsets(*third), (Offsets{int64_t{5}}));
   sub->Cancel(absl::CancelledError("done"));
