@@ -188,6 +188,34 @@ Tally Count(Innocents& innocents, int port, const std::string& queue,
   return t;
 }
 
+// Stops the innocents and checks what every case promises them: no errors,
+// none of their confirmed messages missing from the queue, and `unconfirmed`
+// bodies there they were never told were confirmed. The tally, for the
+// case's own checks.
+Tally StopAndCount(Innocents& innocents, int port, const std::string& queue,
+                   const std::string& label, int unconfirmed = 0) {
+  innocents.Stop();
+  EXPECT_EQ(innocents.errors(), 0) << innocents.error_samples();
+  Tally t = Count(innocents, port, queue, label);
+  EXPECT_EQ(t.lost, 0) << label;
+  EXPECT_EQ(t.unconfirmed, unconfirmed) << label;
+  return t;
+}
+
+// Best-effort clean-up of what a case declared.
+void DeleteExchange(v1::Gateway::Stub& stub, const std::string& name) {
+  v1::DeleteExchangeRequest req;
+  req.set_name(name);
+  v1::DeleteExchangeResponse resp;
+  stub.DeleteExchange(Ctx().get(), req, &resp);
+}
+void DeleteQueue(v1::Gateway::Stub& stub, const std::string& name) {
+  v1::DeleteQueueRequest req;
+  req.set_name(name);
+  v1::DeleteQueueResponse resp;
+  stub.DeleteQueue(Ctx().get(), req, &resp);
+}
+
 v1::PublishRequest ToExchange(const std::string& exchange,
                               const std::string& routing_key,
                               const std::string& body) {
@@ -273,14 +301,11 @@ TEST(HostilePublishTest, InternalExchangeRefusalFailsOnlyItsCaller) {
     }
   }
   ASSERT_TRUE(innocents.WaitMore(300));
-  innocents.Stop();
+  // 8 unconfirmed: the hostile batches' good messages.
+  Tally t = StopAndCount(innocents, node.port(), q, "internal exchange", 8);
   EXPECT_EQ(refused, 40);
-  EXPECT_EQ(innocents.errors(), 0) << innocents.error_samples();
-  Tally t = Count(innocents, node.port(), q, "internal exchange");
-  EXPECT_EQ(t.lost, 0);
   // Each refusal was sent alone: nothing else was in flight to duplicate.
   EXPECT_EQ(t.duplicates, 0);
-  EXPECT_EQ(t.unconfirmed, 8);  // the hostile batches' good messages
   EXPECT_EQ(Reconnects(*g), reconnects);
 }
 
@@ -315,17 +340,10 @@ TEST(HostilePublishTest, MissingWritePermissionFailsOnlyItsCaller) {
     EXPECT_THAT(s.error_message(), HasSubstr("refused for user"));
   }
   ASSERT_TRUE(innocents.WaitMore(300));
-  innocents.Stop();
-  EXPECT_EQ(innocents.errors(), 0) << innocents.error_samples();
-  Tally t = Count(innocents, node.port(), q, "write permission");
-  EXPECT_EQ(t.lost, 0);
+  Tally t = StopAndCount(innocents, node.port(), q, "write permission");
   EXPECT_EQ(t.duplicates, 0);
-  EXPECT_EQ(t.unconfirmed, 0);
   EXPECT_EQ(Reconnects(*g), reconnects);
-  v1::DeleteExchangeRequest del;
-  del.set_name(denied);
-  v1::DeleteExchangeResponse del_resp;
-  g->stub().DeleteExchange(Ctx().get(), del, &del_resp);
+  DeleteExchange(g->stub(), denied);
 }
 
 // Properties RabbitMQ checks per message: a user_id that is not the
@@ -354,12 +372,9 @@ TEST(HostilePublishTest, RefusedPropertiesFailOnlyTheirCaller) {
         << s.error_message();
   }
   ASSERT_TRUE(innocents.WaitMore(300));
-  innocents.Stop();
-  EXPECT_EQ(innocents.errors(), 0) << innocents.error_samples();
-  Tally t = Count(innocents, node.port(), q, "user_id, reply-to");
-  EXPECT_EQ(t.lost, 0);
+  // 0 unconfirmed: no refused message reached the queue.
+  Tally t = StopAndCount(innocents, node.port(), q, "user_id, reply-to");
   EXPECT_EQ(t.duplicates, 0);
-  EXPECT_EQ(t.unconfirmed, 0);  // no refused message reached the queue
   EXPECT_EQ(Reconnects(*g), reconnects);
 }
 
@@ -432,10 +447,10 @@ TEST(HostilePublishTest, ExchangeDeletedUnderTrafficFailsOnlyItsPublishers) {
   ASSERT_TRUE(innocents.WaitMore(300));
   stop.store(true);
   hostile.join();
-  innocents.Stop();
   std::printf(
       "[exchange deleted] hostile ok=%d not_found=%d no_route=%d other=%d\n",
       ok.load(), not_found.load(), no_route.load(), other.load());
+  StopAndCount(innocents, node.port(), q, "exchange deleted");
   // OK or NOT_FOUND: the first unconfirmed message to the exchange takes
   // the blame (even if the broker routed it just before the delete), the
   // later ones were discarded and find the exchange gone. A message that
@@ -444,10 +459,6 @@ TEST(HostilePublishTest, ExchangeDeletedUnderTrafficFailsOnlyItsPublishers) {
   // most the one batch in flight then.
   EXPECT_EQ(other.load(), 0) << other_sample;
   EXPECT_LE(no_route.load(), 50);
-  EXPECT_EQ(innocents.errors(), 0) << innocents.error_samples();
-  Tally t = Count(innocents, node.port(), q, "exchange deleted");
-  EXPECT_EQ(t.lost, 0);
-  EXPECT_EQ(t.unconfirmed, 0);
   EXPECT_EQ(Reconnects(*g), reconnects);
 }
 
@@ -506,12 +517,8 @@ TEST(HostilePublishTest, TopicPermissionRefusalFailsOnlyItsRoutingKey) {
   ASSERT_TRUE(innocents.WaitMore(300));
   stop.store(true);
   topic_innocent.join();
-  innocents.Stop();
+  StopAndCount(innocents, node.port(), q, "topic permission");
   EXPECT_EQ(topic_errors.load(), 0);
-  EXPECT_EQ(innocents.errors(), 0) << innocents.error_samples();
-  Tally t = Count(innocents, node.port(), q, "topic permission");
-  EXPECT_EQ(t.lost, 0);
-  EXPECT_EQ(t.unconfirmed, 0);
   EXPECT_EQ(Reconnects(*g), reconnects);
   Drain(node.port(), qt);
 }
@@ -546,12 +553,8 @@ TEST(HostilePublishTest, PoisonMessageIsFailedAfterTwoConnectionCloses) {
   EXPECT_EQ(proxy.poisoned(), 2);  // not sent a third time
   ASSERT_TRUE(g->WaitReady());
   ASSERT_TRUE(innocents.WaitMore(300));
-  innocents.Stop();
+  StopAndCount(innocents, node.port(), q, "poison");
   EXPECT_EQ(proxy.poisoned(), 2);
-  EXPECT_EQ(innocents.errors(), 0) << innocents.error_samples();
-  Tally t = Count(innocents, node.port(), q, "poison");
-  EXPECT_EQ(t.lost, 0);
-  EXPECT_EQ(t.unconfirmed, 0);
   std::printf("[poison] reconnects caused: %llu\n",
               static_cast<unsigned long long>(Reconnects(*g) - reconnects));
   EXPECT_LE(Reconnects(*g) - reconnects, 2u);
@@ -581,11 +584,7 @@ TEST(HostilePublishTest, NanHeaderNeverReachesTheBrokerAThirdTime) {
       << s.error_message();
   ASSERT_TRUE(g->WaitReady());
   ASSERT_TRUE(innocents.WaitMore(300));
-  innocents.Stop();
-  EXPECT_EQ(innocents.errors(), 0) << innocents.error_samples();
-  Tally t = Count(innocents, node.port(), q, "NaN header");
-  EXPECT_EQ(t.lost, 0);
-  EXPECT_EQ(t.unconfirmed, 0);
+  StopAndCount(innocents, node.port(), q, "NaN header");
   std::printf("[NaN] reconnects caused: %llu\n",
               static_cast<unsigned long long>(Reconnects(*g) - reconnects));
   EXPECT_LE(Reconnects(*g) - reconnects, 2u);
@@ -828,10 +827,7 @@ TEST_P(StreamBudgetTest, SlowReaderHoldsItsByteBudget) {
   EXPECT_EQ(seen.size(), static_cast<size_t>(kMessages));
   ctx->TryCancel();
   reader->Finish();
-  v1::DeleteQueueRequest del;
-  del.set_name(q);
-  v1::DeleteQueueResponse del_resp;
-  g->stub().DeleteQueue(Ctx().get(), del, &del_resp);
+  DeleteQueue(g->stub(), q);
 }
 
 // Messages four times the size the prefetch was chosen for: the first
