@@ -420,6 +420,16 @@ void ExpectRefused(const ::grpc::Status& s, StatusCode code,
   EXPECT_THAT(s.error_message(), HasSubstr(field)) << label;
 }
 
+// A (un)bind of `queue` to amq.headers matching header "h" = `value`.
+template <typename Request>
+Request HeadersBinding(const std::string& queue, double value) {
+  Request r;
+  r.set_queue(queue);
+  r.set_exchange("amq.headers");
+  (*r.mutable_arguments())["h"].set_double_value(value);
+  return r;
+}
+
 // StreamMessages that must end before `subscribed` with `code`.
 ::grpc::Status OpenStream(v1::Gateway::Stub& stub,
                           const v1::StreamMessagesRequest& req,
@@ -490,18 +500,12 @@ TEST_F(HostileInputTest, NonFiniteDoublesAreRefusedInEveryTable) {
                     StatusCode::INVALID_ARGUMENT, "arguments[\"x\"]",
                     "DeclareExchange");
 
-      v1::BindQueueRequest bq;
-      bq.set_queue(queue);
-      bq.set_exchange("amq.headers");
-      (*bq.mutable_arguments())["h"].set_double_value(bad);
+      auto bq = HeadersBinding<v1::BindQueueRequest>(queue, bad);
       v1::BindQueueResponse bqr;
       ExpectRefused(stub().BindQueue(Ctx().get(), bq, &bqr),
                     StatusCode::INVALID_ARGUMENT, "arguments[\"h\"]",
                     "BindQueue");
-      v1::UnbindQueueRequest uq;
-      uq.set_queue(queue);
-      uq.set_exchange("amq.headers");
-      (*uq.mutable_arguments())["h"].set_double_value(bad);
+      auto uq = HeadersBinding<v1::UnbindQueueRequest>(queue, bad);
       v1::UnbindQueueResponse uqr;
       ExpectRefused(stub().UnbindQueue(Ctx().get(), uq, &uqr),
                     StatusCode::INVALID_ARGUMENT, "arguments[\"h\"]",
