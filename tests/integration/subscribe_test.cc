@@ -260,6 +260,24 @@ class QueueCounter {
 class SubscribeTest : public SharedGatewayTest {
  protected:
   QueueCounter counter() { return QueueCounter(&stub()); }
+  // consumer_child.py against this gateway and `queue`: its command
+  // (subscribe, auto) and the command's flags.
+  Subprocess::Options ConsumerChild(const std::string& queue,
+                                    const std::string& command,
+                                    std::vector<std::string> flags) {
+    Subprocess::Options o;
+    o.argv = {"/usr/bin/python3",
+              AMQPGW_CONSUMER_CHILD,
+              "--server",
+              gateway_->address(),
+              "--queue",
+              queue,
+              "--proto",
+              AMQPGW_PROTO_DIR,
+              command};
+    o.argv.insert(o.argv.end(), flags.begin(), flags.end());
+    return o;
+  }
 };
 
 // --- k of N, then cancel ---
@@ -492,22 +510,8 @@ TEST_F(SubscribeTest, AKilledClientProcessLosesNothing) {
   QueueCounter qc = counter();
   std::string q = qc.NewQueue("sub-kill");
   qc.PublishN(q, 100);
-  Subprocess::Options o;
-  o.argv = {"/usr/bin/python3",
-            AMQPGW_CONSUMER_CHILD,
-            "--server",
-            gateway_->address(),
-            "--queue",
-            q,
-            "--proto",
-            AMQPGW_PROTO_DIR,
-            "subscribe",
-            "--prefetch",
-            "20",
-            "--ack",
-            "7",
-            "--hold",
-            "13"};
+  Subprocess::Options o = ConsumerChild(
+      q, "subscribe", {"--prefetch", "20", "--ack", "7", "--hold", "13"});
   // It acks 7 and holds at least 13 more (the broker sends up to 20
   // unacked), then reads on without acking.
   auto child = Subprocess::Start(o);
@@ -616,22 +620,10 @@ TEST_F(SubscribeTest, AutoModeLossWhenAGrpcioReaderStopsAfterK) {
       v1::PublishBatchResponse resp;
       ASSERT_TRUE(stub().PublishBatch(Ctx().get(), req, &resp).ok());
     }
-    Subprocess::Options o;
-    o.argv = {"/usr/bin/python3",
-              AMQPGW_CONSUMER_CHILD,
-              "--server",
-              gateway_->address(),
-              "--queue",
-              q,
-              "--proto",
-              AMQPGW_PROTO_DIR,
-              "auto",
-              "--prefetch",
-              absl::StrCat(c.prefetch),
-              "--max-batch",
-              absl::StrCat(c.max_batch),
-              "--stop-after",
-              absl::StrCat(c.k)};
+    Subprocess::Options o = ConsumerChild(
+        q, "auto",
+        {"--prefetch", absl::StrCat(c.prefetch), "--max-batch",
+         absl::StrCat(c.max_batch), "--stop-after", absl::StrCat(c.k)});
     ProcessResult r = RunProcess(o, absl::Seconds(60));
     ASSERT_EQ(r.exit_code, 0) << r.err;
     int read = -1;
