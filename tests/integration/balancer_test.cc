@@ -132,12 +132,10 @@ TEST(BalancerTest, HealthChecksRoundRobinAndVanishedClients) {
 // caller is refused without a connection; a holder that is gone is named.
 TEST(BalancerTest, AcksReachTheInstanceHoldingTheStream) {
   BrokerNode node = BrokerNode::Shared();
-  GatewayRig::Options options{{node.uri(), node.uri(), node.uri()}, kFastFlags};
-  options.forward_acks = true;
-  auto rig = GatewayRig::Start(options);
+  auto rig =
+      GatewayRig::StartThree(node.uri(), kFastFlags, /*forward_acks=*/true);
   ASSERT_TRUE(rig.ok()) << rig.status();
   GatewayRig& r = **rig;
-  ASSERT_TRUE(r.WaitAllUp(absl::Seconds(60)));
   auto stub = r.NewStub();
 
   std::string q = UniqueName("lb-acks");
@@ -264,10 +262,9 @@ TEST(BalancerTest, ARollingRestartLosesNothing) {
   // consumer had seen, and the next gateway delivers it again.
   std::vector<std::string> flags = kFastFlags;
   flags.push_back("--shutdown_grace=30s");
-  auto rig = GatewayRig::Start({{node.uri(), node.uri(), node.uri()}, flags});
+  auto rig = GatewayRig::StartThree(node.uri(), flags);
   ASSERT_TRUE(rig.ok()) << rig.status();
   GatewayRig& r = **rig;
-  ASSERT_TRUE(r.WaitAllUp(absl::Seconds(60)));
   auto stub = r.NewStub();
   std::string q = UniqueName("lb-rolling");
   v1::DeclareQueueRequest dq;
@@ -426,11 +423,9 @@ class StreamPublisher {
 // closing port is counted apart), and the stopped gateway exits 0.
 TEST(BalancerTest, PublishStreamsSurviveAGatewayStop) {
   BrokerNode node = BrokerNode::Shared();
-  auto rig =
-      GatewayRig::Start({{node.uri(), node.uri(), node.uri()}, kFastFlags});
+  auto rig = GatewayRig::StartThree(node.uri(), kFastFlags);
   ASSERT_TRUE(rig.ok()) << rig.status();
   GatewayRig& r = **rig;
-  ASSERT_TRUE(r.WaitAllUp(absl::Seconds(60)));
   auto stub = r.NewStub();
   std::string q = UniqueName("lb-pubstream");
   v1::DeclareQueueRequest dq;
@@ -567,11 +562,9 @@ TEST(BalancerTest, ClusterSurvivesAGatewayKillAndANodeStop) {
   }
   GatewayRig::Options options{brokers, kFastFlags};
   options.forward_acks = true;  // as compose.cluster.yaml runs them
-  auto rig_or = GatewayRig::Start(options);
+  auto rig_or = GatewayRig::StartAllUp(options, absl::Seconds(90));
   ASSERT_TRUE(rig_or.ok()) << rig_or.status();
   GatewayRig& rig = **rig_or;
-  ASSERT_TRUE(rig.WaitAllUp(absl::Seconds(90)))
-      << rig.Status(0) << " " << rig.Status(1) << " " << rig.Status(2);
 
   // No type given: the vhost's default (definitions.json) makes it quorum.
   auto stub = rig.NewStub();

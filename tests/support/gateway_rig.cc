@@ -21,6 +21,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "tests/support/broker_node.h"
 #include "tests/support/http_client.h"
@@ -361,6 +362,30 @@ absl::StatusOr<std::unique_ptr<GatewayRig>> GatewayRig::Start(
   if (!h.ok()) return h.status();
   rig->haproxy_ = *std::move(h);
   return rig;
+}
+
+absl::StatusOr<std::unique_ptr<GatewayRig>> GatewayRig::StartAllUp(
+    const Options& options, absl::Duration timeout) {
+  auto rig = Start(options);
+  if (!rig.ok()) return rig.status();
+  if (!(*rig)->WaitAllUp(timeout)) {
+    std::vector<std::string> states;
+    for (int i = 0; i < (*rig)->size(); ++i) {
+      states.push_back(absl::StrCat("gw", i + 1, " ", (*rig)->Status(i)));
+    }
+    return absl::DeadlineExceededError(absl::StrCat(
+        "HAProxy does not show every gateway UP after ",
+        absl::FormatDuration(timeout), ": ", absl::StrJoin(states, ", ")));
+  }
+  return rig;
+}
+
+absl::StatusOr<std::unique_ptr<GatewayRig>> GatewayRig::StartThree(
+    const std::string& broker_uri, const std::vector<std::string>& flags,
+    bool forward_acks) {
+  Options options{{broker_uri, broker_uri, broker_uri}, flags};
+  options.forward_acks = forward_acks;
+  return StartAllUp(options);
 }
 
 GatewayRig::~GatewayRig() {

@@ -148,6 +148,15 @@ class GatewayRig {
   };
   static absl::StatusOr<std::unique_ptr<GatewayRig>> Start(
       const Options& options);
+  // Start, then WaitAllUp(timeout): an error naming HAProxy's status of
+  // each gateway when they are not all UP in time.
+  static absl::StatusOr<std::unique_ptr<GatewayRig>> StartAllUp(
+      const Options& options, absl::Duration timeout = absl::Seconds(60));
+  // Three gateways on one broker, `broker_uri`, with `flags` (forwarding
+  // Acks to each other when `forward_acks`): StartAllUp.
+  static absl::StatusOr<std::unique_ptr<GatewayRig>> StartThree(
+      const std::string& broker_uri, const std::vector<std::string>& flags,
+      bool forward_acks = false);
   ~GatewayRig();
 
   int size() const { return static_cast<int>(gateways_.size()); }

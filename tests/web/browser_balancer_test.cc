@@ -60,15 +60,13 @@ TEST(BrowserBalancerTest, ClientAcksThroughHaproxyReachTheHoldingGateway) {
 
   BrokerNode node = BrokerNode::Shared();
   ASSERT_FALSE(node.management_url().empty());
-  GatewayRig::Options options{
-      {node.uri(), node.uri(), node.uri()},
-      {"--shutdown_grace=2s", "--reconnect_max_delay=1s",
-       "--management_url=" + node.management_url()}};
-  options.forward_acks = true;
-  auto rig = GatewayRig::Start(options);
+  auto rig =
+      GatewayRig::StartThree(node.uri(),
+                             {"--shutdown_grace=2s", "--reconnect_max_delay=1s",
+                              "--management_url=" + node.management_url()},
+                             /*forward_acks=*/true);
   ASSERT_TRUE(rig.ok()) << rig.status();
   GatewayRig& r = **rig;
-  ASSERT_TRUE(r.WaitAllUp(absl::Seconds(60)));
   auto stub = r.NewStub();
 
   const std::string q = UniqueName("lb-web");
