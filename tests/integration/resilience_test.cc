@@ -14,7 +14,6 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "tests/support/broker_node.h"
 #include "tests/support/gateway_fixture.h"
 #include "tests/support/stream_reader.h"
@@ -230,19 +229,9 @@ TEST(ResilienceTest, ConnectionsClosedByTheBrokerAreReopened) {
   ASSERT_TRUE(reader.WaitSubscribed());
   Traffic traffic(g->NewStub(), q, 10);
   ASSERT_TRUE(WaitFor([&] { return traffic.confirmed().size() >= 100; }));
-  // Close this gateway's connections (they carry its instance id).
-  std::string instance = GatewayStatus(*g).instance_id();
-  auto listed = node.Ctl({"list_connections", "-q", "--no-table-headers", "pid",
-                          "client_properties"});
-  ASSERT_TRUE(listed.ok()) << listed.status();
-  int closed = 0;
-  for (absl::string_view line : absl::StrSplit(*listed, '\n')) {
-    if (line.find(instance) == absl::string_view::npos) continue;
-    std::string pid(line.substr(0, line.find('\t')));
-    ASSERT_TRUE(node.Ctl({"close_connection", pid, "closed by the test"}).ok());
-    ++closed;
-  }
-  EXPECT_GE(closed, 4);  // control, publisher, two consumers
+  absl::StatusOr<int> closed = CloseConnectionsOf(node, *g);
+  ASSERT_TRUE(closed.ok()) << closed.status();
+  EXPECT_GE(*closed, 4);  // control, publisher, two consumers
   ASSERT_TRUE(WaitFor([&] {
     return GatewayStatus(*g).connection().last_error().find(
                "closed by the test") != std::string::npos;

@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "tests/support/broker_node.h"
 #include "tests/support/gateway_fixture.h"
@@ -219,24 +218,6 @@ TEST_F(StreamOffsetTest, OffsetOnAQueueThatIsNotAStreamIsRefused) {
   EXPECT_THAT(end.error_message(), HasSubstr("offset: set one of"));
 }
 
-// Closes every connection of gateway `g` at the broker; returns how many.
-int CloseConnectionsOf(TestGateway& g) {
-  BrokerNode node = BrokerNode::Shared();
-  std::string instance = GatewayStatus(g).instance_id();
-  auto listed = node.Ctl({"list_connections", "-q", "--no-table-headers", "pid",
-                          "client_properties"});
-  EXPECT_TRUE(listed.ok()) << listed.status();
-  if (!listed.ok()) return 0;
-  int closed = 0;
-  for (absl::string_view line : absl::StrSplit(*listed, '\n')) {
-    if (line.find(instance) == absl::string_view::npos) continue;
-    std::string pid(line.substr(0, line.find('\t')));
-    EXPECT_TRUE(node.Ctl({"close_connection", pid, "closed by the test"}).ok());
-    ++closed;
-  }
-  return closed;
-}
-
 // AUTO from `first`: the connection is cut after 120 deliveries; the stream
 // resumes after the last offset it handed over, so that every offset comes
 // exactly once (the original "first" would replay 0..119).
@@ -254,7 +235,9 @@ TEST_F(StreamOffsetTest, AfterAReconnectNoOffsetTwiceAndNoneMissing) {
                       absl::Seconds(120));
   ASSERT_TRUE(reader.WaitDeliveries(120));
 
-  EXPECT_GE(CloseConnectionsOf(*g), 2);  // at least a publisher and consumer
+  absl::StatusOr<int> closed = CloseConnectionsOf(node, *g);
+  ASSERT_TRUE(closed.ok()) << closed.status();
+  EXPECT_GE(*closed, 2);  // at least a publisher and consumer
   ASSERT_TRUE(reader.WaitEvent([](const v1::StreamMessagesResponse& e) {
     return e.status().kind() == v1::StreamStatus::RESUMED;
   }));
@@ -348,7 +331,9 @@ TEST_F(StreamOffsetTest, ClientModeResumesAtTheFirstUnackedOffset) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(ack_resp.applied_count(), 25u);
 
-  EXPECT_GE(CloseConnectionsOf(*g), 2);
+  absl::StatusOr<int> closed = CloseConnectionsOf(node, *g);
+  ASSERT_TRUE(closed.ok()) << closed.status();
+  EXPECT_GE(*closed, 2);
   ASSERT_TRUE(reader.WaitDeliveries(40 + 15));
   std::vector<v1::Delivery> got = reader.deliveries();
   std::vector<std::string> again;

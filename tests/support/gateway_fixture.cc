@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "server/daemon/daemon.h"
 #include "tests/support/broker_node.h"
@@ -117,6 +118,23 @@ v1::GetStatusResponse GatewayStatus(TestGateway& g) {
   v1::GetStatusResponse r;
   EXPECT_TRUE(g.stub().GetStatus(Ctx().get(), v1::GetStatusRequest(), &r).ok());
   return r;
+}
+
+absl::StatusOr<int> CloseConnectionsOf(const BrokerNode& node, TestGateway& g) {
+  std::string instance = GatewayStatus(g).instance_id();
+  auto listed = node.Ctl({"list_connections", "-q", "--no-table-headers", "pid",
+                          "client_properties"});
+  if (!listed.ok()) return listed.status();
+  int closed = 0;
+  for (absl::string_view line : absl::StrSplit(*listed, '\n')) {
+    if (line.find(instance) == absl::string_view::npos) continue;
+    std::string pid(line.substr(0, line.find('\t')));
+    absl::StatusOr<std::string> c =
+        node.Ctl({"close_connection", pid, "closed by the test"});
+    if (!c.ok()) return c.status();
+    ++closed;
+  }
+  return closed;
 }
 
 }  // namespace amqpgw::testing

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "amqpgw/v1/gateway.grpc.pb.h"
 #include "server/daemon/daemon.h"
@@ -62,6 +63,11 @@ class SharedGatewayTest : public ::testing::Test {
 
 // GetStatus on `g`'s shared stub (a failed call fails the test).
 v1::GetStatusResponse GatewayStatus(TestGateway& g);
+
+// Closes every connection of gateway `g` at `node` (those carrying its
+// instance id) with rabbitmqctl close_connection, reason "closed by the
+// test": how many, or why listing or closing one failed.
+absl::StatusOr<int> CloseConnectionsOf(const BrokerNode& node, TestGateway& g);
 
 // A ClientContext with a deadline `timeout` from now.
 std::unique_ptr<::grpc::ClientContext> Ctx(
