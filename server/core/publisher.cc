@@ -106,16 +106,7 @@ void Publisher::Drain(absl::Time deadline, absl::Status why,
         AMQPGW_DCHECK(worker_->InWorkerThread());
         draining_ = true;
         drain_status_ = why;
-        for (Item& item : queue_) {
-          bool reached = item.batch->reached_[item.index] != 0;
-          Complete(item.batch, item.index,
-                   reached ? OutcomeUnknown(absl::StrCat(
-                                 why.message(),
-                                 "; the message was sent before a lost "
-                                 "connection or channel and not confirmed"))
-                           : why);
-        }
-        queue_.clear();
+        FailQueued(why);
         drain_done_ = std::move(done);
         drain_timer_ = worker_->RunAt(deadline, [this] {
           drain_timer_ = 0;
@@ -471,6 +462,20 @@ void Publisher::ClearInFlight() {
   isolating_ = false;
 }
 
+void Publisher::FailQueued(const absl::Status& why) {
+  AMQPGW_DCHECK(worker_->InWorkerThread());
+  for (Item& item : queue_) {
+    bool reached = item.batch->reached_[item.index] != 0;
+    Complete(item.batch, item.index,
+             reached ? OutcomeUnknown(absl::StrCat(
+                           why.message(),
+                           "; the message was sent before a lost "
+                           "connection or channel and not confirmed"))
+                     : why);
+  }
+  queue_.clear();
+}
+
 void Publisher::OnDisconnected(const absl::Status& why) {
   AMQPGW_DCHECK(worker_->InWorkerThread());
   confirm_state_ = ChannelState::kClosed;
@@ -496,16 +501,7 @@ void Publisher::OnDisconnected(const absl::Status& why) {
                    "before its confirm")));
     }
     ClearInFlight();
-    for (Item& item : queue_) {
-      bool reached = item.batch->reached_[item.index] != 0;
-      Complete(item.batch, item.index,
-               reached ? OutcomeUnknown(absl::StrCat(
-                             why.message(),
-                             "; the message was sent before a lost "
-                             "connection or channel and not confirmed"))
-                       : why);
-    }
-    queue_.clear();
+    FailQueued(why);
   }
   MaybeFinishDrain();
 }

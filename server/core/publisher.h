@@ -257,6 +257,10 @@ class Publisher : private ConnectionWorker::Observer {
   // The unconfirmed messages of inflight_, in order.
   std::vector<InFlight*> Unsettled();
   void ClearInFlight();
+  // Fails every message of queue_ with `why`, or with OutcomeUnknown where
+  // a write of it may have reached the broker before a lost connection or
+  // channel; empties queue_.
+  void FailQueued(const absl::Status& why);
   bool IsKnownExchange(const std::string& name) const;
   void MaybeFinishDrain();
 
