@@ -724,6 +724,24 @@ absl::StatusOr<core::AckCommand> ToAckCommand(const AckMessage& r) {
 template absl::StatusOr<core::AckCommand> ToAckCommand(const v1::AckRequest&);
 template absl::StatusOr<core::AckCommand> ToAckCommand(const v1::SubscribeAck&);
 
+namespace {
+
+// Sets out->retry from the retry_policy and dead_letter of `r` (a
+// StreamMessagesRequest or SubscribeStart: same names) when either is set;
+// out->ack_mode and out->queue are set before.
+template <typename Request>
+absl::Status SetRetryOptions(const Request& r, core::SubscribeOptions* out) {
+  if (!r.has_retry_policy() && !r.has_dead_letter()) return absl::OkStatus();
+  absl::StatusOr<core::RetryOptions> retry =
+      ToRetryOptions(r.retry_policy(), r.has_retry_policy(), r.dead_letter(),
+                     r.has_dead_letter(), out->ack_mode, out->queue);
+  if (!retry.ok()) return retry.status();
+  out->retry = *std::move(retry);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
     const v1::StreamMessagesRequest& r) {
   absl::StatusOr<core::SubscribeOptions> out = ToCommonSubscribeOptions(r);
@@ -743,13 +761,8 @@ absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
       return Invalid("ack_mode", absl::StrCat("unknown value ", r.ack_mode(),
                                               " (AUTO, CLIENT or NONE)"));
   }
-  if (r.has_retry_policy() || r.has_dead_letter()) {
-    absl::StatusOr<core::RetryOptions> retry =
-        ToRetryOptions(r.retry_policy(), r.has_retry_policy(), r.dead_letter(),
-                       r.has_dead_letter(), out->ack_mode, out->queue);
-    if (!retry.ok()) return retry.status();
-    out->retry = *std::move(retry);
-  }
+  absl::Status retry = SetRetryOptions(r, &*out);
+  if (!retry.ok()) return retry;
   return out;
 }
 
@@ -758,13 +771,8 @@ absl::StatusOr<core::SubscribeOptions> ToSubscribeOptions(
   absl::StatusOr<core::SubscribeOptions> out = ToCommonSubscribeOptions(r);
   if (!out.ok()) return out;
   out->ack_mode = core::AckMode::kClient;  // acks come on the stream
-  if (r.has_retry_policy() || r.has_dead_letter()) {
-    absl::StatusOr<core::RetryOptions> retry =
-        ToRetryOptions(r.retry_policy(), r.has_retry_policy(), r.dead_letter(),
-                       r.has_dead_letter(), out->ack_mode, out->queue);
-    if (!retry.ok()) return retry.status();
-    out->retry = *std::move(retry);
-  }
+  absl::Status retry = SetRetryOptions(r, &*out);
+  if (!retry.ok()) return retry;
   return out;
 }
 
