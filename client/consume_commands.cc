@@ -105,6 +105,18 @@ size_t PrintBatch(const v1::DeliveryBatch& batch, bool json, bool text,
   return std::upper_bound(ends.begin(), ends.end(), written) - ends.begin();
 }
 
+// The line on stderr when a stream (Subscribe or StreamMessages) has
+// subscribed.
+void PrintSubscribed(const v1::Subscribed& s) {
+  std::fprintf(stderr,
+               "subscribed to %s (subscription %s, consumer tag %s, "
+               "prefetch %u, ack %s)%s\n",
+               s.queue().c_str(), s.subscription_id().c_str(),
+               s.consumer_tag().c_str(), s.prefetch(),
+               v1::StreamMessagesRequest::AckMode_Name(s.ack_mode()).c_str(),
+               isatty(STDERR_FILENO) ? "; Ctrl-C to stop" : "");
+}
+
 // consume with --ack client (the default): Subscribe, each batch acked on
 // the stream only after its lines were written and flushed to stdout. A
 // closed stdout (consume | head) or Ctrl-C half-closes the stream: the
@@ -164,15 +176,7 @@ int RunSubscribe(const v1::SubscribeStart& start, bool json, bool text,
   while (stream->Read(&ev)) {
     if (ev.has_subscribed()) {
       subscribed = true;
-      const v1::Subscribed& s = ev.subscribed();
-      std::fprintf(
-          stderr,
-          "subscribed to %s (subscription %s, consumer tag %s, "
-          "prefetch %u, ack %s)%s\n",
-          s.queue().c_str(), s.subscription_id().c_str(),
-          s.consumer_tag().c_str(), s.prefetch(),
-          v1::StreamMessagesRequest::AckMode_Name(s.ack_mode()).c_str(),
-          isatty(STDERR_FILENO) ? "; Ctrl-C to stop" : "");
+      PrintSubscribed(ev.subscribed());
     } else if (ev.has_batch()) {
       // After a half-close (Ctrl-C, or stdout gone) nothing more is printed
       // or acked: what was already on its way is requeued.
@@ -328,15 +332,7 @@ int RunConsume(const Command& cmd, const ParsedArgs& args, Client& client) {
   while (reader->Read(&ev)) {
     if (ev.has_subscribed()) {
       subscribed = true;
-      const v1::Subscribed& s = ev.subscribed();
-      std::fprintf(
-          stderr,
-          "subscribed to %s (subscription %s, consumer tag %s, "
-          "prefetch %u, ack %s)%s\n",
-          s.queue().c_str(), s.subscription_id().c_str(),
-          s.consumer_tag().c_str(), s.prefetch(),
-          v1::StreamMessagesRequest::AckMode_Name(s.ack_mode()).c_str(),
-          isatty(STDERR_FILENO) ? "; Ctrl-C to stop" : "");
+      PrintSubscribed(ev.subscribed());
     } else if (ev.has_delivery() || ev.has_batch()) {
       if (ev.has_delivery()) {  // from a gateway without max_batch
         v1::Delivery lone = std::move(*ev.mutable_delivery());
