@@ -13,6 +13,7 @@
 #include <future>
 #include <limits>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -769,6 +770,46 @@ QueueCounts Counts(BrokerNode& node, const std::string& queue) {
   return c;
 }
 
+// StreamMessages on `queue` with prefetch 65535 and a byte budget, on a
+// channel of its own; counts the deliveries read and the distinct messages
+// (PublishNumbered's numbers) among them.
+class BudgetedStream {
+ public:
+  BudgetedStream(TestGateway& g, const std::string& queue, uint64_t budget)
+      : stub_(g.NewStub()), ctx_(Ctx(absl::Seconds(120))) {
+    v1::StreamMessagesRequest req;
+    req.set_queue(queue);
+    req.set_prefetch(65535);
+    req.set_max_outstanding_bytes(budget);
+    reader_ = stub_->StreamMessages(ctx_.get(), req);
+  }
+  // The next response; false once the stream has ended.
+  bool Read(v1::StreamMessagesResponse* ev) { return reader_->Read(ev); }
+  // Reads until `n` more deliveries came, or the stream ended.
+  void ReadDeliveries(int n) {
+    v1::StreamMessagesResponse ev;
+    while (n > 0 && reader_->Read(&ev)) {
+      if (!ev.has_delivery()) continue;
+      --n;
+      ++deliveries_;
+      seen_.insert(ev.delivery().body().substr(0, 8));
+    }
+  }
+  int deliveries() const { return deliveries_; }
+  size_t distinct() const { return seen_.size(); }
+  void Cancel() {
+    ctx_->TryCancel();
+    reader_->Finish();
+  }
+
+ private:
+  std::unique_ptr<v1::Gateway::Stub> stub_;
+  std::unique_ptr<::grpc::ClientContext> ctx_;
+  std::unique_ptr<::grpc::ClientReader<v1::StreamMessagesResponse>> reader_;
+  int deliveries_ = 0;
+  std::set<std::string> seen_;
+};
+
 class StreamBudgetTest : public ::testing::TestWithParam<v1::QueueType> {};
 
 // prefetch 65535 and 64 KiB messages: without a byte bound the gateway would
@@ -790,15 +831,9 @@ TEST_P(StreamBudgetTest, SlowReaderHoldsItsByteBudget) {
   constexpr int kSize = 64 << 10;
   constexpr uint64_t kBudget = 4 << 20;  // 64 messages
   ASSERT_NO_FATAL_FAILURE(PublishNumbered(g->stub(), q, kMessages, kSize, 50));
-  v1::StreamMessagesRequest sreq;
-  sreq.set_queue(q);
-  sreq.set_prefetch(65535);
-  sreq.set_max_outstanding_bytes(kBudget);
-  auto stub = g->NewStub();
-  auto ctx = Ctx(absl::Seconds(120));
-  auto reader = stub->StreamMessages(ctx.get(), sreq);
+  BudgetedStream stream(*g, q, kBudget);
   v1::StreamMessagesResponse ev;
-  ASSERT_TRUE(reader->Read(&ev));
+  ASSERT_TRUE(stream.Read(&ev));
   ASSERT_TRUE(ev.has_subscribed());
   // The reader reads nothing for a while: the gateway's window fills.
   ASSERT_TRUE(WaitFor([&] { return Counts(node, q).unacked > 0; }));
@@ -816,17 +851,10 @@ TEST_P(StreamBudgetTest, SlowReaderHoldsItsByteBudget) {
       static_cast<unsigned long long>(kBudget / kSize));
   EXPECT_LE(most, static_cast<int64_t>(kBudget / kSize) + 1);
   // Reading on, every message comes once.
-  std::set<std::string> seen;
-  int deliveries = 0;
-  while (deliveries < kMessages && reader->Read(&ev)) {
-    if (!ev.has_delivery()) continue;
-    ++deliveries;
-    seen.insert(ev.delivery().body().substr(0, 8));
-  }
-  EXPECT_EQ(deliveries, kMessages);
-  EXPECT_EQ(seen.size(), static_cast<size_t>(kMessages));
-  ctx->TryCancel();
-  reader->Finish();
+  stream.ReadDeliveries(kMessages);
+  EXPECT_EQ(stream.deliveries(), kMessages);
+  EXPECT_EQ(stream.distinct(), static_cast<size_t>(kMessages));
+  stream.Cancel();
   DeleteQueue(g->stub(), q);
 }
 
@@ -842,26 +870,9 @@ TEST(StreamWindowTest, LargerMessagesNarrowAClassicQueuesWindow) {
   constexpr int kSize = 256 << 10;
   constexpr uint64_t kBudget = 4 << 20;  // 16 messages
   ASSERT_NO_FATAL_FAILURE(PublishNumbered(g->stub(), q, kMessages, kSize, 16));
-  v1::StreamMessagesRequest sreq;
-  sreq.set_queue(q);
-  sreq.set_prefetch(65535);
-  sreq.set_max_outstanding_bytes(kBudget);
-  auto stub = g->NewStub();
-  auto ctx = Ctx(absl::Seconds(120));
-  auto reader = stub->StreamMessages(ctx.get(), sreq);
-  v1::StreamMessagesResponse ev;
-  std::set<std::string> seen;
-  int deliveries = 0;
-  auto read = [&](int n) {
-    while (n > 0 && reader->Read(&ev)) {
-      if (!ev.has_delivery()) continue;
-      --n;
-      ++deliveries;
-      seen.insert(ev.delivery().body().substr(0, 8));
-    }
-  };
+  BudgetedStream stream(*g, q, kBudget);
   // The first 64 (4 MiB / the 64 KiB assumed) come at once; read past them.
-  read(80);
+  stream.ReadDeliveries(80);
   ASSERT_TRUE(WaitFor([&] { return Counts(node, q).unacked > 0; }));
   int64_t most = 0;
   for (int i = 0; i < 3; ++i) most = std::max(most, Counts(node, q).unacked);
@@ -871,11 +882,10 @@ TEST(StreamWindowTest, LargerMessagesNarrowAClassicQueuesWindow) {
       static_cast<long long>(most),
       static_cast<unsigned long long>(kBudget / kSize));
   EXPECT_LE(most, static_cast<int64_t>(kBudget / kSize) + 1);
-  read(kMessages - deliveries);
-  EXPECT_EQ(deliveries, kMessages);
-  EXPECT_EQ(seen.size(), static_cast<size_t>(kMessages));
-  ctx->TryCancel();
-  reader->Finish();
+  stream.ReadDeliveries(kMessages - stream.deliveries());
+  EXPECT_EQ(stream.deliveries(), kMessages);
+  EXPECT_EQ(stream.distinct(), static_cast<size_t>(kMessages));
+  stream.Cancel();
 }
 
 INSTANTIATE_TEST_SUITE_P(QueueTypes, StreamBudgetTest,
