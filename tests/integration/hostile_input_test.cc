@@ -430,6 +430,24 @@ Request HeadersBinding(const std::string& queue, double value) {
   return r;
 }
 
+// Declares an exchange (UniqueName(prefix), not durable) of `custom_type`,
+// which must succeed, and deletes it again.
+void ExpectCustomTypeDeclared(v1::Gateway::Stub& stub,
+                              const std::string& prefix,
+                              const std::string& custom_type) {
+  v1::DeclareExchangeRequest dx;
+  dx.set_name(UniqueName(prefix));
+  dx.set_durable(false);
+  dx.set_custom_type(custom_type);
+  v1::DeclareExchangeResponse r;
+  ::grpc::Status s = stub.DeclareExchange(Ctx().get(), dx, &r);
+  EXPECT_TRUE(s.ok()) << custom_type << ": " << s.error_message();
+  v1::DeleteExchangeRequest del;
+  del.set_name(dx.name());
+  v1::DeleteExchangeResponse delr;
+  EXPECT_TRUE(stub.DeleteExchange(Ctx().get(), del, &delr).ok()) << custom_type;
+}
+
 // StreamMessages that must end before `subscribed` with `code`.
 ::grpc::Status OpenStream(v1::Gateway::Stub& stub,
                           const v1::StreamMessagesRequest& req,
@@ -579,17 +597,7 @@ TEST_F(HostileInputTest, UnknownExchangeTypesAreCheckedOffTheSharedConnection) {
     }
   });
   // A built-in type named as custom_type is declared as usual.
-  v1::DeclareExchangeRequest dx;
-  dx.set_name(UniqueName("hostile-topic"));
-  dx.set_durable(false);
-  dx.set_custom_type("topic");
-  v1::DeclareExchangeResponse r;
-  ::grpc::Status s = stub().DeclareExchange(Ctx().get(), dx, &r);
-  EXPECT_TRUE(s.ok()) << s.error_message();
-  v1::DeleteExchangeRequest del;
-  del.set_name(dx.name());
-  v1::DeleteExchangeResponse delr;
-  EXPECT_TRUE(stub().DeleteExchange(Ctx().get(), del, &delr).ok());
+  ExpectCustomTypeDeclared(stub(), "hostile-topic", "topic");
 }
 
 TEST_F(HostileInputTest, APluginExchangeTypeIsDeclaredOnceTheBrokerHasIt) {
@@ -598,17 +606,7 @@ TEST_F(HostileInputTest, APluginExchangeTypeIsDeclaredOnceTheBrokerHasIt) {
   absl::StatusOr<std::string> out =
       node_->Plugins({"enable", "rabbitmq_random_exchange"});
   ASSERT_TRUE(out.ok()) << out.status();
-  v1::DeclareExchangeRequest dx;
-  dx.set_name(UniqueName("hostile-random"));
-  dx.set_durable(false);
-  dx.set_custom_type("x-random");
-  v1::DeclareExchangeResponse r;
-  ::grpc::Status s = stub().DeclareExchange(Ctx().get(), dx, &r);
-  EXPECT_TRUE(s.ok()) << s.error_message();
-  v1::DeleteExchangeRequest del;
-  del.set_name(dx.name());
-  v1::DeleteExchangeResponse delr;
-  EXPECT_TRUE(stub().DeleteExchange(Ctx().get(), del, &delr).ok());
+  ExpectCustomTypeDeclared(stub(), "hostile-random", "x-random");
 }
 
 // --- 4. Everything else that closes a shared connection or the publish
