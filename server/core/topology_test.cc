@@ -130,6 +130,15 @@ class TopologyServiceTest : public ::testing::Test {
     ASSERT_TRUE(Bind(Binding("q2", "e2")).ok());
   }
 
+  // The steps that replay DeclareSomeTopology: exchanges, then queues,
+  // then bindings.
+  static std::vector<std::string> SomeTopologyReplayed() {
+    return {
+        "exchange.declare e1", "exchange.declare e2", "queue.declare q1",
+        "queue.declare q2",    "queue.bind q1->e1",   "queue.bind q2->e2",
+    };
+  }
+
   // The connection after `n` reconnects, once its replay is done (the
   // steps are sequential: the last one sent and answered).
   std::shared_ptr<FakePeer> Reconnected(size_t n, size_t steps) {
@@ -240,14 +249,7 @@ TEST_F(TopologyServiceTest, ReplaysExchangesThenQueuesThenBindingsInOrder) {
   peer_->Drop();
   std::shared_ptr<FakePeer> next = Reconnected(1, 6);
   ASSERT_NE(next, nullptr);
-  EXPECT_EQ(Steps(*next), (std::vector<std::string>{
-                              "exchange.declare e1",
-                              "exchange.declare e2",
-                              "queue.declare q1",
-                              "queue.declare q2",
-                              "queue.bind q1->e1",
-                              "queue.bind q2->e2",
-                          }));
+  EXPECT_EQ(Steps(*next), SomeTopologyReplayed());
   // Replayed as declared (not passive), and a second reconnect does the
   // same again.
   EXPECT_EQ(next->sent(Sent::Kind::kExchangeDeclare)[0].exchange.type, "topic");
@@ -270,14 +272,7 @@ TEST_F(TopologyServiceTest, AReplayStepTheBrokerRefusesIsSkipped) {
   peer_->Drop();
   std::shared_ptr<FakePeer> next = Reconnected(1, 6);
   ASSERT_NE(next, nullptr);
-  EXPECT_EQ(Steps(*next), (std::vector<std::string>{
-                              "exchange.declare e1",
-                              "exchange.declare e2",
-                              "queue.declare q1",
-                              "queue.declare q2",
-                              "queue.bind q1->e1",
-                              "queue.bind q2->e2",
-                          }));
+  EXPECT_EQ(Steps(*next), SomeTopologyReplayed());
   // A failed step changes no record: the next reconnect tries it again.
   TopologyRegistry::Snapshot rec = service_->Recorded();
   EXPECT_EQ(rec.queues.size(), 2u);
