@@ -26,6 +26,10 @@
 #   --out FILE        also write the table (and FILE.raw, the raw lines)
 #   --keep            keep the work folder (broker logs, daemon log)
 #   --only "F..."     run only these scenario functions each repetition
+#   --pin             the broker on CPU 0, everything else (amqpgwd, the
+#                     floor servers, every client) on CPU 1: the broker's
+#                     work then has a core to itself, as on a host of its
+#                     own, instead of sharing both with the gateway
 #                     (e.g. "sub_g stream_d stream_g", in that order, flipped
 #                     every other repetition), and no idle runs
 # Environment: AMQPGWD_FLAGS adds flags to amqpgwd (e.g.
@@ -34,7 +38,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REPS=3 N=100000 SYNC_N=3000 PY_N=20000 IDLE_S=60 CLI_N=60000
-BUILD=$ROOT/build DO_BUILD=1 OUT="" KEEP=0 ONLY=""
+BUILD=$ROOT/build DO_BUILD=1 OUT="" KEEP=0 ONLY="" PIN=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) REPS=$2; shift 2 ;;
@@ -49,6 +53,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$(realpath -m "$2"); shift 2 ;;
     --keep) KEEP=1; shift ;;
     --only) ONLY=$2; shift 2 ;;
+    --pin) PIN=1; shift ;;
     -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -95,6 +100,19 @@ start_floor callback
 FLOOR=$FLOOR_ADDR FLOOR_GW_PID=$FLOOR_PID
 start_floor callback-hop
 HOP=$FLOOR_ADDR HOP_GW_PID=$FLOOR_PID
+# pin CPUS_BROKER CPUS_REST: the broker's threads on the first CPU list,
+# amqpgwd's, the floor servers' and this script's (so every client started
+# from now on) on the second. -a: every thread; threads started later
+# inherit their creator's CPUs.
+pin() {
+  taskset -a -c -p "$1" "$BROKER_PID" >/dev/null
+  for pid in "$GW_PID" "${FLOOR_PIDS[@]}" $$; do taskset -a -c -p "$2" "$pid" >/dev/null; done
+}
+ALL_CPUS=0-$(($(nproc) - 1))
+if [ -n "$PIN" ]; then
+  pin 0 1
+  log "pinned: the broker on CPU 0; amqpgwd, the floor servers and the clients on CPU 1"
+fi
 sleep 1  # let start-up settle before reading the idle RSS
 IDLE_RSS_KB=$(awk '/^VmRSS:/ {print $2}' "/proc/$GW_PID/status")
 
@@ -206,6 +224,17 @@ for rep in $(seq 1 "$REPS"); do
   # Subscribe: acks on the stream every 250 deliveries, up to 256 deliveries
   # per response (direct: manual acks, multiple=true every 250).
   sub_g() { fill "$N"; run subscribe_gateway "$GBENCH" subscribe "${COMMON_G[@]}" -n "$N" --prefetch 1000 --ack_batch 250 --max_batch 256; }
+  # The consumer rows again with the broker on a core of its own (CPU 0)
+  # and the gateway and clients on the other: whether the gateway keeps up
+  # with the broker when it does not take the broker's cores.
+  pinned() {
+    [ -n "$PIN" ] || pin 0 1
+    "$@"
+    [ -n "$PIN" ] || pin "$ALL_CPUS" "$ALL_CPUS"
+  }
+  sub_gp() { fill "$N"; pinned run subscribe_gateway_pinned "$GBENCH" subscribe "${COMMON_G[@]}" -n "$N" --prefetch 1000 --ack_batch 250 --max_batch 256; }
+  stream_gp() { fill "$N"; pinned run stream_gateway_pinned "$GBENCH" stream "${COMMON_G[@]}" -n "$N" --prefetch 1000 --ack auto; }
+  stream_dp() { fill "$N"; pinned run stream_direct_pinned "$DBENCH" stream "${COMMON_D[@]}" -n "$N" --prefetch 1000 --ack_batch 250; }
   stream_d() { fill "$N"; run stream_direct "$DBENCH" stream "${COMMON_D[@]}" -n "$N" --prefetch 1000 --ack_batch 250; }
   # A small window (no target): the consumer read pause must not hold it
   # back.
@@ -236,12 +265,14 @@ for rep in $(seq 1 "$REPS"); do
     pub_cli; pub_d_cli
     sync_g; sync_d; status_g
     stream_g; stream_d; streamb_g; sub_g; small_g; small_d
+    sub_gp; stream_dp; stream_gp
     py_g; py_d; py_gb
   else
     pub_d_cli; pub_cli
     pub_d_props; floor_g; pub_d64; pub_g_unary; pub_g_stream; pub_d; pub_g_batch
     status_g; sync_d; sync_g
     sub_g; streamb_g; stream_d; stream_g; small_d; small_g
+    stream_gp; stream_dp; sub_gp
     py_gb; py_d; py_g
   fi
 done
@@ -299,6 +330,8 @@ ratio_row("StreamMessages, prefetch 1000, AUTO ack (direct: basic.consume prefet
 ratio_row("StreamMessages as above, max_batch 256 (up to 256 deliveries per response)", "stream_batch_gateway", "stream_direct", 0.9)
 ratio_row("Subscribe, prefetch 1000, acks every 250 in-stream, max_batch 256 (direct: basic.consume prefetch 1000, manual acks every 250)", "subscribe_gateway", "stream_direct", 0.9)
 ratio_row("StreamMessages, prefetch 10, AUTO ack (no target)", "stream10_gateway", "stream10_direct")
+ratio_row("Pinned: StreamMessages AUTO as above, the broker on CPU 0 and the gateway and both clients on CPU 1 (direct pinned the same; no target: the bound of the rows above)", "stream_gateway_pinned", "stream_direct_pinned")
+ratio_row("Pinned: Subscribe as above (direct pinned the same; no target: the bound of the rows above)", "subscribe_gateway_pinned", "stream_direct_pinned")
 for name, s in (("PublishBatch", "pub_batch"), ("PublishStream", "pub_stream"), ("StreamMessages", "stream_gateway"), ("StreamMessages, max_batch 256", "stream_batch_gateway"), ("Publish x64 (no target)", "pub_unary")):
     c = med(s, "gw_cpu_us_per_msg")
     target = None if "no target" in name else 25
@@ -330,7 +363,7 @@ def busy(s):
         return None
     us = sum(med(s, k) or 0 for k in ("gw_cpu_us_per_msg", "broker_cpu_us_per_msg", "client_cpu_us_per_msg"))
     return us * rate / 1e6
-for s in ("pub_batch", "pub_stream", "cli_publish", "pub_direct_cli", "pub_unary", "floor_unary", "pub_direct", "pub_direct64", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "floor_idle", "floor_hop_idle", "stream_gateway", "stream_batch_gateway", "subscribe_gateway", "stream_direct", "stream10_gateway", "stream10_direct", "py_grpc", "py_grpc_batch", "py_aiopika"):
+for s in ("pub_batch", "pub_stream", "cli_publish", "pub_direct_cli", "pub_unary", "floor_unary", "pub_direct", "pub_direct64", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "floor_idle", "floor_hop_idle", "stream_gateway", "stream_batch_gateway", "subscribe_gateway", "stream_direct", "stream_gateway_pinned", "subscribe_gateway_pinned", "stream_direct_pinned", "stream10_gateway", "stream10_direct", "py_grpc", "py_grpc_batch", "py_aiopika"):
     if s not in rows:
         continue
     n = len([r for r in rows[s] if "failed" not in r])
@@ -345,7 +378,7 @@ PYEOF
 )
 
 {
-  echo "bench/compare.sh --reps $REPS -n $N --sync-n $SYNC_N --cli-n $CLI_N --py-n $PY_N --idle-seconds $IDLE_S${AMQPGWD_FLAGS:+ (AMQPGWD_FLAGS=$AMQPGWD_FLAGS)}"
+  echo "bench/compare.sh --reps $REPS -n $N --sync-n $SYNC_N --cli-n $CLI_N --py-n $PY_N --idle-seconds $IDLE_S${ONLY:+ --only \"$ONLY\"}${PIN:+ --pin}${AMQPGWD_FLAGS:+ (AMQPGWD_FLAGS=$AMQPGWD_FLAGS)}"
   echo "Machine: $MACHINE; load average $LOAD_START at start, $LOAD_END at end"
   echo "RabbitMQ $("$NODE" ctl "$WORK/rabbitmq" version 2>/dev/null | tail -n 1), amqpgwd defaults unless AMQPGWD_FLAGS"
   echo

@@ -36,14 +36,15 @@ bench_gateway_port() {
   return 1
 }
 
-# bench_start PREFIX: a work folder (/tmp/PREFIX.XXXXXX, as WORK, with an
+# bench_start PREFIX: a work folder (/tmp/PREFIX.XXXXXX, or under BENCH_DIR
+# when set, e.g. /dev/shm for a broker whose disk is RAM; as WORK, with an
 # empty RAW results file), a private RabbitMQ node in it (URI, BROKER_PID)
 # and amqpgwd on it (GW_PID, PORT, SERVER; more flags in AMQPGWD_FLAGS; no
 # HTTP port unless BENCH_HTTP_LISTEN gives its --http_listen), and
 # an EXIT trap that stops both and removes the folder unless KEEP=1. Needs
 # NODE, GWD and a `log` function.
 bench_start() {
-  WORK=$(mktemp -d "/tmp/$1.XXXXXX")
+  WORK=$(mktemp -d "${BENCH_DIR:-/tmp}/$1.XXXXXX")
   RAW=$WORK/results.txt
   : > "$RAW"
   GW_PID=""

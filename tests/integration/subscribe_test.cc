@@ -353,6 +353,10 @@ TEST_F(SubscribeTest, HalfCloseDrainsAppliesAcksThenRequeuesTheRest) {
   ASSERT_TRUE(c.Ack(Ids(d, 0, 5)));
   for (size_t i = 0; i < 5; ++i) acked.insert(d[i].body());
   ASSERT_TRUE(c.HalfClose());
+  // The drain cancelled the consumer. (The Ack RPC below is another call:
+  // sent before the cancel took effect, its acks would free prefetch slots
+  // for more deliveries.)
+  ASSERT_TRUE(WaitFor([&] { return qc.Inspect(q).consumer_count() == 0; }));
   // During the drain: 10 more acked with the Ack RPC (the stream's write
   // side is closed), applied.
   v1::AckRequest ack;
