@@ -388,9 +388,14 @@ class StreamPublisher
   }
 
  private:
-  // Starts the next write, or the half-close after the last.
+  // Starts the next write, or the half-close after the last: at most
+  // max_in_flight unanswered. While the window lets the next message
+  // follow at once (OnWriteDone starts it), gRPC may gather this one with it
+  // in one frame and system call, as the CLI's writes are; every 64th and
+  // the one that fills the window are sent at once.
   void Next() {
     bool write = false, close = false;
+    grpc::WriteOptions options;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (writing_ || closed_) return;
@@ -402,12 +407,15 @@ class StreamPublisher
         sent_at_[static_cast<size_t>(issued_ - 1)] = NowNs();
         request_.set_sequence(static_cast<uint64_t>(issued_));
         if (issued_ == 2) request_.clear_max_in_flight();
+        bool more = issued_ < n_ &&
+                    issued_ - static_cast<int64_t>(answered_) < max_in_flight_;
+        if (more && issued_ % 64 != 0) options.set_buffer_hint();
       } else if (issued_ == n_) {
         closed_ = true;
         close = true;
       }
     }
-    if (write) StartWrite(&request_);
+    if (write) StartWrite(&request_, options);
     if (close) StartWritesDone();
   }
 
