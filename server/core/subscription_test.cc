@@ -10,6 +10,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "server/amqp/testing/fake_connection.h"
 #include "server/core/connection_worker.h"
@@ -313,9 +314,15 @@ TEST_F(SubscriptionTest, MaxMessagesCancelsTheConsumerAndEndsOk) {
   auto sub = Subscribe(&sink, AckMode::kAuto, /*prefetch=*/10,
                        /*max_messages=*/2);
   uint16_t ch = peer_->channel_of(Sent::Kind::kConsume);
+  // The worker waits until all three are sent: else it could read the
+  // first two and cancel before "c" leaves, and "c" would never be sent.
+  absl::Notification sent;
+  worker_->Post([&sent] { sent.WaitForNotification(); });
   peer_->Deliver(ch, "a");
   peer_->Deliver(ch, "b");
-  peer_->Deliver(ch, "c");  // in flight when the gateway cancels
+  uint64_t c = peer_->Deliver(ch, "c");  // in flight when the gateway cancels
+  sent.Notify();
+  ASSERT_EQ(c, 3u);
   ASSERT_TRUE(peer_->WaitForCount(Sent::Kind::kCancel, 1));
   EXPECT_TRUE(Settle(*worker_, *peer_));
   EXPECT_EQ(sink.deliveries.size(), 2u);

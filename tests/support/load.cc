@@ -183,8 +183,7 @@ std::string ConsumerPool::StreamOnce(int index, v1::Gateway::Stub& stub,
       continue;
     }
     if (ev.has_status()) {
-      amqpgw::MutexLock lock(&mu_);
-      ++status_events_[v1::StreamStatus::Kind_Name(ev.status().kind())];
+      CountStatus(ev.status(), instance);
       continue;
     }
     if (ev.has_delivery()) {
@@ -232,8 +231,7 @@ std::string ConsumerPool::SubscribeOnce(int index, v1::Gateway::Stub& stub,
       if (ev.has_subscribed()) {
         instance = Subscribed(index, ev.subscribed().subscription_id());
       } else if (ev.has_status()) {
-        amqpgw::MutexLock lock(&mu_);
-        ++status_events_[v1::StreamStatus::Kind_Name(ev.status().kind())];
+        CountStatus(ev.status(), instance);
       } else if (ev.has_batch()) {
         deliveries += ev.batch().deliveries_size();
         std::map<uint64_t, int> ids = Delivered(ev.batch().deliveries());
@@ -305,6 +303,20 @@ std::map<int, int> ConsumerPool::Counts() {
 std::vector<ConsumerPool::End> ConsumerPool::Ends() {
   amqpgw::MutexLock lock(&mu_);
   return ends_;
+}
+
+void ConsumerPool::CountStatus(const v1::StreamStatus& status,
+                               const std::string& instance) {
+  amqpgw::MutexLock lock(&mu_);
+  ++status_events_[v1::StreamStatus::Kind_Name(status.kind())];
+  if (status.kind() == v1::StreamStatus::RECONNECTING) {
+    reconnected_.insert(instance);
+  }
+}
+
+std::set<std::string> ConsumerPool::ReconnectedInstances() {
+  amqpgw::MutexLock lock(&mu_);
+  return reconnected_;
 }
 
 std::map<std::string, int> ConsumerPool::StatusEvents() {

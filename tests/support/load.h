@@ -113,6 +113,9 @@ class ConsumerPool {
   std::vector<End> Ends() ABSL_LOCKS_EXCLUDED(mu_);
   // StreamStatus kinds seen ("RECONNECTING" -> 2, ...).
   std::map<std::string, int> StatusEvents() ABSL_LOCKS_EXCLUDED(mu_);
+  // The instances whose streams told RECONNECTING (their broker connection
+  // was lost, e.g. with a stopped node).
+  std::set<std::string> ReconnectedInstances() ABSL_LOCKS_EXCLUDED(mu_);
   // Streams subscribed so far (reopened ones included).
   int subscribed() ABSL_LOCKS_EXCLUDED(mu_);
   // Body numbers whose ack was answered applied.
@@ -137,6 +140,9 @@ class ConsumerPool {
                             ::grpc::ClientContext& ctx, ::grpc::Status& end,
                             int& deliveries);
   void Run(int index, std::unique_ptr<v1::Gateway::Stub> stub);
+  // Records a status event of a stream served by `instance`.
+  void CountStatus(const v1::StreamStatus& status, const std::string& instance)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Records a `subscribed` event; returns the instance.
   std::string Subscribed(int index, const std::string& subscription_id)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -160,6 +166,7 @@ class ConsumerPool {
   std::map<int, int> counts_ ABSL_GUARDED_BY(mu_);
   std::vector<End> ends_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int> status_events_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> reconnected_ ABSL_GUARDED_BY(mu_);
   int subscribed_ ABSL_GUARDED_BY(mu_) = 0;
   // Body number -> the instance whose stream it was acked on.
   std::map<int, std::string> acked_by_ ABSL_GUARDED_BY(mu_);
