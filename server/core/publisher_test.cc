@@ -26,6 +26,7 @@ using testing::FakePeer;
 using testing::kWaitTimeout;
 using testing::Mailbox;
 using testing::NewFakeWorker;
+using testing::OwnCopy;
 using testing::RunOn;
 using testing::Sent;
 using testing::Settle;
@@ -119,7 +120,7 @@ class PublisherTest : public ::testing::Test {
         [this, tag](PublishBatch& b) {
           Done d{tag, {}};
           for (size_t i = 0; i < b.size(); ++i) {
-            d.results.push_back(b.result(i).status);
+            d.results.push_back(OwnCopy(b.result(i).status));
           }
           done_.Put(std::move(d));
         });

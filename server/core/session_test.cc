@@ -22,6 +22,7 @@ using testing::FakeBroker;
 using testing::FakePeer;
 using testing::kWaitTimeout;
 using testing::Mailbox;
+using testing::OwnCopy;
 using testing::Sent;
 
 class NullSink : public SubscriptionSink {
@@ -83,7 +84,9 @@ class SessionTest : public ::testing::Test {
         std::move(messages), absl::Now() + absl::Hours(1),
         [this](PublishBatch& b) {
           std::vector<absl::Status> r;
-          for (size_t i = 0; i < b.size(); ++i) r.push_back(b.result(i).status);
+          for (size_t i = 0; i < b.size(); ++i) {
+            r.push_back(OwnCopy(b.result(i).status));
+          }
           done_.Put(std::move(r));
         });
     return session_->Publish(std::move(batch));

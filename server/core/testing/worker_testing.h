@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "server/amqp/testing/fake_connection.h"
 #include "server/base/sync.h"
@@ -56,6 +57,15 @@ auto RunOn(ConnectionWorker& worker, Fn fn) -> std::invoke_result_t<Fn&> {
     }
     return *std::move(result);
   }
+}
+
+// A status with the same code and message and a representation of its own,
+// for a test thread to keep from a worker's callback. A plain copy shares
+// the worker's reference-counted representation, which Abseil's library
+// (not built for TSan) frees without TSan seeing it synchronise with the
+// test's reads.
+inline absl::Status OwnCopy(const absl::Status& s) {
+  return absl::Status(s.code(), s.message());
 }
 
 // Waits until the worker has read every event `peer` holds, handled them,
