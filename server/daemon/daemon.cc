@@ -120,8 +120,9 @@ absl::Status Daemon::Start() {
     }
     p.spans = *std::move(spans);
   }
-  // Hands back what malloc keeps after a burst (memory.h).
+  // Open streams' rabbitmq-c pages stay mostly unresident (memory.h).
   FixMmapThreshold();
+  // Hands back what malloc keeps after a burst (memory.h).
   p.memory = std::make_unique<MemoryTrimmer>(MemoryTrimmer::Options());
 
   p.management = std::make_unique<management::Backend>(config_->management(),
