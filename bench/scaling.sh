@@ -12,8 +12,9 @@
 #     delivery latency p50/p99 (Publish to delivery), the gateway's CPU and
 #     RSS;
 # (c) message sizes 100 B, 4 KiB, 64 KiB, 1 MiB for PublishStream
-#     (max_in_flight 256; direct: window 256) and StreamMessages (prefetch
-#     1000, AUTO; direct: basic.consume, manual acks).
+#     (max_in_flight 256, 128 at 1 MiB; direct: the same window) and
+#     StreamMessages (prefetch 1000, AUTO; direct: basic.consume, manual
+#     acks).
 # Throughput and the gateway's CPU per message for each point. Prints a
 # Markdown table and, when Debian's python3-matplotlib is installed, draws
 # FILE.png (or scaling.png in the work folder) with one panel per part.
@@ -114,10 +115,14 @@ done
 # (c) Message sizes.
 for size in $SIZES; do
   n=$(n_for "$size")
+  # 256 in flight, or fewer when 256 messages would fill half of the
+  # gateway's --max_pending_bytes (256 MiB by default; past it the gateway
+  # refuses with RESOURCE_EXHAUSTED): 128 at 1 MiB. Direct gets the same.
+  w=$((134217728 / size)); [ "$w" -gt 256 ] && w=256
   run size_pubstream "$size" "$GBENCH" publish-stream "${COMMON_G[@]}" -n "$n" --size "$size" \
-    --max_in_flight 256 --purge
+    --max_in_flight "$w" --purge
   run size_pub_direct "$size" "$DBENCH" publish "${COMMON_D[@]}" -n "$n" --size "$size" \
-    --window 256 --purge
+    --window "$w" --purge
   "$DBENCH" publish "${COMMON_D[@]}" -n "$n" --size "$size" --window 1024 --purge >/dev/null
   run size_stream "$size" "$GBENCH" stream "${COMMON_G[@]}" -n "$n" --size "$size" \
     --prefetch 1000 --ack auto
@@ -162,7 +167,7 @@ for x in sorted(rows.get("streams", {})):
     out.append(f"| {x:,} | {fmt(get('streams', x, 'trickle_per_s'))} | {fmt(get('streams', x, 'delivered'))} | "
                f"{fmt(get('streams', x, 'delivery_p50_us'))} | {fmt(get('streams', x, 'delivery_p99_us'))} | "
                f"{fmt(get('streams', x, 'gw_cpu_pct'), 2)} | {fmt(get('streams', x, 'gw_rss_open_mb'), 1)} |")
-out += ["", "(c) Message size: PublishStream (max_in_flight 256; direct: window 256) and StreamMessages (prefetch 1000, AUTO; direct: basic.consume)", "",
+out += ["", "(c) Message size: PublishStream (max_in_flight 256, 128 at 1 MiB; direct: the same window) and StreamMessages (prefetch 1000, AUTO; direct: basic.consume)", "",
         "| Size | PublishStream msg/s | Direct msg/s | Ratio | Gateway CPU us/msg | StreamMessages msg/s | Direct msg/s | Ratio | Gateway CPU us/msg |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
 for x in sorted(set(rows.get("size_pubstream", {})) | set(rows.get("size_stream", {}))):
