@@ -83,19 +83,14 @@ bench_start amqpgw-bench
 # (callback, as amqpgwd) or after one hand-off to another thread
 # (callback-hop, as amqpgwd's owner threads finish its calls).
 FLOOR_PIDS=()
-# start_floor MODE: sets FLOOR_ADDR and FLOOR_PID.
-start_floor() {
-  "$BUILD/bench/amqpgw-grpc-floor" "$1" > "$WORK/floor-$1.addr" 2>&1 &
-  FLOOR_PID=$!
-  FLOOR_PIDS+=("$FLOOR_PID")
-  for _ in $(seq 1 100); do
-    FLOOR_ADDR=$(head -n 1 "$WORK/floor-$1.addr")
-    [ -n "$FLOOR_ADDR" ] && return 0
-    sleep 0.1  # polling a condition with a deadline
-  done
-  log "amqpgw-grpc-floor $1 did not start"; exit 1
-}
 trap 'kill "${FLOOR_PIDS[@]}" 2>/dev/null || true; bench_cleanup' EXIT
+# start_floor MODE: bench_floor_start (lib.sh), remembered for the cleanup.
+start_floor() {
+  local ok=1
+  bench_floor_start "$BUILD/bench/amqpgw-grpc-floor" "$1" "$WORK/floor-$1.addr" || ok=0
+  FLOOR_PIDS+=("$FLOOR_PID")
+  [ "$ok" = 1 ] || exit 1
+}
 start_floor callback
 FLOOR=$FLOOR_ADDR FLOOR_GW_PID=$FLOOR_PID
 start_floor callback-hop

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What gRPC itself costs per call on this machine: amqpgw-bench against
 # amqpgw-grpc-floor, a Gateway that does nothing, with the callback API
-# (as amqpgwd), the async API on one thread, and the async API next to
-# gRPC's default health service. No broker is involved.
+# (as amqpgwd), the same finishing each call from another thread (as
+# amqpgwd's owner threads do), the async API on one thread, and the async
+# API next to gRPC's default health service. No broker is involved.
 #
 #   bench/grpc_floor.sh [--reps R] [-n N] [--sync-n N] [--build DIR | --no-build]
 #
@@ -47,15 +48,11 @@ cleanup() {
 trap cleanup EXIT
 
 for rep in $(seq 1 "$REPS"); do
-  for mode in callback async async-health; do
-    "$FLOOR" "$mode" > "$WORK/addr" &
-    SERVER_PID=$!
-    for _ in $(seq 1 100); do
-      [ -s "$WORK/addr" ] && break
-      sleep 0.05  # polling a condition with a deadline
-    done
-    ADDR=$(head -n 1 "$WORK/addr")
-    [ -n "$ADDR" ] || { echo "grpc_floor.sh: $mode did not start" >&2; exit 1; }
+  for mode in callback callback-hop async async-health; do
+    ok=1
+    bench_floor_start "$FLOOR" "$mode" "$WORK/addr" || ok=0
+    SERVER_PID=$FLOOR_PID ADDR=$FLOOR_ADDR
+    [ "$ok" = 1 ] || exit 1
     echo "grpc_floor: repetition $rep, $mode at $ADDR" >&2
     echo "server=$mode run=publish64 $("$GBENCH" publish --server "$ADDR" --queue floor \
       --concurrency 64 -n "$N" --gateway_pid "$SERVER_PID" | tail -n 1)" >> "$WORK/raw"
@@ -64,7 +61,6 @@ for rep in $(seq 1 "$REPS"); do
     kill -TERM "$SERVER_PID"
     wait "$SERVER_PID" || true
     SERVER_PID=""
-    : > "$WORK/addr"
   done
 done
 
@@ -82,7 +78,7 @@ def med(mode, run, key, dec=0):
     return f"{statistics.median(vals):,.{dec}f}" if vals else "n/a"
 print("| Server | Publish x64 msg/s | p50 us | server CPU us/call | GetStatus idle p50 us | server CPU us/call |")
 print("| --- | ---: | ---: | ---: | ---: | ---: |")
-for mode in ("callback", "async", "async-health"):
+for mode in ("callback", "callback-hop", "async", "async-health"):
     print(f"| {mode} | {med(mode, 'publish64', 'msgs_per_s')} | {med(mode, 'publish64', 'p50_us')} "
           f"| {med(mode, 'publish64', 'gw_cpu_us_per_msg', 1)} | {med(mode, 'status_idle', 'p50_us')} "
           f"| {med(mode, 'status_idle', 'gw_cpu_us_per_msg', 1)} |")

@@ -71,3 +71,20 @@ bench_cleanup() {
   "$NODE" stop "$WORK/rabbitmq" >/dev/null 2>&1 || true
   if [ "${KEEP:-0}" = 1 ]; then log "work folder kept: $WORK"; else rm -rf "$WORK"; fi
 }
+
+# bench_floor_start BIN MODE ADDR_FILE: starts amqpgw-grpc-floor (BIN) in
+# MODE in the background (FLOOR_PID) and waits up to 5 s for the address it
+# prints on its first line (FLOOR_ADDR); fails, saying so, if none comes.
+bench_floor_start() {
+  : > "$3"
+  "$1" "$2" > "$3" &
+  FLOOR_PID=$!
+  FLOOR_ADDR=""
+  for _ in $(seq 1 100); do
+    FLOOR_ADDR=$(head -n 1 "$3")
+    [ -n "$FLOOR_ADDR" ] && return 0
+    sleep 0.05  # polling a condition with a deadline
+  done
+  echo "amqpgw-grpc-floor $2 did not start" >&2
+  return 1
+}
