@@ -316,8 +316,15 @@ TEST_F(SubscriptionTest, MaxMessagesCancelsTheConsumerAndEndsOk) {
   uint16_t ch = peer_->channel_of(Sent::Kind::kConsume);
   // The worker waits until all three are sent: else it could read the
   // first two and cancel before "c" leaves, and "c" would never be sent.
+  // Posting is not enough: the worker may read "a" and "b" before it runs
+  // the posted task, so the test waits until the worker is inside it.
+  absl::Notification holding;
   absl::Notification sent;
-  worker_->Post([&sent] { sent.WaitForNotification(); });
+  worker_->Post([&holding, &sent] {
+    holding.Notify();
+    sent.WaitForNotification();
+  });
+  holding.WaitForNotification();
   peer_->Deliver(ch, "a");
   peer_->Deliver(ch, "b");
   uint64_t c = peer_->Deliver(ch, "c");  // in flight when the gateway cancels
