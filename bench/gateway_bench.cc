@@ -38,7 +38,9 @@ Modes:
   publish-batch  PublishBatch of --batch B messages, --concurrency C calls
   publish-sync   one Publish at a time (latency p50/p99/p999)
   publish-stream PublishStream: --streams K streams (default 1) share the
-                 N messages, each with --max_in_flight M unanswered
+                 N messages, each asking for --max_in_flight M unconfirmed
+                 at the broker; the client writes as gRPC's flow control
+                 lets it, as the CLI does, unless --client_window W
                  (latency: from writing a message to its answer)
   status-sync    one GetStatus at a time: the round trip of a gRPC call
                  through the gateway without the broker (the floor under
@@ -76,6 +78,12 @@ Flags:
   --streams K         streams, publish-stream: how many (default 100;
                       publish-stream: 1)
   --max_in_flight M   publish-stream: per stream (default 256)
+  --answers_per_response K
+                      publish-stream: ask for up to K answers per response
+                      (max_answers_per_response; default 1)
+  --client_window W   publish-stream: the client also keeps at most W
+                      unanswered, counted from its side (default 0: it
+                      leaves the window to the gateway)
   --trickle R         streams: messages per second to the streams (default 0)
   --duration D        streams: seconds to measure (default 60)
   --gateway_pid PID   report the gateway's CPU per message and peak RSS
@@ -106,6 +114,8 @@ struct Options {
   std::string label;
   int64_t pause_us;
   int64_t max_in_flight;
+  int64_t client_window;
+  int64_t answers_per_response;
   double trickle;
   bool streams_given;
 };
@@ -316,19 +326,25 @@ int RunPublish(const Options& o, const std::string& mode) {
   return 0;
 }
 
-// One PublishStream writing `n` copies of a message, at most
-// `max_in_flight` unanswered (the gateway holds it to that too), one write
-// in flight; answers counted and timed.
+// One PublishStream writing `n` copies of a message, asking the gateway for
+// at most `max_in_flight` unconfirmed at the broker, one write in flight;
+// answers counted and timed. With `client_window` > 0 it also keeps at most
+// that many unanswered from its own side, which counts the messages on
+// their way to the gateway and the answers on their way back too, so the
+// broker then sees fewer than max_in_flight.
 class StreamPublisher
     : public grpc::ClientBidiReactor<v1::PublishStreamRequest,
                                      v1::PublishStreamResponse> {
  public:
   StreamPublisher(v1::Gateway::Stub* stub, const v1::PublishRequest& message,
-                  int64_t n, int64_t max_in_flight)
-      : n_(n), max_in_flight_(max_in_flight) {
+                  int64_t n, int64_t max_in_flight, int64_t client_window,
+                  int64_t answers_per_response)
+      : n_(n), window_(client_window > 0 ? client_window : n) {
     ctx_.set_deadline(In(absl::Minutes(30)));
     *request_.mutable_message() = message;
     request_.set_max_in_flight(static_cast<uint32_t>(max_in_flight));
+    request_.set_max_answers_per_response(
+        static_cast<uint32_t>(answers_per_response));
     sent_at_.resize(static_cast<size_t>(n));
     lat_.Reserve(static_cast<size_t>(n));
     stub->async()->PublishStream(&ctx_, this);
@@ -349,18 +365,11 @@ class StreamPublisher
     if (!ok) return;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      ++answered_;
-      uint64_t seq = response_.sequence();
-      if (seq >= 1 && seq <= static_cast<uint64_t>(n_)) {
-        lat_.Add(NowNs() - sent_at_[seq - 1]);
+      if (response_.answers_size() == 0) {
+        Count(response_.sequence(), response_.result());
       }
-      if (response_.result().code() == 0) {
-        ++result_.ok;
-      } else {
-        ++result_.errors;
-        if (result_.first_error.empty()) {
-          result_.first_error = response_.result().error();
-        }
+      for (const v1::PublishStreamAnswer& a : response_.answers()) {
+        Count(a.sequence(), a.result());
       }
     }
     StartRead(&response_);
@@ -388,8 +397,22 @@ class StreamPublisher
   }
 
  private:
+  // One answer, under mu_.
+  void Count(uint64_t seq, const v1::PublishResult& result) {
+    ++answered_;
+    if (seq >= 1 && seq <= static_cast<uint64_t>(n_)) {
+      lat_.Add(NowNs() - sent_at_[seq - 1]);
+    }
+    if (result.code() == 0) {
+      ++result_.ok;
+    } else {
+      ++result_.errors;
+      if (result_.first_error.empty()) result_.first_error = result.error();
+    }
+  }
+
   // Starts the next write, or the half-close after the last: at most
-  // max_in_flight unanswered. While the window lets the next message
+  // window_ unanswered. While the window lets the next message
   // follow at once (OnWriteDone starts it), gRPC may gather this one with it
   // in one frame and system call, as the CLI's writes are; every 64th and
   // the one that fills the window are sent at once.
@@ -399,16 +422,18 @@ class StreamPublisher
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (writing_ || closed_) return;
-      if (issued_ < n_ &&
-          issued_ - static_cast<int64_t>(answered_) < max_in_flight_) {
+      if (issued_ < n_ && issued_ - static_cast<int64_t>(answered_) < window_) {
         writing_ = true;
         write = true;
         ++issued_;
         sent_at_[static_cast<size_t>(issued_ - 1)] = NowNs();
         request_.set_sequence(static_cast<uint64_t>(issued_));
-        if (issued_ == 2) request_.clear_max_in_flight();
-        bool more = issued_ < n_ &&
-                    issued_ - static_cast<int64_t>(answered_) < max_in_flight_;
+        if (issued_ == 2) {
+          request_.clear_max_in_flight();
+          request_.clear_max_answers_per_response();
+        }
+        bool more =
+            issued_ < n_ && issued_ - static_cast<int64_t>(answered_) < window_;
         if (more && issued_ % 64 != 0) options.set_buffer_hint();
       } else if (issued_ == n_) {
         closed_ = true;
@@ -420,7 +445,7 @@ class StreamPublisher
   }
 
   const int64_t n_;
-  const int64_t max_in_flight_;
+  const int64_t window_;
   grpc::ClientContext ctx_;
   v1::PublishStreamRequest request_;
   v1::PublishStreamResponse response_;
@@ -448,7 +473,8 @@ int RunPublishStream(const Options& o) {
   Prepare(*stubs[0], o.queue, o.purge);
   const v1::PublishRequest message = MakeMessage(o);
   if (o.warmup > 0) {
-    StreamPublisher warm(stubs[0].get(), message, o.warmup, o.max_in_flight);
+    StreamPublisher warm(stubs[0].get(), message, o.warmup, o.max_in_flight,
+                         o.client_window, o.answers_per_response);
     warm.Wait(nullptr);
   }
   ProcWatch gateway(o.gateway_pid), broker(o.broker_pid);
@@ -463,7 +489,7 @@ int RunPublishStream(const Options& o) {
     if (share == 0) continue;
     publishers.push_back(std::make_unique<StreamPublisher>(
         stubs[static_cast<size_t>(i / kPerChannel)].get(), message, share,
-        o.max_in_flight));
+        o.max_in_flight, o.client_window, o.answers_per_response));
   }
   PublishResult r;
   for (auto& p : publishers) {
@@ -482,6 +508,8 @@ int RunPublishStream(const Options& o) {
   if (!o.label.empty()) s.Set("label", o.label);
   s.Set("n", o.n).Set("size", o.size).Set("persistent", o.persistent ? 1 : 0);
   s.Set("streams", streams).Set("max_in_flight", o.max_in_flight);
+  s.Set("client_window", o.client_window)
+      .Set("answers_per_response", o.answers_per_response);
   s.Set("ok", static_cast<int64_t>(r.ok))
       .Set("errors", static_cast<int64_t>(r.errors));
   AddThroughput(s, static_cast<uint64_t>(o.n), elapsed);
@@ -992,6 +1020,8 @@ int Main(int argc, char** argv) {
   o.pause_us = f.Int("pause_us", 0);
   o.streams_given = f.Has("streams");
   o.max_in_flight = f.Int("max_in_flight", 256);
+  o.client_window = f.Int("client_window", 0);
+  o.answers_per_response = f.Int("answers_per_response", 1);
   o.trickle = f.Double("trickle", 0);
   f.CheckAllUsed();
   if (o.ack != "auto" && o.ack != "client" && o.ack != "none") {
@@ -1010,6 +1040,10 @@ int Main(int argc, char** argv) {
   }
   if (mode == "publish-stream") {
     if (o.max_in_flight <= 0) f.Die("--max_in_flight must be positive");
+    if (o.client_window < 0) f.Die("--client_window must be 0 or more");
+    if (o.answers_per_response < 0 || o.answers_per_response > 1024) {
+      f.Die("--answers_per_response: 0..1024");
+    }
     return RunPublishStream(o);
   }
   if (mode == "status-sync") return RunStatusSync(o);

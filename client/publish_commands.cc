@@ -145,6 +145,8 @@ class StreamSender {
         stream_(client.gateway().PublishStream(ctx_.get())) {
     *request_.mutable_message() = message_template;
     request_.set_max_in_flight(max_in_flight);
+    // One response may carry every answer of a confirm.
+    request_.set_max_answers_per_response(kAnswersPerResponse);
     reader_ = std::thread([this] { ReadAnswers(); });
   }
   ~StreamSender() {
@@ -168,7 +170,10 @@ class StreamSender {
       return false;
     }
     ++written_;
-    if (written_ == 1) request_.clear_max_in_flight();
+    if (written_ == 1) {
+      request_.clear_max_in_flight();
+      request_.clear_max_answers_per_response();
+    }
     return true;
   }
 
@@ -254,22 +259,29 @@ class StreamSender {
     std::string error;
   };
 
+  static constexpr uint32_t kAnswersPerResponse = 1024;
+
   // The reader thread: counts every answer until the stream ends.
   void ReadAnswers() {
     v1::PublishStreamResponse r;
     while (stream_->Read(&r)) {
-      if (r.result().code() == 0) {
-        ++sent_;
-      } else {
-        ++failed_;
-        if (failures_.size() < kJsonFailures) {
-          failures_.push_back(
-              {static_cast<int64_t>(r.sequence()),
-               static_cast<::grpc::StatusCode>(r.result().code()),
-               r.result().error()});
-        }
+      if (r.answers_size() == 0) Count(r.sequence(), r.result());
+      for (const v1::PublishStreamAnswer& a : r.answers()) {
+        Count(a.sequence(), a.result());
       }
       progress_->Update(sent_ + failed_);
+    }
+  }
+  void Count(uint64_t sequence, const v1::PublishResult& result) {
+    if (result.code() == 0) {
+      ++sent_;
+      return;
+    }
+    ++failed_;
+    if (failures_.size() < kJsonFailures) {
+      failures_.push_back({static_cast<int64_t>(sequence),
+                           static_cast<::grpc::StatusCode>(result.code()),
+                           result.error()});
     }
   }
 

@@ -76,6 +76,8 @@ void PublishStreamReactor::HandleRequest(const std::shared_ptr<Shared>& s) {
     const uint32_t asked = request_.max_in_flight();
     amqpgw::MutexLock lock(&s->mu);
     s->max_in_flight = std::min(asked == 0 ? kDefaultMaxInFlight : asked, cap);
+    s->max_answers = std::clamp<uint32_t>(request_.max_answers_per_response(),
+                                          1, kMaxAnswers);
   }
   {
     amqpgw::MutexLock lock(&s->mu);
@@ -108,10 +110,11 @@ void PublishStreamReactor::HandleRequest(const std::shared_ptr<Shared>& s) {
   bool post;
   {
     amqpgw::MutexLock lock(&s->mu);
+    s->staged_bytes += m->body.size() + 256;
     s->staged.push_back(
         Staged{sequence, std::move(id), *std::move(m), std::move(spans)});
-    post = !s->handoff_posted;
-    s->handoff_posted = true;
+    post = !s->handoff_posted && s->at_broker < s->max_in_flight;
+    if (post) s->handoff_posted = true;
   }
   if (post) {
     // The task runs before Finish: the staged message is outstanding, so
@@ -124,8 +127,16 @@ void PublishStreamReactor::HandOff(const std::shared_ptr<Shared>& s) {
   std::vector<Staged> staged;
   {
     amqpgw::MutexLock lock(&s->mu);
-    staged.swap(s->staged);
     s->handoff_posted = false;
+    size_t room = s->max_in_flight - std::min(s->max_in_flight, s->at_broker);
+    size_t n = std::min(room, s->staged.size());
+    staged.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      s->staged_bytes -= s->staged.front().message.body.size() + 256;
+      staged.push_back(std::move(s->staged.front()));
+      s->staged.pop_front();
+    }
+    s->at_broker += static_cast<uint32_t>(n);
   }
   // Batches of at most max_message_bytes (or one message), so that each
   // fits --max_pending_bytes as a lone message does. Until the last one is
@@ -178,8 +189,10 @@ void PublishStreamReactor::PublishStaged(const std::shared_ptr<Shared>& s,
     Pending& p = (*pending)[i];
     const core::PublishBatch::Result& r = b.result(i);
     if (p.spans != nullptr) p.spans->Finish(r);
-    Deliver(s, Answer{p.sequence, r.status, std::move(p.message_id),
-                      r.confirmed_at});
+    Deliver(
+        s,
+        Answer{p.sequence, r.status, std::move(p.message_id), r.confirmed_at},
+        /*settled=*/true);
   });
   batch->set_record_send_times(record);
   batch->set_cancelled(
@@ -190,14 +203,16 @@ void PublishStreamReactor::PublishStaged(const std::shared_ptr<Shared>& s,
     // message gets the answer a unary Publish would.
     absl::Time now = absl::Now();
     for (Pending& p : *pending) {
-      Deliver(s, Answer{p.sequence, st, std::string(), now});
+      Deliver(s, Answer{p.sequence, st, std::string(), now},
+              /*settled=*/true);
     }
   }
 }
 
 void PublishStreamReactor::Deliver(const std::shared_ptr<Shared>& s,
-                                   Answer answer) {
+                                   Answer answer, bool settled) {
   Actions actions;
+  bool post = false;
   {
     amqpgw::MutexLock lock(&s->mu);
     if (s->broken) {
@@ -205,8 +220,19 @@ void PublishStreamReactor::Deliver(const std::shared_ptr<Shared>& s,
     } else {
       s->answers.push_back(std::move(answer));
     }
+    if (settled) {
+      --s->at_broker;
+      // Room in the window: the staged messages follow at once (settled
+      // answers come on the publisher thread, so the task runs in the same
+      // pass of its loop, without a wake-up).
+      post = !s->handoff_posted && !s->staged.empty();
+      if (post) s->handoff_posted = true;
+    }
     Claim(*s, &actions);
   }
+  // Posted before Act: a staged message is outstanding, so Act cannot
+  // finish the stream, and `this` is alive when the task runs.
+  if (post) session_->RunOnPublisher(publisher_, [this, s] { HandOff(s); });
   Act(std::move(actions));
 }
 
@@ -216,7 +242,8 @@ void PublishStreamReactor::OnWriteDone(bool ok) {
   {
     amqpgw::MutexLock lock(&s->mu);
     s->idle = std::move(s->in_flight);
-    --s->outstanding;
+    s->outstanding -= s->writing_answers;
+    s->writing_answers = 0;
     if (!ok && !s->broken) {
       s->broken = true;
       s->cancelled.store(true, std::memory_order_relaxed);
@@ -263,15 +290,23 @@ void PublishStreamReactor::OnDone() {
 
 void PublishStreamReactor::Claim(Shared& s, Actions* out) {
   if (s.finished) return;
+  const uint64_t window = s.max_in_flight;
   if (!s.reading && !s.read_closed && !s.broken && !s.draining.has_value() &&
-      s.outstanding < s.max_in_flight) {
+      s.staged.size() < window && s.staged_bytes < kMaxReadAheadBytes &&
+      s.outstanding < 3 * window) {
     s.reading = true;
     out->read = true;
   }
   if (s.idle != nullptr && !s.answers.empty()) {
     out->slot = std::move(s.idle);
-    out->answer = std::move(s.answers.front());
-    s.answers.pop_front();
+    const size_t n = std::min<size_t>(s.max_answers, s.answers.size());
+    out->answers.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      out->answers.push_back(std::move(s.answers.front()));
+      s.answers.pop_front();
+    }
+    s.writing_answers = static_cast<uint32_t>(n);
+    out->batched = s.max_answers > 1;
     out->more = !s.answers.empty();
   }
   // Draining, a read still under way does not hold Finish back (the
@@ -282,7 +317,7 @@ void PublishStreamReactor::Claim(Shared& s, Actions* out) {
       (s.read_closed || s.broken || draining)) {
     s.finished = true;
     out->finish = true;
-    out->answer.status =
+    out->end_status =
         s.broken ? absl::CancelledError(
                        "the stream was cancelled or broke; answers still "
                        "owed were dropped")
@@ -295,9 +330,21 @@ void PublishStreamReactor::Act(Actions a) {
   if (a.read) StartRead(&request_);
   if (a.slot != nullptr) {
     v1::PublishStreamResponse* r = a.slot.get();
-    r->set_sequence(a.answer.sequence);
-    ToProtoPublishResult(a.answer.status, a.answer.confirmed_at,
-                         a.answer.message_id, r->mutable_result());
+    if (!a.batched) {
+      const Answer& one = a.answers.front();
+      r->set_sequence(one.sequence);
+      ToProtoPublishResult(one.status, one.confirmed_at, one.message_id,
+                           r->mutable_result());
+    } else {
+      // The slot is reused: RepeatedPtrField keeps the cleared elements.
+      r->clear_answers();
+      for (const Answer& one : a.answers) {
+        v1::PublishStreamAnswer* out = r->add_answers();
+        out->set_sequence(one.sequence);
+        ToProtoPublishResult(one.status, one.confirmed_at, one.message_id,
+                             out->mutable_result());
+      }
+    }
     {
       std::shared_ptr<Shared> s = shared_;
       amqpgw::MutexLock lock(&s->mu);
@@ -310,7 +357,7 @@ void PublishStreamReactor::Act(Actions a) {
     StartWrite(r, options);
   }
   if (a.finish) {
-    Finish(ToGrpcStatus(a.answer.status));  // `this` may go now
+    Finish(ToGrpcStatus(a.end_status));  // `this` may go now
   }
 }
 

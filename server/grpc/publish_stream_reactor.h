@@ -14,11 +14,16 @@
 // thread is busy therefore travel together, in one hop and one batch
 // (timer, bookkeeping) instead of one each, and keep their order.
 //
-// Flow control: at most max_in_flight messages are read and not yet
-// answered (their answer written to gRPC). Beyond that the reactor issues
-// no next read until a write completes, so gRPC's flow control holds the
-// caller. Answers wait in a queue that this bounds too; one write is in
-// flight at a time.
+// Flow control: at most max_in_flight messages are handed to the publisher
+// and not yet settled (waiting for the broker's confirm). The reactor reads
+// ahead: up to max_in_flight more (and at most kMaxReadAheadBytes of them)
+// wait staged, so that when a confirm settles k messages the publisher
+// thread hands k staged ones over at once, in the same pass (a task it
+// posts to itself), as a rabbitmq-c client refills its confirm window,
+// instead of waiting for k reads one after another. Beyond that, or while
+// 3 * max_in_flight messages are read and not yet answered (answers
+// waiting for their write), the reactor issues no next read, so gRPC's
+// flow control holds the caller. One write is in flight at a time.
 //
 // Shutdown: Start registers the stream with the session
 // (core::Session::AddDrainHook). On DrainStreams it reads nothing more
@@ -72,6 +77,11 @@ class PublishStreamReactor
  public:
   // max_in_flight when the first request leaves it 0.
   static constexpr uint32_t kDefaultMaxInFlight = 256;
+  // Most bytes read ahead (staged beyond the broker's window), roughly:
+  // the reactor reads no further once this much is staged.
+  static constexpr size_t kMaxReadAheadBytes = 1 << 20;
+  // Most answers per response (max_answers_per_response is lowered to it).
+  static constexpr uint32_t kMaxAnswers = 1024;
 
   // `session`, `limits` and `spans` (null: no spans) must outlive the
   // reactor. Call Start() or FinishNow() next.
@@ -111,11 +121,14 @@ class PublishStreamReactor
   struct Actions {
     bool read = false;
     // A write: the slot (this thread's until it puts it in
-    // Shared::in_flight) and the answer to fill it with.
+    // Shared::in_flight) and the answers to fill it with (one unless the
+    // stream asked for more per response).
     std::unique_ptr<v1::PublishStreamResponse> slot;
-    Answer answer;
-    bool more = false;  // answers queued behind this one: buffer hint
+    std::vector<Answer> answers;
+    bool batched = false;  // in `answers` (max_answers_per_response > 1)
+    bool more = false;     // answers queued behind these: buffer hint
     bool finish = false;
+    absl::Status end_status;  // with finish
   };
 
   // State shared by gRPC's threads and the publishers'. Each entry point
@@ -125,11 +138,21 @@ class PublishStreamReactor
     amqpgw::Mutex mu;
     // Messages read and not yet answered (written or dropped).
     uint32_t outstanding ABSL_GUARDED_BY(mu) = 0;
+    // Of those, the ones handed to the publisher and not yet settled: at
+    // most max_in_flight.
+    uint32_t at_broker ABSL_GUARDED_BY(mu) = 0;
     uint32_t max_in_flight ABSL_GUARDED_BY(mu) = kDefaultMaxInFlight;
+    // Answers per response (max_answers_per_response, 1..kMaxAnswers); 1
+    // fills `sequence` and `result`, more fill `answers`.
+    uint32_t max_answers ABSL_GUARDED_BY(mu) = 1;
+    // How many answers the write under way carries.
+    uint32_t writing_answers ABSL_GUARDED_BY(mu) = 0;
     std::deque<Answer> answers ABSL_GUARDED_BY(mu);
-    // Messages read, not yet handed to the publisher, in order; a hand-off
-    // task is posted while `handoff_posted`.
-    std::vector<Staged> staged ABSL_GUARDED_BY(mu);
+    // Messages read, not yet handed to the publisher, in order, and their
+    // bytes (bodies + 256 each); a hand-off task is posted while
+    // `handoff_posted`.
+    std::deque<Staged> staged ABSL_GUARDED_BY(mu);
+    size_t staged_bytes ABSL_GUARDED_BY(mu) = 0;
     bool handoff_posted ABSL_GUARDED_BY(mu) = false;
     bool reading ABSL_GUARDED_BY(mu) = false;
     // The response of a write is in `idle` while no write is under way; a
@@ -156,16 +179,20 @@ class PublishStreamReactor
   void Drain(const std::string& why);
   // Publishes the message just read (or answers its error).
   void HandleRequest(const std::shared_ptr<Shared>& s);
-  // The publisher thread's hand-off task: publishes what is staged as one
-  // batch. Its last use of `this` is to answer the messages.
+  // The publisher thread's hand-off task: publishes what is staged, as far
+  // as the window has room, as one batch. Its last use of `this` is to
+  // answer the messages.
   void HandOff(const std::shared_ptr<Shared>& s);
   // Publishes staged[begin, end) as one batch on the publisher thread, and
   // answers them all when the session refuses it. Touches `this` last to
   // answer.
   void PublishStaged(const std::shared_ptr<Shared>& s,
                      std::vector<Staged>& staged, size_t begin, size_t end);
-  // Queues `answer` (from any thread) and acts on it.
-  void Deliver(const std::shared_ptr<Shared>& s, Answer answer);
+  // Queues `answer` (from any thread) and acts on it. `settled`: the answer
+  // is from the publisher (the message was handed over), which frees room
+  // in the window for the staged messages.
+  void Deliver(const std::shared_ptr<Shared>& s, Answer answer,
+               bool settled = false);
   // Under s.mu: claims the next read, write or Finish that the state allows.
   static void Claim(Shared& s, Actions* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <limits>
@@ -182,6 +183,54 @@ TEST_F(PublishStreamTest, EveryMessageAnsweredOnceAndQueued) {
     ++expected;
   }
   EXPECT_EQ(out_of_order, 0);
+}
+
+TEST_F(PublishStreamTest, SeveralAnswersPerResponseWhenAsked) {
+  constexpr int kMessages = 2000 / kLoadDivisor;
+  constexpr int kPerResponse = 64;
+  constexpr uint64_t kBad = 10;  // no message: answered INVALID_ARGUMENT
+  std::string q = Declare(stub(), "stream-answers");
+  StreamClient c(&stub());
+  for (uint64_t i = 1; i <= kMessages; ++i) {
+    v1::PublishStreamRequest r;
+    r.set_sequence(i);
+    if (i == 1) r.set_max_answers_per_response(kPerResponse);
+    if (i != kBad) {
+      r.mutable_message()->set_routing_key(q);
+      r.mutable_message()->set_body(absl::StrCat(i));
+    }
+    ASSERT_TRUE(c.Write(r));
+  }
+  ASSERT_TRUE(c.WritesDone());
+  ::grpc::Status s = c.Finish();
+  ASSERT_TRUE(s.ok()) << s.error_message();
+
+  std::map<uint64_t, int> answered;  // sequence -> answers
+  int most = 0;
+  for (const v1::PublishStreamResponse& r : c.answers()) {
+    // Batched answers leave the single-answer fields unset.
+    EXPECT_EQ(r.sequence(), 0u);
+    EXPECT_FALSE(r.has_result());
+    EXPECT_GE(r.answers_size(), 1);
+    EXPECT_LE(r.answers_size(), kPerResponse);
+    most = std::max(most, r.answers_size());
+    for (const v1::PublishStreamAnswer& a : r.answers()) {
+      ++answered[a.sequence()];
+      if (a.sequence() == kBad) {
+        EXPECT_EQ(a.result().code(), ::grpc::StatusCode::INVALID_ARGUMENT);
+        EXPECT_THAT(a.result().error(), HasSubstr("message: must be set"));
+      } else {
+        EXPECT_EQ(a.result().code(), 0) << a.result().error();
+      }
+    }
+  }
+  ASSERT_EQ(answered.size(), static_cast<size_t>(kMessages));
+  for (const auto& [sequence, times] : answered) {
+    EXPECT_EQ(times, 1) << "sequence " << sequence;
+  }
+  // Confirms settle many messages at once: some response carried several.
+  EXPECT_GT(most, 1);
+  EXPECT_EQ(Depth(*peer_, q), static_cast<uint32_t>(kMessages - 1));
 }
 
 TEST_F(PublishStreamTest, CallerSequencesAreEchoed) {
@@ -432,7 +481,10 @@ class PublishStreamProxyTest : public ::testing::Test {
   std::unique_ptr<AmqpPeer> peer_;
 };
 
-TEST_F(PublishStreamProxyTest, NeverMoreThanMaxInFlightReadAndUnanswered) {
+// The window is what the broker holds: the gateway reads ahead (at most
+// kMaxInFlight more, which wait in it unpublished) but publishes no more
+// than kMaxInFlight unconfirmed.
+TEST_F(PublishStreamProxyTest, NeverMoreThanMaxInFlightUnconfirmed) {
   constexpr int kMaxInFlight = 16;
   constexpr int kMessages = 3000;
   std::string q = Declare(g_->stub(), "stream-window");

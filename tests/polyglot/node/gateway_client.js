@@ -95,7 +95,7 @@ async function main() {
   // --- snippet: PublishStream (docs/clients.md) ---
   // Many messages on one stream, each answered (by its sequence, in any
   // order) once the broker has confirmed it; at most max_in_flight (read
-  // from the first request) unanswered at a time.
+  // from the first request) unconfirmed at a time.
   const confirmed = new Set();
   await new Promise((resolve, reject) => {
     const stream = gw.PublishStream({ deadline: Date.now() + 60000 });

@@ -126,7 +126,7 @@ def run(server, queue):
     # --- snippet: PublishStream (docs/clients.md) ---
     # Many messages on one stream, each answered (by its sequence, in any
     # order) once the broker has confirmed it; at most max_in_flight (read
-    # from the first request) unanswered at a time.
+    # from the first request) unconfirmed at a time.
     def messages():
         for i in range(1, 101):
             yield pb.PublishStreamRequest(
