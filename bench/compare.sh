@@ -254,6 +254,19 @@ for rep in $(seq 1 "$REPS"); do
     run py_aiopika "$PY" "$ROOT/bench/python/aiopika_consume.py" \
       --broker "$URI" --queue "$Q" -n "$PY_N" --prefetch 1000
   }
+  # Python publishing: grpcio on PublishStream (max_in_flight 256; one
+  # answer per response, and up to 256) against aio-pika with publisher
+  # confirms and 256 awaiting their confirm.
+  py_pub_run() {
+    run "$1" env PYTHONPATH="$WORK/py" "$PY" "$ROOT/bench/python/grpc_publish_stream.py" \
+      --server "$SERVER" --queue "$Q" -n "$PY_N" --gateway_pid "$GW_PID" "${@:2}"
+  }
+  py_pub() { py_pub_run py_grpc_publish; }
+  py_pubb() { py_pub_run py_grpc_publish_batch --answers_per_response 256; }
+  py_pub_d() {
+    run py_aiopika_publish "$PY" "$ROOT/bench/python/aiopika_publish.py" \
+      --broker "$URI" --queue "$Q" -n "$PY_N" --window 256
+  }
   if [ -n "$ONLY" ]; then
     read -r -a only <<< "$ONLY"
     if [ $((rep % 2)) = 0 ]; then
@@ -268,12 +281,14 @@ for rep in $(seq 1 "$REPS"); do
     stream_g; stream_d; streamb_g; sub_g; small_g; small_d
     sub_gp; stream_dp; stream_gp
     py_g; py_d; py_gb
+    py_pub; py_pub_d; py_pubb
   else
     pub_d_cli; pub_cli
     pub_d_props; floor_g; pub_d64; pub_g_unary; pub_g_stream1; pub_g_stream; pub_d; pub_g_batch
     status_g; sync_d; sync_g
     sub_g; streamb_g; stream_d; stream_g; small_d; small_g
     stream_gp; stream_dp; sub_gp
+    py_pubb; py_pub_d; py_pub
     py_gb; py_d; py_g
   fi
 done
@@ -362,6 +377,10 @@ out.append(f"| Python: grpcio StreamMessages vs aio-pika consumer (prefetch 1000
 pb = med("py_grpc_batch", "msgs_per_s")
 pbr = pb / pd if pb and pd else None
 out.append(f"| Python as above, max_batch 256 | {fmt(pb, ' msg/s')} | {fmt(pd, ' msg/s')} | {fmt(pbr, 'x', 1)} | >= 3x | {verdict(None if pbr is None else pbr >= 3)} |")
+for name, s in (("Python publishing: grpcio PublishStream (max_in_flight 256, one answer per response) vs aio-pika with confirms (window 256; no target)", "py_grpc_publish"), ("Python publishing as above, up to 256 answers per response (no target)", "py_grpc_publish_batch")):
+    g, d = med(s, "msgs_per_s"), med("py_aiopika_publish", "msgs_per_s")
+    r = g / d if g and d else None
+    out.append(f"| {name} | {fmt(g, ' msg/s')} | {fmt(d, ' msg/s')} | {fmt(r, 'x', 1)} | | n/a |")
 out.append("")
 out.append("Medians per scenario (CPU in microseconds per message; latency per call; cores busy: the three CPU columns times msg/s, out of this machine's cores):")
 out.append("")
@@ -373,7 +392,7 @@ def busy(s):
         return None
     us = sum(med(s, k) or 0 for k in ("gw_cpu_us_per_msg", "broker_cpu_us_per_msg", "client_cpu_us_per_msg"))
     return us * rate / 1e6
-for s in ("pub_batch", "pub_stream", "pub_stream1", "cli_publish", "pub_direct_cli", "pub_unary", "floor_unary", "floor_hop_unary", "pub_direct", "pub_direct64", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "floor_idle", "floor_hop_idle", "stream_gateway", "stream_batch_gateway", "subscribe_gateway", "stream_direct", "stream_gateway_pinned", "subscribe_gateway_pinned", "stream_direct_pinned", "stream10_gateway", "stream10_direct", "py_grpc", "py_grpc_batch", "py_aiopika"):
+for s in ("pub_batch", "pub_stream", "pub_stream1", "cli_publish", "pub_direct_cli", "pub_unary", "floor_unary", "floor_hop_unary", "pub_direct", "pub_direct64", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "floor_idle", "floor_hop_idle", "stream_gateway", "stream_batch_gateway", "subscribe_gateway", "stream_direct", "stream_gateway_pinned", "subscribe_gateway_pinned", "stream_direct_pinned", "stream10_gateway", "stream10_direct", "py_grpc", "py_grpc_batch", "py_aiopika", "py_grpc_publish", "py_grpc_publish_batch", "py_aiopika_publish"):
     if s not in rows:
         continue
     n = len([r for r in rows[s] if "failed" not in r])

@@ -124,7 +124,11 @@ void PublishStreamReactor::HandleRequest(const std::shared_ptr<Shared>& s) {
 }
 
 void PublishStreamReactor::HandOff(const std::shared_ptr<Shared>& s) {
+  // Posted only with something staged and room in the window, and nothing
+  // else takes from `staged`: at least one message moves, so the stream
+  // cannot finish before the last PublishStaged below.
   std::vector<Staged> staged;
+  Actions actions;
   {
     amqpgw::MutexLock lock(&s->mu);
     s->handoff_posted = false;
@@ -137,7 +141,11 @@ void PublishStreamReactor::HandOff(const std::shared_ptr<Shared>& s) {
       s->staged.pop_front();
     }
     s->at_broker += static_cast<uint32_t>(n);
+    // Room to read ahead again (a full read-ahead stopped the reads).
+    Claim(*s, &actions);
   }
+  Act(std::move(actions));
+  if (staged.empty()) return;  // (see above; `this` may be gone)
   // Batches of at most max_message_bytes (or one message), so that each
   // fits --max_pending_bytes as a lone message does. Until the last one is
   // handed over, its messages are outstanding: `this` is alive.
