@@ -12,6 +12,7 @@ import asyncio
 import time
 
 import aio_pika
+from benchlib import print_summary
 
 
 async def consume(a):
@@ -49,11 +50,8 @@ def main():
     if a.label:
         items.append(("label", a.label))
     items += [("n", a.n), ("prefetch", a.prefetch), ("ack", "per-message"),
-              ("ok", got), ("errors", a.n - got),
-              ("elapsed_s", f"{elapsed:.3f}"),
-              ("msgs_per_s", f"{got / elapsed:.0f}"),
-              ("client_cpu_us_per_msg", f"{client_cpu * 1e6 / max(got, 1):.2f}")]
-    print(" ".join(f"{k}={v}" for k, v in items), flush=True)
+              ("ok", got), ("errors", a.n - got)]
+    print_summary(items, got, elapsed, client_cpu)
     return 0 if got == a.n else 1
 
 

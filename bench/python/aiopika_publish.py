@@ -14,6 +14,7 @@ import asyncio
 import time
 
 import aio_pika
+from benchlib import print_summary
 
 
 async def publish(a):
@@ -58,11 +59,8 @@ def main():
     a = p.parse_args()
     ok, elapsed, client_cpu = asyncio.run(publish(a))
     items = [("tool", "python-aio-pika"), ("mode", "publish"), ("n", a.n),
-             ("window", a.window), ("ok", ok), ("errors", a.n - ok),
-             ("elapsed_s", f"{elapsed:.3f}"),
-             ("msgs_per_s", f"{ok / elapsed:.0f}"),
-             ("client_cpu_us_per_msg", f"{client_cpu * 1e6 / max(ok, 1):.2f}")]
-    print(" ".join(f"{k}={v}" for k, v in items), flush=True)
+             ("window", a.window), ("ok", ok), ("errors", a.n - ok)]
+    print_summary(items, ok, elapsed, client_cpu)
     return 0 if ok == a.n else 1
 
 

@@ -12,20 +12,12 @@ python3-grpcio (/usr/bin/python3).
                          [--answers_per_response K]
 """
 import argparse
-import os
 import time
 
 import grpc
+from benchlib import cpu_seconds, print_summary
 from amqpgw.v1 import gateway_pb2 as pb
 from amqpgw.v1 import gateway_pb2_grpc as rpc
-
-
-def cpu_seconds(pid):
-    if not pid:
-        return 0.0
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -69,14 +61,11 @@ def main():
     gw_cpu = cpu_seconds(a.gateway_pid) - gw_cpu0
     items = [("tool", "python-grpcio"), ("mode", "publish-stream"),
              ("n", a.n), ("answers_per_response", a.answers_per_response),
-             ("ok", ok), ("errors", a.n - ok),
-             ("elapsed_s", f"{elapsed:.3f}"),
-             ("msgs_per_s", f"{ok / elapsed:.0f}"),
-             ("client_cpu_us_per_msg",
-              f"{client_cpu * 1e6 / max(ok, 1):.2f}")]
+             ("ok", ok), ("errors", a.n - ok)]
+    extra = []
     if a.gateway_pid:
-        items.append(("gw_cpu_us_per_msg", f"{gw_cpu * 1e6 / max(ok, 1):.2f}"))
-    print(" ".join(f"{k}={v}" for k, v in items), flush=True)
+        extra.append(("gw_cpu_us_per_msg", f"{gw_cpu * 1e6 / max(ok, 1):.2f}"))
+    print_summary(items, ok, elapsed, client_cpu, extra)
     return 0 if ok == a.n else 1
 
 

@@ -9,20 +9,12 @@ makes them with protoc) and Debian's python3-grpcio (/usr/bin/python3).
                  [--max_batch B]
 """
 import argparse
-import os
 import time
 
 import grpc
+from benchlib import cpu_seconds, print_summary
 from amqpgw.v1 import gateway_pb2 as pb
 from amqpgw.v1 import gateway_pb2_grpc as rpc
-
-
-def cpu_seconds(pid):
-    if not pid:
-        return 0.0
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -71,14 +63,11 @@ def main():
     items += [("n", a.n), ("prefetch", a.prefetch), ("ack", "auto")]
     if a.max_batch:
         items.append(("max_batch", a.max_batch))
-    items += [
-        ("ok", got), ("errors", a.n - got),
-        ("elapsed_s", f"{elapsed:.3f}"),
-        ("msgs_per_s", f"{got / elapsed:.0f}"),
-        ("client_cpu_us_per_msg", f"{client_cpu * 1e6 / max(got, 1):.2f}")]
+    items += [("ok", got), ("errors", a.n - got)]
+    extra = []
     if a.gateway_pid:
-        items.append(("gw_cpu_us_per_msg", f"{gw_cpu * 1e6 / max(got, 1):.2f}"))
-    print(" ".join(f"{k}={v}" for k, v in items), flush=True)
+        extra.append(("gw_cpu_us_per_msg", f"{gw_cpu * 1e6 / max(got, 1):.2f}"))
+    print_summary(items, got, elapsed, client_cpu, extra)
     return 0 if got == a.n else 1
 
 
