@@ -62,6 +62,10 @@ async function main() {
     await page.goto(url);
     await waitText(page.locator("#state-badge"), /^READY/, "state badge");
     await page.fill("#qf-text", queue);
+    // The filtered list, not the one loaded before the filter applied
+    // (applying it resets the list's age: "no data" if the gateway is
+    // gone by then).
+    await waitText(page.locator(`#queues[data-filter="${queue}"] #queues-fresh`), /^updated \d+ s ago$/, "the filtered list");
     const row = page.locator(`#queue-table tr[data-queue="${queue}"]`);
     await waitText(row.locator("[data-col=ready]"), /^4$/, "the queue listed");
     await waitText(page.locator("#queues-fresh"), /^updated \d+ s ago$/, "fresh list");

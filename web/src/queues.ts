@@ -96,9 +96,13 @@ export async function refreshQueues(): Promise<void> {
   if (inFlight) return;
   inFlight = true;
   const gen = generation;
+  // The filter this answer is for (the box may change while it is on its
+  // way); #queues[data-filter] says which filter the table shows.
+  const filter = filterRequest();
+  const filterText = filter === undefined ? "" : input("qf-text").value;
   try {
     const { response } = await gateway().listQueues(
-      { filter: filterRequest(), pageSize: PAGE_SIZE, pageToken: "" }, within(8000));
+      { filter, pageSize: PAGE_SIZE, pageToken: "" }, within(8000));
     if (gen !== generation) return;
     queues = response.queues;
     for (const q of queues) recordInfo(q);
@@ -109,11 +113,12 @@ export async function refreshQueues(): Promise<void> {
     const total = Number(response.totalCount);
     byId("queues-count").textContent =
       (filtered > shown ? `the first ${shown} of ${filtered} queues` : `${shown} ${shown === 1 ? "queue" : "queues"}`) +
-      (filterRequest() !== undefined ? ` matching (of ${total})` : "") +
+      (filter !== undefined ? ` matching (of ${total})` : "") +
       (filtered > shown ? " (narrow the filter to see the others)" : "");
     byId("queues-empty").hidden = shown > 0;
     byId("queues-unavailable").hidden = true;
     clearError("queues-list-error");
+    byId("queues").dataset.filter = filterText;
     fresh.ok();
   } catch (e) {
     if (gen !== generation) return;
