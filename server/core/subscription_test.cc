@@ -633,13 +633,18 @@ TEST_F(SubscriptionTest, LargerMessagesNarrowTheWindowAndAcksWidenIt) {
   uint16_t narrowed = qos.back().prefetch;
   // Acking all of them makes room: the window is budget / average size,
   // the average moving from the 64 KiB assumed towards 1 MiB per delivery
-  // (after eight: 0.68 MiB, so 5 messages).
+  // (after eight: 0.68 MiB, so 5 messages). It widens only by more than a
+  // quarter (no basic.qos per read for a steady stream), and how far it
+  // narrowed depends on how the worker's reads grouped the eight: from 4,
+  // 5 is not worth a basic.qos.
+  constexpr uint16_t kWant = 5;
   ASSERT_TRUE(Ack(sink.id, ids).ok());
   ASSERT_TRUE(Settle(*worker_, *peer_));
   qos = peer_->sent(Sent::Kind::kQos);
   EXPECT_TRUE(qos.back().global);
   EXPECT_GE(qos.back().prefetch, narrowed);
-  EXPECT_EQ(qos.back().prefetch, 5u);
+  EXPECT_EQ(qos.back().prefetch,
+            kWant > narrowed + narrowed / 4 ? kWant : narrowed);
 }
 
 TEST_F(SubscriptionTest, SmallMessagesNeedNoChannelWideWindow) {
