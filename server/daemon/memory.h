@@ -83,8 +83,10 @@ class MemoryTrimmer {
 // closed) raises the threshold above it, and later pages come from the heap,
 // where they reuse memory touched before: 5,000 open streams took 168 MB
 // resident, and 146 MB with the threshold fixed (`amqpgw-bench streams
-// --streams 5000`, docs/performance.md). Larger message bodies are mapped and
-// unmapped each time, which costs little next to the broker's work on them.
+// --streams 5000`, docs/performance.md). Larger message bodies are mapped,
+// faulted in and unmapped each time: at 1 MiB that is about 40 % of the
+// gateway's CPU per message, and docs/operations.md gives the environment
+// setting for deployments of large messages (it costs the idle streams).
 void FixMmapThreshold();
 
 // The process's resident size (bytes), from /proc/self/statm.
