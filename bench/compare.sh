@@ -37,7 +37,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-REPS=3 N=100000 SYNC_N=3000 PY_N=20000 IDLE_S=60 CLI_N=60000
+REPS=3 N=100000 SYNC_N=3000 PY_N=20000 IDLE_S=60 CLI_N=60000 SYNC_PAUSE_US=250
 BUILD=$ROOT/build DO_BUILD=1 OUT="" KEEP=0 ONLY="" PIN=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -78,7 +78,10 @@ NODE=$ROOT/tests/support/rabbitmq-node.sh
 export AMQPGW_NODE_MANAGEMENT=0
 PY=/usr/bin/python3  # Debian's, with python3-grpcio and python3-aio-pika
 
+# /metrics on a port of its own: the publish latency split (run_split).
+AMQPGWD_FLAGS="${AMQPGWD_FLAGS:-} --metrics_listen=127.0.0.1:0"
 bench_start amqpgw-bench
+METRICS_URL=$(grep -o 'metrics: http://[^ ]*' "$WORK/amqpgwd.log" | head -n 1 | cut -d' ' -f2)
 # gRPC's own floor in the same run: amqpgw-grpc-floor answers at once
 # (callback, as amqpgwd) or after one hand-off to another thread
 # (callback-hop, as amqpgwd's owner threads finish its calls).
@@ -133,6 +136,34 @@ run() {
     log "$scenario: FAILED: $*"; cat "$WORK/last.err" >&2
   fi
 }
+# run_split SCENARIO CMD...: run, plus where the gateway's publishes spent
+# their time, from amqpgwd's two publish histograms scraped before and after:
+# gw_queued_us (the call's hand-off to its write to the broker: the
+# gateway's own share) and broker_confirm_us (that write to the confirm),
+# means per message, appended to the summary line.
+publish_sums() {
+  curl -sf "$METRICS_URL" | awk '/^amqpgw_publish_(queued|confirm)_seconds_(sum|count) / {printf "%s=%s ", $1, $2}'
+}
+run_split() {
+  local before after extra
+  before=$(publish_sums)
+  run "$@"
+  after=$(publish_sums)
+  extra=$("$PY" - "$before" "$after" <<'PYEOF'
+import sys
+before, after = (dict(kv.split("=") for kv in a.split()) for a in sys.argv[1:3])
+def delta(key):
+    return float(after.get(key, 0)) - float(before.get(key, 0))
+out = []
+for part, name in (("queued", "gw_queued_us"), ("confirm", "broker_confirm_us")):
+    n = delta(f"amqpgw_publish_{part}_seconds_count")
+    if n > 0:
+        out.append(f"{name}={delta(f'amqpgw_publish_{part}_seconds_sum') / n * 1e6:.1f}")
+print(" ".join(out))
+PYEOF
+)
+  [ -z "$extra" ] || sed -i "\$ s/\$/ $extra/" "$RAW"
+}
 # cli_publish N: `amqpgw publish --count N` as a user runs it (100-byte
 # persistent bodies, default --max-in-flight) on an emptied queue; prints a
 # summary line like the load tools' (the CLI's own rate, the gateway's CPU
@@ -184,12 +215,12 @@ for rep in $(seq 1 "$REPS"); do
   # Publishing: PublishBatch 256 and unary Publish x64 against a window of
   # 256, persistent 100-byte messages, confirmed.
   pub_g_batch() { run pub_batch "$GBENCH" publish-batch "${COMMON_G[@]}" -n "$N" --batch 256 --purge; }
-  pub_g_unary() { run pub_unary "$GBENCH" publish "${COMMON_G[@]}" -n "$N" --concurrency 64 --purge; }
+  pub_g_unary() { run_split pub_unary "$GBENCH" publish "${COMMON_G[@]}" -n "$N" --concurrency 64 --purge; }
   # PublishStream: one stream, at most 256 messages unconfirmed (the
   # gateway holds the window; the tool writes as gRPC lets it, as the CLI
   # does), up to 256 answers per response (as the CLI asks); and the same
   # with one answer per response.
-  pub_g_stream() { run pub_stream "$GBENCH" publish-stream "${COMMON_G[@]}" -n "$N" --max_in_flight 256 --answers_per_response 256 --purge; }
+  pub_g_stream() { run_split pub_stream "$GBENCH" publish-stream "${COMMON_G[@]}" -n "$N" --max_in_flight 256 --answers_per_response 256 --purge; }
   pub_g_stream1() { run pub_stream1 "$GBENCH" publish-stream "${COMMON_G[@]}" -n "$N" --max_in_flight 256 --purge; }
   # The CLI as a user runs it, against direct with the same message count.
   pub_cli() { run cli_publish cli_publish "$CLI_N"; }
@@ -207,8 +238,15 @@ for rep in $(seq 1 "$REPS"); do
     run floor_idle "$GBENCH" status-sync --server "$FLOOR" --gateway_pid "$FLOOR_GW_PID" -n "$SYNC_N" --pause_us 700
     run floor_hop_idle "$GBENCH" status-sync --server "$HOP" --gateway_pid "$HOP_GW_PID" -n "$SYNC_N" --pause_us 700
   }
-  sync_g() { run sync_gateway "$GBENCH" publish-sync "${COMMON_G[@]}" -n "$SYNC_N" --purge; }
-  sync_d() { run sync_direct "$DBENCH" publish-sync "${COMMON_D[@]}" -n "$SYNC_N" --purge; }
+  sync_g() { run_split sync_gateway "$GBENCH" publish-sync "${COMMON_G[@]}" -n "$SYNC_N" --purge; }
+  # Direct window 1 back to back, and with the next publish a pause after
+  # each confirm (about the round trip a gateway's caller takes between
+  # messages, status_idle below): what the broker's going idle in between
+  # costs its own latency.
+  sync_d() {
+    run sync_direct "$DBENCH" publish-sync "${COMMON_D[@]}" -n "$SYNC_N" --purge
+    run sync_direct_paused "$DBENCH" publish-sync "${COMMON_D[@]}" -n "$SYNC_N" --purge --pause_us "$SYNC_PAUSE_US"
+  }
   # The floor under publish-sync: a gRPC round trip through the gateway
   # without the broker, back to back and with the threads idle in between
   # (as they are while the broker confirms).
@@ -342,6 +380,20 @@ dc = med("pub_direct64", "client_cpu_us_per_msg")
 amqp_base = fc + dc if fc is not None and dc is not None else None
 own = gc - amqp_base if gc is not None and amqp_base is not None else None
 out.append(f"| The gateway's own part: server CPU per Publish call above the do-nothing server plus what any rabbitmq-c publisher spends (the direct tool's own CPU per message at window 64) | {fmt(gc, ' us', 1)} | {fmt(amqp_base, ' us', 1)} | {fmt(own, ' us', 1)} | <= +15 us | {verdict(None if own is None else own <= 15)} |")
+# Where the gateway's publishes spent their time (run_split: amqpgwd's
+# publish histograms), and what 64 callers could get with the gateway's own
+# share at zero: each caller has one call in flight, so a call takes
+# 64 / rate on average (Little's law).
+ur, d64 = med("pub_unary", "msgs_per_s"), med("pub_direct64", "msgs_per_s")
+uq, ub = med("pub_unary", "gw_queued_us"), med("pub_unary", "broker_confirm_us")
+ucall = 64 / ur * 1e6 if ur else None
+urest = ucall - uq - ub if None not in (ucall, uq, ub) else None
+out.append(f"| Publish x64, mean time per call (64 / msg/s) and its parts: at the broker (a message's write to its confirm) / the gateway's own (the call's hand-off to that write) / the rest (gRPC both ways, the client) (no target) | {fmt(ucall, ' us')} | {fmt(ub, ' us')} / {fmt(uq, ' us')} / {fmt(urest, ' us')} | {fmt(None if None in (uq, ucall) else uq / ucall * 100, ' %', 1)} own | | n/a |")
+ubound = 64 / (ucall - uq) * 1e6 if None not in (ucall, uq) else None
+out.append(f"| The bound: Publish x64 with the gateway's own share at zero, 64 / (call - own), vs direct window 64 (no target) | {fmt(ubound, ' msg/s')} | {fmt(d64, ' msg/s')} | {fmt(None if None in (ubound, d64) else ubound / d64, '', 2)} | | n/a |")
+for name, sc in (("PublishStream", "pub_stream"), ("publish-sync", "sync_gateway")):
+    q, b = med(sc, "gw_queued_us"), med(sc, "broker_confirm_us")
+    out.append(f"| {name}, mean per message: at the broker / the gateway's own, as above (no target) | {fmt(b, ' us')} | {fmt(q, ' us')} | | | n/a |")
 gp, dp = med("sync_gateway", "p50_us"), med("sync_direct", "p50_us")
 si = med("status_idle", "p50_us")
 base = dp + si if dp is not None and si is not None else None
@@ -352,7 +404,13 @@ hop = fh - fi if fi is not None and fh is not None else None
 out.append(f"| One thread hand-off with idle threads: gRPC's do-nothing server finishing each call on another thread (amqpgwd's EventLoop) vs at once, p50; a publish-sync call needs one to its owner thread (no target) | {fmt(fh, ' us')} | {fmt(fi, ' us')} | {fmt(hop, ' us')} | | n/a |")
 base_hop = base + hop if base is not None and hop is not None else None
 diff_hop = gp - base_hop if gp is not None and base_hop is not None else None
-out.append(f"| publish-sync p50 above the same baseline plus that hand-off (the gateway's own part; no target) | {fmt(gp, ' us')} | {fmt(base_hop, ' us')} | {fmt(diff_hop, ' us')} | | n/a |")
+out.append(f"| publish-sync p50 above the same baseline plus that hand-off (no target) | {fmt(gp, ' us')} | {fmt(base_hop, ' us')} | {fmt(diff_hop, ' us')} | | n/a |")
+dpp = med("sync_direct_paused", "p50_us")
+idle_cost = dpp - dp if dpp is not None and dp is not None else None
+out.append(f"| The broker's own part: direct window 1 waiting ${SYNC_PAUSE_US} us after each confirm before the next publish (a caller one round trip away, as through a gateway) vs back to back, p50 of publish to confirm (no target) | {fmt(dpp, ' us')} | {fmt(dp, ' us')} | {fmt(idle_cost, ' us')} | | n/a |")
+own_base = dpp + si if dpp is not None and si is not None else None
+own_sync = gp - own_base if gp is not None and own_base is not None else None
+out.append(f"| The gateway's own part: publish-sync p50 above direct window 1 paused as above + the idle round trip (the broker's idle cost taken out, the hand-off left in) | {fmt(gp, ' us')} | {fmt(own_base, ' us')} | {fmt(own_sync, ' us')} | <= +50 us | {verdict(None if own_sync is None else own_sync <= 50)} |")
 ratio_row("StreamMessages, prefetch 1000, AUTO ack (direct: basic.consume prefetch 1000, manual acks)", "stream_gateway", "stream_direct", 0.9)
 ratio_row("StreamMessages as above, max_batch 256 (up to 256 deliveries per response)", "stream_batch_gateway", "stream_direct", 0.9)
 ratio_row("Subscribe, prefetch 1000, acks every 250 in-stream, max_batch 256 (direct: basic.consume prefetch 1000, manual acks every 250)", "subscribe_gateway", "stream_direct", 0.9)
@@ -394,7 +452,7 @@ def busy(s):
         return None
     us = sum(med(s, k) or 0 for k in ("gw_cpu_us_per_msg", "broker_cpu_us_per_msg", "client_cpu_us_per_msg"))
     return us * rate / 1e6
-for s in ("pub_batch", "pub_stream", "pub_stream1", "cli_publish", "pub_direct_cli", "pub_unary", "floor_unary", "floor_hop_unary", "pub_direct", "pub_direct64", "pub_direct_props", "sync_gateway", "sync_direct", "status_hot", "status_idle", "floor_idle", "floor_hop_idle", "stream_gateway", "stream_batch_gateway", "subscribe_gateway", "stream_direct", "stream_gateway_pinned", "subscribe_gateway_pinned", "stream_direct_pinned", "stream10_gateway", "stream10_direct", "py_grpc", "py_grpc_batch", "py_aiopika", "py_grpc_publish", "py_grpc_publish_batch", "py_aiopika_publish"):
+for s in ("pub_batch", "pub_stream", "pub_stream1", "cli_publish", "pub_direct_cli", "pub_unary", "floor_unary", "floor_hop_unary", "pub_direct", "pub_direct64", "pub_direct_props", "sync_gateway", "sync_direct", "sync_direct_paused", "status_hot", "status_idle", "floor_idle", "floor_hop_idle", "stream_gateway", "stream_batch_gateway", "subscribe_gateway", "stream_direct", "stream_gateway_pinned", "subscribe_gateway_pinned", "stream_direct_pinned", "stream10_gateway", "stream10_direct", "py_grpc", "py_grpc_batch", "py_aiopika", "py_grpc_publish", "py_grpc_publish_batch", "py_aiopika_publish"):
     if s not in rows:
         continue
     n = len([r for r in rows[s] if "failed" not in r])

@@ -49,6 +49,11 @@ Flags:
                       UUID, as amqpgwd adds with --default_message_id) and
                       a fresh `traceparent` header (as amqpgwd adds for
                       traced calls), to measure what they cost the broker
+  --pause_us P        publish: wait P microseconds after each confirm before
+                      sending more (a caller whose next message comes a
+                      round trip later, as through a gateway; the pause is
+                      not in the latencies), to measure what the broker's
+                      going idle between messages costs
   --gateway_pid PID   (unused here; accepted so both tools take one command)
   --broker_pid PID    report the broker's CPU per message and peak RSS
   --label TEXT        echoed in the summary
@@ -68,6 +73,7 @@ struct Options {
   bool purge;
   int64_t warmup;
   bool gateway_props;
+  absl::Duration pause;
   pid_t broker_pid;
   std::string label;
 };
@@ -225,6 +231,8 @@ uint64_t PublishConfirmed(amqp_connection_state_t conn, const Options& o,
     }
     first_unconfirmed = tag + 1;
     amqp_maybe_release_buffers(conn);
+    // A caller's think time, not synchronisation.
+    if (o.pause > absl::ZeroDuration()) absl::SleepFor(o.pause);
   }
   return failed;
 }
@@ -256,6 +264,9 @@ int RunPublish(const Options& o, int64_t window, const std::string& mode) {
   if (!o.label.empty()) s.Set("label", o.label);
   s.Set("n", o.n).Set("size", o.size).Set("persistent", o.persistent ? 1 : 0);
   s.Set("window", window);
+  if (o.pause > absl::ZeroDuration()) {
+    s.Set("pause_us", absl::ToInt64Microseconds(o.pause));
+  }
   s.Set("ok", o.n - static_cast<int64_t>(failed))
       .Set("errors", static_cast<int64_t>(failed));
   AddThroughput(s, static_cast<uint64_t>(o.n), elapsed);
@@ -361,6 +372,7 @@ int Main(int argc, char** argv) {
   o.purge = f.Bool("purge", false);
   o.warmup = f.Int("warmup", 0);
   o.gateway_props = f.Bool("gateway_props", false);
+  o.pause = absl::Microseconds(f.Int("pause_us", 0));
   f.Int("gateway_pid", 0);
   o.broker_pid = static_cast<pid_t>(f.Int("broker_pid", 0));
   o.label = f.Str("label", "");

@@ -404,7 +404,7 @@ void Publisher::SendQueued(amqp::Connection* conn) {
       continue;
     }
     b.state_[item.index] = PublishBatch::State::kSent;
-    if (b.record_send_times_) b.results_[item.index].sent_at = absl::Now();
+    b.results_[item.index].sent_at = absl::Now();
     InFlight f;
     f.isolated = isolate;
     f.reached_before = b.reached_[item.index] != 0;
@@ -730,11 +730,16 @@ void Publisher::Settle(uint64_t tag, bool multiple, bool ack) {
   AMQPGW_DCHECK(worker_->InWorkerThread());
   uint64_t front = next_seq_ - inflight_.size();
   if (tag < front || tag >= next_seq_) return;
+  const absl::Time now = absl::Now();
   auto settle = [&](InFlight& f) {
     if (f.settled) return;
     f.settled = true;
     --unsettled_;
     stats_->unconfirmed.fetch_sub(1, std::memory_order_relaxed);
+    const PublishBatch& b = *f.item.batch;
+    const absl::Time sent_at = b.results_[f.item.index].sent_at;
+    stats_->publish_queued.Observe(sent_at - b.created_at_);
+    stats_->publish_confirm.Observe(now - sent_at);
     if (f.isolated) {
       // The broker took it (a nack or a return too: its checks passed).
       isolating_ = false;

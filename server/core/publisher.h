@@ -85,8 +85,8 @@ class PublishBatch {
   struct Result {
     absl::Status status;
     absl::Time confirmed_at = absl::InfinitePast();
-    // When the message was last written to the broker; set only when
-    // record_send_times (tracing), else InfinitePast.
+    // When the message was last written to the broker (InfinitePast if it
+    // never was).
     absl::Time sent_at = absl::InfinitePast();
   };
   using Done = absl::AnyInvocable<void(PublishBatch& batch) &&>;
@@ -101,9 +101,8 @@ class PublishBatch {
   // Valid inside `done`.
   const Result& result(size_t i) const { return results_[i]; }
   absl::Time deadline() const { return deadline_; }
-  // Record Result::sent_at (costs a clock read per message). Set before
-  // handing the batch to the session.
-  void set_record_send_times(bool record) { record_send_times_ = record; }
+  // When the batch was made (the call's hand-off to the session).
+  absl::Time created_at() const { return created_at_; }
   // Asked on the publisher's thread before each message is sent: true means
   // the caller gave up (the gRPC call was cancelled), and the message is not
   // sent but completed with CANCELLED. Called only while the batch has
@@ -134,7 +133,7 @@ class PublishBatch {
   std::vector<uint8_t> suspect_;
   size_t remaining_;
   absl::Time deadline_;
-  bool record_send_times_ = false;
+  const absl::Time created_at_ = absl::Now();
   absl::AnyInvocable<bool() const> cancelled_;
   OnResult on_result_;
   Done done_;

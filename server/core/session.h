@@ -122,6 +122,8 @@ class Session {
 
   ConnectionInfo Info() const;
   CountersSnapshot Counters() const { return stats_.Snapshot(); }
+  // The live counters and latency histograms (read from any thread).
+  const Stats& stats() const { return stats_; }
   const std::string& instance_id() const { return options_.instance_id; }
   bool enabled() const { return enabled_.load(); }
   // When to give up on a call: shortly before the caller's deadline (so the

@@ -16,6 +16,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "server/metrics/latency_histogram.h"
+
 // Counters the API's GetStatus returns (the Counters message).
 #define AMQPGW_API_COUNTERS(X)                                             \
   X(published, Counter, "amqpgw_messages_published_total",                 \
@@ -80,6 +82,18 @@ struct Stats {
   stats_internal::kind name{0};
   AMQPGW_COUNTERS(AMQPGW_COUNTER_FIELD)
 #undef AMQPGW_COUNTER_FIELD
+
+  // Per message the broker answered (basic.ack, basic.nack, basic.return),
+  // its last write to the broker splits its time in two:
+  // - publish_queued: from the call's hand-off to the session to that write
+  //   (the gateway's own share: the hop to the publisher's thread, the queue
+  //   there, a full confirm window, a blocked broker, a reconnect);
+  // - publish_confirm: from that write to the broker's answer (the broker's
+  //   share, the network's included).
+  // daemon/operations.cc serves them as amqpgw_publish_queued_seconds and
+  // amqpgw_publish_confirm_seconds.
+  metrics::LatencyHistogram publish_queued;
+  metrics::LatencyHistogram publish_confirm;
 
   CountersSnapshot Snapshot() const {
     CountersSnapshot s;

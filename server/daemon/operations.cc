@@ -128,6 +128,16 @@ void RegisterDaemonMetrics(metrics::Registry& registry, core::Session* session,
   w.kind(metric, help, static_cast<double>(c.name));
     AMQPGW_COUNTERS(AMQPGW_COUNTER_METRIC)
 #undef AMQPGW_COUNTER_METRIC
+    const core::Stats& stats = session->stats();
+    stats.publish_queued.Collect(
+        w, "amqpgw_publish_queued_seconds",
+        "Per message the broker answered: from the call's hand-off to the "
+        "broker session to the message's last write to the broker (the "
+        "gateway's own share of a publish).");
+    stats.publish_confirm.Collect(
+        w, "amqpgw_publish_confirm_seconds",
+        "Per message the broker answered: from its last write to the broker "
+        "to the broker's confirm, nack or return (the broker's share).");
     core::ConnectionInfo info = session->Info();
     w.Family("amqpgw_session_state", "gauge",
              "1 for the broker session's current state, 0 for the others.");

@@ -443,7 +443,6 @@ ServerUnaryReactor* GatewayService::Publish(CallbackServerContext* ctx,
   std::string id = m->properties.message_id.value_or(std::string());
   std::vector<amqp::OutgoingMessage> messages;
   messages.push_back(*std::move(m));
-  bool record = spans != nullptr;
   auto batch = std::make_shared<core::PublishBatch>(
       std::move(messages), session_->Deadline(CallDeadline(ctx)),
       [reactor, response, id = std::move(id),
@@ -456,7 +455,6 @@ ServerUnaryReactor* GatewayService::Publish(CallbackServerContext* ctx,
         }
         reactor->Finish(ToGrpcStatus(r.status));
       });
-  batch->set_record_send_times(record);
   return StartPublish(ctx, reactor, *session_, std::move(batch));
 }
 
@@ -494,7 +492,6 @@ ServerUnaryReactor* GatewayService::PublishBatch(
   if (tracing.recording()) {
     spans = std::make_unique<PublishTracing>(std::move(tracing));
   }
-  bool record = spans != nullptr;
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   auto batch = std::make_shared<core::PublishBatch>(
       std::move(messages), session_->Deadline(CallDeadline(ctx)),
@@ -510,7 +507,6 @@ ServerUnaryReactor* GatewayService::PublishBatch(
         response->set_ok_count(ok);
         reactor->Finish(::grpc::Status::OK);
       });
-  batch->set_record_send_times(record);
   return StartPublish(ctx, reactor, *session_, std::move(batch));
 }
 

@@ -180,10 +180,8 @@ void PublishStreamReactor::PublishStaged(const std::shared_ptr<Shared>& s,
   pending->reserve(end - begin);
   std::vector<amqp::OutgoingMessage> messages;
   messages.reserve(end - begin);
-  bool record = false;
   for (size_t k = begin; k < end; ++k) {
     Staged& one = staged[k];
-    record = record || one.spans != nullptr;
     messages.push_back(std::move(one.message));
     pending->push_back(
         Pending{one.sequence, std::move(one.message_id), std::move(one.spans)});
@@ -202,7 +200,6 @@ void PublishStreamReactor::PublishStaged(const std::shared_ptr<Shared>& s,
         Answer{p.sequence, r.status, std::move(p.message_id), r.confirmed_at},
         /*settled=*/true);
   });
-  batch->set_record_send_times(record);
   batch->set_cancelled(
       [s] { return s->cancelled.load(std::memory_order_relaxed); });
   absl::Status st = session_->PublishHere(std::move(batch), publisher_);

@@ -111,7 +111,8 @@ TEST_F(MetricsTest, TextFormatWithHelpAndTypeForEveryFamily) {
         "amqpgw_deliveries_requeued_total", "amqpgw_streams_active",
         "amqpgw_session_state", "amqpgw_session_reconnects_total",
         "amqpgw_broker_blocked", "amqpgw_bytes_in_total",
-        "amqpgw_bytes_out_total"}) {
+        "amqpgw_bytes_out_total", "amqpgw_publish_queued_seconds",
+        "amqpgw_publish_confirm_seconds"}) {
     EXPECT_TRUE(typed.count(family)) << family;
   }
   EXPECT_EQ(MetricValue(r->body, "amqpgw_session_state{state=\"READY\"}"), 1);
@@ -203,6 +204,22 @@ TEST_F(MetricsTest, NumbersMoveAsRpcsAreMade) {
   EXPECT_EQ(v(after, "amqpgw_deliveries_total") -
                 v(before, "amqpgw_deliveries_total"),
             3);
+  // Each confirmed message's time, split at its write to the broker: both
+  // parts lie inside its Publish call.
+  auto delta = [&](const std::string& sample) {
+    return v(after, sample) - v(before, sample);
+  };
+  EXPECT_EQ(delta("amqpgw_publish_queued_seconds_count"), 3);
+  EXPECT_EQ(delta("amqpgw_publish_confirm_seconds_count"), 3);
+  EXPECT_EQ(v(after, "amqpgw_publish_confirm_seconds_bucket{le=\"+Inf\"}"),
+            v(after, "amqpgw_publish_confirm_seconds_count"));
+  const double queued = delta("amqpgw_publish_queued_seconds_sum");
+  const double confirm = delta("amqpgw_publish_confirm_seconds_sum");
+  EXPECT_GT(queued, 0);
+  EXPECT_GT(confirm, 0);
+  EXPECT_LT(queued + confirm,
+            delta(absl::StrCat("amqpgw_rpc_duration_seconds_sum{", kGateway,
+                               ",method=\"Publish\",code=\"OK\"}")));
   EXPECT_EQ(
       v(after, "amqpgw_bytes_in_total") - v(before, "amqpgw_bytes_in_total"),
       15);

@@ -1,5 +1,6 @@
 #include "tests/support/load.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -33,6 +34,7 @@ PublisherPool::PublisherPool(const StubFactory& new_stub, Options options)
         amqpgw::MutexLock lock(&mu_);
         if (s.ok()) {
           confirmed_.insert(n);
+          confirmed_at_[n] = absl::Now();
           continue;
         }
         ++errors_[s.error_code()];
@@ -80,6 +82,12 @@ std::set<int> PublisherPool::Confirmed() {
 std::map<::grpc::StatusCode, int> PublisherPool::Errors() {
   amqpgw::MutexLock lock(&mu_);
   return errors_;
+}
+
+absl::Time PublisherPool::ConfirmedAt(int n) {
+  amqpgw::MutexLock lock(&mu_);
+  auto it = confirmed_at_.find(n);
+  return it == confirmed_at_.end() ? absl::InfinitePast() : it->second;
 }
 
 std::vector<std::string> PublisherPool::ErrorSamples() {
@@ -138,6 +146,7 @@ std::map<uint64_t, int> ConsumerPool::Delivered(
     // Delivered again after its ack was answered: by the broker
     // (redelivered) or as another copy of the message (a republish after
     // a publisher's connection loss: at least once).
+    ack_answer_lost_.erase(n);  // it was not acked after all
     auto acked = acked_by_.find(n);
     if (acked != acked_by_.end()) {
       if (d.redelivered()) {
@@ -154,15 +163,54 @@ std::map<uint64_t, int> ConsumerPool::Delivered(
 void ConsumerPool::AckAnswered(
     const std::map<uint64_t, int>& ids,
     const google::protobuf::RepeatedField<uint64_t>& stale,
-    const std::string& instance) {
+    const std::string& instance, bool retried) {
   std::set<uint64_t> stale_ids(stale.begin(), stale.end());
   amqpgw::MutexLock lock(&mu_);
   for (const auto& [id, n] : ids) {
-    if (stale_ids.count(id) != 0) {
-      ++stale_acks_;
-    } else {
+    if (stale_ids.count(id) == 0) {
       acked_by_[n] = instance;
+    } else if (retried) {
+      // Stale to an Ack sent again after an attempt failed UNAVAILABLE:
+      // that attempt may have been applied with its answer lost (through a
+      // balancer whose instance died). Acked, unless the message comes
+      // again (then it was stale for a reconnect).
+      ack_answer_lost_.insert(n);
+    } else {
+      ++stale_acks_;
     }
+  }
+}
+
+::grpc::Status ConsumerPool::AckWithRetries(v1::Gateway::Stub& stub,
+                                            const v1::AckRequest& ack,
+                                            v1::AckResponse& resp,
+                                            bool& retried) {
+  retried = false;
+  // What a client does with an Ack that failed UNAVAILABLE (the instance
+  // holding the stream briefly unreachable, or reconnecting to its broker):
+  // tries again with backoff, for a while. Acking twice is harmless (stale).
+  // A holder that stays unreachable has died, and its stream's end (read
+  // after this) voids the deliveries: the broker requeues them.
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  absl::Duration backoff = absl::Milliseconds(50);
+  for (int attempt = 1;; ++attempt) {
+    ::grpc::Status s = stub.Ack(Ctx().get(), ack, &resp);
+    if (s.error_code() != ::grpc::StatusCode::UNAVAILABLE) return s;
+    {
+      amqpgw::MutexLock lock(&mu_);
+      ++ack_retries_;
+      if (ack_error_samples_.size() < kMaxSamples) {
+        ack_error_samples_.push_back(
+            absl::StrCat("attempt ", attempt, ": ",
+                         metrics::RpcMetrics::CodeName(s.error_code()), ": ",
+                         s.error_message().substr(0, 200)));
+      }
+    }
+    if (absl::Now() + backoff > give_up || stop_.load()) return s;
+    retried = true;
+    // A client's backoff, not synchronisation.
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(1));
   }
 }
 
@@ -199,13 +247,10 @@ std::string ConsumerPool::StreamOnce(int index, v1::Gateway::Stub& stub,
     ack.set_subscription_id(subscription);
     for (const auto& [id, n] : ids) ack.add_delivery_ids(id);
     v1::AckResponse resp;
-    ::grpc::Status s;
-    for (int attempt = 0; attempt < 3; ++attempt) {
-      s = stub.Ack(Ctx().get(), ack, &resp);
-      if (s.error_code() != ::grpc::StatusCode::UNAVAILABLE) break;
-    }
+    bool retried = false;
+    ::grpc::Status s = AckWithRetries(stub, ack, resp, retried);
     if (s.ok()) {
-      AckAnswered(ids, resp.stale_ids(), instance);
+      AckAnswered(ids, resp.stale_ids(), instance, retried);
     } else {
       amqpgw::MutexLock lock(&mu_);
       ++ack_errors_[s.error_code()];
@@ -246,7 +291,8 @@ std::string ConsumerPool::SubscribeOnce(int index, v1::Gateway::Stub& stub,
         for (uint64_t id : ev.ack().applied_ids()) answered[id] = pending[id];
         for (uint64_t id : ev.ack().stale_ids()) answered[id] = pending[id];
         for (const auto& [id, n] : answered) pending.erase(id);
-        AckAnswered(answered, ev.ack().stale_ids(), instance);
+        AckAnswered(answered, ev.ack().stale_ids(), instance,
+                    /*retried=*/false);
         if (ev.ack().failed_ids_size() > 0) {
           amqpgw::MutexLock lock(&mu_);
           ack_errors_[::grpc::StatusCode::UNKNOWN] +=
@@ -333,7 +379,13 @@ std::set<int> ConsumerPool::Acked() {
   amqpgw::MutexLock lock(&mu_);
   std::set<int> acked;
   for (const auto& [n, instance] : acked_by_) acked.insert(n);
+  acked.insert(ack_answer_lost_.begin(), ack_answer_lost_.end());
   return acked;
+}
+
+int ConsumerPool::acks_answer_lost() {
+  amqpgw::MutexLock lock(&mu_);
+  return static_cast<int>(ack_answer_lost_.size());
 }
 
 std::map<std::string, int> ConsumerPool::AckedThenRedelivered() {
@@ -349,6 +401,16 @@ int ConsumerPool::acked_then_copied() {
 int ConsumerPool::stale_acks() {
   amqpgw::MutexLock lock(&mu_);
   return stale_acks_;
+}
+
+std::vector<std::string> ConsumerPool::AckErrorSamples() {
+  amqpgw::MutexLock lock(&mu_);
+  return ack_error_samples_;
+}
+
+int ConsumerPool::ack_retries() {
+  amqpgw::MutexLock lock(&mu_);
+  return ack_retries_;
 }
 
 std::map<::grpc::StatusCode, int> ConsumerPool::AckErrors() {

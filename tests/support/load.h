@@ -57,6 +57,8 @@ class PublisherPool {
   // Calls that ended (confirmed or failed).
   int attempted() ABSL_LOCKS_EXCLUDED(mu_);
   std::set<int> Confirmed() ABSL_LOCKS_EXCLUDED(mu_);
+  // When message `n`'s call returned OK (absl::InfinitePast() if it did not).
+  absl::Time ConfirmedAt(int n) ABSL_LOCKS_EXCLUDED(mu_);
   // Failed calls by status code.
   std::map<::grpc::StatusCode, int> Errors() ABSL_LOCKS_EXCLUDED(mu_);
   // "CODE: message" of the first failures (at most 20).
@@ -68,6 +70,7 @@ class PublisherPool {
   std::atomic<int> finished_{0};
   amqpgw::Mutex mu_;
   std::set<int> confirmed_ ABSL_GUARDED_BY(mu_);
+  std::map<int, absl::Time> confirmed_at_ ABSL_GUARDED_BY(mu_);
   std::map<::grpc::StatusCode, int> errors_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> samples_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_;
@@ -81,11 +84,12 @@ class PublisherPool {
 //   forwards it);
 // - kSubscribe: Subscribe (queue and prefetch from `request`), acking each
 //   batch in-stream.
-// A failed Ack call is retried (up to 3 times, as a client would on
-// UNAVAILABLE). Acked deliveries are counted from the answers (applied, not
-// stale), with the instance that held the stream; a delivery of a message
-// whose ack was answered OK earlier is counted as "acked, then redelivered"
-// (by that instance) when the broker marks it redelivered, else as a copy.
+// An Ack call that fails UNAVAILABLE is tried again with backoff, as a
+// client would, for up to 10 s. Acked deliveries are counted from the answers
+// (applied, not stale), with the instance that held the stream; a delivery of a
+// message whose ack was answered OK earlier is counted as "acked, then
+// redelivered" (by that instance) when the broker marks it redelivered, else as
+// a copy.
 class ConsumerPool {
  public:
   enum class Mode { kStreamMessages, kSubscribe };
@@ -118,8 +122,14 @@ class ConsumerPool {
   std::set<std::string> ReconnectedInstances() ABSL_LOCKS_EXCLUDED(mu_);
   // Streams subscribed so far (reopened ones included).
   int subscribed() ABSL_LOCKS_EXCLUDED(mu_);
-  // Body numbers whose ack was answered applied.
+  // Body numbers whose ack was answered applied, or answered stale to an Ack
+  // sent again after an attempt failed UNAVAILABLE, and not delivered since
+  // (acks_answer_lost()).
   std::set<int> Acked() ABSL_LOCKS_EXCLUDED(mu_);
+  // Of those, the ones answered stale after an attempt that failed: most
+  // likely applied by that attempt, whose answer was lost (an instance
+  // killed on the way back).
+  int acks_answer_lost() ABSL_LOCKS_EXCLUDED(mu_);
   // Deliveries of a message whose ack had been answered applied before, by
   // the instance that held the stream the ack was for.
   std::map<std::string, int> AckedThenRedelivered() ABSL_LOCKS_EXCLUDED(mu_);
@@ -130,6 +140,10 @@ class ConsumerPool {
   // requeued it) and failed Ack calls by status code.
   int stale_acks() ABSL_LOCKS_EXCLUDED(mu_);
   std::map<::grpc::StatusCode, int> AckErrors() ABSL_LOCKS_EXCLUDED(mu_);
+  // Ack calls (StreamMessages mode) answered UNAVAILABLE and tried again
+  // (each attempt counts), and the first of their errors.
+  int ack_retries() ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<std::string> AckErrorSamples() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   // One stream from open to end; returns the instance that served it.
@@ -140,6 +154,13 @@ class ConsumerPool {
                             ::grpc::ClientContext& ctx, ::grpc::Status& end,
                             int& deliveries);
   void Run(int index, std::unique_ptr<v1::Gateway::Stub> stub);
+  // Sends `ack`, again with backoff while it fails UNAVAILABLE (for up to
+  // 10 s); returns the last answer, and in `retried` whether it was sent
+  // more than once.
+  ::grpc::Status AckWithRetries(v1::Gateway::Stub& stub,
+                                const v1::AckRequest& ack,
+                                v1::AckResponse& resp, bool& retried)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Records a status event of a stream served by `instance`.
   void CountStatus(const v1::StreamStatus& status, const std::string& instance)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -151,10 +172,12 @@ class ConsumerPool {
       const google::protobuf::RepeatedPtrField<v1::Delivery>& deliveries)
       ABSL_LOCKS_EXCLUDED(mu_);
   // Records the answer to acking `ids` (applied unless in `stale`) of a
-  // stream held by `instance`.
+  // stream held by `instance`; `retried`: the Ack had been sent before and
+  // failed UNAVAILABLE.
   void AckAnswered(const std::map<uint64_t, int>& ids,
                    const google::protobuf::RepeatedField<uint64_t>& stale,
-                   const std::string& instance) ABSL_LOCKS_EXCLUDED(mu_);
+                   const std::string& instance, bool retried)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   const v1::StreamMessagesRequest request_;
   const Mode mode_;
@@ -173,7 +196,10 @@ class ConsumerPool {
   std::map<std::string, int> acked_then_redelivered_ ABSL_GUARDED_BY(mu_);
   int acked_then_copied_ ABSL_GUARDED_BY(mu_) = 0;
   int stale_acks_ ABSL_GUARDED_BY(mu_) = 0;
+  std::set<int> ack_answer_lost_ ABSL_GUARDED_BY(mu_);
   std::map<::grpc::StatusCode, int> ack_errors_ ABSL_GUARDED_BY(mu_);
+  int ack_retries_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::string> ack_error_samples_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_;
 };
 
