@@ -33,7 +33,10 @@
 #                     (e.g. "sub_g stream_d stream_g", in that order, flipped
 #                     every other repetition), and no idle runs
 # Environment: AMQPGWD_FLAGS adds flags to amqpgwd (e.g.
-# "--publisher_connections=2").
+# "--publisher_connections=2"); the script adds --metrics_listen, and reads
+# amqpgwd's publish histograms around the unary, PublishStream and
+# publish-sync runs (run_split: a message's time at the broker and the
+# gateway's own).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,7 +57,7 @@ while [ $# -gt 0 ]; do
     --keep) KEEP=1; shift ;;
     --only) ONLY=$2; shift 2 ;;
     --pin) PIN=1; shift ;;
-    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -221,7 +224,7 @@ for rep in $(seq 1 "$REPS"); do
   # does), up to 256 answers per response (as the CLI asks); and the same
   # with one answer per response.
   pub_g_stream() { run_split pub_stream "$GBENCH" publish-stream "${COMMON_G[@]}" -n "$N" --max_in_flight 256 --answers_per_response 256 --purge; }
-  pub_g_stream1() { run pub_stream1 "$GBENCH" publish-stream "${COMMON_G[@]}" -n "$N" --max_in_flight 256 --purge; }
+  pub_g_stream1() { run_split pub_stream1 "$GBENCH" publish-stream "${COMMON_G[@]}" -n "$N" --max_in_flight 256 --purge; }
   # The CLI as a user runs it, against direct with the same message count.
   pub_cli() { run cli_publish cli_publish "$CLI_N"; }
   pub_d_cli() { run pub_direct_cli "$DBENCH" publish "${COMMON_D[@]}" -n "$CLI_N" --window 256 --purge; }
