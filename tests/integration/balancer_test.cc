@@ -659,13 +659,17 @@ TEST(BalancerTest, ClusterSurvivesAGatewayKillAndANodeStop) {
   ASSERT_TRUE(confirmed_reach(confirmed_at_stop + kPhase));
   publishers.Stop();  // calls in flight finish first
   std::set<int> confirmed = publishers.Confirmed();
-  auto lost = [&] {
+  // Confirmed messages that no consumer has acked (yet).
+  auto never_acked = [&] {
     std::set<int> acked = streamers.Acked();
     acked.merge(subscribers.Acked());
-    int missing = 0;
-    for (int n : confirmed) missing += acked.count(n) == 0 ? 1 : 0;
+    std::vector<int> missing;
+    for (int n : confirmed) {
+      if (acked.count(n) == 0) missing.push_back(n);
+    }
     return missing;
   };
+  auto lost = [&] { return static_cast<int>(never_acked().size()); };
   if (!WaitFor([&] { return lost() == 0; }, absl::Seconds(180))) {
     // Where they are: ready in the queue, unacked on some consumer's
     // channel, or nowhere.
@@ -720,20 +724,15 @@ TEST(BalancerTest, ClusterSurvivesAGatewayKillAndANodeStop) {
   // consumer whose acks failed) and those never delivered at all.
   int lost_delivered = 0, lost_undelivered = 0;
   std::vector<std::string> lost_samples;
-  {
-    std::set<int> acked = streamers.Acked();
-    acked.merge(subscribers.Acked());
-    for (int n : confirmed) {
-      if (acked.count(n) != 0) continue;
-      ++(got.count(n) != 0 ? lost_delivered : lost_undelivered);
-      if (lost_samples.size() < 10) {
-        lost_samples.push_back(absl::StrCat(
-            n, " (delivered ", got.count(n) != 0 ? got[n] : 0,
-            " times; confirmed ",
-            absl::FormatDuration(absl::Trunc(publishers.ConfirmedAt(n) - killed,
-                                             absl::Milliseconds(1))),
-            " after the kill)"));
-      }
+  for (int n : never_acked()) {
+    ++(got.count(n) != 0 ? lost_delivered : lost_undelivered);
+    if (lost_samples.size() < 10) {
+      lost_samples.push_back(absl::StrCat(
+          n, " (delivered ", got.count(n) != 0 ? got[n] : 0,
+          " times; confirmed ",
+          absl::FormatDuration(absl::Trunc(publishers.ConfirmedAt(n) - killed,
+                                           absl::Milliseconds(1))),
+          " after the kill)"));
     }
   }
   int duplicates = 0, unconfirmed_delivered = 0;
