@@ -230,17 +230,18 @@ class Connection {
                                       bool if_unused) = 0;
 
   // Batches writes: between Cork(true) and Cork(false) a run of publishes
-  // leaves in full segments instead of one segment per message. Cork(false)
-  // sends what is held at once; every Cork(true) must be followed by
-  // Cork(false) before the owner waits for input. No effect once the
-  // connection failed.
+  // is held and leaves together (one write on plain TCP, full segments on
+  // TLS) instead of one write per message. Cork(false) sends what is held
+  // at once; every Cork(true) must be followed by Cork(false) before the
+  // owner waits for input. A write that fails there fails the connection
+  // (status()). No effect once the connection failed.
   virtual void Cork(bool on) = 0;
 
-  // Bytes written to the socket that the kernel has not sent yet: the broker
-  // (or the network) takes them slower than they come. A send blocks once
-  // the socket's buffer is full, and rabbitmq-c then waits inside the call
-  // until the bytes are out (or the socket fails), so the owner uses this to
-  // stop writing before that. 0 when unknown or once the connection failed.
+  // Bytes held or written to the socket that the kernel has not sent yet:
+  // the broker (or the network) takes them slower than they come. A write
+  // waits once the socket's buffer is full, until the bytes are out (or the
+  // socket fails), so the owner uses this to stop writing before that. 0
+  // when unknown or once the connection failed.
   virtual size_t UnsentBytes() const = 0;
 
   // Sends connection.close and waits up to `timeout` for close-ok, discarding

@@ -7,13 +7,17 @@
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/amqp/publish_frames.h"
 #include "server/amqp/rabbitmq_convert.h"
 #include "server/amqp/reply.h"
 
@@ -303,6 +307,11 @@ absl::StatusOr<std::unique_ptr<Connection>> RabbitConnection::Open(
       static_cast<unsigned int>(absl::ToInt64Milliseconds(user_timeout));
   setsockopt(amqp_get_sockfd(state), IPPROTO_TCP, TCP_USER_TIMEOUT, &ms,
              sizeof(ms));
+  conn->write_timeout_ = user_timeout;
+  if (!address.tls) {
+    conn->encoder_ =
+        std::make_unique<internal::PublishFrameEncoder>(conn->frame_max_);
+  }
   return conn;
 }
 
@@ -318,6 +327,13 @@ int RabbitConnection::fd() const {
 
 void RabbitConnection::Cork(bool on) {
   if (!broken_.ok()) return;
+  if (encoder_ != nullptr) {
+    corked_ = on;
+    // An error fails the connection: status() says so, and the owner checks
+    // it after each piece of work.
+    if (!on) WriteHeld().IgnoreError();
+    return;
+  }
   int value = on ? 1 : 0;
   // Best effort: without it every message is simply its own segment.
   setsockopt(amqp_get_sockfd(state_), IPPROTO_TCP, TCP_CORK, &value,
@@ -327,8 +343,54 @@ void RabbitConnection::Cork(bool on) {
 size_t RabbitConnection::UnsentBytes() const {
   if (!broken_.ok()) return 0;
   int unsent = 0;
-  if (ioctl(amqp_get_sockfd(state_), SIOCOUTQNSD, &unsent) != 0) return 0;
-  return unsent > 0 ? static_cast<size_t>(unsent) : 0;
+  if (ioctl(amqp_get_sockfd(state_), SIOCOUTQNSD, &unsent) != 0) unsent = 0;
+  return out_.size() + (unsent > 0 ? static_cast<size_t>(unsent) : 0);
+}
+
+absl::Status RabbitConnection::WriteHeld() {
+  if (!broken_.ok()) return broken_;
+  const int fd = amqp_get_sockfd(state_);
+  const absl::Time deadline = absl::Now() + write_timeout_;
+  size_t done = 0;
+  absl::Status failed;
+  while (done < out_.size()) {
+    ssize_t n = send(fd, out_.data() + done, out_.size() - done, MSG_NOSIGNAL);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      failed = ConnectionLostError(absl::StrCat(
+          "basic.publish on ", address_.HostPort(), ": ", strerror(errno)));
+      break;
+    }
+    // The socket's buffer is full (the owner stops publishing well before,
+    // see UnsentBytes): wait for room.
+    absl::Duration left = deadline - absl::Now();
+    pollfd p{fd, POLLOUT, 0};
+    int ready = left > absl::ZeroDuration()
+                    ? poll(&p, 1,
+                           static_cast<int>(std::max<int64_t>(
+                               1, absl::ToInt64Milliseconds(left))))
+                    : 0;
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready == 0) {
+      failed = ConnectionLostError(
+          absl::StrCat("basic.publish on ", address_.HostPort(),
+                       ": the socket took no bytes for ",
+                       absl::FormatDuration(write_timeout_)));
+      break;
+    }
+    if (ready < 0) {
+      failed = ConnectionLostError(absl::StrCat(
+          "basic.publish on ", address_.HostPort(), ": ", strerror(errno)));
+      break;
+    }
+  }
+  out_.clear();
+  if (!failed.ok()) broken_ = failed;
+  return broken_;
 }
 
 bool RabbitConnection::HasBufferedInput() const {
@@ -355,6 +417,7 @@ absl::Status RabbitConnection::Failed(int amqp_status,
 absl::Status RabbitConnection::SendMethod(uint16_t channel, uint32_t method_id,
                                           void* method,
                                           absl::string_view doing) {
+  if (!out_.empty() && !WriteHeld().ok()) return broken_;
   if (!broken_.ok()) return broken_;
   int res = amqp_send_method(state_, channel, method_id, method);
   recycle_amqp_pool(&scratch_->pool);
@@ -363,6 +426,8 @@ absl::Status RabbitConnection::SendMethod(uint16_t channel, uint32_t method_id,
 }
 
 absl::StatusOr<bool> RabbitConnection::Read(Event* event) {
+  // rabbitmq-c may answer a frame (heartbeat, close-ok) from inside the read.
+  if (!out_.empty() && !WriteHeld().ok()) return broken_;
   if (!broken_.ok()) return broken_;
   for (;;) {
     amqp_frame_t frame;
@@ -669,6 +734,31 @@ absl::Status RabbitConnection::Publish(uint16_t channel,
     recycle_amqp_pool(&scratch_->pool);
     return s;
   }
+  if (encoder_ != nullptr) {
+    amqp_basic_publish_t m{};
+    m.exchange = Bytes(message.exchange);
+    m.routing_key = Bytes(message.routing_key);
+    m.mandatory = message.mandatory;
+    int res =
+        encoder_->AppendHead(channel, m, props, message.body.size(), &out_);
+    recycle_amqp_pool(&scratch_->pool);
+    if (res != AMQP_STATUS_OK) {
+      // Nothing was held: the connection is still usable.
+      return absl::InvalidArgumentError(
+          absl::StrCat("message cannot be encoded: ", amqp_error_string2(res)));
+    }
+    // A large body leaves kMaxHeldBytes at a time, not held whole.
+    const amqp_bytes_t body = Bytes(message.body);
+    for (size_t offset = 0;;) {
+      offset =
+          encoder_->AppendBody(channel, body, offset, kMaxHeldBytes, &out_);
+      if (offset == body.len) break;
+      absl::Status s = WriteHeld();
+      if (!s.ok()) return s;
+    }
+    if (!corked_ || out_.size() >= kMaxHeldBytes) return WriteHeld();
+    return absl::OkStatus();
+  }
   int res = amqp_basic_publish(state_, channel, Bytes(message.exchange),
                                Bytes(message.routing_key), message.mandatory,
                                /*immediate=*/0, &props, Bytes(message.body));
@@ -759,6 +849,7 @@ absl::Status RabbitConnection::DeleteExchange(uint16_t channel,
 }
 
 void RabbitConnection::Close(absl::Duration timeout) {
+  if (!out_.empty()) WriteHeld().IgnoreError();
   if (!broken_.ok()) return;
   timeval tv = TimevalFrom(timeout);
   amqp_set_rpc_timeout(state_, &tv);

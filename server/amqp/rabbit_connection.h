@@ -1,5 +1,13 @@
 // RabbitConnection: the real amqp::Connection, over rabbitmq-c.
 //
+// Publishes on a plain TCP connection do not go through rabbitmq-c's send
+// path: their frames are encoded in memory (PublishFrameEncoder) and a run
+// of them leaves with one send() (see Cork); at most kMaxHeldBytes plus one
+// frame are held, a larger body leaves in parts. Everything else, and every
+// write on a TLS connection, is rabbitmq-c's. Held frames are written before
+// any other send and before any read, so the broker sees frames in the order
+// the owner made them.
+//
 // Thread safety: as amqp::Connection. rabbitmq-c keeps no thread-local
 // state, so a connection opened on one thread may be handed to another
 // (ConnectionWorker opens on a helper thread and reads on its own), never
@@ -9,6 +17,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
@@ -22,6 +31,9 @@
 struct amqp_connection_state_t_;
 
 namespace amqpgw::amqp {
+namespace internal {
+class PublishFrameEncoder;
+}  // namespace internal
 
 class RabbitConnection final : public Connection {
  public:
@@ -67,10 +79,11 @@ class RabbitConnection final : public Connection {
   absl::Status DeleteExchange(uint16_t channel, absl::string_view exchange,
                               bool if_unused) override;
 
-  // TCP_CORK: the kernel holds partial segments while corked (rabbitmq-c
-  // writes each message's body frame with its own send()).
+  // Plain TCP: publishes made while corked are held in memory and written
+  // with one send() at Cork(false) (or once kMaxHeldBytes are held). TLS:
+  // TCP_CORK, so that the kernel holds partial segments while corked.
   void Cork(bool on) override;
-  // SIOCOUTQNSD on the socket.
+  // SIOCOUTQNSD on the socket, plus the bytes held while corked.
   size_t UnsentBytes() const override;
   void Close(absl::Duration timeout) override;
 
@@ -84,9 +97,16 @@ class RabbitConnection final : public Connection {
  private:
   struct PendingContent;
 
+  // Held publish frames are written once this many bytes are held, corked
+  // or not: a larger write saves nothing more.
+  static constexpr size_t kMaxHeldBytes = 128 << 10;
+
   RabbitConnection(amqp_connection_state_t_* state,
                    const BrokerAddress& address);
   absl::Status Failed(int amqp_status, absl::string_view doing);
+  // Writes the held frames (out_) to the socket, waiting for room for up to
+  // write_timeout_. Fails the connection on a socket error or the timeout.
+  absl::Status WriteHeld();
   absl::Status SendMethod(uint16_t channel, uint32_t method_id, void* method,
                           absl::string_view doing);
   // Handles one frame; true when it completed an event.
@@ -106,6 +126,14 @@ class RabbitConnection final : public Connection {
   // Scratch allocations (tables, properties) for one send, recycled after.
   struct Pool;
   std::unique_ptr<Pool> scratch_;
+  // Plain TCP only (null on TLS): encodes publishes into out_.
+  std::unique_ptr<internal::PublishFrameEncoder> encoder_;
+  // Publish frames not yet written, and whether the owner is batching.
+  std::string out_;
+  bool corked_ = false;
+  // How long WriteHeld waits for the socket to take bytes (the socket's
+  // TCP_USER_TIMEOUT fails it first on a dead link).
+  absl::Duration write_timeout_ = absl::Seconds(60);
 };
 
 }  // namespace amqpgw::amqp

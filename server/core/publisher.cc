@@ -334,7 +334,7 @@ void Publisher::Flush() {
   if (queue_.empty() || inflight_.size() >= options_.confirm_window) return;
   amqp::Connection* conn = worker_->connection();
   if (queue_.size() == 1) {
-    // rabbitmq-c sends one message's frames as one segment (MSG_MORE):
+    // One message's frames leave in one write (one segment) anyway: on TLS
     // corking would only cost two system calls.
     SendQueued(conn);
     return;

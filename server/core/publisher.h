@@ -42,12 +42,12 @@
 //    suspect in flight at a second such close (alone, being isolated) is
 //    failed, not sent a third time (poison).
 //  - Bounded writes: a message is written only while less than
-//    kMaxUnsentBytes wait unsent in the socket. rabbitmq-c's writes do not
-//    return before every byte is out: they poll the socket inside the call,
-//    until two heartbeat intervals pass with nothing received (and anything
-//    the broker sends, a heartbeat say, starts that over). A broker that
-//    stops reading but not sending (a memory alarm) would otherwise hold the
-//    worker thread, its timers and its heartbeats, inside one write until
+//    kMaxUnsentBytes wait unsent in the socket. A connection's writes do not
+//    return before every byte is out: they poll the socket inside the call
+//    (rabbitmq-c's until two heartbeat intervals pass with nothing received,
+//    the gateway's own publish writes for two heartbeat intervals). A broker
+//    that stops reading but not sending (a memory alarm) would otherwise hold
+//    the worker thread, its timers and its heartbeats, inside one write until
 //    the kernel gives up on the closed window (TCP_USER_TIMEOUT, two
 //    heartbeats): 20 s and more with the default heartbeat.
 //  - At the batch deadline (the call's deadline, capped by the daemon's
