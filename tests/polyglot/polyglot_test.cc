@@ -7,8 +7,8 @@
 // NodeConnect runs the official Connect client for Node (connect_client.mjs)
 // on the HTTP port, with code that @bufbuild/protoc-gen-es generates here
 // with Debian's /usr/bin/protoc: the Connect protocol in JSON and binary,
-// and grpc-web. The Subscribe snippets of docs/clients.md must be the
-// scripts' own, line for line.
+// and grpc-web. The PublishStream, batches and Subscribe snippets of
+// docs/clients.md must be the scripts' own, line for line.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -100,7 +100,9 @@ TEST_F(PolyglotTest, Python) {
   ProcessResult r = RunScript({"/usr/bin/python3", AMQPGW_PYTHON_CLIENT});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("python: ok"));
-  ExpectDocumented(AMQPGW_PYTHON_CLIENT, "Subscribe");
+  for (const char* name : {"batches", "PublishStream", "Subscribe"}) {
+    ExpectDocumented(AMQPGW_PYTHON_CLIENT, name);
+  }
 }
 
 TEST_F(PolyglotTest, NodeConnect) {
@@ -143,7 +145,9 @@ TEST_F(PolyglotTest, Node) {
   ProcessResult r = RunScript({"node", AMQPGW_NODE_CLIENT});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("node: ok"));
-  ExpectDocumented(AMQPGW_NODE_CLIENT, "Subscribe");
+  for (const char* name : {"PublishStream", "Subscribe"}) {
+    ExpectDocumented(AMQPGW_NODE_CLIENT, name);
+  }
 }
 
 }  // namespace

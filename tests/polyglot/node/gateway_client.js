@@ -92,10 +92,10 @@ async function main() {
   const left = await call('InspectQueue', { name: queue });
   assert.equal(left.message_count, 0);
 
-  // --- snippet: PublishStream (docs/clients.md) ---
   // Many messages on one stream, each answered (by its sequence, in any
   // order) once the broker has confirmed it; at most max_in_flight (read
   // from the first request) unconfirmed at a time.
+  // --- snippet: PublishStream (docs/clients.md) ---
   const confirmed = new Set();
   await new Promise((resolve, reject) => {
     const stream = gw.PublishStream({ deadline: Date.now() + 60000 });

@@ -102,9 +102,9 @@ def run(server, queue):
     gw.PublishBatch(pb.PublishBatchRequest(messages=[
         pb.PublishRequest(routing_key=queue, body=f"m{i}".encode())
         for i in range(500)]), timeout=30)
-    # --- snippet: batches (docs/clients.md) ---
     # For throughput: several deliveries per response (max_batch), one Ack
     # call per batch.
+    # --- snippet: batches (docs/clients.md) ---
     stream = gw.StreamMessages(pb.StreamMessagesRequest(
         queue=queue, ack_mode=pb.StreamMessagesRequest.CLIENT,
         prefetch=1000, max_batch=256, max_messages=500), timeout=30)
@@ -123,10 +123,10 @@ def run(server, queue):
     left = gw.InspectQueue(pb.InspectQueueRequest(name=queue), timeout=10)
     assert left.message_count == 0, left
 
-    # --- snippet: PublishStream (docs/clients.md) ---
     # Many messages on one stream, each answered (by its sequence, in any
     # order) once the broker has confirmed it; at most max_in_flight (read
     # from the first request) unconfirmed at a time.
+    # --- snippet: PublishStream (docs/clients.md) ---
     def messages():
         for i in range(1, 101):
             yield pb.PublishStreamRequest(
