@@ -1,7 +1,6 @@
 #include "server/amqp/publish_frames.h"
 
 #include <algorithm>
-#include <limits>
 
 namespace amqpgw::amqp::internal {
 namespace {
@@ -45,16 +44,6 @@ void PublishFrameEncoder::AppendFrame(uint8_t type, uint16_t channel,
   AppendFrameHeader(type, channel, size, out);
   out->append(reinterpret_cast<const char*>(payload), size);
   out->push_back(static_cast<char>(kFrameEnd));
-}
-
-int PublishFrameEncoder::Append(uint16_t channel,
-                                const amqp_basic_publish_t& method,
-                                const amqp_basic_properties_t& properties,
-                                amqp_bytes_t body, std::string* out) {
-  int res = AppendHead(channel, method, properties, body.len, out);
-  if (res != AMQP_STATUS_OK) return res;
-  AppendBody(channel, body, 0, std::numeric_limits<size_t>::max(), out);
-  return AMQP_STATUS_OK;
 }
 
 int PublishFrameEncoder::AppendHead(uint16_t channel,

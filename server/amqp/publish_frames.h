@@ -26,19 +26,14 @@ class PublishFrameEncoder {
   PublishFrameEncoder(const PublishFrameEncoder&) = delete;
   PublishFrameEncoder& operator=(const PublishFrameEncoder&) = delete;
 
-  // Appends the frames to *out. Returns AMQP_STATUS_OK, or rabbitmq-c's
-  // encoder error (a method or properties that do not fit in one frame, a
-  // string longer than 255 bytes) with *out unchanged.
-  int Append(uint16_t channel, const amqp_basic_publish_t& method,
-             const amqp_basic_properties_t& properties, amqp_bytes_t body,
-             std::string* out);
-
-  // The same in parts, so that a large body need not be held whole:
-  // AppendHead appends the method and content header frames (errors as
-  // Append); AppendBody then appends body frames from body[offset] on, until
-  // the body ends or *out holds at least `hold_limit` bytes, and returns the
-  // offset reached (body.len when done). Call it again from that offset
-  // after writing *out away.
+  // Appends one message's frames to *out in two steps, so that a large
+  // body need not be held whole. AppendHead appends the method and content
+  // header frames; it returns AMQP_STATUS_OK, or rabbitmq-c's encoder error
+  // (a method or properties that do not fit in one frame, a string longer
+  // than 255 bytes) with *out unchanged. AppendBody then appends body
+  // frames from body[offset] on, until the body ends or *out holds at least
+  // `hold_limit` bytes, and returns the offset reached (body.len when done).
+  // Call it again from that offset after writing *out away.
   int AppendHead(uint16_t channel, const amqp_basic_publish_t& method,
                  const amqp_basic_properties_t& properties, uint64_t body_size,
                  std::string* out);
@@ -46,7 +41,7 @@ class PublishFrameEncoder {
                     size_t hold_limit, std::string* out) const;
 
  private:
-  // Encodes one non-body frame's payload into scratch_ and appends the frame.
+  // Appends one frame to *out: its header, `payload` and the frame-end byte.
   void AppendFrame(uint8_t type, uint16_t channel, const uint8_t* payload,
                    size_t size, std::string* out);
 

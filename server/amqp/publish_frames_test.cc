@@ -66,7 +66,8 @@ std::string RabbitmqCBytes(const Message& m, uint32_t frame_max) {
   return got;
 }
 
-// The encoder's answer, appended after `prefix`.
+// The encoder's answer, appended to *out: the head, then the whole body, as
+// RabbitConnection::Publish does for a body it can hold.
 int EncoderBytes(const Message& m, uint32_t frame_max, std::string* out) {
   PublishFrameEncoder encoder(frame_max);
   amqp_pool_t pool;
@@ -77,7 +78,12 @@ int EncoderBytes(const Message& m, uint32_t frame_max, std::string* out) {
   method.exchange = Bytes(m.exchange);
   method.routing_key = Bytes(m.routing_key);
   method.mandatory = m.mandatory;
-  int res = encoder.Append(m.channel, method, props, Bytes(m.body), out);
+  int res = encoder.AppendHead(m.channel, method, props, m.body.size(), out);
+  if (res == AMQP_STATUS_OK) {
+    EXPECT_EQ(encoder.AppendBody(m.channel, Bytes(m.body), 0,
+                                 std::numeric_limits<size_t>::max(), out),
+              m.body.size());
+  }
   empty_amqp_pool(&pool);
   return res;
 }

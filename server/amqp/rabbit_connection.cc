@@ -350,7 +350,9 @@ size_t RabbitConnection::UnsentBytes() const {
 absl::Status RabbitConnection::WriteHeld() {
   if (!broken_.ok()) return broken_;
   const int fd = amqp_get_sockfd(state_);
-  const absl::Time deadline = absl::Now() + write_timeout_;
+  // Set when the socket is first full: a write that goes out at once (the
+  // usual case) reads no clock.
+  absl::Time deadline = absl::InfiniteFuture();
   size_t done = 0;
   absl::Status failed;
   while (done < out_.size()) {
@@ -367,7 +369,9 @@ absl::Status RabbitConnection::WriteHeld() {
     }
     // The socket's buffer is full (the owner stops publishing well before,
     // see UnsentBytes): wait for room.
-    absl::Duration left = deadline - absl::Now();
+    const absl::Time now = absl::Now();
+    if (deadline == absl::InfiniteFuture()) deadline = now + write_timeout_;
+    absl::Duration left = deadline - now;
     pollfd p{fd, POLLOUT, 0};
     int ready = left > absl::ZeroDuration()
                     ? poll(&p, 1,
