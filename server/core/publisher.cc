@@ -731,41 +731,64 @@ void Publisher::Settle(uint64_t tag, bool multiple, bool ack) {
   uint64_t front = next_seq_ - inflight_.size();
   if (tag < front || tag >= next_seq_) return;
   const absl::Time now = absl::Now();
-  auto settle = [&](InFlight& f) {
+  // Taken out of settling_ for the duration: the callbacks below may
+  // publish, never settle, but the buffer must not change under the loops.
+  std::vector<Settled> settled;
+  settled.swap(settling_);
+  auto take = [&](InFlight& f) {
     if (f.settled) return;
     f.settled = true;
     --unsettled_;
     stats_->unconfirmed.fetch_sub(1, std::memory_order_relaxed);
-    const PublishBatch& b = *f.item.batch;
+    PublishBatch& b = *f.item.batch;
     const absl::Time sent_at = b.results_[f.item.index].sent_at;
     stats_->publish_queued.Observe(sent_at - b.created_at_);
     stats_->publish_confirm.Observe(now - sent_at);
     if (f.isolated) {
       // The broker took it (a nack or a return too: its checks passed).
       isolating_ = false;
-      MarkProven(f.item.batch->messages_[f.item.index]);
+      MarkProven(b.messages_[f.item.index]);
     }
+    absl::Status status;
     if (!ack) {
       stats_->nacked.fetch_add(1, std::memory_order_relaxed);
-      Complete(f.item.batch, f.item.index,
-               absl::ResourceExhaustedError(
-                   "the broker refused the message (basic.nack): a queue "
-                   "it routes to may be full with x-overflow=reject-publish, "
-                   "or the broker could not store it"));
+      status = absl::ResourceExhaustedError(
+          "the broker refused the message (basic.nack): a queue it routes to "
+          "may be full with x-overflow=reject-publish, or the broker could "
+          "not store it");
     } else if (f.returned) {
-      Complete(f.item.batch, f.item.index, f.return_status);
+      status = f.return_status;
     } else {
       stats_->confirmed.fetch_add(1, std::memory_order_relaxed);
-      Complete(f.item.batch, f.item.index, absl::OkStatus());
     }
+    if (b.state_[f.item.index] != PublishBatch::State::kDone) {
+      b.results_[f.item.index].settled_by_broker = true;
+    }
+    settled.push_back(Settled{f.item, std::move(status)});
   };
   if (multiple) {
-    for (uint64_t k = 0; k <= tag - front; ++k) settle(inflight_[k]);
+    for (uint64_t k = 0; k <= tag - front; ++k) take(inflight_[k]);
   } else {
-    settle(inflight_[tag - front]);
+    take(inflight_[tag - front]);
   }
   while (!inflight_.empty() && inflight_.front().settled) inflight_.pop_front();
+  // The confirm has freed room: each batch hears how many of its messages
+  // left the broker's hands (a caller keeping a window there refills it),
+  // and what is queued is written now, before the answers are made.
+  for (size_t i = 0; i < settled.size();) {
+    PublishBatch& b = *settled[i].item.batch;
+    size_t count = 0;
+    for (; i < settled.size() && settled[i].item.batch.get() == &b; ++i) {
+      if (b.results_[settled[i].item.index].settled_by_broker) ++count;
+    }
+    if (count > 0 && b.on_broker_settled_) b.on_broker_settled_(b, count);
+  }
   Flush();
+  for (Settled& one : settled) {
+    Complete(one.item.batch, one.item.index, std::move(one.status));
+  }
+  settled.clear();  // the last references to finished batches go here
+  settling_.swap(settled);
   MaybeFinishDrain();
 }
 

@@ -88,6 +88,10 @@ class PublishBatch {
     // When the message was last written to the broker (InfinitePast if it
     // never was).
     absl::Time sent_at = absl::InfinitePast();
+    // The broker settled it (basic.ack or basic.nack), and on_broker_settled
+    // counted it, before `status` was set. False when the gateway settled
+    // it (refused before sending, expired, drained, cancelled).
+    bool settled_by_broker = false;
   };
   using Done = absl::AnyInvocable<void(PublishBatch& batch) &&>;
 
@@ -117,6 +121,19 @@ class PublishBatch {
   // to the session.
   using OnResult = absl::AnyInvocable<void(PublishBatch& batch, size_t index)>;
   void set_on_result(OnResult on_result) { on_result_ = std::move(on_result); }
+  // Called on the publisher's thread when a confirm the broker sent settles
+  // `count` of the batch's messages, before their on_result calls. The
+  // publisher writes what is queued right after, so a caller that keeps a
+  // window of messages at the broker refills it here (Publisher::
+  // PublishHere) as soon as the confirm is read, as a rabbitmq-c client
+  // does, instead of after a window's worth of answers. Those messages'
+  // results then have settled_by_broker set. Set before handing the batch
+  // to the session.
+  using OnBrokerSettled =
+      absl::AnyInvocable<void(PublishBatch& batch, size_t count)>;
+  void set_on_broker_settled(OnBrokerSettled on_broker_settled) {
+    on_broker_settled_ = std::move(on_broker_settled);
+  }
 
  private:
   friend class Publisher;
@@ -136,6 +153,7 @@ class PublishBatch {
   const absl::Time created_at_ = absl::Now();
   absl::AnyInvocable<bool() const> cancelled_;
   OnResult on_result_;
+  OnBrokerSettled on_broker_settled_;
   Done done_;
   EventLoop::TimerId timer_ = 0;
 };
@@ -167,8 +185,9 @@ class Publisher : private ConnectionWorker::Observer {
 
   // Thread-safe. Queues every message of the batch.
   void Publish(std::shared_ptr<PublishBatch> batch);
-  // The same, on the worker thread, from a task of its own (Run), never
-  // from inside a batch's callbacks: queues at once, without a hop.
+  // The same, on the worker thread, from a task of its own (Run) or from a
+  // batch's on_broker_settled, never from inside its other callbacks:
+  // queues at once, without a hop.
   void PublishHere(std::shared_ptr<PublishBatch> batch);
   // Thread-safe. Runs `task` on the worker thread.
   void Run(EventLoop::Task task) { worker_->Post(std::move(task)); }
@@ -192,6 +211,11 @@ class Publisher : private ConnectionWorker::Observer {
     // The message's reached_ flag before this write.
     bool reached_before = false;
     absl::Status return_status;
+  };
+  // A message a confirm settled, between leaving inflight_ and Complete.
+  struct Settled {
+    Item item;
+    absl::Status status;
   };
   struct Refused {
     absl::Status status;
@@ -273,7 +297,8 @@ class Publisher : private ConnectionWorker::Observer {
   // Worker thread only.
   std::deque<Item> queue_;
   std::deque<InFlight> inflight_;
-  size_t unsettled_ = 0;  // entries of inflight_ not settled
+  size_t unsettled_ = 0;           // entries of inflight_ not settled
+  std::vector<Settled> settling_;  // Settle's buffer, kept for its capacity
   // The one unsettled message was sent alone: nothing is sent until it is
   // settled.
   bool isolating_ = false;

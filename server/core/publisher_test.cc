@@ -237,6 +237,86 @@ TEST_F(PublisherTest, OnResultAnswersEachMessageOfABatchAsItIsSettled) {
   EXPECT_EQ(d->tag, "b1");
 }
 
+TEST_F(PublisherTest, OnBrokerSettledRefillsTheWindowBeforeTheAnswers) {
+  // PublishStream keeps a window of messages at the broker: a confirm tells
+  // the batch how many left it, the batch queues more there, and those are
+  // written before the answers of the confirmed ones are made.
+  std::vector<std::string> events;  // the worker thread's, until Settle
+  std::shared_ptr<PublishBatch> refill;
+  auto batch = std::make_shared<PublishBatch>(
+      std::vector<amqp::OutgoingMessage>{Message("b1"), Message("b2"),
+                                         Message("b3")},
+      absl::Now() + absl::Hours(1), [this](PublishBatch& b) {
+        done_.Put(Done{b.message(0).body, {}});
+      });
+  batch->set_on_broker_settled([&](PublishBatch&, size_t count) {
+    events.push_back(absl::StrCat("left the broker: ", count));
+    if (refill == nullptr) return;
+    pending_bytes_.fetch_add(static_cast<int64_t>(refill->bytes()));
+    publisher_->PublishHere(std::move(refill));
+  });
+  batch->set_on_result([&](PublishBatch& b, size_t i) {
+    events.push_back(absl::StrCat(b.message(i).body, " answered, ",
+                                  b.result(i).settled_by_broker ? "" : "not ",
+                                  "by the broker, after ", Published().size(),
+                                  " writes"));
+  });
+  refill = std::make_shared<PublishBatch>(
+      std::vector<amqp::OutgoingMessage>{Message("r1"), Message("r2")},
+      absl::Now() + absl::Hours(1), [this](PublishBatch& b) {
+        done_.Put(Done{b.message(0).body, {}});
+      });
+  pending_bytes_.fetch_add(static_cast<int64_t>(batch->bytes()));
+  publisher_->Publish(std::move(batch));
+  ASSERT_TRUE(WaitPublished(3));
+  uint16_t ch = confirm_channel();
+  peer_->Confirm(ch, Seq(2), /*multiple=*/true);  // b1, b2
+  ASSERT_TRUE(WaitPublished(5));
+  ASSERT_TRUE(Settle(*worker_, *peer_));
+  EXPECT_EQ(Bodies(Published()),
+            (std::vector<std::string>{"b1", "b2", "b3", "r1", "r2"}));
+  // A nack is the broker's settlement too.
+  peer_->NackPublish(ch, Seq(3));
+  ASSERT_TRUE(done_.WaitForSize(1));
+  peer_->Confirm(ch, Seq(5), /*multiple=*/true);
+  ASSERT_TRUE(done_.WaitForSize(2));
+  EXPECT_EQ(events, (std::vector<std::string>{
+                        "left the broker: 2",
+                        "b1 answered, by the broker, after 5 writes",
+                        "b2 answered, by the broker, after 5 writes",
+                        "left the broker: 1",
+                        "b3 answered, by the broker, after 5 writes",
+                    }));
+}
+
+TEST_F(PublisherTest, WhatTheGatewaySettlesIsNotCountedAsLeavingTheBroker) {
+  // Expired before its confirm: answered by the gateway, and its confirm,
+  // arriving after, counts nothing (a window must not be freed twice).
+  std::vector<std::string> events;
+  auto batch = std::make_shared<PublishBatch>(
+      std::vector<amqp::OutgoingMessage>{Message("late")},
+      absl::Now() + absl::Milliseconds(20), [this](PublishBatch& b) {
+        done_.Put(Done{b.message(0).body, {}});
+      });
+  batch->set_on_broker_settled([&](PublishBatch&, size_t count) {
+    events.push_back(absl::StrCat("left the broker: ", count));
+  });
+  batch->set_on_result([&](PublishBatch& b, size_t i) {
+    events.push_back(absl::StrCat(
+        b.message(i).body, ": ",
+        b.result(i).status.code() == absl::StatusCode::kDeadlineExceeded
+            ? "expired"
+            : "other",
+        b.result(i).settled_by_broker ? ", by the broker" : ""));
+  });
+  pending_bytes_.fetch_add(static_cast<int64_t>(batch->bytes()));
+  publisher_->Publish(std::move(batch));
+  ASSERT_TRUE(done_.WaitForSize(1));
+  peer_->Confirm(confirm_channel(), Seq(1));
+  ASSERT_TRUE(Settle(*worker_, *peer_));
+  EXPECT_EQ(events, (std::vector<std::string>{"late: expired"}));
+}
+
 TEST_F(PublisherTest, AReturnFollowedByItsConfirmFailsThatMessageOnly) {
   // Two messages alike: the return (no sequence number) belongs to the
   // oldest unsettled one.

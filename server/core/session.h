@@ -144,7 +144,8 @@ class Session {
   // (one hop for all of them instead of one per message: PublishStream).
   void RunOnPublisher(size_t publisher, EventLoop::Task task);
   // Publish(batch, publisher), called from a RunOnPublisher task of the
-  // same `publisher`: queues the batch without another hop.
+  // same `publisher`, or from a batch's on_broker_settled there: queues the
+  // batch without another hop.
   absl::Status PublishHere(std::shared_ptr<PublishBatch> batch,
                            size_t publisher);
   // The next publisher connection, round robin; any value is valid.

@@ -189,16 +189,20 @@ void PublishStreamReactor::PublishStaged(const std::shared_ptr<Shared>& s,
   auto batch = std::make_shared<core::PublishBatch>(
       std::move(messages), session_->Deadline(call_deadline_),
       [](core::PublishBatch&) {});
-  // Runs on the publisher's thread once each message is settled, before
-  // Finish (the stream is not finished while a message is outstanding).
+  // Both run on the publisher's thread before Finish (the stream is not
+  // finished while a message is outstanding): the first when a confirm
+  // settles messages of the batch, the second once each has its result.
+  batch->set_on_broker_settled(
+      [this, s](core::PublishBatch&, size_t count) { LeftBroker(s, count); });
   batch->set_on_result([this, s, pending](core::PublishBatch& b, size_t i) {
     Pending& p = (*pending)[i];
     const core::PublishBatch::Result& r = b.result(i);
     if (p.spans != nullptr) p.spans->Finish(r);
+    // (LeftBroker has already counted what the broker settled.)
     Deliver(
         s,
         Answer{p.sequence, r.status, std::move(p.message_id), r.confirmed_at},
-        /*settled=*/true);
+        /*leaves_window=*/!r.settled_by_broker);
   });
   batch->set_cancelled(
       [s] { return s->cancelled.load(std::memory_order_relaxed); });
@@ -209,13 +213,28 @@ void PublishStreamReactor::PublishStaged(const std::shared_ptr<Shared>& s,
     absl::Time now = absl::Now();
     for (Pending& p : *pending) {
       Deliver(s, Answer{p.sequence, st, std::string(), now},
-              /*settled=*/true);
+              /*leaves_window=*/true);
     }
   }
 }
 
+void PublishStreamReactor::LeftBroker(const std::shared_ptr<Shared>& s,
+                                      size_t count) {
+  bool hand_off;
+  {
+    amqpgw::MutexLock lock(&s->mu);
+    s->at_broker -= static_cast<uint32_t>(count);
+    hand_off = !s->handoff_posted && !s->staged.empty();
+    if (hand_off) s->handoff_posted = true;
+  }
+  // Room in the window: the staged messages are handed over now, on this
+  // thread, and the publisher writes them before it answers the `count`
+  // messages. Those are not answered yet, so `this` is alive.
+  if (hand_off) HandOff(s);
+}
+
 void PublishStreamReactor::Deliver(const std::shared_ptr<Shared>& s,
-                                   Answer answer, bool settled) {
+                                   Answer answer, bool leaves_window) {
   Actions actions;
   bool post = false;
   {
@@ -225,9 +244,9 @@ void PublishStreamReactor::Deliver(const std::shared_ptr<Shared>& s,
     } else {
       s->answers.push_back(std::move(answer));
     }
-    if (settled) {
+    if (leaves_window) {
       --s->at_broker;
-      // Room in the window: the staged messages follow at once (settled
+      // Room in the window: the staged messages follow at once (these
       // answers come on the publisher thread, so the task runs in the same
       // pass of its loop, without a wake-up).
       post = !s->handoff_posted && !s->staged.empty();

@@ -18,9 +18,10 @@
 // and not yet settled (waiting for the broker's confirm). The reactor reads
 // ahead: up to max_in_flight more (and at most kMaxReadAheadBytes of them)
 // wait staged, so that when a confirm settles k messages the publisher
-// thread hands k staged ones over at once, in the same pass (a task it
-// posts to itself), as a rabbitmq-c client refills its confirm window,
-// instead of waiting for k reads one after another. Beyond that, or while
+// thread hands k staged ones over at once (LeftBroker, from the batch's
+// on_broker_settled) and writes them before it makes the k answers, as a
+// rabbitmq-c client refills its confirm window, instead of waiting for k
+// reads one after another. Beyond that, or while
 // 3 * max_in_flight messages are read and not yet answered (answers
 // waiting for their write), the reactor issues no next read, so gRPC's
 // flow control holds the caller. One write is in flight at a time.
@@ -188,11 +189,16 @@ class PublishStreamReactor
   // answer.
   void PublishStaged(const std::shared_ptr<Shared>& s,
                      std::vector<Staged>& staged, size_t begin, size_t end);
-  // Queues `answer` (from any thread) and acts on it. `settled`: the answer
-  // is from the publisher (the message was handed over), which frees room
-  // in the window for the staged messages.
+  // The publisher thread's, from a batch's on_broker_settled: `count`
+  // messages handed over are no longer at the broker, which frees room in
+  // the window; hands the staged messages over at once (HandOff).
+  void LeftBroker(const std::shared_ptr<Shared>& s, size_t count);
+  // Queues `answer` (from any thread) and acts on it. `leaves_window`: the
+  // message was handed over and the gateway, not the broker, settled it
+  // (LeftBroker counts those the broker settled), which frees room in the
+  // window for the staged messages.
   void Deliver(const std::shared_ptr<Shared>& s, Answer answer,
-               bool settled = false);
+               bool leaves_window = false);
   // Under s.mu: claims the next read, write or Finish that the state allows.
   static void Claim(Shared& s, Actions* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
