@@ -113,8 +113,7 @@ void PublishStreamReactor::HandleRequest(const std::shared_ptr<Shared>& s) {
     s->staged_bytes += m->body.size() + 256;
     s->staged.push_back(
         Staged{sequence, std::move(id), *std::move(m), std::move(spans)});
-    post = !s->handoff_posted && s->at_broker < s->max_in_flight;
-    if (post) s->handoff_posted = true;
+    post = ClaimHandOff(*s);
   }
   if (post) {
     // The task runs before Finish: the staged message is outstanding, so
@@ -224,8 +223,7 @@ void PublishStreamReactor::LeftBroker(const std::shared_ptr<Shared>& s,
   {
     amqpgw::MutexLock lock(&s->mu);
     s->at_broker -= static_cast<uint32_t>(count);
-    hand_off = !s->handoff_posted && !s->staged.empty();
-    if (hand_off) s->handoff_posted = true;
+    hand_off = ClaimHandOff(*s);
   }
   // Room in the window: the staged messages are handed over now, on this
   // thread, and the publisher writes them before it answers the `count`
@@ -249,8 +247,7 @@ void PublishStreamReactor::Deliver(const std::shared_ptr<Shared>& s,
       // Room in the window: the staged messages follow at once (these
       // answers come on the publisher thread, so the task runs in the same
       // pass of its loop, without a wake-up).
-      post = !s->handoff_posted && !s->staged.empty();
-      if (post) s->handoff_posted = true;
+      post = ClaimHandOff(*s);
     }
     Claim(*s, &actions);
   }
@@ -310,6 +307,14 @@ void PublishStreamReactor::Drain(const std::string& why) {
 void PublishStreamReactor::OnDone() {
   session_->RemoveDrainHook(drain_hook_);
   delete this;
+}
+
+bool PublishStreamReactor::ClaimHandOff(Shared& s) {
+  if (s.handoff_posted || s.staged.empty() || s.at_broker >= s.max_in_flight) {
+    return false;
+  }
+  s.handoff_posted = true;
+  return true;
 }
 
 void PublishStreamReactor::Claim(Shared& s, Actions* out) {

@@ -199,6 +199,10 @@ class PublishStreamReactor
   // window for the staged messages.
   void Deliver(const std::shared_ptr<Shared>& s, Answer answer,
                bool leaves_window = false);
+  // Under s.mu: true when a hand-off should run now (something is staged,
+  // the window has room, and none is posted or running), and marks it
+  // posted; the caller then runs or posts HandOff.
+  static bool ClaimHandOff(Shared& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   // Under s.mu: claims the next read, write or Finish that the state allows.
   static void Claim(Shared& s, Actions* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);

@@ -197,22 +197,17 @@ TEST(BalancerTest, AcksReachTheInstanceHoldingTheStream) {
   // does the kill below show that nothing acked comes back (killed with an
   // ack still unread by the broker, that message would come again:
   // docs/failure-behaviour.md).
-  std::string held;
+  absl::StatusOr<QueueCounts> held;
   EXPECT_TRUE(WaitFor(
       [&] {
-        absl::StatusOr<std::string> out = node.Ctl(
-            {"list_queues", "-q", "--no-table-headers", "name", "messages"});
-        held = out.ok() ? *out : out.status().ToString();
-        for (absl::string_view line : absl::StrSplit(held, '\n')) {
-          std::vector<absl::string_view> f =
-              absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
-          if (f.size() == 2 && f[0] == q) return f[1] == "0";
-        }
-        return false;
+        held = node.Counts(q);
+        return held.ok() && held->ready == 0 && held->unacked == 0;
       },
       absl::Seconds(60), absl::Milliseconds(200)))
-      << "the broker still holds messages of " << q << ":\n"
-      << held;
+      << "the broker still holds messages of " << q << ": "
+      << (held.ok()
+              ? absl::StrCat(held->ready, " ready, ", held->unacked, " unacked")
+              : held.status().ToString());
   v1::InspectQueueRequest iq;
   iq.set_name(q);
   v1::InspectQueueResponse iq_resp;

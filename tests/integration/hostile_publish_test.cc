@@ -729,11 +729,6 @@ TEST_F(AlarmTest, BlockedBrokerNeverHoldsThePublisherThread) {
 
 // --- Item 4: a slow reader's stream holds its byte budget, not more. ---
 
-struct QueueCounts {
-  int64_t ready = -1;
-  int64_t unacked = -1;
-};
-
 // Publishes `count` messages of `size` bytes to `queue`, `per_batch` per
 // PublishBatch; each body starts with its number and a colon.
 void PublishNumbered(v1::Gateway::Stub& stub, const std::string& queue,
@@ -754,20 +749,9 @@ void PublishNumbered(v1::Gateway::Stub& stub, const std::string& queue,
 }
 
 QueueCounts Counts(BrokerNode& node, const std::string& queue) {
-  QueueCounts c;
-  auto out = node.Ctl({"list_queues", "-q", "--no-table-headers", "name",
-                       "messages_ready", "messages_unacknowledged"});
-  EXPECT_TRUE(out.ok()) << out.status();
-  if (!out.ok()) return c;
-  for (absl::string_view line : absl::StrSplit(*out, '\n')) {
-    std::vector<std::string> f =
-        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
-    if (f.size() == 3 && f[0] == queue) {
-      EXPECT_TRUE(absl::SimpleAtoi(f[1], &c.ready));
-      EXPECT_TRUE(absl::SimpleAtoi(f[2], &c.unacked));
-    }
-  }
-  return c;
+  absl::StatusOr<QueueCounts> c = node.Counts(queue);
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? *c : QueueCounts();
 }
 
 // StreamMessages on `queue` with prefetch 65535 and a byte budget, on a

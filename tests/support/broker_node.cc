@@ -144,6 +144,24 @@ absl::StatusOr<std::string> BrokerNode::Ctl(
                                  absl::StrJoin(quoted, " ")));
 }
 
+absl::StatusOr<QueueCounts> BrokerNode::Counts(const std::string& queue) const {
+  absl::StatusOr<std::string> out =
+      Ctl({"list_queues", "-q", "--no-table-headers", "name", "messages_ready",
+           "messages_unacknowledged"});
+  if (!out.ok()) return out.status();
+  QueueCounts c;
+  for (absl::string_view line : absl::StrSplit(*out, '\n')) {
+    std::vector<absl::string_view> f =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    if (f.size() != 3 || f[0] != queue) continue;
+    if (!absl::SimpleAtoi(f[1], &c.ready) ||
+        !absl::SimpleAtoi(f[2], &c.unacked)) {
+      return absl::InternalError(absl::StrCat("list_queues: ", line));
+    }
+  }
+  return c;
+}
+
 absl::StatusOr<std::string> BrokerNode::Plugins(
     const std::vector<std::string>& args) const {
   std::vector<std::string> quoted;

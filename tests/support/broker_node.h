@@ -2,6 +2,7 @@
 #ifndef AMQPGW_TESTS_SUPPORT_BROKER_NODE_H_
 #define AMQPGW_TESTS_SUPPORT_BROKER_NODE_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -9,6 +10,13 @@
 #include "absl/status/statusor.h"
 
 namespace amqpgw::testing {
+
+// A queue's messages as the broker itself counts them (rabbitmqctl
+// list_queues, no statistics lag); -1 for a queue it does not list.
+struct QueueCounts {
+  int64_t ready = -1;
+  int64_t unacked = -1;
+};
 
 class BrokerNode {
  public:
@@ -41,6 +49,8 @@ class BrokerNode {
   absl::Status Kill();
   // rabbitmqctl on this node; returns its standard output.
   absl::StatusOr<std::string> Ctl(const std::vector<std::string>& args) const;
+  // `queue`'s ready and unacknowledged messages, through Ctl.
+  absl::StatusOr<QueueCounts> Counts(const std::string& queue) const;
   // rabbitmq-plugins on this node (e.g. {"enable", "rabbitmq_random_exchange"}:
   // enables it on the running node).
   absl::StatusOr<std::string> Plugins(
