@@ -278,6 +278,16 @@ for rep in $(seq 1 "$REPS"); do
   sub_gp() { fill "$N"; pinned run subscribe_gateway_pinned "$GBENCH" subscribe "${COMMON_G[@]}" -n "$N" --prefetch 1000 --ack_batch 250 --max_batch 256; }
   stream_gp() { fill "$N"; pinned run stream_gateway_pinned "$GBENCH" stream "${COMMON_G[@]}" -n "$N" --prefetch 1000 --ack auto; }
   stream_dp() { fill "$N"; pinned run stream_direct_pinned "$DBENCH" stream "${COMMON_D[@]}" -n "$N" --prefetch 1000 --ack_batch 250; }
+  # The publishing rows that miss their targets on shared cores, pinned the
+  # same way: PublishStream against direct window 256, and publish-sync
+  # against direct window 1 plus the idle round trip, all pinned.
+  pub_gp() { pinned run_split pub_stream_pinned "$GBENCH" publish-stream "${COMMON_G[@]}" -n "$N" --max_in_flight 256 --answers_per_response 256 --purge; }
+  pub_dp() { pinned run pub_direct_pinned "$DBENCH" publish "${COMMON_D[@]}" -n "$N" --window 256 --purge; }
+  sync_gp() { pinned run_split sync_gateway_pinned "$GBENCH" publish-sync "${COMMON_G[@]}" -n "$SYNC_N" --purge; }
+  sync_dp() {
+    pinned run sync_direct_pinned "$DBENCH" publish-sync "${COMMON_D[@]}" -n "$SYNC_N" --purge
+    pinned run status_idle_pinned "$GBENCH" status-sync --server "$SERVER" --gateway_pid "$GW_PID" -n "$SYNC_N" --pause_us 700
+  }
   stream_d() { fill "$N"; run stream_direct "$DBENCH" stream "${COMMON_D[@]}" -n "$N" --prefetch 1000 --ack_batch 250; }
   # A small window (no target): the consumer read pause must not hold it
   # back.
@@ -322,6 +332,7 @@ for rep in $(seq 1 "$REPS"); do
     sync_g; sync_d; status_g
     stream_g; stream_d; streamb_g; sub_g; small_g; small_d
     sub_gp; stream_dp; stream_gp
+    pub_gp; pub_dp; sync_gp; sync_dp
     py_g; py_d; py_gb
     py_pub; py_pub_d; py_pubb
   else
@@ -329,6 +340,7 @@ for rep in $(seq 1 "$REPS"); do
     pub_d_props; floor_g; pub_d64; pub_g_unary; pub_g_stream1; pub_g_stream; pub_d; pub_g_batch
     status_g; sync_d; sync_g
     sub_g; streamb_g; stream_d; stream_g; small_d; small_g
+    sync_dp; sync_gp; pub_dp; pub_gp
     stream_gp; stream_dp; sub_gp
     py_pubb; py_pub_d; py_pub
     py_gb; py_d; py_g
@@ -426,8 +438,16 @@ ratio_row("StreamMessages, prefetch 1000, AUTO ack (direct: basic.consume prefet
 ratio_row("StreamMessages as above, max_batch 256 (up to 256 deliveries per response)", "stream_batch_gateway", "stream_direct", 0.9)
 ratio_row("Subscribe, prefetch 1000, acks every 250 in-stream, max_batch 256 (direct: basic.consume prefetch 1000, manual acks every 250)", "subscribe_gateway", "stream_direct", 0.9)
 ratio_row("StreamMessages, prefetch 10, AUTO ack (no target)", "stream10_gateway", "stream10_direct")
-ratio_row("Pinned: StreamMessages AUTO as above, the broker on CPU 0 and the gateway and both clients on CPU 1 (direct pinned the same; no target: the bound of the rows above)", "stream_gateway_pinned", "stream_direct_pinned")
-ratio_row("Pinned: Subscribe as above (direct pinned the same; no target: the bound of the rows above)", "subscribe_gateway_pinned", "stream_direct_pinned")
+# The bounds: the rows again with the broker on a core of its own (CPU 0),
+# as on a host of its own, and the gateway and every client on the other
+# (direct pinned the same), under the same targets.
+ratio_row("Pinned: StreamMessages AUTO as above, the broker on CPU 0 and the gateway and both clients on CPU 1 (direct pinned the same; the bound of the StreamMessages row)", "stream_gateway_pinned", "stream_direct_pinned", 0.9)
+ratio_row("Pinned: Subscribe as above (direct pinned the same; the bound of the Subscribe row)", "subscribe_gateway_pinned", "stream_direct_pinned", 0.9)
+ratio_row("Pinned: PublishStream as above (direct window 256 pinned the same; the bound of the PublishStream row)", "pub_stream_pinned", "pub_direct_pinned", 0.95)
+gpp, dpp1, sip = med("sync_gateway_pinned", "p50_us"), med("sync_direct_pinned", "p50_us"), med("status_idle_pinned", "p50_us")
+basep = dpp1 + sip if dpp1 is not None and sip is not None else None
+diffp = gpp - basep if gpp is not None and basep is not None else None
+out.append(f"| Pinned: publish-sync p50 (baseline: direct window 1 p50 + the idle round trip, both pinned the same; the bound of the publish-sync row) | {fmt(gpp, ' us')} | {fmt(basep, ' us')} | {fmt(diffp, ' us')} | <= +50 us | {verdict(None if diffp is None else diffp <= 50)} |")
 for name, s in (("PublishBatch", "pub_batch"), ("PublishStream", "pub_stream"), ("PublishStream, one answer per response (no target)", "pub_stream1"), ("StreamMessages", "stream_gateway"), ("StreamMessages, max_batch 256", "stream_batch_gateway"), ("Publish x64 (no target)", "pub_unary")):
     c = med(s, "gw_cpu_us_per_msg")
     target = None if "no target" in name else 25
@@ -463,7 +483,7 @@ def busy(s):
         return None
     us = sum(med(s, k) or 0 for k in ("gw_cpu_us_per_msg", "broker_cpu_us_per_msg", "client_cpu_us_per_msg"))
     return us * rate / 1e6
-for s in ("pub_batch", "pub_stream", "pub_stream1", "cli_publish", "pub_direct_cli", "pub_unary", "floor_unary", "floor_hop_unary", "pub_direct", "pub_direct64", "pub_direct_props", "sync_gateway", "sync_direct", "sync_direct_paused", "status_hot", "status_idle", "floor_idle", "floor_hop_idle", "stream_gateway", "stream_batch_gateway", "subscribe_gateway", "stream_direct", "stream_gateway_pinned", "subscribe_gateway_pinned", "stream_direct_pinned", "stream10_gateway", "stream10_direct", "py_grpc", "py_grpc_batch", "py_aiopika", "py_grpc_publish", "py_grpc_publish_batch", "py_aiopika_publish"):
+for s in ("pub_batch", "pub_stream", "pub_stream1", "cli_publish", "pub_direct_cli", "pub_unary", "floor_unary", "floor_hop_unary", "pub_direct", "pub_direct64", "pub_direct_props", "sync_gateway", "sync_direct", "sync_direct_paused", "status_hot", "status_idle", "floor_idle", "floor_hop_idle", "stream_gateway", "stream_batch_gateway", "subscribe_gateway", "stream_direct", "stream_gateway_pinned", "subscribe_gateway_pinned", "stream_direct_pinned", "pub_stream_pinned", "pub_direct_pinned", "sync_gateway_pinned", "sync_direct_pinned", "status_idle_pinned", "stream10_gateway", "stream10_direct", "py_grpc", "py_grpc_batch", "py_aiopika", "py_grpc_publish", "py_grpc_publish_batch", "py_aiopika_publish"):
     if s not in rows:
         continue
     n = len([r for r in rows[s] if "failed" not in r])

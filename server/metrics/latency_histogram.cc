@@ -1,10 +1,6 @@
 #include "server/metrics/latency_histogram.h"
 
 #include <algorithm>
-#include <string>
-#include <vector>
-
-#include "absl/strings/str_cat.h"
 
 namespace amqpgw::metrics {
 
@@ -29,18 +25,12 @@ absl::Duration LatencyHistogram::sum() const {
 
 void LatencyHistogram::Collect(TextWriter& w, absl::string_view name,
                                absl::string_view help) const {
-  w.Family(name, "histogram", help);
-  const std::string bucket = absl::StrCat(name, "_bucket");
-  uint64_t cumulative = 0;
-  for (size_t b = 0; b < buckets_.size(); ++b) {
-    cumulative += buckets_[b].load(std::memory_order_relaxed);
-    std::string le = b < kBounds.size() ? FormatValue(kBounds[b]) : "+Inf";
-    w.Sample(bucket, {{"le", le}}, static_cast<double>(cumulative));
+  std::array<uint64_t, kBounds.size() + 1> counts;
+  for (size_t b = 0; b < counts.size(); ++b) {
+    counts[b] = buckets_[b].load(std::memory_order_relaxed);
   }
-  // The count is the +Inf bucket's, so that the two always agree.
-  const std::vector<Label> none;
-  w.Sample(absl::StrCat(name, "_sum"), none, absl::ToDoubleSeconds(sum()));
-  w.Sample(absl::StrCat(name, "_count"), none, static_cast<double>(cumulative));
+  w.Family(name, "histogram", help);
+  w.Histogram(name, {}, kBounds, counts, absl::ToDoubleSeconds(sum()));
 }
 
 }  // namespace amqpgw::metrics

@@ -95,6 +95,23 @@ void TextWriter::SampleImpl(absl::string_view name, const Label* labels,
   absl::StrAppend(&out_, " ", FormatValue(value), "\n");
 }
 
+void TextWriter::Histogram(absl::string_view name, std::vector<Label> labels,
+                           absl::Span<const double> bounds,
+                           absl::Span<const uint64_t> counts, double sum) {
+  const std::string bucket = absl::StrCat(name, "_bucket");
+  labels.emplace_back("le", "");
+  uint64_t cumulative = 0;
+  for (size_t b = 0; b < counts.size(); ++b) {
+    cumulative += counts[b];
+    const std::string le = b < bounds.size() ? FormatValue(bounds[b]) : "+Inf";
+    labels.back().second = le;
+    Sample(bucket, labels, static_cast<double>(cumulative));
+  }
+  labels.pop_back();
+  Sample(absl::StrCat(name, "_sum"), labels, sum);
+  Sample(absl::StrCat(name, "_count"), labels, static_cast<double>(cumulative));
+}
+
 void TextWriter::Counter(absl::string_view name, absl::string_view help,
                          double value) {
   Family(name, "counter", help);

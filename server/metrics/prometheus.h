@@ -19,6 +19,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "server/base/sync.h"
 
 namespace amqpgw::metrics {
@@ -41,6 +42,14 @@ class TextWriter {
               double value);
   void Sample(absl::string_view name, const std::vector<Label>& labels,
               double value);
+  // The samples of one histogram series: name_bucket{labels, le} for each
+  // of `bounds` (upper bounds, ascending) and +Inf, cumulative; name_sum
+  // (`sum`) and name_count (the +Inf bucket's, so that the two always
+  // agree). `counts` holds bounds.size() + 1 per-bucket counts, not
+  // cumulative. The family's HELP and TYPE come from Family().
+  void Histogram(absl::string_view name, std::vector<Label> labels,
+                 absl::Span<const double> bounds,
+                 absl::Span<const uint64_t> counts, double sum);
   // Shorthands: a family with one unlabelled sample.
   void Counter(absl::string_view name, absl::string_view help, double value);
   void Gauge(absl::string_view name, absl::string_view help, double value);

@@ -37,6 +37,19 @@ TEST(PrometheusTest, CollectorsRunAtEveryRender) {
   EXPECT_THAT(r.Render(), HasSubstr("\ng 7\n"));
 }
 
+TEST(PrometheusTest, HistogramBucketsAreCumulativeAndEndInInf) {
+  TextWriter w;
+  const double bounds[] = {0.001, 0.5};
+  const uint64_t counts[] = {2, 0, 3};  // the last one is +Inf's own
+  w.Histogram("h_seconds", {{"method", "Publish"}}, bounds, counts, 1.5);
+  EXPECT_EQ(w.Take(),
+            "h_seconds_bucket{method=\"Publish\",le=\"0.001\"} 2\n"
+            "h_seconds_bucket{method=\"Publish\",le=\"0.5\"} 2\n"
+            "h_seconds_bucket{method=\"Publish\",le=\"+Inf\"} 5\n"
+            "h_seconds_sum{method=\"Publish\"} 1.5\n"
+            "h_seconds_count{method=\"Publish\"} 5\n");
+}
+
 TEST(PrometheusTest, FormatsValues) {
   EXPECT_EQ(FormatValue(3), "3");
   EXPECT_EQ(FormatValue(0.25), "0.25");

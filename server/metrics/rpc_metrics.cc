@@ -164,24 +164,11 @@ void RpcMetrics::Collect(TextWriter& w) const {
     for (int c = 0; c < kCodes; ++c) {
       const Total& t = totals[m * kCodes + c];
       if (t.count == 0) continue;
-      uint64_t cumulative = 0;
-      for (size_t b = 0; b < kBuckets; ++b) {
-        cumulative += t.buckets[b];
-        std::string le = b < kBounds.size() ? FormatValue(kBounds[b]) : "+Inf";
-        w.Sample("amqpgw_rpc_duration_seconds_bucket",
-                 {{"service", methods_[m].service},
-                  {"method", methods_[m].name},
-                  {"code", CodeName(c)},
-                  {"le", le}},
-                 static_cast<double>(cumulative));
-      }
-      std::vector<Label> labels = {{"service", methods_[m].service},
-                                   {"method", methods_[m].name},
-                                   {"code", CodeName(c)}};
-      w.Sample("amqpgw_rpc_duration_seconds_sum", labels,
-               static_cast<double>(t.sum_ns) / 1e9);
-      w.Sample("amqpgw_rpc_duration_seconds_count", labels,
-               static_cast<double>(t.count));
+      w.Histogram("amqpgw_rpc_duration_seconds",
+                  {{"service", methods_[m].service},
+                   {"method", methods_[m].name},
+                   {"code", CodeName(c)}},
+                  kBounds, t.buckets, static_cast<double>(t.sum_ns) / 1e9);
     }
   }
 }
