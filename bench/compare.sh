@@ -90,16 +90,17 @@ METRICS_URL=$(grep -o 'metrics: http://[^ ]*' "$WORK/amqpgwd.log" | head -n 1 | 
 # (callback-hop, as amqpgwd's owner threads finish its calls).
 FLOOR_PIDS=()
 trap 'kill "${FLOOR_PIDS[@]}" 2>/dev/null || true; bench_cleanup' EXIT
-# start_floor MODE: bench_floor_start (lib.sh), remembered for the cleanup.
+# start_floor NAME MODE [FLAG...]: bench_floor_start (lib.sh), remembered
+# for the cleanup.
 start_floor() {
   local ok=1
-  bench_floor_start "$BUILD/bench/amqpgw-grpc-floor" "$1" "$WORK/floor-$1.addr" || ok=0
+  bench_floor_start "$BUILD/bench/amqpgw-grpc-floor" "$2" "$WORK/floor-$1.addr" "${@:3}" || ok=0
   FLOOR_PIDS+=("$FLOOR_PID")
   [ "$ok" = 1 ] || exit 1
 }
-start_floor callback
+start_floor callback callback
 FLOOR=$FLOOR_ADDR FLOOR_GW_PID=$FLOOR_PID
-start_floor callback-hop
+start_floor hop callback-hop
 HOP=$FLOOR_ADDR HOP_GW_PID=$FLOOR_PID
 # pin CPUS_BROKER CPUS_REST: the broker's threads on the first CPU list,
 # amqpgwd's, the floor servers' and this script's (so every client started
@@ -212,7 +213,27 @@ fi
 log "warm-up"
 "$DBENCH" publish "${COMMON_D[@]}" -n 20000 --purge >/dev/null
 "$GBENCH" publish-batch "${COMMON_G[@]}" -n 20000 --purge >/dev/null
-"$GBENCH" publish "${COMMON_G[@]}" -n 5000 --concurrency 64 --purge >/dev/null
+SPLIT_BEFORE=$(publish_sums)
+"$GBENCH" publish "${COMMON_G[@]}" -n 20000 --concurrency 64 --purge >/dev/null
+SPLIT_AFTER=$(publish_sums)
+# gRPC's floor at the unary row's own pace: the do-nothing server finishing
+# each Publish on another thread as long after its arrival as amqpgwd's
+# unary calls waited for their confirm in this warm-up (its mean), on 1 ms
+# ticks, so that the calls due together finish together, as one confirm of
+# several messages finishes them (lab: about as many wake-ups of that
+# thread per call as amqpgwd's publisher thread has).
+FLOOR_DELAY_US=$("$PY" - "$SPLIT_BEFORE" "$SPLIT_AFTER" <<'PYEOF'
+import sys
+before, after = (dict(kv.split("=") for kv in a.split()) for a in sys.argv[1:3])
+key = "amqpgw_publish_confirm_seconds"
+n = float(after.get(key + "_count", 0)) - float(before.get(key + "_count", 0))
+s = float(after.get(key + "_sum", 0)) - float(before.get(key + "_sum", 0))
+print(int(s / n * 1e6) if n > 0 else 3000)
+PYEOF
+)
+start_floor paced callback-hop --delay_us "$FLOOR_DELAY_US" --tick_us 1000
+PACED=$FLOOR_ADDR PACED_GW_PID=$FLOOR_PID
+log "paced floor: each Publish finished ${FLOOR_DELAY_US} us after it arrives (1 ms ticks)"
 
 for rep in $(seq 1 "$REPS"); do
   log "repetition $rep of $REPS"
@@ -239,6 +260,7 @@ for rep in $(seq 1 "$REPS"); do
   floor_g() {
     run floor_unary "$GBENCH" publish --server "$FLOOR" --queue "$Q" --gateway_pid "$FLOOR_GW_PID" -n "$N" --concurrency 64
     run floor_hop_unary "$GBENCH" publish --server "$HOP" --queue "$Q" --gateway_pid "$HOP_GW_PID" -n "$N" --concurrency 64
+    run floor_paced_unary "$GBENCH" publish --server "$PACED" --queue "$Q" --gateway_pid "$PACED_GW_PID" -n "$N" --concurrency 64
     run floor_idle "$GBENCH" status-sync --server "$FLOOR" --gateway_pid "$FLOOR_GW_PID" -n "$SYNC_N" --pause_us 700
     run floor_hop_idle "$GBENCH" status-sync --server "$HOP" --gateway_pid "$HOP_GW_PID" -n "$SYNC_N" --pause_us 700
   }
@@ -392,6 +414,9 @@ out.append(f"| Server CPU per Publish call, 64 callers (baseline: gRPC's do-noth
 hc = med("floor_hop_unary", "gw_cpu_us_per_msg")
 hop_cpu = hc - fc if hc is not None and fc is not None else None
 out.append(f"| The bound: the do-nothing server finishing each call after one hand-off to another thread (amqpgwd's EventLoop), as amqpgwd's one-owner-thread rule needs, vs at once (server CPU per call, same callers; no target) | {fmt(hc, ' us', 1)} | {fmt(fc, ' us', 1)} | {fmt(hop_cpu, ' us', 1)} | | n/a |")
+pc = med("floor_paced_unary", "gw_cpu_us_per_msg")
+paced = gc - pc if gc is not None and pc is not None else None
+out.append(f"| The bound at the unary row's pace: server CPU per Publish call above gRPC's do-nothing server finishing each call on another thread ${FLOOR_DELAY_US} us after it arrived (amqpgwd's mean wait for a confirm in the warm-up; 1 ms ticks), same 64 callers ({fmt(med('floor_paced_unary', 'msgs_per_s'), ' msg/s')}) | {fmt(gc, ' us', 1)} | {fmt(pc, ' us', 1)} | {fmt(paced, ' us', 1)} | <= +15 us | {verdict(None if paced is None else paced <= 15)} |")
 dc = med("pub_direct64", "client_cpu_us_per_msg")
 amqp_base = fc + dc if fc is not None and dc is not None else None
 own = gc - amqp_base if gc is not None and amqp_base is not None else None
@@ -483,7 +508,7 @@ def busy(s):
         return None
     us = sum(med(s, k) or 0 for k in ("gw_cpu_us_per_msg", "broker_cpu_us_per_msg", "client_cpu_us_per_msg"))
     return us * rate / 1e6
-for s in ("pub_batch", "pub_stream", "pub_stream1", "cli_publish", "pub_direct_cli", "pub_unary", "floor_unary", "floor_hop_unary", "pub_direct", "pub_direct64", "pub_direct_props", "sync_gateway", "sync_direct", "sync_direct_paused", "status_hot", "status_idle", "floor_idle", "floor_hop_idle", "stream_gateway", "stream_batch_gateway", "subscribe_gateway", "stream_direct", "stream_gateway_pinned", "subscribe_gateway_pinned", "stream_direct_pinned", "pub_stream_pinned", "pub_direct_pinned", "sync_gateway_pinned", "sync_direct_pinned", "status_idle_pinned", "stream10_gateway", "stream10_direct", "py_grpc", "py_grpc_batch", "py_aiopika", "py_grpc_publish", "py_grpc_publish_batch", "py_aiopika_publish"):
+for s in ("pub_batch", "pub_stream", "pub_stream1", "cli_publish", "pub_direct_cli", "pub_unary", "floor_unary", "floor_hop_unary", "floor_paced_unary", "pub_direct", "pub_direct64", "pub_direct_props", "sync_gateway", "sync_direct", "sync_direct_paused", "status_hot", "status_idle", "floor_idle", "floor_hop_idle", "stream_gateway", "stream_batch_gateway", "subscribe_gateway", "stream_direct", "stream_gateway_pinned", "subscribe_gateway_pinned", "stream_direct_pinned", "pub_stream_pinned", "pub_direct_pinned", "sync_gateway_pinned", "sync_direct_pinned", "status_idle_pinned", "stream10_gateway", "stream10_direct", "py_grpc", "py_grpc_batch", "py_aiopika", "py_grpc_publish", "py_grpc_publish_batch", "py_aiopika_publish"):
     if s not in rows:
         continue
     n = len([r for r in rows[s] if "failed" not in r])

@@ -26,7 +26,8 @@ namespace {
 namespace v1 = ::amqpgw::v1;
 
 constexpr char kUsage[] =
-    R"(amqpgw-grpc-floor MODE [--listen HOST:PORT]: a Gateway that does nothing.
+    R"(amqpgw-grpc-floor MODE [--listen HOST:PORT] [--delay_us D [--tick_us T]]:
+a Gateway that does nothing.
 
 Modes:
   callback      CallbackService, as amqpgwd (gRPC runs the reactions on its
@@ -39,6 +40,14 @@ Modes:
                 another thread (amqpgwd's EventLoop), as amqpgwd's owner
                 threads finish its calls: one thread hand-off per call
 
+--delay_us D (callback-hop only): Publish is finished D microseconds after it
+arrives, by a timer on that thread, as amqpgwd finishes it when the broker's
+confirm comes: gRPC's cost per call at the calls' rate and concurrency
+through amqpgwd (fewer calls per wake-up than when answered at once).
+--tick_us T: each such finish is put off to the next multiple of T on the
+clock, so that the calls due in one tick are finished together, as one
+confirm of several messages finishes their calls together.
+
 Prints the bound address on its first line; runs until SIGTERM or SIGINT.
 )";
 
@@ -49,8 +58,10 @@ void Ready(v1::ConnectResponse* response) {
 class CallbackGateway : public v1::Gateway::CallbackService {
  public:
   // `hop` (may be null, else started): the thread that finishes Publish and
-  // GetStatus.
-  explicit CallbackGateway(core::EventLoop* hop) : hop_(hop) {}
+  // GetStatus; with it, Publish waits `publish_delay` there first.
+  CallbackGateway(core::EventLoop* hop, absl::Duration publish_delay,
+                  absl::Duration tick)
+      : hop_(hop), publish_delay_(publish_delay), tick_(tick) {}
 
  private:
   ::grpc::ServerUnaryReactor* Connect(::grpc::CallbackServerContext* ctx,
@@ -72,18 +83,30 @@ class CallbackGateway : public v1::Gateway::CallbackService {
   ::grpc::ServerUnaryReactor* Publish(::grpc::CallbackServerContext* ctx,
                                       const v1::PublishRequest*,
                                       v1::PublishResponse*) override {
-    return MaybeHop(ctx);
+    return MaybeHop(ctx, publish_delay_);
   }
   ::grpc::ServerUnaryReactor* GetStatus(::grpc::CallbackServerContext* ctx,
                                         const v1::GetStatusRequest*,
                                         v1::GetStatusResponse*) override {
-    return MaybeHop(ctx);
+    return MaybeHop(ctx, absl::ZeroDuration());
   }
 
-  ::grpc::ServerUnaryReactor* MaybeHop(::grpc::CallbackServerContext* ctx) {
+  ::grpc::ServerUnaryReactor* MaybeHop(::grpc::CallbackServerContext* ctx,
+                                       absl::Duration delay) {
     if (hop_ == nullptr) return Done(ctx);
     ::grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    hop_->Post([reactor] { reactor->Finish(::grpc::Status::OK); });
+    hop_->Post([hop = hop_, reactor, delay, tick = tick_] {
+      if (delay <= absl::ZeroDuration()) {
+        reactor->Finish(::grpc::Status::OK);
+        return;
+      }
+      absl::Time when = absl::Now() + delay;
+      if (tick > absl::ZeroDuration()) {
+        when = absl::UnixEpoch() +
+               absl::Ceil(when - absl::UnixEpoch(), tick);
+      }
+      hop->RunAt(when, [reactor] { reactor->Finish(::grpc::Status::OK); });
+    });
     return reactor;
   }
 
@@ -94,6 +117,8 @@ class CallbackGateway : public v1::Gateway::CallbackService {
   }
 
   core::EventLoop* const hop_;
+  const absl::Duration publish_delay_;
+  const absl::Duration tick_;
 };
 
 // One pending call of the async API; its tag is itself. Requests the next
@@ -160,10 +185,18 @@ int Main(int argc, char** argv) {
   Flags f(argc, argv, kUsage);
   const std::string mode = f.mode();
   std::string listen = f.Str("listen", "127.0.0.1:0");
+  const int64_t delay_us = f.Int("delay_us", 0);
+  const int64_t tick_us = f.Int("tick_us", 0);
   f.CheckAllUsed();
   if (mode != "callback" && mode != "async" && mode != "async-health" &&
       mode != "callback-hop") {
     f.Die("MODE: callback, callback-hop, async or async-health");
+  }
+  if (delay_us < 0 || (delay_us > 0 && mode != "callback-hop")) {
+    f.Die("--delay_us: a duration >= 0, with callback-hop only");
+  }
+  if (tick_us < 0 || (tick_us > 0 && delay_us == 0)) {
+    f.Die("--tick_us: a duration >= 0, with --delay_us only");
   }
   const bool callback = mode == "callback" || mode == "callback-hop";
   core::EventLoop hop("floor-hop");
@@ -173,7 +206,9 @@ int Main(int argc, char** argv) {
   ::grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, ::grpc::InsecureServerCredentials(), &port);
-  CallbackGateway callback_service(mode == "callback-hop" ? &hop : nullptr);
+  CallbackGateway callback_service(mode == "callback-hop" ? &hop : nullptr,
+                                   absl::Microseconds(delay_us),
+                                   absl::Microseconds(tick_us));
   Async async_service;
   std::unique_ptr<::grpc::ServerCompletionQueue> cq;
   if (callback) {

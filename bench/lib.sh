@@ -72,12 +72,13 @@ bench_cleanup() {
   if [ "${KEEP:-0}" = 1 ]; then log "work folder kept: $WORK"; else rm -rf "$WORK"; fi
 }
 
-# bench_floor_start BIN MODE ADDR_FILE: starts amqpgw-grpc-floor (BIN) in
-# MODE in the background (FLOOR_PID) and waits up to 5 s for the address it
-# prints on its first line (FLOOR_ADDR); fails, saying so, if none comes.
+# bench_floor_start BIN MODE ADDR_FILE [FLAG...]: starts amqpgw-grpc-floor
+# (BIN) in MODE, with the FLAGs, in the background (FLOOR_PID) and waits up
+# to 5 s for the address it prints on its first line (FLOOR_ADDR); fails,
+# saying so, if none comes.
 bench_floor_start() {
   : > "$3"
-  "$1" "$2" > "$3" &
+  "$1" "$2" "${@:4}" > "$3" &
   FLOOR_PID=$!
   FLOOR_ADDR=""
   for _ in $(seq 1 100); do
