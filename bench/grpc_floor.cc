@@ -102,8 +102,7 @@ class CallbackGateway : public v1::Gateway::CallbackService {
       }
       absl::Time when = absl::Now() + delay;
       if (tick > absl::ZeroDuration()) {
-        when = absl::UnixEpoch() +
-               absl::Ceil(when - absl::UnixEpoch(), tick);
+        when = absl::UnixEpoch() + absl::Ceil(when - absl::UnixEpoch(), tick);
       }
       hop->RunAt(when, [reactor] { reactor->Finish(::grpc::Status::OK); });
     });
