@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "server/base/check.h"
 #include "server/base/sync.h"
 
 namespace amqpgw::metrics {
@@ -98,6 +99,7 @@ void TextWriter::SampleImpl(absl::string_view name, const Label* labels,
 void TextWriter::Histogram(absl::string_view name, std::vector<Label> labels,
                            absl::Span<const double> bounds,
                            absl::Span<const uint64_t> counts, double sum) {
+  AMQPGW_DCHECK(counts.size() == bounds.size() + 1);
   const std::string bucket = absl::StrCat(name, "_bucket");
   labels.emplace_back("le", "");
   uint64_t cumulative = 0;
