@@ -390,6 +390,13 @@ def fmt(v, unit="", dec=0):
 def verdict(ok):
     return "n/a" if ok is None else ("met" if ok else "**missed**")
 
+# Sums and differences of medians; None when any is missing.
+def add(*xs):
+    return None if None in xs else sum(xs)
+
+def sub(a, b):
+    return None if None in (a, b) else a - b
+
 out = []
 out.append("| Scenario | Gateway | Direct / baseline | Gateway vs direct | Target | |")
 out.append("| --- | ---: | ---: | ---: | --- | --- |")
@@ -409,17 +416,17 @@ ratio_row("Publish, 64 concurrent callers vs direct window 256 (no target)", "pu
 ratio_row("Direct with 64 in flight (window 64) vs window 256 (no target)", "pub_direct64", "pub_direct")
 ratio_row("gRPC's do-nothing callback server, the same 64 callers, no broker, vs direct window 64 (no target)", "floor_unary", "pub_direct64")
 gc, fc = med("pub_unary", "gw_cpu_us_per_msg"), med("floor_unary", "gw_cpu_us_per_msg")
-above = gc - fc if gc is not None and fc is not None else None
+above = sub(gc, fc)
 out.append(f"| Server CPU per Publish call, 64 callers (baseline: gRPC's do-nothing callback server, same callers) | {fmt(gc, ' us', 1)} | {fmt(fc, ' us', 1)} | {fmt(above, ' us', 1)} | <= +15 us | {verdict(None if above is None else above <= 15)} |")
 hc = med("floor_hop_unary", "gw_cpu_us_per_msg")
-hop_cpu = hc - fc if hc is not None and fc is not None else None
+hop_cpu = sub(hc, fc)
 out.append(f"| The bound: the do-nothing server finishing each call after one hand-off to another thread (amqpgwd's EventLoop), as amqpgwd's one-owner-thread rule needs, vs at once (server CPU per call, same callers; no target) | {fmt(hc, ' us', 1)} | {fmt(fc, ' us', 1)} | {fmt(hop_cpu, ' us', 1)} | | n/a |")
 pc = med("floor_paced_unary", "gw_cpu_us_per_msg")
-paced = gc - pc if gc is not None and pc is not None else None
+paced = sub(gc, pc)
 out.append(f"| The bound at the unary row's pace: server CPU per Publish call above gRPC's do-nothing server finishing each call on another thread ${FLOOR_DELAY_US} us after it arrived (amqpgwd's mean wait for a confirm in the warm-up; 1 ms ticks), same 64 callers ({fmt(med('floor_paced_unary', 'msgs_per_s'), ' msg/s')}) | {fmt(gc, ' us', 1)} | {fmt(pc, ' us', 1)} | {fmt(paced, ' us', 1)} | <= +15 us | {verdict(None if paced is None else paced <= 15)} |")
 dc = med("pub_direct64", "client_cpu_us_per_msg")
-amqp_base = fc + dc if fc is not None and dc is not None else None
-own = gc - amqp_base if gc is not None and amqp_base is not None else None
+amqp_base = add(fc, dc)
+own = sub(gc, amqp_base)
 out.append(f"| The gateway's own part: server CPU per Publish call above the do-nothing server plus what any rabbitmq-c publisher spends (the direct tool's own CPU per message at window 64) | {fmt(gc, ' us', 1)} | {fmt(amqp_base, ' us', 1)} | {fmt(own, ' us', 1)} | <= +15 us | {verdict(None if own is None else own <= 15)} |")
 # Where the gateway's publishes spent their time (run_split: amqpgwd's
 # publish histograms), and what 64 callers could get with the gateway's own
@@ -444,20 +451,20 @@ for name, sc in (("PublishStream", "pub_stream"), ("publish-sync", "sync_gateway
     out.append(f"| {name}, mean per message: at the broker / the gateway's own, as above (no target) | {fmt(b, ' us')} | {fmt(q, ' us')} | | | n/a |")
 gp, dp = med("sync_gateway", "p50_us"), med("sync_direct", "p50_us")
 si = med("status_idle", "p50_us")
-base = dp + si if dp is not None and si is not None else None
-diff = gp - base if gp is not None and base is not None else None
+base = add(dp, si)
+diff = sub(gp, base)
 out.append(f"| publish-sync p50 latency (baseline: direct window 1 p50 + GetStatus p50 with idle threads, an idle gRPC round trip through the gateway) | {fmt(gp, ' us')} | {fmt(base, ' us')} | {fmt(diff, ' us')} | <= +50 us | {verdict(None if diff is None else diff <= 50)} |")
 fi, fh = med("floor_idle", "p50_us"), med("floor_hop_idle", "p50_us")
-hop = fh - fi if fi is not None and fh is not None else None
+hop = sub(fh, fi)
 out.append(f"| One thread hand-off with idle threads: gRPC's do-nothing server finishing each call on another thread (amqpgwd's EventLoop) vs at once, p50; a publish-sync call needs one to its owner thread (no target) | {fmt(fh, ' us')} | {fmt(fi, ' us')} | {fmt(hop, ' us')} | | n/a |")
-base_hop = base + hop if base is not None and hop is not None else None
-diff_hop = gp - base_hop if gp is not None and base_hop is not None else None
+base_hop = add(base, hop)
+diff_hop = sub(gp, base_hop)
 out.append(f"| publish-sync p50 above the same baseline plus that hand-off (no target) | {fmt(gp, ' us')} | {fmt(base_hop, ' us')} | {fmt(diff_hop, ' us')} | | n/a |")
 dpp = med("sync_direct_paused", "p50_us")
-idle_cost = dpp - dp if dpp is not None and dp is not None else None
+idle_cost = sub(dpp, dp)
 out.append(f"| The broker's own part: direct window 1 waiting ${SYNC_PAUSE_US} us after each confirm before the next publish (a caller one round trip away, as through a gateway) vs back to back, p50 of publish to confirm (no target) | {fmt(dpp, ' us')} | {fmt(dp, ' us')} | {fmt(idle_cost, ' us')} | | n/a |")
-own_base = dpp + si if dpp is not None and si is not None else None
-own_sync = gp - own_base if gp is not None and own_base is not None else None
+own_base = add(dpp, si)
+own_sync = sub(gp, own_base)
 out.append(f"| The gateway's own part: publish-sync p50 above direct window 1 paused as above + the idle round trip (the broker's idle cost taken out, the hand-off left in) | {fmt(gp, ' us')} | {fmt(own_base, ' us')} | {fmt(own_sync, ' us')} | <= +50 us | {verdict(None if own_sync is None else own_sync <= 50)} |")
 ratio_row("StreamMessages, prefetch 1000, AUTO ack (direct: basic.consume prefetch 1000, manual acks)", "stream_gateway", "stream_direct", 0.9)
 ratio_row("StreamMessages as above, max_batch 256 (up to 256 deliveries per response)", "stream_batch_gateway", "stream_direct", 0.9)
@@ -470,8 +477,8 @@ ratio_row("Pinned: StreamMessages AUTO as above, the broker on CPU 0 and the gat
 ratio_row("Pinned: Subscribe as above (direct pinned the same; the bound of the Subscribe row)", "subscribe_gateway_pinned", "stream_direct_pinned", 0.9)
 ratio_row("Pinned: PublishStream as above (direct window 256 pinned the same; the bound of the PublishStream row)", "pub_stream_pinned", "pub_direct_pinned", 0.95)
 gpp, dpp1, sip = med("sync_gateway_pinned", "p50_us"), med("sync_direct_pinned", "p50_us"), med("status_idle_pinned", "p50_us")
-basep = dpp1 + sip if dpp1 is not None and sip is not None else None
-diffp = gpp - basep if gpp is not None and basep is not None else None
+basep = add(dpp1, sip)
+diffp = sub(gpp, basep)
 out.append(f"| Pinned: publish-sync p50 (baseline: direct window 1 p50 + the idle round trip, both pinned the same; the bound of the publish-sync row) | {fmt(gpp, ' us')} | {fmt(basep, ' us')} | {fmt(diffp, ' us')} | <= +50 us | {verdict(None if diffp is None else diffp <= 50)} |")
 for name, s in (("PublishBatch", "pub_batch"), ("PublishStream", "pub_stream"), ("PublishStream, one answer per response (no target)", "pub_stream1"), ("StreamMessages", "stream_gateway"), ("StreamMessages, max_batch 256", "stream_batch_gateway"), ("Publish x64 (no target)", "pub_unary")):
     c = med(s, "gw_cpu_us_per_msg")
